@@ -1,0 +1,78 @@
+"""One exception tree for everything SplitTracer reports.
+
+Library code raises these; only the command line turns them into text and an
+exit code. Every error carries a one-paragraph ``message`` (what went wrong),
+an optional ``hint`` (what to do about it) and an ``exit_code``: 2 for a
+user's mistake, 1 for a failure of the run or the environment.
+"""
+
+from __future__ import annotations
+
+USER_ERROR = 2
+RUN_FAILURE = 1
+
+
+class SplitTracerError(Exception):
+    """Root of every error SplitTracer raises on purpose."""
+
+    exit_code: int = USER_ERROR
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def render(self) -> str:
+        """The paragraph shown to a user: the message, then the hint."""
+        return self.message if not self.hint else f"{self.message}\n{self.hint}"
+
+
+class ConfigError(SplitTracerError):
+    """A YAML file (manifest, override, settings) is malformed or invalid.
+
+    ``path``, ``line`` and ``key`` locate the mistake when they are known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        where = _location(path, line, key)
+        super().__init__(f"{where}: {message}" if where else message, hint=hint)
+        self.path, self.line, self.key = path, line, key
+
+
+class ModelError(SplitTracerError):
+    """A model could not be found, built or fed the given input."""
+
+
+class CaptureError(SplitTracerError):
+    """No capture method could turn the model into a graph that can be split."""
+
+
+class SplitError(SplitTracerError):
+    """A split point or layer range is out of range or not allowed."""
+
+
+class UserCodeError(SplitTracerError):
+    """A user's role, task or model code could not be imported or is misused."""
+
+
+class RunError(SplitTracerError):
+    """An experiment run failed after it started (a participant died, a handler raised)."""
+
+    exit_code = RUN_FAILURE
+
+
+def _location(path: str | None, line: int | None, key: str | None) -> str:
+    parts = []
+    if path:
+        parts.append(f"{path}:{line}" if line else path)
+    if key:
+        parts.append(f"key '{key}'")
+    return ", ".join(parts)

@@ -1,0 +1,191 @@
+"""Turn a model into an FX graph whose nodes know which module they belong to.
+
+Three methods, tried in order:
+
+1. ``torch.export`` — captures nearly every model, including data-dependent
+   Python such as YOLO's routing; nodes carry ``nn_module_stack``.
+2. ``torch.fx.symbolic_trace`` — for models ``torch.export`` rejects; leaf
+   modules stay ``call_module`` nodes.
+3. forward hooks on the model's top-level modules — a last resort for models
+   neither can trace: a real forward records the order in which the
+   top-level modules run, and the capture is accepted only when they form a
+   chain (each one's input is the previous one's output, the model's output
+   is the last one's output).
+
+Whatever worked, the result is one ``torch.fx.GraphModule`` plus a function
+giving each node's *owner* (the dotted path of the module that ran it), so
+everything downstream treats the three the same way.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from ..errors import CaptureError
+
+METHODS = ("export", "fx", "hooks")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One capture method tried, and why it failed (empty when it worked)."""
+
+    method: str
+    error: str = ""
+
+
+@dataclass
+class Captured:
+    """A captured graph: which method worked and why the earlier ones did not."""
+
+    graph_module: fx.GraphModule
+    method: str
+    attempts: list[Attempt] = field(default_factory=list)
+    out_spec: Any = None
+
+
+def capture(
+    model: nn.Module,
+    example: torch.Tensor,
+    *,
+    methods: Sequence[str] = METHODS,
+    sequence: Sequence[str] | None = None,
+    override_hint: str = "",
+) -> Captured:
+    """Capture ``model`` on ``example`` with the first method that works.
+
+    ``sequence`` (module paths in execution order) replaces automatic capture
+    with an explicit chain of modules, for models no method can trace.
+    """
+    if sequence is not None:
+        gm = _chain_graph(model, list(sequence))
+        return Captured(gm, "sequence")
+    attempts: list[Attempt] = []
+    for method in methods:
+        try:
+            gm, out_spec = _CAPTURERS[method](model, example)
+        except Exception as exc:
+            attempts.append(Attempt(method, _describe_failure(exc)))
+            continue
+        return Captured(gm, method, [*attempts, Attempt(method)], out_spec)
+    lines = "\n".join(f"  {a.method}: {a.error}" for a in attempts)
+    raise CaptureError(
+        f"no capture method could split {type(model).__name__}:\n{lines}",
+        hint="Write an override file (allowed splits, layer groups or an explicit `sequence:` "
+        "of modules) and pass it with --override; see 'Split overrides' in the README."
+        + override_hint,
+    )
+
+
+def node_owner(node: fx.Node) -> str:
+    """Dotted path of the innermost module that ran ``node`` ('' for the model itself)."""
+    if node.op == "call_module":
+        return str(node.target)
+    stack = node.meta.get("nn_module_stack")
+    if not stack:
+        return ""
+    path, _type = list(stack.values())[-1]
+    return _clean_path(str(path))
+
+
+def _capture_export(model: nn.Module, example: torch.Tensor) -> tuple[fx.GraphModule, Any]:
+    with torch.no_grad():
+        program = torch.export.export(model, (example,))
+    gm = program.module()
+    _drop_guards(gm)
+    return gm, program.call_spec.out_spec
+
+
+def _capture_fx(model: nn.Module, example: torch.Tensor) -> tuple[fx.GraphModule, Any]:
+    gm = fx.symbolic_trace(model)
+    with torch.no_grad():
+        gm(example)  # a graph that traces but cannot run is no capture
+    return gm, None
+
+
+def _capture_hooks(model: nn.Module, example: torch.Tensor) -> tuple[fx.GraphModule, Any]:
+    order = _record_chain(model, example)
+    return _chain_graph(model, order), None
+
+
+def _record_chain(model: nn.Module, example: torch.Tensor) -> list[str]:
+    """Run ``model`` once and return its top-level modules if they form a chain."""
+    calls: list[tuple[str, Any, Any]] = []
+    handles = [
+        child.register_forward_hook(lambda _m, a, o, n=name: calls.append((n, a, o)))
+        for name, child in model.named_children()
+    ]
+    try:
+        with torch.no_grad():
+            output = model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not calls:
+        raise RuntimeError("the model has no child modules to hook")
+    previous: Any = example
+    for name, args, out in calls:
+        if len(args) != 1 or args[0] is not previous:
+            raise RuntimeError(
+                f"module '{name}' does not take the previous module's output as its only "
+                "input: the top-level modules are not a chain"
+            )
+        previous = out
+    if output is not previous:
+        raise RuntimeError("the model's output is not the last top-level module's output")
+    return [name for name, _a, _o in calls]
+
+
+def _chain_graph(model: nn.Module, paths: list[str]) -> fx.GraphModule:
+    graph = fx.Graph()
+    value = graph.placeholder("x")
+    for path in paths:
+        try:
+            model.get_submodule(path)
+        except AttributeError as exc:
+            raise CaptureError(f"the model has no module '{path}'") from exc
+        value = graph.call_module(path, (value,))
+    graph.output(value)
+    return fx.GraphModule(model, graph)
+
+
+def _drop_guards(gm: fx.GraphModule) -> None:
+    """Remove export's input-guard call: each part has different inputs."""
+    for node in list(gm.graph.nodes):
+        if node.op == "call_module" and str(node.target).startswith("_guards"):
+            gm.graph.erase_node(node)
+    gm.recompile()
+
+
+def _clean_path(path: str) -> str:
+    # Older exports spell paths as L['self'].features[0]; make them features.0.
+    if not path.startswith("L["):
+        return path
+    path = path.replace("L['self']", "").replace("[", ".").replace("]", "").replace("'", "")
+    return path.strip(".")
+
+
+def _describe_failure(exc: BaseException) -> str:
+    """First line of the error, and the user's line of code that caused it."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    frame = _user_frame(exc)
+    return f"{type(exc).__name__}: {first}" + (f" (at {frame})" if frame else "")
+
+
+def _user_frame(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    user = [f for f in frames if "/torch/" not in f.filename and "splittracer" not in f.filename]
+    if not user:
+        return ""
+    last = user[-1]
+    code = f": {last.line.strip()}" if last.line else ""
+    return f"{last.filename}:{last.lineno} in {last.name}{code}"
+
+
+_CAPTURERS = {"export": _capture_export, "fx": _capture_fx, "hooks": _capture_hooks}
