@@ -69,6 +69,16 @@ class RunError(SplitTracerError):
     exit_code = RUN_FAILURE
 
 
+class WireError(SplitTracerError):
+    """Bytes from a peer are not a valid task: bad header, unknown type or field, bad tensor."""
+
+    exit_code = RUN_FAILURE
+
+
+class CodecError(SplitTracerError):
+    """A compression codec is unknown or its package is not installed."""
+
+
 def _location(path: str | None, line: int | None, key: str | None) -> str:
     parts = []
     if path:

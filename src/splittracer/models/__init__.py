@@ -89,7 +89,9 @@ def _build_torchvision(name: str) -> tuple[nn.Module, tuple[int, ...]]:
 
     known = torchvision.models.list_models()
     if name not in known:
-        raise ModelError(f"torchvision has no model named '{name}'", hint=_did_you_mean(name, known))
+        raise ModelError(
+            f"torchvision has no model named '{name}'", hint=_did_you_mean(name, known)
+        )
     module = torchvision.models.get_model(name, weights=None)
     size = 299 if name == "inception_v3" else 224
     return module, (1, 3, size, size)
@@ -110,7 +112,7 @@ def _build_ultralytics(name: str) -> tuple[nn.Module, tuple[int, ...]]:
             "(weights files are not loaded: nothing is downloaded).",
         )
     try:
-        task = tasks.guess_model_task(name)
+        task = tasks.guess_model_task(tasks.yaml_model_load(name))  # type: ignore[no-untyped-call]
         classes = {
             "detect": tasks.DetectionModel,
             "segment": tasks.SegmentationModel,
@@ -188,9 +190,7 @@ def _call_factory(factory: object, where: str) -> nn.Module:
     except Exception as exc:
         raise UserCodeError(f"calling '{where}()' failed: {exc!r}") from exc
     if not isinstance(model, nn.Module):
-        raise UserCodeError(
-            f"'{where}()' returned {type(model).__name__}, not a torch.nn.Module"
-        )
+        raise UserCodeError(f"'{where}()' returned {type(model).__name__}, not a torch.nn.Module")
     return model
 
 

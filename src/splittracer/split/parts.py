@@ -47,9 +47,20 @@ class Part(nn.Module):
 
 
 def build_part(
-    gm: fx.GraphModule, layers: LayerGraph, start: int, end: int, out_spec: Any = None
+    gm: fx.GraphModule,
+    layers: LayerGraph,
+    start: int,
+    end: int,
+    out_spec: Any = None,
+    *,
+    final: bool | None = None,
 ) -> Part:
-    """Copy the nodes of layers ``start+1..end`` into a new graph module."""
+    """Copy the nodes of layers ``start+1..end`` into a new graph module.
+
+    A ``final`` part returns the model's output structure; any other returns
+    the tuple of tensors live across cut ``end`` (by default a part is final
+    when it ends at the last layer; a head cut there is not).
+    """
     graph = fx.Graph()
     env: dict[fx.Node, fx.Node] = {}
     for value in layers.live[start]:
@@ -63,7 +74,7 @@ def build_part(
     for node in layers.nodes:
         if start < layers.layer_of[node] <= end:
             env[node] = graph.node_copy(node, lookup)
-    is_last = end == layers.count
+    is_last = end == layers.count if final is None else final
     if is_last:
         graph.output(fx.map_arg(layers.output.args[0], lookup))
     else:

@@ -1,0 +1,5 @@
+"""``python -m splittracer`` runs the command line."""
+
+from .cli import run
+
+run()

@@ -1,0 +1,56 @@
+"""The ``splittracer`` command: a thin layer over the library.
+
+Each command parses options, calls a library function and renders the
+result; :func:`main` turns SplitTracer errors into one paragraph on stderr
+and the error's exit code (2 for a user's mistake), never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ..errors import SplitTracerError
+from . import model as model_commands
+from ._render import print_error
+
+app = typer.Typer(
+    name="splittracer",
+    help="Cooperative-inference and split-computing experiments on real edge devices.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(model_commands.app, name="model")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except SplitTracerError as exc:
+        print_error(exc.render())
+        return exc.exit_code
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except typer.Abort:
+        print_error("aborted")
+        return 130
+    except KeyboardInterrupt:
+        print_error("interrupted")
+        return 130
+    except Exception as exc:
+        # Usage errors (missing argument, bad option) arrive here in standalone_mode=False;
+        # typer may vendor its own click, so recognise them by shape, not by class.
+        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show()
+            return code
+        raise
+    return 0
+
+
+def run() -> None:
+    """Console-script wrapper: exit with :func:`main`'s code."""
+    sys.exit(main())

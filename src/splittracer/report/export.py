@@ -1,0 +1,126 @@
+"""Export a run's spans for analysis elsewhere: CSV (stdlib) or Parquet (pyarrow).
+
+Every file is written next to its destination under a temporary name and
+renamed into place, so a reader never sees half a file, and an interrupted
+export leaves the previous file (if any) intact.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import SplitTracerError
+from ..metrics.spans import Span
+from ..metrics.store import ResultsStore
+
+ExportFormat = Literal["csv", "parquet"]
+
+COLUMNS = (
+    "run_id",
+    "participant",
+    "stage",
+    "kind",
+    "inference",
+    "split",
+    "start_layer",
+    "end_layer",
+    "start_ns",
+    "end_ns",
+    "duration_ms",
+    "bytes_raw",
+    "bytes_wire",
+    "attrs",
+)
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path``, renamed onto it when the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A fresh name rather than mkstemp: the writer creates the file, so it
+    # gets the user's usual permissions instead of mkstemp's 0600.
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        yield temp
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def export_spans(spans: Sequence[Span], path: str | Path, fmt: ExportFormat | None = None) -> Path:
+    """Write spans to ``path`` as CSV or Parquet (by ``fmt``, else by the suffix)."""
+    target = Path(path)
+    chosen = fmt or _format_of(target)
+    if chosen not in ("csv", "parquet"):
+        raise SplitTracerError(f"unknown export format '{chosen}'; use 'csv' or 'parquet'")
+    with atomic_path(target) as temp:
+        if chosen == "csv":
+            _write_csv(spans, temp)
+        else:
+            _write_parquet(spans, temp)
+    return target
+
+
+def export_run(
+    store: ResultsStore, run_id: str, path: str | Path, fmt: ExportFormat | None = None
+) -> Path:
+    """Write every span of a run (id, unique prefix or 'latest') to ``path``."""
+    return export_spans(store.spans(run_id), path, fmt)
+
+
+def _format_of(path: Path) -> ExportFormat:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    raise SplitTracerError(
+        f"cannot tell the export format of '{path}' from its suffix '{suffix}'",
+        hint="Name the file *.csv or *.parquet, or pass the format explicitly.",
+    )
+
+
+def _record(span: Span) -> dict[str, Any]:
+    record = {name: getattr(span, name) for name in COLUMNS if name != "attrs"}
+    # attrs vary per span; one JSON column keeps the table rectangular.
+    record["attrs"] = json.dumps(span.attrs, sort_keys=True)
+    return record
+
+
+def _write_csv(spans: Sequence[Span], path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(_record(span) for span in spans)
+
+
+def _write_parquet(spans: Sequence[Span], path: Path) -> None:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise SplitTracerError(
+            "Parquet export needs the optional dependency pyarrow, which is not installed",
+            hint="Install it with: pip install 'splittracer[parquet]' (or export to .csv).",
+        ) from exc
+    records = [_record(span) for span in spans]
+    columns = {name: [r[name] for r in records] for name in COLUMNS}
+    # An explicit schema: an empty run must still give typed columns.
+    schema = pa.schema([(name, _ARROW_TYPES.get(name, "int64")) for name in COLUMNS])
+    pq.write_table(pa.table(columns, schema=schema), path)
+
+
+_ARROW_TYPES = {
+    "run_id": "string",
+    "participant": "string",
+    "kind": "string",
+    "duration_ms": "float64",
+    "attrs": "string",
+}

@@ -1,0 +1,37 @@
+"""One call from a model name to a ready :class:`SplitModel` and its input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..models import ModelSpec, example_input, load_model
+from .model import SplitModel
+
+
+@dataclass(frozen=True)
+class LoadedSplit:
+    """A model source, its split engine and the example input it was captured on."""
+
+    spec: ModelSpec
+    split: SplitModel
+    example: torch.Tensor
+
+
+def load_split_model(
+    source: str,
+    *,
+    input_shape: tuple[int, ...] | None = None,
+    granularity: str = "leaf",
+    override: str | Path | None = None,
+    weights: str | Path | None = None,
+    seed: int = 0,
+) -> LoadedSplit:
+    """Build ``source``, make a synthetic input and capture it for splitting."""
+    spec = load_model(source, input_shape=input_shape, weights=weights)
+    x = example_input(spec.input_shape, seed=seed)
+    return LoadedSplit(
+        spec, SplitModel(spec.module, x, granularity=granularity, override=override), x
+    )

@@ -1,0 +1,291 @@
+"""The split engine's public face: :class:`SplitModel`."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from ..config import did_you_mean
+from ..errors import ConfigError, ModelError, SplitError
+from .capture import METHODS, Attempt, Captured, capture
+from .layers import Granularity, LayerGraph, build_layer_graph
+from .macs import node_macs
+from .override import SplitOverride, load_override
+from .parts import Part, build_part
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Name, shape, dtype and size of one tensor."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer: a module call (or group of them) in execution order, 1-based."""
+
+    index: int
+    name: str
+    type: str
+    output: TensorInfo | None
+    params: int
+    macs: int | None
+
+
+@dataclass(frozen=True)
+class SplitPoint:
+    """The cut after layer ``index`` (0 = before the first layer) and what crosses it."""
+
+    index: int
+    after: str
+    tensors: tuple[TensorInfo, ...]
+    allowed: bool = True
+    reason: str = ""
+
+    @property
+    def bytes(self) -> int:
+        """Bytes of every tensor crossing the cut."""
+        return sum(t.bytes for t in self.tensors)
+
+
+class SplitModel:
+    """A model captured as a graph, cut into layers, ready to split anywhere.
+
+    >>> sm = SplitModel(model, torch.randn(1, 3, 224, 224))
+    >>> head, tail = sm.cut(5)
+    >>> out = tail(*head(x))            # same as model(x)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        example: torch.Tensor,
+        *,
+        granularity: str | Granularity = "leaf",
+        override: SplitOverride | str | Path | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.example = example
+        override_file = None
+        if isinstance(override, (str, Path)):
+            override_file = str(override)
+            override, located = load_override(override)
+        self._check_runs(example)
+        ov = override or SplitOverride()
+        if isinstance(granularity, str):
+            granularity = Granularity.parse(ov.granularity or granularity)
+        self.granularity = granularity
+        self.captured: Captured = capture(
+            model, example, methods=ov.capture or METHODS, sequence=ov.sequence
+        )
+        self._gm = self.captured.graph_module
+        self._graph: LayerGraph = build_layer_graph(self._gm, model, granularity, ov.groups)
+        self.layers, self.points = _describe(self._gm, model, self._graph, example)
+        if ov.splits is not None:
+            allowed = self._resolve_splits(ov.splits, override_file, locals().get("located"))
+            self.points = [_restrict(p, allowed) for p in self.points]
+
+    @property
+    def method(self) -> str:
+        """The capture method that worked: export, fx, hooks or sequence."""
+        return self.captured.method
+
+    @property
+    def attempts(self) -> list[Attempt]:
+        """Every capture method tried, with why it failed."""
+        return self.captured.attempts
+
+    @property
+    def num_layers(self) -> int:
+        """L: split points are 0..L."""
+        return self._graph.count
+
+    def part(self, start: int, end: int, *, final: bool | None = None) -> Part:
+        """Layers ``start+1..end`` as a module taking cut ``start``'s tensors.
+
+        It returns the tensors live across cut ``end`` as a tuple, or the
+        model's output when it is ``final`` (by default: when ``end`` is the
+        last layer).
+        """
+        self._check_index(start)
+        self._check_index(end)
+        if start > end:
+            raise SplitError(f"part start {start} is after its end {end}")
+        return build_part(self._gm, self._graph, start, end, self.captured.out_spec, final=final)
+
+    def cut(self, k: int) -> tuple[Part, Part]:
+        """Head (input .. layer k, returning a tuple) and tail (layer k+1 .. output)."""
+        self.check_split(k)
+        return self.part(0, k, final=False), self.part(k, self.num_layers)
+
+    def chain(self, cuts: Sequence[int]) -> list[Part]:
+        """Parts between increasing cuts k1 < k2 < ...: one per device of a chain."""
+        for k in cuts:
+            self.check_split(k)
+        bounds = [0, *cuts, self.num_layers]
+        if any(a >= b for a, b in itertools.pairwise(bounds)):
+            raise SplitError(f"cuts {list(cuts)} must be strictly increasing")
+        last = len(bounds) - 2
+        return [
+            self.part(a, b, final=i == last) for i, (a, b) in enumerate(itertools.pairwise(bounds))
+        ]
+
+    def check_split(self, k: int) -> SplitPoint:
+        """The split point ``k``, or a SplitError saying why it cannot be used."""
+        self._check_index(k)
+        point = self.points[k]
+        if not point.allowed:
+            raise SplitError(f"split {k} (after {point.after}) is not allowed: {point.reason}")
+        return point
+
+    def run_split(self, k: int, x: torch.Tensor) -> Any:
+        """Run head then tail at split ``k`` on ``x``."""
+        head, tail = self.cut(k)
+        with torch.no_grad():
+            return tail(*head(x))
+
+    def _check_index(self, k: int) -> None:
+        if not 0 <= k <= self.num_layers:
+            raise SplitError(
+                f"split index {k} is out of range: this model has {self.num_layers} layers, "
+                f"so split points are 0..{self.num_layers}",
+                hint="Run 'splittracer model inspect' to see them.",
+            )
+
+    def _check_runs(self, example: torch.Tensor) -> None:
+        try:
+            with torch.no_grad():
+                self.model(example)
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ModelError(
+                f"{type(self.model).__name__} fails on an input of shape "
+                f"{tuple(example.shape)}: {first}",
+                hint="Give the input shape the model expects, e.g. --input-shape 1,3,224,224.",
+            ) from exc
+
+    def _resolve_splits(self, splits: list[int | str], file: str | None, located: Any) -> set[int]:
+        names = {layer.name: layer.index for layer in self.layers}
+        names["input"] = 0
+        allowed = set()
+        for i, item in enumerate(splits):
+            line = located.line_of(("splits", i)) if located else None
+            if isinstance(item, int):
+                if not 0 <= item <= self.num_layers:
+                    raise ConfigError(
+                        f"split {item} is out of range 0..{self.num_layers}",
+                        path=file,
+                        line=line,
+                        key=f"splits.{i}",
+                    )
+                allowed.add(item)
+            elif item in names:
+                allowed.add(names[item])
+            else:
+                raise ConfigError(
+                    f"no layer named '{item}'",
+                    path=file,
+                    line=line,
+                    key=f"splits.{i}",
+                    hint=did_you_mean(item, names) or "Use 'splittracer model inspect' for names.",
+                )
+        return allowed
+
+
+def _restrict(point: SplitPoint, allowed: set[int]) -> SplitPoint:
+    if point.index in allowed or not point.allowed:
+        return point
+    return SplitPoint(point.index, point.after, point.tensors, False, "not listed in the override")
+
+
+def _describe(
+    gm: fx.GraphModule, model: nn.Module, graph: LayerGraph, example: torch.Tensor
+) -> tuple[list[Layer], list[SplitPoint]]:
+    """Run the graph once to learn every value's shape and every layer's MACs."""
+    probe = _Probe(gm)
+    with torch.no_grad():
+        probe.run(example)
+    layers = []
+    for index, (name, owner) in enumerate(zip(graph.names, graph.owners), start=1):
+        nodes = [n for n in graph.nodes if graph.layer_of[n] == index]
+        tensors = [probe.info[n] for n in nodes if n in probe.info]
+        macs = [probe.macs.get(n) for n in nodes]
+        layers.append(
+            Layer(
+                index,
+                name,
+                _type_name(model, owner),
+                tensors[-1] if tensors else None,
+                _param_count(gm, nodes),
+                None if any(m is None for m in macs) else sum(m or 0 for m in macs),
+            )
+        )
+    points = []
+    for k, live in enumerate(graph.live):
+        infos = tuple(probe.info[v] for v in live if v in probe.info)
+        after = "input" if k == 0 else graph.names[k - 1]
+        if len(infos) == len(live):
+            points.append(SplitPoint(k, after, infos))
+        else:
+            bad = ", ".join(v.name for v in live if v not in probe.info)
+            points.append(SplitPoint(k, after, infos, False, f"non-tensor values cross it ({bad})"))
+    return layers, points
+
+
+class _Probe(fx.Interpreter):
+    """Records shape, dtype and bytes of every tensor value, and each node's MACs."""
+
+    def __init__(self, gm: fx.GraphModule) -> None:
+        super().__init__(gm)
+        self.graph_module = gm
+        self.info: dict[fx.Node, TensorInfo] = {}
+        self.macs: dict[fx.Node, int | None] = {}
+
+    def run_node(self, n: fx.Node) -> Any:
+        result = super().run_node(n)
+        if isinstance(result, torch.Tensor):
+            size = result.numel() * result.element_size()
+            dtype = str(result.dtype).removeprefix("torch.")
+            self.info[n] = TensorInfo(n.name, tuple(result.shape), dtype, size)
+        if n.op in ("call_function", "call_method", "call_module"):
+            args, _kwargs = self.fetch_args_kwargs_from_env(n)
+            self.macs[n] = node_macs(n, self.graph_module, tuple(args), result)
+        return result
+
+
+def _type_name(model: nn.Module, owner: str) -> str:
+    try:
+        return type(model.get_submodule(owner)).__name__
+    except AttributeError:
+        return "group"
+
+
+def _param_count(gm: fx.GraphModule, nodes: list[fx.Node]) -> int:
+    seen: dict[int, int] = {}
+    for node in nodes:
+        if node.op == "call_module":
+            for p in gm.get_submodule(str(node.target)).parameters():
+                seen[id(p)] = p.numel()
+        for arg in node.all_input_nodes:
+            if arg.op == "get_attr":
+                value = _fetch_attr(gm, str(arg.target))
+                if isinstance(value, nn.Parameter):
+                    seen[id(value)] = value.numel()
+    return sum(seen.values())
+
+
+def _fetch_attr(gm: fx.GraphModule, target: str) -> Any:
+    value: Any = gm
+    for part in target.split("."):
+        value = getattr(value, part)
+    return value

@@ -1,0 +1,25 @@
+"""Shared fixtures: small captured models reused across tests (capture costs seconds)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# Two-core CI machines: keep torch from oversubscribing when tests run processes side by side.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def alexnet_split():
+    from splittracer.split.load import load_split_model
+
+    return load_split_model("torchvision:alexnet")
+
+
+@pytest.fixture(scope="session")
+def resnet18_split():
+    from splittracer.split.load import load_split_model
+
+    return load_split_model("torchvision:resnet18", input_shape=(1, 3, 64, 64))

@@ -1,0 +1,98 @@
+"""The ``splittracer model`` commands, run as a user would: a real process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def splittracer(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "splittracer", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_inspect_json_alexnet():
+    result = splittracer("model", "inspect", "torchvision:alexnet", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["method"] == "export"
+    assert len(data["layers"]) == 21 and len(data["splits"]) == 22
+    assert [s["bytes"] for s in data["splits"]][:4] == [602_112, 774_400, 774_400, 186_624]
+
+
+def test_inspect_table_shows_every_layer():
+    result = splittracer("model", "inspect", "torchvision:alexnet")
+    assert result.returncode == 0, result.stderr
+    assert "21 layers, 22 split points" in result.stdout
+    assert "classifier.6" in result.stdout and "602,112" in result.stdout
+
+
+def test_verify_reports_every_split():
+    result = splittracer(
+        "model",
+        "verify",
+        "torchvision:resnet18",
+        "--input-shape",
+        "1,3,64,64",
+        "--granularity",
+        "block",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["ok"] and len(data["splits"]) == 15
+
+
+def test_profile_json():
+    result = splittracer(
+        "model", "profile", "torchvision:alexnet", "--repeats", "2", "--warmup", "1", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert len(data["layers"]) == 21 and data["forward_median_ms"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["model", "inspect", "torchvision:alexnett"], "no model named 'alexnett'"),
+        (
+            ["model", "inspect", "torchvision:alexnet", "--input-shape", "1,3,4,4"],
+            "fails on an input of shape",
+        ),
+        (["model", "inspect", "torchvision:alexnet", "--input-shape", "abc"], "positive integers"),
+        (
+            ["model", "inspect", "tests.unit.toy_models:Uncapturable", "--input-shape", "2,8"],
+            "--override",
+        ),
+        (
+            ["model", "inspect", "torchvision:alexnet", "--granularity", "huge"],
+            "leaf, block or depth",
+        ),
+        (
+            [
+                "model",
+                "inspect",
+                "torchvision:resnet18",
+                "--override",
+                "tests/unit/fixtures/overrides/unknown_key.yaml",
+            ],
+            "unknown_key.yaml:2",
+        ),
+    ],
+)
+def test_user_mistakes_exit_2_without_traceback(args, message):
+    result = splittracer(*args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_usage_error_exits_2():
+    result = splittracer("model", "inspect")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,88 @@
+"""Model sources: names, user callables, optional extras and their errors."""
+
+from __future__ import annotations
+
+import builtins
+
+import pytest
+import torch
+
+from splittracer.errors import ModelError, UserCodeError
+from splittracer.models import example_input, load_model, parse_input_shape
+
+
+def test_torchvision_by_name_has_default_shape():
+    spec = load_model("torchvision:alexnet")
+    assert spec.input_shape == (1, 3, 224, 224)
+    assert not spec.module.training
+
+
+def test_unknown_torchvision_model_suggests_close_names():
+    with pytest.raises(ModelError) as info:
+        load_model("torchvision:resnet19")
+    assert "no model named 'resnet19'" in info.value.render()
+    assert "resnet18" in info.value.render()
+
+
+def test_source_without_prefix():
+    with pytest.raises(ModelError, match="SOURCE:NAME"):
+        load_model("alexnet")
+
+
+def test_user_callable_and_its_errors():
+    spec = load_model("tests.unit.toy_models:chain_of_opaque")
+    assert isinstance(spec.module, torch.nn.Module)
+    with pytest.raises(UserCodeError, match=r"cannot import module 'no_such_pkg\.models'"):
+        load_model("no_such_pkg.models:build")
+    with pytest.raises(UserCodeError) as info:
+        load_model("tests.unit.toy_models:chain_of_opaq")
+    assert "chain_of_opaque" in info.value.render()
+
+
+def test_missing_optional_extra_says_what_to_install(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_timm(name, *args, **kwargs):
+        if name == "timm":
+            raise ImportError("No module named 'timm'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_timm)
+    with pytest.raises(ModelError) as info:
+        load_model("timm:resnet18")
+    assert "pip install 'splittracer[timm]'" in info.value.render()
+
+
+def test_ultralytics_yaml_builds_offline():
+    spec = load_model("ultralytics:yolov8n.yaml")
+    assert spec.input_shape == (1, 3, 640, 640)
+    with pytest.raises(ModelError, match="not a model yaml"):
+        load_model("ultralytics:yolov8n.pt")
+
+
+def test_weights_file_is_loaded(tmp_path):
+    spec = load_model("torchvision:alexnet")
+    state = {k: torch.full_like(v, 0.5) for k, v in spec.module.state_dict().items()}
+    torch.save(state, tmp_path / "w.pt")
+    loaded = load_model("torchvision:alexnet", weights=tmp_path / "w.pt")
+    assert torch.all(loaded.module.features[0].weight == 0.5)
+    with pytest.raises(ModelError, match="does not exist"):
+        load_model("torchvision:alexnet", weights=tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize(
+    ("text", "shape"), [("1,3,224,224", (1, 3, 224, 224)), ("2x3x8x8", (2, 3, 8, 8))]
+)
+def test_parse_input_shape(text, shape):
+    assert parse_input_shape(text) == shape
+
+
+@pytest.mark.parametrize("text", ["", "1,a", "1,0,3", "-1,3"])
+def test_parse_input_shape_rejects(text):
+    with pytest.raises(ModelError, match="positive integers"):
+        parse_input_shape(text)
+
+
+def test_example_input_is_reproducible():
+    assert torch.equal(example_input((1, 3, 4, 4), seed=1), example_input((1, 3, 4, 4), seed=1))
+    assert not torch.equal(example_input((1, 3, 4, 4), seed=1), example_input((1, 3, 4, 4), seed=2))

@@ -1,0 +1,156 @@
+"""The per-split summary, computed on hand-made spans."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from splittracer.metrics import Span
+from splittracer.report import Quantiles, summarize, summary_to_dicts
+
+MS = 1_000_000
+
+
+def span(kind: str, stage: int, split: int, inference: int, ms: float, **extra: object) -> Span:
+    return Span(
+        run_id="r",
+        participant=f"P{stage}",
+        stage=stage,
+        kind=kind,
+        inference=inference,
+        split=split,
+        start_ns=1_000 * MS,
+        end_ns=1_000 * MS + round(ms * MS),
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def inference(
+    split: int,
+    i: int,
+    head: float,
+    transfer: float,
+    tail: float,
+    total: float,
+    nbytes: int = 0,
+    warmup: bool = False,
+) -> list[Span]:
+    attrs = {"warmup": True} if warmup else {}
+    return [
+        span("compute", 0, split, i, head, attrs=attrs),
+        span("serialize", 0, split, i, 0.5),  # not a part of head/transfer/tail
+        span("transfer", 0, split, i, transfer, bytes_raw=nbytes, bytes_wire=nbytes // 2),
+        span("compute", 1, split, i, tail),
+        span("inference", 0, split, i, total),
+    ]
+
+
+def test_medians_iqr_and_other_per_split() -> None:
+    spans = [
+        *inference(1, 0, head=1, transfer=10, tail=20, total=32, nbytes=400),
+        *inference(1, 1, head=2, transfer=20, tail=30, total=54, nbytes=400),
+        *inference(1, 2, head=3, transfer=30, tail=40, total=76, nbytes=400),
+        *inference(1, 3, head=4, transfer=40, tail=50, total=98, nbytes=400),
+        *inference(1, 4, head=5, transfer=50, tail=60, total=120, nbytes=400),
+        *inference(0, 0, head=0, transfer=100, tail=70, total=171, nbytes=9000),
+    ]
+    rows = summarize(spans)
+    assert [r.split for r in rows] == [0, 1]
+    row = rows[1]
+    assert row.count == 5
+    assert row.head == Quantiles(median=3.0, p25=2.0, p75=4.0)
+    assert row.transfer == Quantiles(median=30.0, p25=20.0, p75=40.0)
+    assert row.tail == Quantiles(median=40.0, p25=30.0, p75=50.0)
+    assert row.total == Quantiles(median=76.0, p25=54.0, p75=98.0)
+    assert row.other_ms == pytest.approx(76 - (3 + 30 + 40))
+    assert (row.bytes_raw, row.bytes_wire) == (400, 200)
+    assert rows[0].head == Quantiles(0.0, 0.0, 0.0)
+    assert rows[0].bytes_raw == 9000
+
+
+def test_iqr_interpolates_between_inferences() -> None:
+    spans: list[Span] = []
+    for i, ms in enumerate([1.0, 2.0, 3.0, 10.0]):
+        spans += inference(2, i, head=ms, transfer=0, tail=0, total=ms)
+    (row,) = summarize(spans)
+    assert row.head.median == pytest.approx(2.5)
+    assert row.head.p25 == pytest.approx(1.75)
+    assert row.head.p75 == pytest.approx(4.75)
+
+
+def test_warmup_inferences_are_excluded() -> None:
+    spans = [
+        *inference(3, 0, head=500, transfer=500, tail=500, total=2000, warmup=True),
+        *inference(3, 1, head=1, transfer=2, tail=3, total=7),
+    ]
+    # Tagging only the end-to-end span is enough to drop the whole inference.
+    spans += [
+        span("compute", 0, 3, 2, 900.0),
+        span("inference", 0, 3, 2, 900.0, attrs={"warmup": True}),
+    ]
+    (row,) = summarize(spans)
+    assert row.count == 1
+    assert (row.head.median, row.transfer.median, row.tail.median) == (1.0, 2.0, 3.0)
+    assert row.total.median == 7.0
+
+
+def test_incomplete_and_untagged_spans_are_ignored() -> None:
+    spans = [
+        *inference(1, 0, head=1, transfer=1, tail=1, total=4),
+        span("compute", 0, 1, 1, 50.0),  # inference 1 never finished: no total
+        span("compute", 0, -1, -1, 99.0),  # model load, tied to no inference
+    ]
+    (row,) = summarize(spans)
+    assert row.count == 1
+    assert row.head.median == 1.0
+
+
+def test_several_compute_spans_per_stage_add_up() -> None:
+    spans = [
+        span("compute", 0, 4, 0, 1.5),
+        span("compute", 0, 4, 0, 2.5),
+        span("compute", 1, 4, 0, 6.0),
+        span("compute", 1, 4, 0, 4.0),
+        span("inference", 0, 4, 0, 15.0),
+    ]
+    (row,) = summarize(spans)
+    assert (row.head.median, row.tail.median, row.transfer.median) == (4.0, 10.0, 0.0)
+    assert row.other_ms == pytest.approx(1.0)
+
+
+def test_three_stage_chain() -> None:
+    spans: list[Span] = []
+    for i, scale in enumerate([1.0, 2.0, 3.0]):
+        spans += [
+            span("compute", 0, 5, i, 1 * scale),
+            span("transfer", 0, 5, i, 10 * scale, bytes_raw=1000),
+            span("compute", 1, 5, i, 2 * scale),
+            span("transfer", 1, 5, i, 20 * scale, bytes_raw=300),
+            span("compute", 2, 5, i, 4 * scale),
+            span("inference", 0, 5, i, 40 * scale),
+        ]
+    (row,) = summarize(spans)
+    assert [q.median for q in row.stages] == [2.0, 4.0, 8.0]
+    assert row.stages[2] == Quantiles(median=8.0, p25=6.0, p75=10.0)
+    assert row.head.median == 2.0
+    assert row.tail.median == 12.0  # stages 1 and 2 together
+    assert row.transfer.median == 60.0  # both hops
+    assert row.bytes_raw == 1300
+    assert row.other_ms == pytest.approx(80 - (2 + 60 + 12))
+
+
+def test_empty_input_gives_no_rows() -> None:
+    assert summarize([]) == []
+
+
+def test_summary_to_dicts_is_flat_and_json_ready() -> None:
+    rows = summarize(inference(2, 0, head=1, transfer=2, tail=3, total=7, nbytes=64))
+    (flat,) = summary_to_dicts(rows)
+    assert flat["split"] == 2 and flat["count"] == 1
+    assert flat["head_ms"] == 1.0 and flat["head_p25_ms"] == 1.0 and flat["head_p75_ms"] == 1.0
+    assert flat["transfer_ms"] == 2.0 and flat["tail_ms"] == 3.0 and flat["total_ms"] == 7.0
+    assert flat["other_ms"] == pytest.approx(1.0)
+    assert (flat["bytes_raw"], flat["bytes_wire"]) == (64, 32)
+    assert [s["compute_ms"] for s in flat["stages"]] == [1.0, 3.0]
+    assert json.loads(json.dumps(flat)) == flat
