@@ -1,0 +1,168 @@
+"""Compression codecs for tensor buffers, chosen by name.
+
+Each codec's package is imported only when the codec is asked for, so a
+device without ``blosc2`` can still run with ``lz4``. Corrupt input on
+decompression becomes a :class:`~splittracer.errors.WireError`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Protocol
+
+from splittracer.errors import CodecError, WireError
+
+CODECS: tuple[str, ...] = ("none", "lz4", "zstd", "blosc2")
+"""Names :func:`get_codec` accepts."""
+
+_DEFAULT_LEVELS = {"lz4": 0, "zstd": 1, "blosc2": 5}
+
+
+class Codec(Protocol):
+    """Turns a byte buffer into a (usually smaller) one and back."""
+
+    @property
+    def name(self) -> str:
+        """The name :func:`get_codec` knows this codec by."""
+        ...
+
+    def compress(self, data: bytes | memoryview) -> bytes:
+        """Compress ``data``."""
+        ...
+
+    def decompress(self, data: bytes) -> bytes:
+        """Undo :meth:`compress`; WireError if ``data`` is not this codec's output."""
+        ...
+
+
+def get_codec(name: str, *, level: int | None = None, typesize: int = 1) -> Codec:
+    """The codec called ``name``.
+
+    ``level`` overrides the codec's speed-first default (lz4 0, zstd 1,
+    blosc2 5). ``typesize`` is the element size of the data (4 for float32);
+    blosc2 uses it to shuffle bytes of equal significance together, which
+    makes float tensors compress far better. Other codecs ignore it.
+    """
+    builder = _BUILDERS.get(name)
+    if builder is None:
+        raise CodecError(f"unknown codec '{name}'", hint=_did_you_mean(name))
+    return builder(_DEFAULT_LEVELS.get(name, 0) if level is None else level, typesize)
+
+
+@dataclass(frozen=True)
+class _NoCodec:
+    name: str = "none"
+
+    def compress(self, data: bytes | memoryview) -> bytes:
+        return bytes(data)
+
+    def decompress(self, data: bytes) -> bytes:
+        return data
+
+
+@dataclass(frozen=True)
+class _Lz4Codec:
+    level: int
+    frame: ModuleType
+    name: str = "lz4"
+
+    def compress(self, data: bytes | memoryview) -> bytes:
+        return bytes(self.frame.compress(data, compression_level=self.level))
+
+    def decompress(self, data: bytes) -> bytes:
+        try:
+            return bytes(self.frame.decompress(data))
+        except RuntimeError as exc:
+            raise _corrupt(self.name, exc) from exc
+
+
+@dataclass(frozen=True)
+class _ZstdCodec:
+    level: int
+    zstd: ModuleType
+    name: str = "zstd"
+
+    def compress(self, data: bytes | memoryview) -> bytes:
+        return bytes(self.zstd.ZstdCompressor(level=self.level).compress(data))
+
+    def decompress(self, data: bytes) -> bytes:
+        try:
+            return bytes(self.zstd.ZstdDecompressor().decompress(data))
+        except self.zstd.ZstdError as exc:
+            raise _corrupt(self.name, exc) from exc
+
+
+@dataclass(frozen=True)
+class _Blosc2Codec:
+    level: int
+    typesize: int
+    blosc2: ModuleType
+    name: str = "blosc2"
+
+    def compress(self, data: bytes | memoryview) -> bytes:
+        view = memoryview(data).cast("B")
+        if view.nbytes > self.blosc2.MAX_BUFFERSIZE:
+            raise CodecError(
+                f"blosc2 compresses at most {self.blosc2.MAX_BUFFERSIZE} bytes at once, got {view.nbytes}",
+                hint="use the zstd or lz4 codec for buffers this large",
+            )
+        # blosc2 refuses a typesize that does not divide the length; shuffle needs it to.
+        typesize = self.typesize if view.nbytes % self.typesize == 0 else 1
+        return bytes(self.blosc2.compress(view, typesize=typesize, clevel=self.level))
+
+    def decompress(self, data: bytes) -> bytes:
+        try:
+            return bytes(self.blosc2.decompress(data))
+        except (ValueError, RuntimeError) as exc:
+            raise _corrupt(self.name, exc) from exc
+
+
+def _none(level: int, typesize: int) -> Codec:
+    return _NoCodec()
+
+
+def _lz4(level: int, typesize: int) -> Codec:
+    return _Lz4Codec(level=level, frame=_require("lz4", "lz4.frame", "lz4"))
+
+
+def _zstd(level: int, typesize: int) -> Codec:
+    return _ZstdCodec(level=level, zstd=_require("zstd", "zstandard", "zstandard"))
+
+
+def _blosc2(level: int, typesize: int) -> Codec:
+    if typesize < 1:
+        raise CodecError(f"typesize must be at least 1, got {typesize}")
+    return _Blosc2Codec(level=level, typesize=typesize, blosc2=_require("blosc2", "blosc2", "blosc2"))
+
+
+_BUILDERS: dict[str, Callable[[int, int], Codec]] = {
+    "none": _none,
+    "lz4": _lz4,
+    "zstd": _zstd,
+    "blosc2": _blosc2,
+}
+
+
+def _require(codec: str, module: str, package: str) -> ModuleType:
+    """Import ``module`` or say which package to install for ``codec``."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise CodecError(
+            f"codec '{codec}' needs the '{package}' package, which is not installed",
+            hint=f"run: pip install {package}  (or pick another codec: {', '.join(CODECS)})",
+        ) from exc
+
+
+def _did_you_mean(name: str) -> str:
+    close = difflib.get_close_matches(name, CODECS, n=1)
+    known = f"known codecs: {', '.join(CODECS)}"
+    return f"did you mean '{close[0]}'? {known}" if close else known
+
+
+def _corrupt(codec: str, exc: Exception) -> WireError:
+    return WireError(f"data is not valid {codec} output: {exc}")
