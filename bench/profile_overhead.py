@@ -30,9 +30,7 @@ def main() -> None:
     print(f"{'model':<12} {'layers':>6} {'sum of layers ms':>17} {'forward ms':>11} {'ratio':>6}")
     for name in args.models.split(","):
         loaded = load_split_model(f"torchvision:{name}")
-        result = profile_layers(
-            loaded.split, loaded.example, repeats=args.repeats, warmup=args.warmup
-        )
+        result = profile_layers(loaded.split, loaded.example, repeats=args.repeats, warmup=args.warmup)
         ratio = result.layers_total_ms / result.forward_median_ms
         print(
             f"{name:<12} {len(result.layers):>6} {result.layers_total_ms:>17.2f} "

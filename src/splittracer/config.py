@@ -74,8 +74,12 @@ def read_yaml(path: str | Path, text: str | None = None) -> LocatedYaml:
     return LocatedYaml(data, lines, name)
 
 
-def load_typed(model: type[Model], source: LocatedYaml) -> Model:
-    """Validate ``source`` into ``model``; the first problem becomes a ConfigError."""
+def load_typed(model: type[Model], source: LocatedYaml, *, context: Mapping[str, Any] | None = None) -> Model:
+    """Validate ``source`` into ``model``; the first problem becomes a ConfigError.
+
+    ``context`` reaches the model's validators (e.g. the directory that
+    relative paths in the file are relative to).
+    """
     if not isinstance(source.data, dict):
         raise ConfigError(
             "expected a mapping of keys to values at the top of the file",
@@ -83,7 +87,7 @@ def load_typed(model: type[Model], source: LocatedYaml) -> Model:
             line=1,
         )
     try:
-        return model.model_validate(source.data)
+        return model.model_validate(source.data, context=dict(context or {}))
     except ValidationError as exc:
         raise _to_config_error(exc, model, source) from None
 
@@ -106,10 +110,10 @@ def _collect_lines(node: yaml.Node, key: KeyPath, lines: dict[KeyPath, int]) -> 
             _collect_lines(item, (*key, index), lines)
 
 
-def _to_config_error(
-    exc: ValidationError, model: type[BaseModel], source: LocatedYaml
-) -> ConfigError:
-    error = exc.errors()[0]
+def _to_config_error(exc: ValidationError, model: type[BaseModel], source: LocatedYaml) -> ConfigError:
+    errors = exc.errors()
+    # A misspelt key also makes the real one missing; the unknown key is the one to report.
+    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc: KeyPath = tuple(p for p in error["loc"] if not _is_union_tag(p))
     dotted = ".".join(str(p) for p in loc) or "(top level)"
     kind = error["type"]
@@ -123,6 +127,11 @@ def _to_config_error(
     elif kind == "missing":
         message = f"missing required key '{loc[-1]}'"
         hint = f"Add '{loc[-1]}:' here."
+    elif kind == "value_error":
+        # A validator's own sentence, without pydantic's "Value error, " prefix.
+        reason = str(error.get("ctx", {}).get("error", error["msg"]))
+        got = error.get("input")
+        message = reason if str(got) in reason else f"{reason} (got {_short(got)})"
     else:
         got = error.get("input")
         message = f"{error['msg']} (got {_short(got)})"

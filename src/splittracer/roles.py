@@ -28,8 +28,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from types import MappingProxyType
 from typing import Any, ClassVar, Protocol, TypeVar, final
+
+import torch
 
 from splittracer.errors import UserCodeError
 from splittracer.tasks import Task
@@ -45,12 +48,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 class Context(Protocol):
     """What a handler (and ``setup``/``teardown``) receives as ``ctx``: its view of the run.
 
-    The participant implements it; user code only calls it.
+    The participant implements it (:class:`splittracer.participant.context.ParticipantContext`);
+    user code only calls it. Everything done through it is measured: compute
+    spans for ``run_layers``, serialize/send/receive/transfer spans for
+    ``send`` and ``call``, an end-to-end span for each ``inference``.
     """
 
     @property
     def participant(self) -> str:
-        """This participant's name in the manifest, e.g. ``"EDGE1"``."""
+        """This participant's name in the manifest, e.g. ``"phone"``."""
+        ...
+
+    @property
+    def stage(self) -> int:
+        """Position in the manifest's participant list (0 = the first device)."""
         ...
 
     @property
@@ -63,16 +74,55 @@ class Context(Protocol):
         """Id of the current run, as stored in the results."""
         ...
 
+    @property
+    def params(self) -> Mapping[str, Any]:
+        """This participant's ``params`` from the manifest."""
+        ...
+
+    @property
+    def options(self) -> Any:
+        """The run's options: ``repeats``, ``warmup``, ``compression``, ``seed``."""
+        ...
+
+    @property
+    def num_layers(self) -> int:
+        """L of the experiment's model: split points are 0..L."""
+        ...
+
+    def example(self, index: int) -> torch.Tensor:
+        """Input number ``index`` (synthetic and seeded, or from the manifest's dataset)."""
+        ...
+
+    def run_layers(self, start: int, end: int, *tensors: torch.Tensor, final: bool | None = None) -> Any:
+        """Run layers ``start+1..end`` of the model on the tensors live across cut ``start``."""
+        ...
+
+    def inference(self, index: int, *, split: int = -1, warmup: bool = False) -> AbstractContextManager[None]:
+        """Time one end-to-end inference; everything inside, on every peer, carries its id."""
+        ...
+
     def send(self, peer: str, task: Task) -> None:
-        """Queue ``task`` for participant ``peer``; returns without waiting for delivery."""
+        """Deliver ``task`` to ``peer``'s inbox; returns once it arrived."""
+        ...
+
+    def call(self, peer: str, task: Task, *, timeout: float = 600.0) -> Task:
+        """Send ``task`` to ``peer`` and wait for the task its handler returns."""
         ...
 
     def record(self, name: str, value: float, **attrs: object) -> None:
         """Record a custom metric ``name`` = ``value`` with optional attributes."""
         ...
 
+    def progress(self, done: int, total: int, label: str = "") -> None:
+        """Report progress to the controller (drives its progress bar)."""
+        ...
+
+    def log(self, message: str) -> None:
+        """A line for the controller's log."""
+        ...
+
     def finish(self) -> None:
-        """Tell the controller this participant's part of the run is done."""
+        """End the run: the controller stops every participant and saves the results."""
         ...
 
 

@@ -32,9 +32,7 @@ def test_every_split_reproduces_the_model(source, shape, granularity):
 
 @pytest.mark.slow
 def test_yolo_blocks_are_numbered_model_layers():
-    loaded = load_split_model(
-        "ultralytics:yolov8n.yaml", input_shape=(1, 3, 128, 128), granularity="block"
-    )
+    loaded = load_split_model("ultralytics:yolov8n.yaml", input_shape=(1, 3, 128, 128), granularity="block")
     names = [layer.name for layer in loaded.split.layers]
     assert names == [f"model.{i}" for i in range(23)]
     # YOLO's routes: some cuts carry several tensors (concatenations read earlier layers).

@@ -70,9 +70,7 @@ def test_weights_file_is_loaded(tmp_path):
         load_model("torchvision:alexnet", weights=tmp_path / "missing.pt")
 
 
-@pytest.mark.parametrize(
-    ("text", "shape"), [("1,3,224,224", (1, 3, 224, 224)), ("2x3x8x8", (2, 3, 8, 8))]
-)
+@pytest.mark.parametrize(("text", "shape"), [("1,3,224,224", (1, 3, 224, 224)), ("2x3x8x8", (2, 3, 8, 8))])
 def test_parse_input_shape(text, shape):
     assert parse_input_shape(text) == shape
 

@@ -140,9 +140,7 @@ def test_override_sequence_captures_by_hand():
 
 
 def test_override_groups_and_allowed_splits(resnet18_split):
-    sm = SplitModel(
-        resnet18_split.spec.module, resnet18_split.example, override=FIXTURES / "good.yaml"
-    )
+    sm = SplitModel(resnet18_split.spec.module, resnet18_split.example, override=FIXTURES / "good.yaml")
     assert sm.layers[0].name == "stem"
     allowed = [p.index for p in sm.points if p.allowed]
     relu = next(layer.index for layer in sm.layers if layer.name == "layer1.0.relu")

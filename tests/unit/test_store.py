@@ -54,9 +54,7 @@ def test_create_run_records_manifest_and_metadata(store: ResultsStore) -> None:
 def test_store_uses_wal_and_records_schema_version(store: ResultsStore) -> None:
     with sqlite3.connect(store.path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == (
-            SCHEMA_VERSION
-        )
+        assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == (SCHEMA_VERSION)
 
 
 def test_appended_spans_are_visible_to_another_connection_at_once(

@@ -30,10 +30,7 @@ def print_json(value: Any) -> None:
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """A Rich table; numbers right-aligned."""
     table = Table(title=title, title_justify="left", header_style="bold")
-    numeric = [
-        bool(rows) and all(isinstance(r[i], (int, float)) for r in rows)
-        for i in range(len(columns))
-    ]
+    numeric = [bool(rows) and all(isinstance(r[i], (int, float)) for r in rows) for i in range(len(columns))]
     for column, is_number in zip(columns, numeric):
         table.add_column(column, justify="right" if is_number else "left")
     for row in rows:

@@ -14,22 +14,16 @@ from ..split.model import SplitModel
 from ..split.profile import profile_layers, verify_splits
 from ._render import console, print_json, print_table
 
-app = typer.Typer(
-    help="Inspect, verify and profile where a model can be split.", no_args_is_help=True
-)
+app = typer.Typer(help="Inspect, verify and profile where a model can be split.", no_args_is_help=True)
 
 ModelArg = Annotated[
     str,
     typer.Argument(help="torchvision:NAME, ultralytics:FILE.yaml, timm:NAME or module:callable"),
 ]
-ShapeOpt = Annotated[
-    str | None, typer.Option("--input-shape", help="Input shape, e.g. 1,3,224,224")
-]
+ShapeOpt = Annotated[str | None, typer.Option("--input-shape", help="Input shape, e.g. 1,3,224,224")]
 GranularityOpt = Annotated[str, typer.Option(help="leaf, block or depth=N")]
 OverrideOpt = Annotated[Path | None, typer.Option(help="YAML override: splits, groups, sequence")]
-WeightsOpt = Annotated[
-    Path | None, typer.Option(help="Local state_dict file (nothing is downloaded)")
-]
+WeightsOpt = Annotated[Path | None, typer.Option(help="Local state_dict file (nothing is downloaded)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 
 
@@ -131,9 +125,7 @@ def verify(
             rows,
         )
         summary = f"{len(checks) - len(bad)} of {len(checks)} splits reproduce the model's output"
-        console.print(
-            summary + ("." if not bad else f"; differing after: {', '.join(c.after for c in bad)}")
-        )
+        console.print(summary + ("." if not bad else f"; differing after: {', '.join(c.after for c in bad)}"))
     if bad:
         raise typer.Exit(1)
 
@@ -167,10 +159,7 @@ def profile(
     if json:
         print_json({"model": model, **_asdict(result), "layers_total_ms": result.layers_total_ms})
         return
-    rows = [
-        [t.index, t.name, t.type, t.median_ms, t.p25_ms, t.p75_ms, t.output_bytes]
-        for t in result.layers
-    ]
+    rows = [[t.index, t.name, t.type, t.median_ms, t.p25_ms, t.p75_ms, t.output_bytes] for t in result.layers]
     print_table(
         f"{model} — median of {repeats} runs after {warmup} warm-up",
         ["#", "layer", "type", "median ms", "p25 ms", "p75 ms", "output bytes"],

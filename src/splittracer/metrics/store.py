@@ -114,9 +114,7 @@ class ResultsStore:
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so what is
         # committed when is visible in the code, not implied by the driver.
-        conn = sqlite3.connect(
-            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-        )
+        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA foreign_keys = ON")
         return conn
 
@@ -217,6 +215,16 @@ class ResultsStore:
                 conn.executemany(sql, rows)
         except sqlite3.IntegrityError as exc:
             raise RunError(f"cannot append to run '{run_id}': no such run") from exc
+
+    def update_metadata(self, run_id: str, extra: Mapping[str, Any]) -> None:
+        """Merge ``extra`` into a run's metadata (facts learnt after it started)."""
+        info = self.get_run(run_id)
+        merged = {**info.metadata, **extra}
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE runs SET metadata = ? WHERE id = ?",
+                (json.dumps(merged, sort_keys=True, default=str), info.id),
+            )
 
     def finish_run(
         self, run_id: str, status: Literal["succeeded", "failed"], error: str | None = None
@@ -373,9 +381,7 @@ def _attrs(text: str) -> Attrs:
 
 def _run_info(row: tuple[Any, ...]) -> RunInfo:
     run_id, experiment, status, started_at, ended_at, error, manifest, metadata = row
-    return RunInfo(
-        run_id, experiment, status, started_at, ended_at, error, manifest, json.loads(metadata)
-    )
+    return RunInfo(run_id, experiment, status, started_at, ended_at, error, manifest, json.loads(metadata))
 
 
 def _lookup_error(run_id: str, matches: list[str], known: list[str]) -> SplitTracerError:

@@ -89,9 +89,7 @@ def _build_torchvision(name: str) -> tuple[nn.Module, tuple[int, ...]]:
 
     known = torchvision.models.list_models()
     if name not in known:
-        raise ModelError(
-            f"torchvision has no model named '{name}'", hint=_did_you_mean(name, known)
-        )
+        raise ModelError(f"torchvision has no model named '{name}'", hint=_did_you_mean(name, known))
     module = torchvision.models.get_model(name, weights=None)
     size = 299 if name == "inception_v3" else 224
     return module, (1, 3, size, size)

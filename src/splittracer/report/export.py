@@ -68,9 +68,7 @@ def export_spans(spans: Sequence[Span], path: str | Path, fmt: ExportFormat | No
     return target
 
 
-def export_run(
-    store: ResultsStore, run_id: str, path: str | Path, fmt: ExportFormat | None = None
-) -> Path:
+def export_run(store: ResultsStore, run_id: str, path: str | Path, fmt: ExportFormat | None = None) -> Path:
     """Write every span of a run (id, unique prefix or 'latest') to ``path``."""
     return export_spans(store.spans(run_id), path, fmt)
 

@@ -106,9 +106,7 @@ def _accumulate(inference: _Inference, span: Span) -> None:
 
 def _row(split: int, inferences: list[_Inference]) -> SplitRow:
     stage_count = 1 + max((max(i.stage_ms, default=0) for i in inferences), default=0)
-    stages = tuple(
-        Quantiles.of([i.stage_ms.get(s, 0.0) for i in inferences]) for s in range(stage_count)
-    )
+    stages = tuple(Quantiles.of([i.stage_ms.get(s, 0.0) for i in inferences]) for s in range(stage_count))
     head = Quantiles.of([i.stage_ms.get(0, 0.0) for i in inferences])
     transfer = Quantiles.of([i.transfer_ms for i in inferences])
     tail = Quantiles.of([sum(ms for s, ms in i.stage_ms.items() if s >= 1) for i in inferences])

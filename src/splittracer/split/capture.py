@@ -78,8 +78,7 @@ def capture(
     raise CaptureError(
         f"no capture method could split {type(model).__name__}:\n{lines}",
         hint="Write an override file (allowed splits, layer groups or an explicit `sequence:` "
-        "of modules) and pass it with --override; see 'Split overrides' in the README."
-        + override_hint,
+        "of modules) and pass it with --override; see 'Split overrides' in the README." + override_hint,
     )
 
 

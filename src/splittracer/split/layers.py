@@ -81,9 +81,7 @@ def build_layer_graph(
     """Assign every compute node of ``gm`` to a layer and compute live sets."""
     inputs = tuple(n for n in gm.graph.nodes if n.op == "placeholder")
     output = next(n for n in gm.graph.nodes if n.op == "output")
-    nodes = tuple(
-        n for n in gm.graph.nodes if n.op in ("call_function", "call_method", "call_module")
-    )
+    nodes = tuple(n for n in gm.graph.nodes if n.op in ("call_function", "call_method", "call_module"))
     keys = _attach_glue([_group_key(node_owner(n), model, granularity, groups) for n in nodes])
     layer_of: dict[fx.Node, int] = {n: 0 for n in inputs}
     names: list[str] = []
@@ -164,8 +162,7 @@ def _live_sets(
         if uses:
             last_use[value] = max(uses)
     return tuple(
-        tuple(v for v, last in last_use.items() if layer_of[v] <= k < last)
-        for k in range(count + 1)
+        tuple(v for v, last in last_use.items() if layer_of[v] <= k < last) for k in range(count + 1)
     )
 
 

@@ -32,6 +32,4 @@ def load_split_model(
     """Build ``source``, make a synthetic input and capture it for splitting."""
     spec = load_model(source, input_shape=input_shape, weights=weights)
     x = example_input(spec.input_shape, seed=seed)
-    return LoadedSplit(
-        spec, SplitModel(spec.module, x, granularity=granularity, override=override), x
-    )
+    return LoadedSplit(spec, SplitModel(spec.module, x, granularity=granularity, override=override), x)

@@ -85,9 +85,7 @@ class SplitModel:
         if isinstance(granularity, str):
             granularity = Granularity.parse(ov.granularity or granularity)
         self.granularity = granularity
-        self.captured: Captured = capture(
-            model, example, methods=ov.capture or METHODS, sequence=ov.sequence
-        )
+        self.captured: Captured = capture(model, example, methods=ov.capture or METHODS, sequence=ov.sequence)
         self._gm = self.captured.graph_module
         self._graph: LayerGraph = build_layer_graph(self._gm, model, granularity, ov.groups)
         self.layers, self.points = _describe(self._gm, model, self._graph, example)
@@ -136,9 +134,7 @@ class SplitModel:
         if any(a >= b for a, b in itertools.pairwise(bounds)):
             raise SplitError(f"cuts {list(cuts)} must be strictly increasing")
         last = len(bounds) - 2
-        return [
-            self.part(a, b, final=i == last) for i, (a, b) in enumerate(itertools.pairwise(bounds))
-        ]
+        return [self.part(a, b, final=i == last) for i, (a, b) in enumerate(itertools.pairwise(bounds))]
 
     def check_split(self, k: int) -> SplitPoint:
         """The split point ``k``, or a SplitError saying why it cannot be used."""
@@ -169,8 +165,7 @@ class SplitModel:
         except Exception as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ModelError(
-                f"{type(self.model).__name__} fails on an input of shape "
-                f"{tuple(example.shape)}: {first}",
+                f"{type(self.model).__name__} fails on an input of shape {tuple(example.shape)}: {first}",
                 hint="Give the input shape the model expects, e.g. --input-shape 1,3,224,224.",
             ) from exc
 

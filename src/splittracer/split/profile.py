@@ -144,6 +144,5 @@ def _max_diff(reference: list[torch.Tensor], leaves: list[torch.Tensor]) -> floa
     if not reference:
         return 0.0
     return max(
-        float((a.float() - b.float()).abs().max()) if a.numel() else 0.0
-        for a, b in zip(reference, leaves)
+        float((a.float() - b.float()).abs().max()) if a.numel() else 0.0 for a, b in zip(reference, leaves)
     )

@@ -1,0 +1,164 @@
+"""Starting participants: one small interface, a local and (later) an SSH implementation.
+
+A :class:`Deployer` starts ``python -m splittracer.participant`` somewhere and
+returns a :class:`Deployment`: where its control endpoint is reachable from
+the controller, whether it is still alive, how it ended, and the tail of
+what it printed. The controller never cares which implementation it has.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import IO, Protocol
+
+from ..errors import RunError
+
+PORT_PREFIX = "SPLITTRACER_PORT="
+START_TIMEOUT_S = 60.0
+
+
+class Deployment(Protocol):
+    """A started participant process."""
+
+    name: str
+    address: str
+
+    def poll(self) -> int | None:
+        """Exit status if it ended (negative: killed by that signal), else None."""
+        ...
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """End it: politely, then by force after ``timeout`` seconds."""
+        ...
+
+    def output_tail(self, lines: int = 20) -> str:
+        """The last lines it wrote to stderr."""
+        ...
+
+
+class Deployer(Protocol):
+    """Starts participants on one kind of device."""
+
+    def start(self, name: str) -> Deployment:
+        """Start a participant process for ``name`` and wait until it listens."""
+        ...
+
+    def workspace_path(self, local: Path | None) -> str | None:
+        """Where the participant finds the workspace's user code."""
+        ...
+
+
+class LocalDeployment:
+    """A participant running as a subprocess of the controller."""
+
+    def __init__(self, name: str, process: subprocess.Popen[bytes], log: IO[bytes], address: str) -> None:
+        self.name = name
+        self.process = process
+        self.address = address
+        self._log = log
+
+    def poll(self) -> int | None:
+        """Exit status, or None while it runs."""
+        return self.process.poll()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout``; always reaped."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+    def output_tail(self, lines: int = 20) -> str:
+        """Last lines of its stderr."""
+        try:
+            text = Path(self._log.name).read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+class LocalDeployer:
+    """Runs every participant as a local process (the ``local`` device)."""
+
+    def __init__(self, python: str = sys.executable, log_dir: Path | None = None) -> None:
+        self.python = python
+        self.log_dir = log_dir
+
+    def start(self, name: str) -> LocalDeployment:
+        """Start one participant process and read the port it listens on."""
+        log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - owned by the deployment, closed in stop()
+            prefix=f"splittracer-{name}-", suffix=".log", dir=self.log_dir, delete=False
+        )
+        process = subprocess.Popen(
+            [self.python, "-m", "splittracer.participant", "--host", "127.0.0.1", "--port", "0"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,  # Ctrl-C reaches the controller, which stops us in order
+        )
+        port = _read_port(process, START_TIMEOUT_S)
+        deployment = LocalDeployment(name, process, log, f"127.0.0.1:{port}" if port else "")
+        if port is None:
+            deployment.stop(timeout=1.0)
+            raise RunError(
+                f"participant '{name}' did not start: {describe_exit(process.poll())}\n"
+                f"{deployment.output_tail()}"
+            )
+        return deployment
+
+    def workspace_path(self, local: Path | None) -> str | None:
+        """Local processes read the workspace where it is."""
+        return str(local) if local else None
+
+
+def describe_exit(status: int | None) -> str:
+    """'exited with status 3', 'killed by SIGKILL' or 'still running'."""
+    if status is None:
+        return "still running"
+    if status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"exited with status {status}"
+
+
+def _read_port(process: subprocess.Popen[bytes], timeout: float) -> int | None:
+    """Wait for the participant's ``SPLITTRACER_PORT=`` line."""
+    lines: queue.Queue[bytes] = queue.Queue()
+    stdout = process.stdout
+    assert stdout is not None
+
+    def pump() -> None:
+        for line in stdout:
+            lines.put(line)
+        lines.put(b"")
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.1)
+        except queue.Empty:
+            if process.poll() is not None:
+                return None
+            continue
+        if not line:
+            return None
+        text = line.decode(errors="replace").strip()
+        if text.startswith(PORT_PREFIX):
+            return int(text.removeprefix(PORT_PREFIX))
+    return None

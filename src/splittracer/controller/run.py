@@ -1,0 +1,336 @@
+"""The controller's side of a run: start, configure, feed, watch, record, tear down.
+
+:func:`run_experiment` drives one run of a :class:`RunPlan` through a
+:class:`Deployer`. Spans go into the results store as they arrive. The run
+fails — with the reason, every span already recorded kept, and no process
+left behind — when a handler raises, a participant exits or stops sending
+heartbeats, or the run's deadline passes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import platform
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from .. import __version__
+from ..errors import RunError, SplitTracerError
+from ..metrics.store import ResultsStore
+from ..participant.messages import Event, ParticipantInfo, PeerInfo, Reply, RunConfig, decoder, encode, method
+from ..participant.runtime import cpu_model
+from ..participant.transport import GRPC_OPTIONS, deliver, prepare
+from .deploy import Deployer, Deployment, LocalDeployer, describe_exit
+from .plan import ParticipantPlan, RunPlan
+
+HEARTBEAT_TIMEOUT_S = 5.0
+STOP_GRACE_S = 3.0
+CONTROL_TIMEOUT_S = 120.0
+
+
+@dataclass
+class RunOutcome:
+    """How a run ended."""
+
+    run_id: str
+    status: str
+    error: str | None = None
+    participants: dict[str, ParticipantInfo] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+
+class RunObserver:
+    """Receives progress while a run goes on; the CLI draws it, tests may record it."""
+
+    def phase(self, text: str) -> None:
+        """A step of setting up or tearing down."""
+
+    def progress(self, participant: str, done: int, total: int, label: str) -> None:
+        """A participant reported progress."""
+
+    def log(self, participant: str, message: str) -> None:
+        """A participant logged a line."""
+
+
+@dataclass
+class _Member:
+    plan: ParticipantPlan
+    deployment: Deployment
+    channel: grpc.Channel
+    last_seen: float = field(default_factory=time.monotonic)
+    stopped: bool = False
+    watch_done: bool = False
+
+
+def run_experiment(
+    plan: RunPlan,
+    store: ResultsStore,
+    *,
+    workspace: Path | None = None,
+    deployer: Deployer | None = None,
+    observer: RunObserver | None = None,
+) -> RunOutcome:
+    """Run ``plan`` once; the run and its spans are in ``store`` whatever happens."""
+    run = _Run(plan, store, deployer or LocalDeployer(), observer or RunObserver(), workspace)
+    return run.execute()
+
+
+class _Run:
+    def __init__(
+        self,
+        plan: RunPlan,
+        store: ResultsStore,
+        deployer: Deployer,
+        observer: RunObserver,
+        workspace: Path | None,
+    ) -> None:
+        self.plan, self.store, self.deployer, self.observer = plan, store, deployer, observer
+        self.workspace = workspace
+        self.members: dict[str, _Member] = {}
+        self.events: queue.Queue[Event | tuple[str, BaseException]] = queue.Queue()
+        self.info: dict[str, ParticipantInfo] = {}
+        self.run_id = store.create_run(plan.experiment, plan.manifest_text, _controller_facts())
+
+    def execute(self) -> RunOutcome:
+        started = time.monotonic()
+        error: str | None = None
+        try:
+            self._start_all()
+            self._submit_playbook()
+            self._wait()
+        except SplitTracerError as exc:
+            error = exc.render()
+        except KeyboardInterrupt:
+            error = "interrupted by the user"
+        finally:
+            self._teardown()
+        status = "failed" if error else "succeeded"
+        self.store.finish_run(self.run_id, status, error)  # type: ignore[arg-type]
+        return RunOutcome(self.run_id, status, error, self.info, time.monotonic() - started)
+
+    # -- start ------------------------------------------------------------------
+
+    def _start_all(self) -> None:
+        self.observer.phase(f"starting {len(self.plan.participants)} participants")
+        threads = [threading.Thread(target=self._start_one, args=(p,)) for p in self.plan.participants]
+        failures: list[str] = []
+        self._start_failures = failures
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if failures:
+            raise RunError("; ".join(failures))
+        peers = {m.plan.name: PeerInfo(m.deployment.address, m.plan.stage) for m in self.members.values()}
+        self.observer.phase("configuring participants (loading the model)")
+        self._configure_all(peers)
+        self.store.update_metadata(
+            self.run_id,
+            {
+                "participants": {
+                    m.plan.name: _facts(self.info[m.plan.name], m.plan) for m in self.members.values()
+                }
+            },
+        )
+
+    def _start_one(self, p: ParticipantPlan) -> None:
+        try:
+            deployment = self.deployer.start(p.name)
+        except SplitTracerError as exc:
+            self._start_failures.append(exc.render())
+            return
+        channel = grpc.insecure_channel(deployment.address, options=GRPC_OPTIONS)
+        member = _Member(p, deployment, channel)
+        self.members[p.name] = member
+        try:
+            hello = channel.unary_unary(method("Hello"))(b"", timeout=CONTROL_TIMEOUT_S)
+        except grpc.RpcError as exc:
+            self._start_failures.append(f"participant '{p.name}' does not answer: {exc.details()}")
+            return
+        self.info[p.name] = decoder(ParticipantInfo).decode(hello)
+        threading.Thread(target=self._watch, args=(member,), daemon=True).start()
+
+    def _configure_all(self, peers: dict[str, PeerInfo]) -> None:
+        errors: list[str] = []
+
+        def configure(member: _Member) -> None:
+            config = self._config_for(member.plan, peers)
+            try:
+                raw = member.channel.unary_unary(method("Configure"))(
+                    encode(config), timeout=CONTROL_TIMEOUT_S
+                )
+            except grpc.RpcError as exc:
+                errors.append(f"configuring '{member.plan.name}' failed: {exc.details()}")
+                return
+            reply = decoder(Reply).decode(raw)
+            if not reply.ok:
+                errors.append(f"participant '{member.plan.name}' could not start its role: {reply.error}")
+
+        threads = [threading.Thread(target=configure, args=(m,)) for m in self.members.values()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise RunError("\n".join(errors))
+
+    def _config_for(self, p: ParticipantPlan, peers: dict[str, PeerInfo]) -> RunConfig:
+        return RunConfig(
+            run_id=self.run_id,
+            name=p.name,
+            stage=p.stage,
+            role=p.role,
+            peers=peers,
+            options=self.plan.options,
+            params=dict(p.params),
+            model=self.plan.model,
+            threads=p.threads,
+            uplink_bps=p.uplink_bps,
+            latency_s=p.latency_s,
+            workspace=self.deployer.workspace_path(self.workspace),
+        )
+
+    def _submit_playbook(self) -> None:
+        self.observer.phase("running")
+        for name, task in self.plan.playbook:
+            outgoing = prepare(task, sender="controller", sender_stage=-1)
+            raw = deliver(self.members[name].channel, outgoing, timeout=CONTROL_TIMEOUT_S)
+            reply = decoder(Reply).decode(raw)
+            if not reply.ok:
+                raise RunError(f"participant '{name}' refused its playbook task: {reply.error}")
+
+    # -- watch --------------------------------------------------------------------
+
+    def _watch(self, member: _Member) -> None:
+        events = decoder(Event)
+        try:
+            for raw in member.channel.unary_stream(method("Watch"))(b""):
+                self.events.put(events.decode(raw))
+        except grpc.RpcError as exc:
+            if not member.stopped:
+                self.events.put((member.plan.name, exc))
+        finally:
+            member.watch_done = True
+
+    def _wait(self) -> None:
+        deadline = time.monotonic() + self.plan.timeout_s
+        while True:
+            timeout = 0.2
+            while (kind := self._next_event(timeout)) is not None:
+                if kind == "finished":
+                    return
+                timeout = 0.0  # take everything queued before judging health
+            self._check_health()
+            if time.monotonic() > deadline:
+                raise RunError(f"the run did not finish within its timeout of {self.plan.timeout_s:g} s")
+
+    def _next_event(self, timeout: float) -> str | None:
+        """Handle one event; its kind, or None when none came within ``timeout``."""
+        try:
+            item = self.events.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if isinstance(item, tuple):
+            return "broken"  # a broken Watch stream: the health check names the cause
+        return self._handle(item)
+
+    def _handle(self, event: Event) -> str:
+        member = self.members.get(event.participant)
+        if member is not None:
+            member.last_seen = time.monotonic()
+        if event.kind == "spans":
+            self.store.append_spans(self.run_id, event.spans)
+            self.store.append_metrics(self.run_id, event.metrics)
+        elif event.kind == "progress":
+            self.observer.progress(event.participant, event.done, event.total, event.label)
+        elif event.kind == "log":
+            self.observer.log(event.participant, event.message)
+        elif event.kind == "error":
+            detail = f"\n{event.traceback.rstrip()}" if event.traceback else ""
+            raise RunError(f"participant '{event.participant}': {event.message}{detail}")
+        elif event.kind == "stopped" and member is not None:
+            member.stopped = True
+        return event.kind
+
+    def _check_health(self) -> None:
+        now = time.monotonic()
+        for member in self.members.values():
+            status = member.deployment.poll()
+            if status is not None:
+                tail = member.deployment.output_tail()
+                raise RunError(
+                    f"participant '{member.plan.name}' {describe_exit(status)} during the run"
+                    + (f"; its last output:\n{tail}" if tail else "")
+                )
+            if now - member.last_seen > HEARTBEAT_TIMEOUT_S:
+                raise RunError(
+                    f"participant '{member.plan.name}' sent no heartbeat for {HEARTBEAT_TIMEOUT_S:g} s"
+                )
+
+    # -- teardown -----------------------------------------------------------------
+
+    def _teardown(self) -> None:
+        self.observer.phase("stopping participants")
+        for member in self.members.values():
+            if member.deployment.poll() is None:
+                with contextlib.suppress(grpc.RpcError):
+                    member.channel.unary_unary(method("Shutdown"))(b"", timeout=2.0)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while time.monotonic() < deadline and not all(
+            m.stopped or m.deployment.poll() is not None for m in self.members.values()
+        ):
+            self._drain_quietly(0.1)
+        for member in self.members.values():
+            member.stopped = True
+            member.deployment.stop(timeout=STOP_GRACE_S)
+            member.channel.close()
+        self._drain_quietly(0.0)
+
+    def _drain_quietly(self, timeout: float) -> None:
+        """Keep storing spans during teardown; errors now add nothing to the verdict."""
+        while True:
+            try:
+                item = self.events.get(timeout=timeout)
+            except queue.Empty:
+                return
+            if isinstance(item, Event):
+                with contextlib.suppress(SplitTracerError):
+                    self._handle(item)
+            timeout = 0.0
+
+
+def _controller_facts() -> dict[str, Any]:
+    import torch
+
+    return {
+        "controller": {
+            "hostname": platform.node(),
+            "user": getpass.getuser(),
+            "python": platform.python_version(),
+            "torch": str(torch.__version__),
+            "splittracer": __version__,
+            "cpu_model": cpu_model(),
+        }
+    }
+
+
+def _facts(info: ParticipantInfo, plan: ParticipantPlan) -> dict[str, Any]:
+    return {
+        "torch_threads": plan.threads,
+        "uplink_bps": plan.uplink_bps,
+        "latency_s": plan.latency_s,
+        "hostname": info.hostname,
+        "platform": info.platform,
+        "python": info.python,
+        "torch": info.torch,
+        "cpu_model": info.cpu_model,
+        "cpu_count": info.cpu_count,
+        "pid": info.pid,
+    }

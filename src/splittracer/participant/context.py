@@ -1,0 +1,241 @@
+"""The concrete ``ctx`` a role's handlers receive on a participant.
+
+It is the only way user code touches the run: send tasks to peers, wait for
+replies, run layers of the model through the split engine, tag and time
+inferences, record metrics, report progress, finish the run. Everything it
+does is measured without the user writing any measuring code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from ..errors import RunError, SplitError
+from ..split.model import SplitModel
+from ..split.parts import Part
+from ..tasks import Task, task_name
+from .inputs import InputSource
+from .messages import RunConfig
+from .recorder import TaggedRecorder
+from .transport import Outgoing, Tags, prepare
+
+SendFn = Callable[[str, Outgoing, "float | None"], "Task | None"]
+
+
+class ParticipantContext:
+    """One participant's view of a run (see :class:`splittracer.roles.Context`)."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        recorder: TaggedRecorder,
+        send: SendFn,
+        emit: Callable[..., None],
+        model: SplitModel | None = None,
+        inputs: InputSource | None = None,
+    ) -> None:
+        self._config = config
+        self._recorder = recorder
+        self._send = send
+        self._emit = emit
+        self._model = model
+        self._inputs = inputs
+        self._parts: dict[tuple[int, int, bool | None], Part] = {}
+        self._local = threading.local()
+
+    # -- who and where -------------------------------------------------------
+
+    @property
+    def participant(self) -> str:
+        """This participant's name in the manifest."""
+        return self._config.name
+
+    @property
+    def stage(self) -> int:
+        """Position in the manifest's participant list (0 = first device)."""
+        return self._config.stage
+
+    @property
+    def peers(self) -> Sequence[str]:
+        """Names of the other participants."""
+        return [p for p in self._config.peers if p != self._config.name]
+
+    @property
+    def run_id(self) -> str:
+        """Id of the current run."""
+        return self._config.run_id
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        """The participant's ``params`` from the manifest."""
+        return self._config.params
+
+    @property
+    def options(self) -> Any:
+        """The run's options: repeats, warmup, compression, seed."""
+        return self._config.options
+
+    # -- the model -------------------------------------------------------------
+
+    @property
+    def model(self) -> SplitModel:
+        """The experiment's model, captured and ready to split."""
+        if self._model is None:
+            raise SplitError("this experiment's manifest names no model", hint="Add a 'model:' section.")
+        return self._model
+
+    @property
+    def num_layers(self) -> int:
+        """L of the model: split points are 0..L."""
+        return self.model.num_layers
+
+    def example(self, index: int) -> torch.Tensor:
+        """Input number ``index``: synthetic (seeded) or from the manifest's dataset."""
+        if self._inputs is None:
+            raise SplitError("this experiment's manifest names no model, so there are no inputs")
+        return self._inputs.get(index)
+
+    def run_layers(self, start: int, end: int, *tensors: torch.Tensor, final: bool | None = None) -> Any:
+        """Run layers ``start+1..end`` on ``tensors``, recorded as a compute span.
+
+        Returns the tuple of tensors live across cut ``end``, or the model's
+        output when the part is ``final`` (default: ``end`` is the last layer).
+        """
+        key = (start, end, final)
+        part = self._parts.get(key)
+        if part is None:
+            part = self._parts[key] = self.model.part(start, end, final=final)
+        tags = self.tags
+        with (
+            self._recorder.span(
+                "compute",
+                inference=tags.inference,
+                split=tags.split,
+                start_layer=start,
+                end_layer=end,
+                attrs=_warmup(tags),
+            ),
+            torch.no_grad(),
+        ):
+            return part(*tensors)
+
+    # -- tagging ---------------------------------------------------------------
+
+    @property
+    def tags(self) -> Tags:
+        """Trace tags of the work in progress on this thread."""
+        return getattr(self._local, "tags", Tags())
+
+    @contextlib.contextmanager
+    def tagged(self, tags: Tags) -> Iterator[None]:
+        """Attribute everything inside the block to ``tags`` (framework use)."""
+        previous = self.tags
+        self._local.tags = tags
+        try:
+            yield
+        finally:
+            self._local.tags = previous
+
+    @contextlib.contextmanager
+    def inference(self, index: int, *, split: int = -1, warmup: bool = False) -> Iterator[None]:
+        """Time one end-to-end inference; spans inside (here and on peers) carry its id."""
+        tags = Tags(index, split, warmup)
+        with (
+            self.tagged(tags),
+            self._recorder.span("inference", inference=index, split=split, attrs=_warmup(tags)),
+        ):
+            yield
+
+    # -- messages --------------------------------------------------------------
+
+    def send(self, peer: str, task: Task) -> None:
+        """Deliver ``task`` to ``peer``'s inbox; returns once it arrived there.
+
+        The emulated uplink (rate and latency) holds the sender for as long
+        as a real link would.
+        """
+        self._deliver(peer, task, expects_reply=False)
+
+    def call(self, peer: str, task: Task, *, timeout: float = 600.0) -> Task:
+        """Send ``task`` to ``peer`` and wait for the task its handler returns."""
+        reply = self._deliver(peer, task, expects_reply=True, timeout=timeout)
+        if reply is None:
+            raise RunError(f"'{peer}' handled {task_name(task)} but returned no task to reply with")
+        return reply
+
+    # -- reporting -------------------------------------------------------------
+
+    def record(self, name: str, value: float, **attrs: object) -> None:
+        """Record a custom metric (stored with the run)."""
+        tags = self.tags
+        plain = {k: v for k, v in attrs.items() if isinstance(v, (str, int, float, bool))}
+        if tags.inference >= 0:
+            plain.setdefault("inference", tags.inference)
+        self._recorder.metric(name, value, plain)
+
+    def progress(self, done: int, total: int, label: str = "") -> None:
+        """Tell the controller how far this participant is (drives the progress bar)."""
+        self._emit("progress", done=done, total=total, label=label)
+
+    def log(self, message: str) -> None:
+        """A line for the controller's log."""
+        self._emit("log", message=message)
+
+    def finish(self) -> None:
+        """End the run: the controller stops every participant and saves the results."""
+        self._emit("finished")
+
+    # -- internals -----------------------------------------------------------
+
+    def _deliver(
+        self, peer: str, task: Task, *, expects_reply: bool, timeout: float | None = None
+    ) -> Task | None:
+        if peer not in self._config.peers or peer == self.participant:
+            known = ", ".join(sorted(self.peers))
+            raise RunError(f"'{self.participant}' has no peer named '{peer}' (peers: {known})")
+        tags = self.tags
+        outgoing = prepare(
+            task,
+            sender=self.participant,
+            sender_stage=self.stage,
+            codec=self._config.options.compression,
+            tags=tags,
+            expects_reply=expects_reply,
+        )
+        self.record_sender_spans(outgoing, tags)
+        started = time.perf_counter_ns()
+        reply = self._send(peer, outgoing, timeout)
+        # For a call, "send" lasts until the reply is back: it contains the peer's work.
+        attrs: dict[str, str | int | float | bool] = {"to": peer, "call": expects_reply}
+        self._recorder.add_span(
+            "send",
+            started,
+            time.perf_counter_ns(),
+            tags,
+            bytes_raw=outgoing.bytes_raw,
+            bytes_wire=outgoing.bytes_wire,
+            attrs=attrs,
+        )
+        return reply
+
+    def record_sender_spans(self, outgoing: Outgoing, tags: Tags) -> None:
+        """Serialize and compress spans of a message this participant sends (framework use)."""
+        self._recorder.add_span("serialize", *outgoing.serialize_ns, tags, bytes_raw=outgoing.bytes_raw)
+        if outgoing.envelope.codec != "none":
+            self._recorder.add_span(
+                "compress",
+                *outgoing.compress_ns,
+                tags,
+                bytes_raw=outgoing.bytes_raw,
+                bytes_wire=outgoing.bytes_wire,
+            )
+
+
+def _warmup(tags: Tags) -> dict[str, str | int | float | bool]:
+    return {"warmup": True} if tags.warmup else {}

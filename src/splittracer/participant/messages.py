@@ -1,0 +1,121 @@
+"""Control-plane messages between the controller and a participant.
+
+Every message is a msgspec Struct encoded as msgpack: typed on both ends,
+no pickle. gRPC carries them as opaque bytes through generic handlers, so
+there is no generated code to keep in step with a ``.proto`` file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from ..metrics.spans import Metric, Span
+
+SERVICE = "splittracer.Participant"
+
+
+def method(name: str) -> str:
+    """Full gRPC method path of ``name`` on the participant service."""
+    return f"/{SERVICE}/{name}"
+
+
+class ParticipantInfo(msgspec.Struct, frozen=True):
+    """What a participant says about itself and its host in reply to Hello."""
+
+    name: str
+    pid: int
+    hostname: str
+    platform: str
+    python: str
+    torch: str
+    splittracer: str
+    cpu_model: str
+    cpu_count: int
+
+
+class PeerInfo(msgspec.Struct, frozen=True):
+    """Where a peer listens and which stage of the chain it is."""
+
+    address: str
+    stage: int
+
+
+class ModelConfig(msgspec.Struct, frozen=True):
+    """The experiment's model, as the manifest names it."""
+
+    source: str
+    input_shape: list[int] | None = None
+    granularity: str = "leaf"
+    override: str | None = None
+    weights: str | None = None
+    dataset: str | None = None
+
+
+class RunOptions(msgspec.Struct, frozen=True):
+    """Options every participant sees (manifest ``options``)."""
+
+    repeats: int = 10
+    warmup: int = 2
+    compression: str = "none"
+    seed: int = 0
+
+
+class RunConfig(msgspec.Struct, frozen=True):
+    """Everything a participant needs to play its part in one run."""
+
+    run_id: str
+    name: str
+    stage: int
+    role: str
+    peers: dict[str, PeerInfo]
+    options: RunOptions
+    params: dict[str, Any] = {}
+    model: ModelConfig | None = None
+    threads: int | None = None
+    uplink_bps: float = float("inf")
+    latency_s: float = 0.0
+    workspace: str | None = None
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True):
+    """One thing a participant tells the controller on its Watch stream.
+
+    ``kind`` is one of: ready, heartbeat, spans, progress, error, finished,
+    stopped, log. Only the fields that kind uses are set.
+    """
+
+    kind: str
+    participant: str
+    time_ns: int = 0
+    spans: list[Span] = []
+    metrics: list[Metric] = []
+    done: int = 0
+    total: int = 0
+    label: str = ""
+    message: str = ""
+    traceback: str = ""
+
+
+class Reply(msgspec.Struct, frozen=True):
+    """Answer to a call: ok (with the reply task, packed, for ``ctx.call``), or an error."""
+
+    ok: bool = True
+    error: str = ""
+    traceback: str = ""
+    error_kind: str = ""
+    payload: bytes = b""
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+
+
+def encode(message: msgspec.Struct) -> bytes:
+    """Serialise a control message."""
+    return _ENCODER.encode(message)
+
+
+def decoder(kind: type[Any]) -> msgspec.msgpack.Decoder[Any]:
+    """A reusable decoder for one message type."""
+    return msgspec.msgpack.Decoder(kind)

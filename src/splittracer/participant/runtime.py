@@ -1,0 +1,408 @@
+"""The participant process: a gRPC server, an inbox, and a worker running handlers.
+
+Threads: gRPC's pool serves calls (control from the controller, Deliver
+streams from peers); one worker thread takes tasks from the inbox, highest
+priority first (arrival order among equals), and runs the role's handler,
+so a role never sees two of its handlers at once. ``ctx.call`` may block
+the worker: replies bypass the inbox and wake it directly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import platform
+import queue
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import torch
+
+from .. import __version__
+from ..errors import RunError, SplitTracerError, UserCodeError
+from ..models import import_object
+from ..roles import Role
+from ..tasks import Task, decode_task, task_name
+from .context import ParticipantContext
+from .inputs import InputSource
+from .messages import Event, ParticipantInfo, Reply, RunConfig, decoder, encode
+from .recorder import TaggedRecorder
+from .transport import (
+    GRPC_OPTIONS,
+    Incoming,
+    LinkShaper,
+    Outgoing,
+    Tags,
+    deliver,
+    pack,
+    prepare,
+    receive,
+    unpack,
+)
+
+FLUSH_INTERVAL_S = 0.1
+HEARTBEAT_INTERVAL_S = 1.0
+ORPHAN_TIMEOUT_S = 30.0
+
+
+@dataclass(order=True)
+class _Queued:
+    priority: int
+    seq: int
+    incoming: Incoming | None = field(compare=False)  # None: stop the worker
+    result: Future[Task | None] | None = field(default=None, compare=False)  # set when the sender waits
+
+
+class Participant:
+    """Serves one participant of one run; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.server: grpc.Server | None = None
+        self.config: RunConfig | None = None
+        self.ctx: ParticipantContext | None = None
+        self.role: Role | None = None
+        self.recorder: TaggedRecorder | None = None
+        self._events: queue.Queue[Event] = queue.Queue()
+        self._inbox: queue.PriorityQueue[_Queued] = queue.PriorityQueue()
+        self._seq = itertools.count()
+        self._channels: dict[str, grpc.Channel] = {}
+        self._shaper = LinkShaper()
+        self._stopped = threading.Event()
+        self._watchers = 0
+        self._last_watch = time.monotonic()
+        self._worker: threading.Thread | None = None
+
+    # -- server -------------------------------------------------------------------
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Start serving; returns the bound port."""
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=GRPC_OPTIONS)
+        handlers = {
+            "Hello": grpc.unary_unary_rpc_method_handler(self._hello),
+            "Configure": grpc.unary_unary_rpc_method_handler(self._configure),
+            "Watch": grpc.unary_stream_rpc_method_handler(self._watch),
+            "Deliver": grpc.stream_unary_rpc_method_handler(lambda m, _c: self._accept(lambda: receive(m))),
+            "DeliverOne": grpc.unary_unary_rpc_method_handler(lambda m, _c: self._accept(lambda: unpack(m))),
+            "Shutdown": grpc.unary_unary_rpc_method_handler(self._shutdown),
+        }
+        self.server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("splittracer.Participant", handlers),)
+        )
+        bound: int = self.server.add_insecure_port(f"{host}:{port}")
+        self.server.start()
+        threading.Thread(target=self._watchdog, name="watchdog", daemon=True).start()
+        return bound
+
+    def wait(self) -> None:
+        """Block until the participant has stopped."""
+        self._stopped.wait()
+        if self.server is not None:
+            self.server.stop(grace=1.0).wait()
+
+    # -- control calls ------------------------------------------------------------
+
+    def _hello(self, _request: bytes, _context: Any) -> bytes:
+        return encode(host_info(self.config.name if self.config else ""))
+
+    def _configure(self, request: bytes, _context: Any) -> bytes:
+        try:
+            self._apply(decoder(RunConfig).decode(request))
+        except Exception as exc:
+            return encode(_error_reply(exc))
+        return encode(Reply())
+
+    def _apply(self, config: RunConfig) -> None:
+        self.config = config
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self._shaper = LinkShaper(config.uplink_bps, config.latency_s)
+        self.recorder = TaggedRecorder(config.run_id, config.name, config.stage)
+        role_class = _import_role(config.role, config.workspace)
+        model, inputs = _load_model(config)
+        self.ctx = ParticipantContext(config, self.recorder, self._send, self._emit, model, inputs)
+        self.role = role_class()
+        self._worker = threading.Thread(target=self._work, name="worker", daemon=True)
+        self._worker.start()
+
+    def _watch(self, _request: bytes, context: Any) -> Iterator[bytes]:
+        self._watchers += 1
+        try:
+            yield encode(Event(kind="ready", participant=self._name, time_ns=time.perf_counter_ns()))
+            last_beat = 0.0
+            while context.is_active():
+                try:
+                    event: Event | None = self._events.get(timeout=FLUSH_INTERVAL_S)
+                except queue.Empty:
+                    event = None
+                # Drained after the event was taken: spans recorded before it travel before it.
+                yield from self._span_events()
+                if event is not None:
+                    yield encode(event)
+                    if event.kind == "stopped":
+                        return
+                if time.monotonic() - last_beat >= HEARTBEAT_INTERVAL_S:
+                    last_beat = time.monotonic()
+                    yield encode(
+                        Event(kind="heartbeat", participant=self._name, time_ns=time.perf_counter_ns())
+                    )
+        finally:
+            self._watchers -= 1
+            self._last_watch = time.monotonic()
+
+    def _shutdown(self, _request: bytes, _context: Any) -> bytes:
+        if self._worker is None:
+            self._emit("stopped")
+            self._stopped.set()
+        else:
+            self._inbox.put(_Queued(-(1 << 30), next(self._seq), None))
+        return encode(Reply())
+
+    # -- data plane -----------------------------------------------------------------
+
+    def _accept(self, read: Callable[[], Incoming]) -> bytes:
+        try:
+            incoming = read()
+        except Exception as exc:
+            self._emit(
+                "error", message=f"'{self._name}' rejected a task: {exc}", traceback=traceback.format_exc()
+            )
+            return encode(_error_reply(exc))
+        self._record_receive(incoming)
+        priority = incoming.task.priority
+        if not incoming.envelope.expects_reply:
+            self._inbox.put(_Queued(-priority, next(self._seq), incoming))
+            return encode(Reply())
+        result: Future[Task | None] = Future()
+        self._inbox.put(_Queued(-priority, next(self._seq), incoming, result))
+        try:
+            answer = result.result()
+        except Exception as exc:
+            return encode(_error_reply(exc))
+        return encode(Reply(payload=self._pack_reply(answer, incoming)) if answer is not None else Reply())
+
+    def _pack_reply(self, answer: Task, request: Incoming) -> bytes:
+        """The handler's answer, sent back on the call's response over our own emulated uplink."""
+        assert self.ctx is not None and self.config is not None
+        tags = request.envelope.tags
+        outgoing = prepare(
+            answer,
+            sender=self._name,
+            sender_stage=self.config.stage,
+            codec=self.config.options.compression,
+            tags=tags,
+            is_reply=True,
+        )
+        self.ctx.record_sender_spans(outgoing, tags)
+        return pack(outgoing, self._shaper)
+
+    def _send(self, peer: str, outgoing: Outgoing, timeout: float | None = None) -> Task | None:
+        assert self.config is not None
+        channel = self._channels.get(peer)
+        if channel is None:
+            address = self.config.peers[peer].address
+            channel = self._channels[peer] = grpc.insecure_channel(address, options=GRPC_OPTIONS)
+        try:
+            reply = decoder(Reply).decode(deliver(channel, outgoing, self._shaper, timeout))
+        except grpc.RpcError as exc:
+            raise RunError(f"cannot reach '{peer}': {exc.details()}") from exc
+        if not reply.ok:
+            raise RunError(f"'{peer}' failed on {task_name_of(outgoing)}: {reply.error}")
+        if not reply.payload:
+            return None
+        incoming = unpack(reply.payload)
+        self._record_receive(incoming)
+        return incoming.task
+
+    def _record_receive(self, incoming: Incoming) -> None:
+        if self.recorder is None:
+            return
+        env = incoming.envelope
+        raw, wire = sum(env.raw_sizes), sum(env.wire_sizes) + len(env.task_header)
+        add = self.recorder.add_span
+        add("receive", incoming.first_chunk_ns, incoming.received_ns, env.tags, bytes_wire=wire)
+        if env.codec != "none":
+            add("decompress", incoming.received_ns, incoming.decompressed_ns, env.tags, bytes_raw=raw)
+        add("deserialize", incoming.decompressed_ns, incoming.decoded_ns, env.tags, bytes_raw=raw)
+        direction = "reply" if env.is_reply else "forward"
+        attrs: dict[str, str | int | float | bool] = {
+            "from": env.sender,
+            "to": self._name,
+            "direction": direction,
+        }
+        add(
+            "transfer",
+            env.sent_ns,
+            incoming.decoded_ns,
+            env.tags,
+            stage=env.sender_stage,
+            bytes_raw=raw,
+            bytes_wire=wire,
+            attrs=attrs,
+        )
+
+    # -- worker -------------------------------------------------------------------
+
+    def _work(self) -> None:
+        ctx, role = self.ctx, self.role
+        assert ctx is not None and role is not None
+        ready = self._guarded("setup", lambda: role.setup(ctx))
+        while True:
+            item = self._inbox.get()
+            if item.incoming is None:
+                break
+            if ready:
+                self._handle(item)
+            elif item.result is not None:  # after a failed setup, senders get an error, not a hang
+                item.result.set_exception(RunError(f"'{self._name}' could not set up its role"))
+        self._guarded("teardown", lambda: role.teardown(ctx))
+        self._emit("stopped")
+        self._stopped.set()
+
+    def _handle(self, item: _Queued) -> None:
+        assert self.ctx is not None and self.role is not None and self.recorder is not None
+        assert item.incoming is not None
+        task, envelope = item.incoming.task, item.incoming.envelope
+        result: Task | None = None
+        error: Exception | None = None
+        with self.ctx.tagged(envelope.tags):
+            try:
+                result = self._run_handler(task, envelope.tags, envelope.sender)
+            except Exception as exc:
+                error = exc
+                self._emit(
+                    "error",
+                    message=f"{type(self.role).__name__} of '{self._name}' failed on "
+                    f"{task_name(task)}: {exc!r}",
+                    traceback=traceback.format_exc(),
+                )
+        if item.result is not None:
+            if error is not None:
+                item.result.set_exception(error)
+            else:
+                item.result.set_result(result if isinstance(result, Task) else None)
+
+    def _run_handler(self, task: Task, tags: Tags, sender: str) -> Any:
+        assert self.ctx is not None and self.role is not None and self.recorder is not None
+        handler = self.role.handler_for(task)
+        if handler is None:
+            raise UserCodeError(
+                f"role {type(self.role).__name__} has no handler for {task_name(task)} (sent by {sender})"
+            )
+        attrs: dict[str, str | int | float | bool] = {"task": task_name(task)}
+        if tags.warmup:
+            attrs["warmup"] = True
+        with self.recorder.span("handle", inference=tags.inference, split=tags.split, attrs=attrs):
+            return handler(task, self.ctx)
+
+    def _guarded(self, hook: str, call: Any) -> bool:
+        try:
+            call()
+            return True
+        except Exception as exc:
+            self._emit(
+                "error", message=f"{hook} of '{self._name}' failed: {exc!r}", traceback=traceback.format_exc()
+            )
+            return False
+
+    # -- events -------------------------------------------------------------------
+
+    @property
+    def _name(self) -> str:
+        return self.config.name if self.config else ""
+
+    def _emit(self, kind: str, **fields: Any) -> None:
+        self._events.put(Event(kind=kind, participant=self._name, time_ns=time.perf_counter_ns(), **fields))
+
+    def _span_events(self) -> Iterator[bytes]:
+        if self.recorder is None:
+            return
+        spans, metrics = self.recorder.drain(), self.recorder.drain_metrics()
+        if spans or metrics:
+            yield encode(Event(kind="spans", participant=self._name, spans=spans, metrics=metrics))
+
+    def _watchdog(self) -> None:
+        """Exit if the controller is gone, so no participant outlives its run."""
+        while not self._stopped.wait(1.0):
+            if self._watchers == 0 and time.monotonic() - self._last_watch > ORPHAN_TIMEOUT_S:
+                sys.stderr.write(
+                    f"splittracer participant: no controller for {ORPHAN_TIMEOUT_S:.0f} s, exiting\n"
+                )
+                os._exit(3)
+
+
+def task_name_of(outgoing: Outgoing) -> str:
+    """Type name of an outgoing task (for error messages)."""
+    try:
+        return task_name(decode_task(outgoing.envelope.task_header, [bytearray(b) for b in outgoing.buffers]))
+    except Exception:
+        return "a task"
+
+
+def host_info(name: str) -> ParticipantInfo:
+    """Facts about this process and host."""
+    return ParticipantInfo(
+        name=name,
+        pid=os.getpid(),
+        hostname=socket.gethostname(),
+        platform=f"{platform.system()} {platform.release()} {platform.machine()}",
+        python=platform.python_version(),
+        torch=str(torch.__version__),
+        splittracer=__version__,
+        cpu_model=cpu_model(),
+        cpu_count=os.cpu_count() or 0,
+    )
+
+
+def cpu_model() -> str:
+    """The CPU's model name, from /proc/cpuinfo where there is one."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") or line.startswith("Model"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _import_role(spec: str, workspace: str | None) -> type[Role]:
+    if workspace and workspace not in sys.path:
+        sys.path.insert(0, workspace)
+    if workspace and (Path(workspace) / "tasks.py").exists():
+        import_object("tasks", "__name__")
+    module, _, attr = spec.partition(":")
+    role = import_object(module, attr)
+    if not (isinstance(role, type) and issubclass(role, Role)):
+        raise UserCodeError(f"'{spec}' is not a Role subclass")
+    return role
+
+
+def _load_model(config: RunConfig) -> tuple[Any, InputSource | None]:
+    if config.model is None:
+        return None, None
+    from ..split.load import load_split_model
+
+    m = config.model
+    loaded = load_split_model(
+        m.source,
+        input_shape=tuple(m.input_shape) if m.input_shape else None,
+        granularity=m.granularity,
+        override=m.override,
+        weights=m.weights,
+        seed=config.options.seed,
+    )
+    return loaded.split, InputSource(loaded.spec.input_shape, seed=config.options.seed, dataset=m.dataset)
+
+
+def _error_reply(exc: BaseException) -> Reply:
+    text = exc.render() if isinstance(exc, SplitTracerError) else f"{type(exc).__name__}: {exc}"
+    return Reply(ok=False, error=text, traceback=traceback.format_exc(), error_kind=type(exc).__name__)

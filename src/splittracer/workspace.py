@@ -1,0 +1,265 @@
+"""Workspaces: the folder holding a user's roles, tasks, experiment manifests and results.
+
+A workspace is any directory with a ``splittracer.yaml`` at its root::
+
+    splittracer.yaml        name, results directory, default device
+    roles.py, tasks.py      the user's own roles and tasks (named as roles:MyRole)
+    experiments/*.yaml      one manifest per experiment
+    results/                the results store (splittracer.sqlite) and reports
+
+:func:`init_workspace` makes one, with the Neurosurgeon replication as its
+first experiment; :func:`find_workspace` finds the one a command runs in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Strict, did_you_mean, load_typed, read_yaml
+from .errors import ConfigError, SplitTracerError
+from .manifest import WORKSPACE_FILE, Manifest, find_workspace_root, load_manifest
+
+__all__ = [
+    "ExperimentInfo",
+    "Workspace",
+    "WorkspaceSettings",
+    "find_workspace",
+    "init_workspace",
+    "open_workspace",
+]
+
+EXPERIMENTS_DIR = "experiments"
+RESULTS_DB = "splittracer.sqlite"
+_NO_WORKSPACE_HINT = "Run 'splittracer init DIR' to make one, or pass --workspace DIR."
+
+
+class WorkspaceSettings(Strict):
+    """What ``splittracer.yaml`` may say; every key is optional."""
+
+    name: str | None = None
+    results: Path = Path("results")
+    default_device: str = "local"
+
+
+@dataclass(frozen=True)
+class ExperimentInfo:
+    """One manifest in ``experiments/``; ``error`` says why it does not load, if it doesn't."""
+
+    name: str
+    path: Path
+    description: str = ""
+    participants: tuple[str, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A workspace directory and its settings."""
+
+    root: Path
+    settings: WorkspaceSettings
+
+    @property
+    def name(self) -> str:
+        """The name from the settings, else the directory's name."""
+        return self.settings.name or self.root.name
+
+    @property
+    def experiments_dir(self) -> Path:
+        """Where experiment manifests live."""
+        return self.root / EXPERIMENTS_DIR
+
+    @property
+    def results_dir(self) -> Path:
+        """Where results go (``results`` unless the settings say otherwise)."""
+        return self.root / self.settings.results
+
+    @property
+    def results_db(self) -> Path:
+        """The SQLite results store of this workspace."""
+        return self.results_dir / RESULTS_DB
+
+    def experiments(self) -> list[ExperimentInfo]:
+        """Every manifest in ``experiments/``, sorted by name; broken ones carry their error.
+
+        User code is not imported here: listing stays fast and side-effect free.
+        """
+        return [_experiment_info(path) for path in self._manifest_files()]
+
+    def manifest_path(self, name: str) -> Path:
+        """The manifest file of experiment ``name``; ConfigError listing the known ones if none."""
+        for path in self._manifest_files():
+            if path.stem == name:
+                return path
+        known = [path.stem for path in self._manifest_files()]
+        close = did_you_mean(name, known)
+        listing = f"Known experiments: {', '.join(known)}." if known else "There are none yet."
+        raise ConfigError(
+            f"no experiment named '{name}' in {self.experiments_dir}",
+            hint=f"{close} {listing}" if close else listing,
+        )
+
+    def load_manifest(self, name: str, *, check_code: bool = True) -> Manifest:
+        """Load experiment ``name`` with this workspace's user code."""
+        return load_manifest(self.manifest_path(name), check_code=check_code, workspace=self.root)
+
+    def _manifest_files(self) -> list[Path]:
+        if not self.experiments_dir.is_dir():
+            return []
+        files = [*self.experiments_dir.glob("*.yaml"), *self.experiments_dir.glob("*.yml")]
+        return sorted(files, key=lambda p: p.stem)
+
+
+def open_workspace(root: str | Path) -> Workspace:
+    """The workspace at ``root``; ConfigError if its ``splittracer.yaml`` is invalid."""
+    root = Path(root).resolve()
+    settings_file = root / WORKSPACE_FILE
+    if not settings_file.is_file():
+        raise SplitTracerError(f"{root} is not a workspace (no {WORKSPACE_FILE})", hint=_NO_WORKSPACE_HINT)
+    source = read_yaml(settings_file)
+    if source.data is None:  # an empty file marks a workspace with default settings
+        return Workspace(root, WorkspaceSettings())
+    return Workspace(root, load_typed(WorkspaceSettings, source))
+
+
+def find_workspace(start: Path | None = None, explicit: Path | None = None) -> Workspace:
+    """The workspace at ``explicit``, else the nearest one at or above ``start`` (default: cwd)."""
+    if explicit is not None:
+        return open_workspace(explicit)
+    begin = Path.cwd() if start is None else Path(start)
+    root = find_workspace_root(begin)
+    if root is None:
+        raise SplitTracerError(
+            f"no {WORKSPACE_FILE} in {begin.resolve()} or any folder above it", hint=_NO_WORKSPACE_HINT
+        )
+    return open_workspace(root)
+
+
+def init_workspace(directory: str | Path, *, force: bool = False) -> Workspace:
+    """Scaffold a workspace in ``directory``; refuses to overwrite files unless ``force``."""
+    root = Path(directory).resolve()
+    files = _scaffold(root.name)
+    existing = [name for name in files if (root / name).exists()]
+    if existing and not force:
+        raise SplitTracerError(
+            f"{root} already has {', '.join(existing)}; nothing was written",
+            hint="Pass force=True (splittracer init --force) to overwrite them.",
+        )
+    for name, text in files.items():
+        _write_atomic(root / name, text)
+    (root / "results").mkdir(parents=True, exist_ok=True)
+    return open_workspace(root)
+
+
+def _experiment_info(path: Path) -> ExperimentInfo:
+    try:
+        manifest = load_manifest(path, check_code=False)
+    except SplitTracerError as exc:
+        return ExperimentInfo(name=path.stem, path=path, error=exc.message)
+    return ExperimentInfo(
+        name=path.stem,
+        path=path,
+        description=manifest.description,
+        participants=tuple(manifest.participants),
+    )
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def _scaffold(name: str) -> dict[str, str]:
+    return {
+        WORKSPACE_FILE: _SETTINGS.format(name=name),
+        "roles.py": _ROLES,
+        "tasks.py": _TASKS,
+        f"{EXPERIMENTS_DIR}/neurosurgeon.yaml": _NEUROSURGEON,
+    }
+
+
+_SETTINGS = """\
+# SplitTracer workspace settings.
+name: {name}
+results: results          # where the results store and reports go
+default_device: local     # device for participants that name none
+"""
+
+_TASKS = '''\
+"""Your own tasks: typed messages participants send each other.
+
+Fields may be bool, int, float, str, bytes, None, torch.Tensor, and lists,
+tuples and dict[str, ...] of them. Name a task in a manifest's playbook by
+its class name (or by ``class Greeting(Task, name="...")``).
+"""
+
+from splittracer.tasks import Task
+
+
+class Greeting(Task):
+    """An example task: a line of text and how many participants it has passed."""
+
+    text: str
+    hops: int = 0
+'''
+
+_ROLES = '''\
+"""Your own roles: how a participant reacts to each task.
+
+Name a role in a manifest as ``roles:ClassName`` (this file is roles.py).
+"""
+
+from splittracer.roles import Context, Role, handles
+
+from tasks import Greeting
+
+
+class Echo(Role):
+    """An example role: the first to be greeted greets every other participant once."""
+
+    @handles(Greeting)
+    def greet(self, task: Greeting, ctx: Context) -> None:
+        ctx.record("greeting_hops", task.hops)
+        if task.hops == 0:
+            for peer in ctx.peers:
+                ctx.send(peer, Greeting(text=task.text, hops=1))
+        ctx.finish()
+'''
+
+_NEUROSURGEON = """\
+# Neurosurgeon (Kang et al. 2017): AlexNet split after every layer, phone -> cloud over LTE.
+name: neurosurgeon
+description: AlexNet split after every layer, phone -> cloud over emulated LTE
+model:
+  source: torchvision:alexnet
+participants:               # order matters: the phone runs the first layers
+  phone:
+    role: splittracer.builtin:SplitHead
+    limits:
+      threads: 1
+      uplink: lte           # 5.85 Mbit/s; also 3g, wifi or a rate such as 10mbit
+  cloud:
+    role: splittracer.builtin:SplitTail
+    limits:
+      threads: 2
+playbook:
+  phone:
+    - task: Sweep
+      params: {splits: all, next: [cloud]}
+options:
+  repeats: 10
+  warmup: 2
+"""
