@@ -7,13 +7,39 @@ releases. Heavy modules (torch) load on first use of a name, not at import.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import SplitTracerError
+
+if TYPE_CHECKING:  # the real names for type checkers; at run time they load lazily
+    from .controller.plan import plan_from_manifest
+    from .controller.run import run_experiment
+    from .manifest import load_manifest
+    from .metrics.store import ResultsStore
+    from .models import load_model
+    from .report.summary import summarize
+    from .roles import Context, Role, handles
+    from .split import Granularity, SplitModel
+    from .split.load import load_split_model
+    from .split.profile import profile_layers, verify_splits
+    from .tasks import Task
+    from .workspace import Workspace, find_workspace, init_workspace
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "Task": "splittracer.tasks",
+    "Role": "splittracer.roles",
+    "Context": "splittracer.roles",
+    "handles": "splittracer.roles",
+    "Workspace": "splittracer.workspace",
+    "find_workspace": "splittracer.workspace",
+    "init_workspace": "splittracer.workspace",
+    "load_manifest": "splittracer.manifest",
+    "run_experiment": "splittracer.controller.run",
+    "plan_from_manifest": "splittracer.controller.plan",
+    "ResultsStore": "splittracer.metrics.store",
+    "summarize": "splittracer.report.summary",
     "SplitModel": "splittracer.split",
     "Granularity": "splittracer.split",
     "load_split_model": "splittracer.split.load",
@@ -22,7 +48,28 @@ _LAZY = {
     "verify_splits": "splittracer.split.profile",
 }
 
-__all__ = ["SplitTracerError", "__version__", *_LAZY]
+__all__ = [
+    "Context",
+    "Granularity",
+    "ResultsStore",
+    "Role",
+    "SplitModel",
+    "SplitTracerError",
+    "Task",
+    "Workspace",
+    "__version__",
+    "find_workspace",
+    "handles",
+    "init_workspace",
+    "load_manifest",
+    "load_model",
+    "load_split_model",
+    "plan_from_manifest",
+    "profile_layers",
+    "run_experiment",
+    "summarize",
+    "verify_splits",
+]
 
 
 def __getattr__(name: str) -> Any:

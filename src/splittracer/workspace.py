@@ -260,6 +260,6 @@ playbook:
     - task: Sweep
       params: {splits: all, next: [cloud]}
 options:
-  repeats: 10
-  warmup: 2
+  repeats: 5                # timed inferences per split point (medians and IQR)
+  warmup: 1                 # untimed inferences before them
 """

@@ -154,3 +154,19 @@ def test_summary_to_dicts_is_flat_and_json_ready() -> None:
     assert (flat["bytes_raw"], flat["bytes_wire"]) == (64, 32)
     assert [s["compute_ms"] for s in flat["stages"]] == [1.0, 3.0]
     assert json.loads(json.dumps(flat)) == flat
+
+
+def test_bytes_count_forward_transfers_only_but_time_counts_replies() -> None:
+    spans: list[Span] = []
+    for i in range(3):
+        spans += [
+            span("compute", 0, 2, i, 1.0),
+            span("transfer", 0, 2, i, 10.0, bytes_raw=5000, bytes_wire=2500, attrs={"direction": "forward"}),
+            span("compute", 1, 2, i, 3.0),
+            span("transfer", 1, 2, i, 2.0, bytes_raw=40, bytes_wire=40, attrs={"direction": "reply"}),
+            span("inference", 0, 2, i, 17.0),
+        ]
+    (row,) = summarize(spans)
+    assert (row.bytes_raw, row.bytes_wire) == (5000, 2500)  # the reply's 40 bytes left out
+    assert row.transfer.median == 12.0  # the reply's time kept
+    assert row.other_ms == pytest.approx(17 - (1 + 12 + 3))

@@ -13,6 +13,9 @@ import typer
 
 from ..errors import SplitTracerError
 from . import model as model_commands
+from . import results as results_commands
+from . import run as run_command
+from . import workspace as workspace_commands
 from ._render import print_error
 
 app = typer.Typer(
@@ -23,6 +26,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(model_commands.app, name="model")
+app.add_typer(results_commands.app, name="results")
+app.add_typer(workspace_commands.app, name="experiment")
+app.command("init")(workspace_commands.init)
+app.command("run")(run_command.run)
 
 
 def main(argv: list[str] | None = None) -> int:

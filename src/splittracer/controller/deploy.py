@@ -143,8 +143,9 @@ def _read_port(process: subprocess.Popen[bytes], timeout: float) -> int | None:
     assert stdout is not None
 
     def pump() -> None:
-        for line in stdout:
-            lines.put(line)
+        with stdout:  # closed here, at end of file, so no pipe outlives the process
+            for line in stdout:
+                lines.put(line)
         lines.put(b"")
 
     threading.Thread(target=pump, daemon=True).start()

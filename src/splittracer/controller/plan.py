@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..manifest import Manifest, build_task
 from ..participant.messages import ModelConfig, RunOptions
 from ..tasks import Task
 
@@ -34,3 +35,48 @@ class RunPlan:
     model: ModelConfig | None = None
     manifest_text: str = ""
     timeout_s: float = 3600.0
+
+
+def plan_from_manifest(manifest: Manifest) -> RunPlan:
+    """Resolve a validated manifest into the controller's plan (tasks built here)."""
+    participants = tuple(
+        ParticipantPlan(
+            name=p.name,
+            stage=p.stage,
+            role=p.role,
+            device=p.device,
+            params=dict(p.params),
+            threads=p.limits.threads,
+            uplink_bps=p.limits.uplink_bps,
+            latency_s=p.limits.latency_s,
+        )
+        for p in manifest.participants.values()
+    )
+    playbook = tuple(
+        (name, build_task(entry)) for name, entries in manifest.playbook.items() for entry in entries
+    )
+    o = manifest.options
+    options = RunOptions(repeats=o.repeats, warmup=o.warmup, compression=o.compression, seed=o.seed)
+    return RunPlan(
+        experiment=manifest.name,
+        participants=participants,
+        playbook=playbook,
+        options=options,
+        model=_model_config(manifest),
+        manifest_text=manifest.manifest_text,
+        timeout_s=o.timeout_s if math.isfinite(o.timeout_s) else 24 * 3600.0,
+    )
+
+
+def _model_config(manifest: Manifest) -> ModelConfig | None:
+    m = manifest.model
+    if m is None:
+        return None
+    return ModelConfig(
+        source=m.source,
+        input_shape=list(m.input_shape) if m.input_shape else None,
+        granularity=m.granularity,
+        override=str(m.override) if m.override else None,
+        weights=str(m.weights) if m.weights else None,
+        dataset=str(m.dataset) if m.dataset else None,
+    )

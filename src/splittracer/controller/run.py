@@ -96,6 +96,7 @@ class _Run:
         self.members: dict[str, _Member] = {}
         self.events: queue.Queue[Event | tuple[str, BaseException]] = queue.Queue()
         self.info: dict[str, ParticipantInfo] = {}
+        self.model_facts: dict[str, Any] = {}
         self.run_id = store.create_run(plan.experiment, plan.manifest_text, _controller_facts())
 
     def execute(self) -> RunOutcome:
@@ -134,9 +135,10 @@ class _Run:
         self.store.update_metadata(
             self.run_id,
             {
+                **self.model_facts,
                 "participants": {
                     m.plan.name: _facts(self.info[m.plan.name], m.plan) for m in self.members.values()
-                }
+                },
             },
         )
 
@@ -172,6 +174,8 @@ class _Run:
             reply = decoder(Reply).decode(raw)
             if not reply.ok:
                 errors.append(f"participant '{member.plan.name}' could not start its role: {reply.error}")
+            elif reply.layers:
+                self.model_facts = {"layers": reply.layers, "split_bytes": reply.split_bytes}
 
         threads = [threading.Thread(target=configure, args=(m,)) for m in self.members.values()]
         for t in threads:

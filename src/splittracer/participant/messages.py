@@ -106,6 +106,8 @@ class Reply(msgspec.Struct, frozen=True):
     traceback: str = ""
     error_kind: str = ""
     payload: bytes = b""
+    layers: list[str] = []  # Configure: the model's layer names, when it has one
+    split_bytes: list[int] = []  # Configure: bytes crossing each split point
 
 
 _ENCODER = msgspec.msgpack.Encoder()

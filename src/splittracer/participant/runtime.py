@@ -119,7 +119,12 @@ class Participant:
             self._apply(decoder(RunConfig).decode(request))
         except Exception as exc:
             return encode(_error_reply(exc))
-        return encode(Reply())
+        model = self.ctx.model if self.ctx is not None and self.config and self.config.model else None
+        if model is None:
+            return encode(Reply())
+        return encode(
+            Reply(layers=[layer.name for layer in model.layers], split_bytes=[p.bytes for p in model.points])
+        )
 
     def _apply(self, config: RunConfig) -> None:
         self.config = config

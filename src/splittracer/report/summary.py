@@ -5,8 +5,14 @@ split=k``. Per inference:
 
 * head = sum of ``compute`` spans at stage 0 (the phone);
 * tail = sum of ``compute`` spans at stage >= 1 (the cloud, or every later hop);
-* transfer = sum of ``transfer`` spans (sender's serialise start to
-  receiver's deserialise end, recorded by the receiver);
+* transfer = sum of every ``transfer`` span (sender's serialise start to
+  receiver's deserialise end, recorded by the receiver), both the forward
+  transfer of the cut's tensors and the ``reply`` bringing the result back,
+  since the user waits for both;
+* bytes = bytes of the ``forward`` transfers only: what crosses the cut. A
+  reply (``attrs['direction'] == 'reply'``) is the same result at every split,
+  so counting it would blur the comparison; a transfer without a direction is
+  taken as forward. In a longer chain the forward hops add up;
 * total = the ``inference`` span, recorded once, end to end.
 
 An inference counts only once its ``inference`` span exists (one cut short
@@ -48,6 +54,8 @@ class SplitRow:
     ``stages[s]`` is the compute time of stage ``s`` (one entry per device in
     the chain); ``other_ms`` is the median total less the median head,
     transfer and tail: the overhead no span accounts for (dispatch, queues).
+    ``transfer`` covers forward and reply transfers; ``bytes_raw`` and
+    ``bytes_wire`` are the median bytes of the forward transfers alone.
     """
 
     split: int
@@ -96,8 +104,9 @@ def _accumulate(inference: _Inference, span: Span) -> None:
         inference.stage_ms[span.stage] += span.duration_ms
     elif span.kind == "transfer":
         inference.transfer_ms += span.duration_ms
-        inference.bytes_raw += span.bytes_raw
-        inference.bytes_wire += span.bytes_wire
+        if span.attrs.get("direction") != "reply":
+            inference.bytes_raw += span.bytes_raw
+            inference.bytes_wire += span.bytes_wire
     elif span.kind == "inference":
         # Recorded once per inference; should a retry record it twice, the
         # longer one is the one the user waited for.

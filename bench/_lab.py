@@ -1,0 +1,48 @@
+"""Shared helpers for the benchmarks: temporary workspaces and medians."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import tempfile
+import textwrap
+from pathlib import Path
+
+import torch
+
+from splittracer.controller.plan import plan_from_manifest
+from splittracer.controller.run import RunOutcome, run_experiment
+from splittracer.metrics.store import ResultsStore
+from splittracer.participant.runtime import cpu_model
+from splittracer.workspace import Workspace, init_workspace
+
+
+def machine() -> str:
+    """One line naming the machine the numbers come from."""
+    return (
+        f"{cpu_model()}, {platform.machine()}, torch {torch.__version__}, python {platform.python_version()}"
+    )
+
+
+def workspace(manifests: dict[str, str], files: dict[str, str] | None = None) -> Workspace:
+    """A throw-away workspace with the given manifests and extra files."""
+    ws = init_workspace(Path(tempfile.mkdtemp(prefix="splittracer-bench-")) / "ws")
+    for name, text in manifests.items():
+        (ws.experiments_dir / f"{name}.yaml").write_text(textwrap.dedent(text))
+    for name, text in (files or {}).items():
+        (ws.root / name).write_text(textwrap.dedent(text))
+    return ws
+
+
+def run(ws: Workspace, name: str) -> tuple[RunOutcome, ResultsStore]:
+    """Run one experiment and fail loudly if it failed."""
+    store = ResultsStore(ws.results_db)
+    outcome = run_experiment(plan_from_manifest(ws.load_manifest(name)), store, workspace=ws.root)
+    if outcome.status != "succeeded":
+        raise SystemExit(f"run failed: {outcome.error}")
+    return outcome, store
+
+
+def median(values: list[float]) -> float:
+    """Median of a non-empty list."""
+    return statistics.median(values)

@@ -1,0 +1,164 @@
+"""Runs as a user looks at them: listings, per-split summaries and their figures.
+
+What ``splittracer results`` shows, as plain functions over a
+:class:`~splittracer.metrics.store.ResultsStore`, so a notebook gets the same
+numbers as the command line. Every ``run_id`` may be an id, a unique prefix
+of one or ``'latest'``; an unknown one raises SplitTracerError.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..metrics.spans import Span
+from ..metrics.store import ResultsStore, RunInfo
+from .summary import SplitRow, summarize, summary_to_dicts
+
+__all__ = [
+    "RunListing",
+    "RunSummary",
+    "format_duration",
+    "format_timestamp",
+    "list_runs",
+    "run_duration_s",
+    "run_summary",
+    "run_to_dict",
+    "split_label",
+    "summary_to_dict",
+    "write_plots",
+]
+
+
+@dataclass(frozen=True)
+class RunListing:
+    """One run with the number of inferences it measured (warm-ups left out)."""
+
+    run: RunInfo
+    inferences: int
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from start to end; None while it is still running."""
+        return run_duration_s(self.run)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A run, its per-split rows and the names of its model's layers (when recorded)."""
+
+    run: RunInfo
+    rows: tuple[SplitRow, ...]
+    layers: tuple[str, ...]
+
+    @property
+    def labels(self) -> list[str]:
+        """The layer each row's split comes after ('input' for split 0)."""
+        return [split_label(row.split, self.layers) for row in self.rows]
+
+
+def list_runs(store: ResultsStore, experiment: str | None = None) -> list[RunListing]:
+    """Every run (of ``experiment``, if given), oldest first, with its inference count."""
+    return [
+        RunListing(run, _measured(store.spans(run.id, kind="inference")))
+        for run in store.list_runs(experiment)
+    ]
+
+
+def _measured(spans: Sequence[Span]) -> int:
+    return len({(s.split, s.inference) for s in spans if s.attrs.get("warmup") is not True})
+
+
+def run_summary(store: ResultsStore, run_id: str) -> RunSummary:
+    """The per-split summary of a run; a failed run gives whatever it completed."""
+    run = store.get_run(run_id)
+    rows = summarize(store.spans(run.id))
+    return RunSummary(run, tuple(rows), _layer_names(run.metadata))
+
+
+def _layer_names(metadata: dict[str, Any]) -> tuple[str, ...]:
+    # Written by the controller when it knows the model; anything else is ignored
+    # rather than trusted, so an odd store still gives numeric labels.
+    layers = metadata.get("layers")
+    if isinstance(layers, list) and all(isinstance(name, str) for name in layers):
+        return tuple(layers)
+    return ()
+
+
+def split_label(split: int, layers: Sequence[str]) -> str:
+    """'input' for split 0, else the name of layer ``split`` when known, else its number."""
+    if split == 0:
+        return "input"
+    return layers[split - 1] if split <= len(layers) else str(split)
+
+
+def write_plots(store: ResultsStore, run_id: str, out_dir: str | Path) -> list[Path]:
+    """Write the stacked-latency and bytes-per-split charts of a run as PNG and SVG.
+
+    Files are ``<run id>-splits.{png,svg}`` and ``<run id>-bytes.{png,svg}``
+    in ``out_dir``; raises SplitTracerError if the run measured nothing.
+    """
+    # matplotlib is imported only when a figure is wanted.
+    from .plots import plot_bytes_per_split, plot_stacked_splits
+
+    summary = run_summary(store, run_id)
+    run, rows, layers = summary.run, summary.rows, summary.layers
+    stem = Path(out_dir) / run.id
+    title = f"{run.experiment} ({run.id})"
+    latency = plot_stacked_splits(
+        rows, f"{stem}-splits", title=f"Latency per split point — {title}", labels=layers
+    )
+    sizes = plot_bytes_per_split(
+        rows, f"{stem}-bytes", title=f"Bytes crossing each split point — {title}", labels=layers
+    )
+    return [*latency, *sizes]
+
+
+def run_duration_s(run: RunInfo) -> float | None:
+    """Seconds from a run's start to its end; None while it is still running."""
+    if run.ended_at is None:
+        return None
+    ended, started = datetime.fromisoformat(run.ended_at), datetime.fromisoformat(run.started_at)
+    return (ended - started).total_seconds()
+
+
+def format_duration(seconds: float | None) -> str:
+    """A duration for people: '850 ms', '12.3 s', '4m 05s', '2h 03m'; '—' when unknown."""
+    if seconds is None or math.isnan(seconds):
+        return "—"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m {whole % 60:02d}s"
+    return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
+
+
+def format_timestamp(iso: str) -> str:
+    """An ISO timestamp as 'YYYY-MM-DD HH:MM:SS' in its own time zone (UTC in the store)."""
+    return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def run_to_dict(run: RunInfo) -> dict[str, Any]:
+    """A run's facts as JSON-ready data (the manifest text left out)."""
+    return {
+        "id": run.id,
+        "experiment": run.experiment,
+        "status": run.status,
+        "started_at": run.started_at,
+        "ended_at": run.ended_at,
+        "duration_s": run_duration_s(run),
+        "error": run.error,
+    }
+
+
+def summary_to_dict(summary: RunSummary) -> dict[str, Any]:
+    """A run summary as JSON-ready data: the run, then one flat dict per split with its label."""
+    splits = [{"after": label, **flat} for label, flat in zip(summary.labels, summary_to_dicts(summary.rows))]
+    return {"run": {**run_to_dict(summary.run), "metadata": summary.run.metadata}, "splits": splits}

@@ -1,0 +1,21 @@
+"""Roles that misbehave on purpose, for the failure tests."""
+
+from __future__ import annotations
+
+from splittracer.builtin import RunLayers, SplitTail
+from splittracer.roles import Context, handles
+from splittracer.tasks import Task
+
+
+class FailingTail(SplitTail):
+    """Answers two inferences, then raises on the third."""
+
+    def setup(self, ctx: Context) -> None:
+        self.seen = 0
+
+    @handles(RunLayers)
+    def run(self, task: RunLayers, ctx: Context) -> Task:
+        self.seen += 1
+        if self.seen == 3:
+            raise ValueError("the tail refuses inference 3")
+        return super().run(task, ctx)

@@ -1,0 +1,91 @@
+"""``splittracer init / experiment / run`` as a user types them."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BAD = sorted((ROOT / "tests/unit/fixtures/manifests").glob("*.yaml"))
+
+
+def splittracer(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "splittracer", *args], capture_output=True, text=True, timeout=600, cwd=cwd
+    )
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    result = splittracer("init", str(tmp_path / "ws"))
+    assert result.returncode == 0, result.stderr
+    return tmp_path / "ws"
+
+
+def test_init_refuses_to_overwrite(workspace):
+    result = splittracer("init", str(workspace))
+    assert result.returncode == 2
+    assert "splittracer.yaml" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_experiment_ls_and_show(workspace):
+    result = splittracer("experiment", "ls", "--workspace", str(workspace), "--json")
+    assert result.returncode == 0, result.stderr
+    names = [e["name"] for e in json.loads(result.stdout)]
+    assert names == ["neurosurgeon"]
+    shown = splittracer("experiment", "show", "neurosurgeon", "--workspace", str(workspace))
+    assert shown.returncode == 0 and "splittracer.builtin:SplitHead" in shown.stdout
+
+
+def test_unknown_experiment_suggests(workspace):
+    result = splittracer("run", "neurosurgeoon", "--workspace", str(workspace))
+    assert result.returncode == 2
+    assert "neurosurgeon" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("fixture", [p for p in BAD if p.name != "good.yaml"], ids=lambda p: p.stem)
+def test_bad_manifest_exits_2_with_file_and_line(workspace, fixture):
+    shutil.copy(fixture, workspace / "experiments" / fixture.name)
+    result = splittracer("run", fixture.stem, "--workspace", str(workspace))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert re.search(rf"{re.escape(fixture.name)}:\d+", result.stderr), result.stderr
+    assert not list((workspace / "results").glob("*.sqlite")) or "running" not in result.stdout
+
+
+@pytest.mark.slow
+def test_run_by_name_writes_results_and_charts(workspace):
+    manifest = (workspace / "experiments" / "neurosurgeon.yaml").read_text()
+    manifest = manifest.replace("splits: all", "splits: [0, 13, 21]").replace("uplink: lte", "uplink: 100mbit")
+    (workspace / "experiments" / "quick.yaml").write_text(manifest.replace("name: neurosurgeon", "name: quick"))
+    result = splittracer("run", "quick", "--workspace", str(workspace), "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["status"] == "succeeded"
+    assert [row["split"] for row in data["summary"]] == [0, 13, 21]
+    assert all(Path(p).stat().st_size > 0 for p in data["plots"])
+    listed = splittracer("results", "ls", "--workspace", str(workspace), "--json")
+    assert data["run"] in listed.stdout
+
+
+def test_example_by_hand_fits_in_40_lines():
+    roles = ROOT / "src/splittracer/examples/neurosurgeon/roles.py"
+    assert len(roles.read_text().splitlines()) <= 40
+
+
+@pytest.mark.slow
+def test_example_by_hand_runs(workspace):
+    example = (ROOT / "src/splittracer/examples/neurosurgeon/experiment.yaml").read_text()
+    (workspace / "experiments" / "by-hand.yaml").write_text(
+        example.replace("repeats: 5", "repeats: 1").replace("uplink: lte", "uplink: 1gbit")
+    )
+    result = splittracer("run", "by-hand", "--workspace", str(workspace), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)["summary"]
+    assert [row["split"] for row in summary] == list(range(22))

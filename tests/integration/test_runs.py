@@ -1,0 +1,173 @@
+"""Experiments end to end: real participant processes on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import threading
+import time
+from collections import defaultdict
+
+import pytest
+
+from splittracer.report.summary import summarize
+
+from .helpers import alive, participant_pids, run, workspace_with
+
+pytestmark = pytest.mark.slow
+
+ALEXNET_SPLITS = [0, 3, 13, 21]
+
+TWO = """
+name: two
+model: {source: torchvision:alexnet}
+participants:
+  phone:
+    role: splittracer.builtin:SplitHead
+    limits: {threads: 1}
+  cloud:
+    role: {tail}
+    limits: {threads: 1}
+playbook:
+  phone:
+    - task: Sweep
+      params: {splits: [0, 3, 13, 21], next: [cloud], repeats: {repeats}, warmup: 1}
+"""
+
+THREE = """
+name: chain
+model: {source: torchvision:resnet18, input_shape: [1, 3, 64, 64], granularity: block}
+participants:
+  phone: {role: "splittracer.builtin:SplitHead", limits: {threads: 1}}
+  edge: {role: "splittracer.builtin:SplitTail", limits: {threads: 1}}
+  cloud: {role: "splittracer.builtin:SplitTail", limits: {threads: 1}}
+playbook:
+  phone:
+    - task: Sweep
+      params: {cuts: [[0, 14], [4, 8], [7, 7], [14, 14]], next: [edge, cloud], repeats: 2, warmup: 0}
+"""
+
+
+def two(tail: str = "splittracer.builtin:SplitTail", repeats: int = 3) -> str:
+    return TWO.replace("{tail}", tail).replace("{repeats}", str(repeats))
+
+
+def test_neurosurgeon_sweep_records_every_split(tmp_path):
+    ws = workspace_with(tmp_path, {"two": two()})
+    outcome, store = run(ws, "two")
+    assert outcome.status == "succeeded", outcome.error
+    rows = summarize(store.spans(outcome.run_id))
+    assert [r.split for r in rows] == ALEXNET_SPLITS
+    assert all(r.count == 3 for r in rows)  # warm-up excluded
+    by_split = {r.split: r for r in rows}
+    assert by_split[0].head.median < by_split[21].head.median  # more layers on the phone
+    assert by_split[21].tail.median < by_split[0].tail.median
+    meta = store.get_run(outcome.run_id).metadata
+    assert len(meta["layers"]) == 21 and meta["split_bytes"][13] == 36_864
+    assert {"phone", "cloud"} <= set(meta["participants"])
+    assert not any(alive(pid) for pid in participant_pids(store, outcome.run_id))
+
+
+def test_three_participants_chain(tmp_path):
+    ws = workspace_with(tmp_path, {"chain": THREE})
+    outcome, store = run(ws, "chain")
+    assert outcome.status == "succeeded", outcome.error
+    spans = store.spans(outcome.run_id)
+    computes = defaultdict(set)
+    for s in spans:
+        if s.kind == "compute":
+            computes[s.participant].add((s.start_layer, s.end_layer))
+    assert computes["phone"] == {(0, 0), (0, 4), (0, 7), (0, 14)}
+    assert computes["edge"] == {(0, 14), (4, 8), (7, 7), (14, 14)}
+    assert computes["cloud"] == {(14, 14), (8, 14), (7, 14)}
+    hops = {(s.attrs["from"], s.attrs["to"]) for s in spans if s.kind == "transfer" and s.inference >= 0}
+    assert hops == {("phone", "edge"), ("edge", "cloud"), ("cloud", "edge"), ("edge", "phone")}
+    assert len(participant_pids(store, outcome.run_id)) == 3
+
+
+def test_handler_exception_fails_the_run_and_keeps_spans(tmp_path):
+    ws = workspace_with(tmp_path, {"two": two("tests.integration.run_roles:FailingTail", repeats=5)})
+    started = time.monotonic()
+    outcome, store = run(ws, "two")
+    assert outcome.status == "failed"
+    assert "the tail refuses inference 3" in outcome.error
+    assert "Traceback" in outcome.error and "run_roles.py" in outcome.error  # the remote traceback
+    assert time.monotonic() - started < 60
+    run_info = store.get_run(outcome.run_id)
+    assert run_info.status == "failed" and "refuses" in run_info.error
+    inferences = [s for s in store.spans(outcome.run_id) if s.kind == "inference"]
+    # The warm-up and the first measured inference, then the failed one, marked as such.
+    assert [s.attrs.get("error") for s in inferences] == [None, None, "RunError"]
+    assert not any(alive(pid) for pid in participant_pids(store, outcome.run_id))
+
+
+def test_participant_killed_mid_run(tmp_path):
+    ws = workspace_with(tmp_path, {"two": two(repeats=200)})
+    result = {}
+
+    def go():
+        result["outcome"], result["store"] = run(ws, "two")
+
+    thread = threading.Thread(target=go)
+    thread.start()
+    store = _wait_for_spans(ws, minimum=20)
+    run_id = store.list_runs()[-1].id
+    cloud = store.get_run(run_id).metadata["participants"]["cloud"]["pid"]
+    recorded_before = len(store.spans(run_id))
+    killed_at = time.monotonic()
+    os.kill(cloud, signal.SIGKILL)
+    thread.join(timeout=60)
+    ended_in = time.monotonic() - killed_at
+    outcome = result["outcome"]
+    assert outcome.status == "failed"
+    assert ended_in < 10, f"run took {ended_in:.1f} s to notice"
+    assert "cloud" in outcome.error and "SIGKILL" in outcome.error
+    assert len(store.spans(run_id)) >= recorded_before
+    assert not any(alive(pid) for pid in participant_pids(store, run_id))
+
+
+@pytest.mark.parametrize(("rate", "rate_bps"), [("5.85mbit", 5.85e6), ("18.88mbit", 18.88e6)])
+def test_emulated_link_transfer_times(tmp_path, rate, rate_bps):
+    latency_ms = 10.0
+    manifest = f"""
+    name: link
+    model: {{source: torchvision:alexnet}}
+    participants:
+      phone: {{role: "splittracer.builtin:SplitHead", limits: {{threads: 1, uplink: {rate}, latency: 10ms}}}}
+      cloud: {{role: "splittracer.builtin:SplitTail", limits: {{threads: 1}}}}
+    playbook:
+      phone:
+        - task: Sweep
+          params: {{next: [cloud], repeats: 2, warmup: 1}}
+    """
+    ws = workspace_with(tmp_path, {"link": manifest})
+    outcome, store = run(ws, "link")
+    assert outcome.status == "succeeded", outcome.error
+    spans = [s for s in store.spans(outcome.run_id) if not s.attrs.get("warmup")]
+    forward = defaultdict(list)
+    for s in spans:
+        if s.kind == "transfer" and s.attrs.get("direction") == "forward" and s.split >= 0:
+            forward[s.split].append((s.duration_ms, s.bytes_raw))
+    assert sorted(forward) == list(range(22))
+    for split, samples in forward.items():
+        measured = statistics.median(ms for ms, _ in samples)
+        expected = 8 * samples[0][1] / rate_bps * 1000 + latency_ms
+        assert abs(measured - expected) <= 0.10 * expected + 2.0, (split, measured, expected)
+    for row in summarize(spans):
+        parts = row.head.median + row.transfer.median + row.tail.median
+        assert abs(row.total.median - parts) <= 0.02 * row.total.median, row
+
+
+def _wait_for_spans(ws, minimum):
+    from splittracer.metrics.store import ResultsStore
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if ws.results_db.exists():
+            store = ResultsStore(ws.results_db)
+            runs = store.list_runs()
+            if runs and len(store.spans(runs[-1].id, kind="inference")) >= minimum:
+                return store
+        time.sleep(0.2)
+    raise AssertionError("the run recorded no spans in time")
