@@ -92,9 +92,15 @@ class LocalDeployment:
 class LocalDeployer:
     """Runs every participant as a local process (the ``local`` device)."""
 
-    def __init__(self, python: str = sys.executable, log_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        python: str = sys.executable,
+        log_dir: Path | None = None,
+        extra_env: dict[str, dict[str, str]] | None = None,
+    ) -> None:
         self.python = python
         self.log_dir = log_dir
+        self.extra_env = extra_env or {}  # per participant, e.g. a shifted clock in tests
 
     def start(self, name: str) -> LocalDeployment:
         """Start one participant process and read the port it listens on."""
@@ -106,7 +112,7 @@ class LocalDeployer:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=log,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env.get(name, {})},
             start_new_session=True,  # Ctrl-C reaches the controller, which stops us in order
         )
         port = _read_port(process, START_TIMEOUT_S)

@@ -10,6 +10,7 @@ heartbeats, or the run's deadline passes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import getpass
 import platform
 import queue
@@ -20,17 +21,22 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import msgspec
 
 from .. import __version__
+from ..clock import now_ns
 from ..errors import RunError, SplitTracerError
+from ..metrics.spans import Metric
 from ..metrics.store import ResultsStore
 from ..participant.messages import Event, ParticipantInfo, PeerInfo, Reply, RunConfig, decoder, encode, method
 from ..participant.runtime import cpu_model
 from ..participant.transport import GRPC_OPTIONS, deliver, prepare
+from .clocksync import ClockEstimate, estimate_offset, to_controller_clock
 from .deploy import Deployer, Deployment, LocalDeployer, describe_exit
 from .plan import ParticipantPlan, RunPlan
 
 HEARTBEAT_TIMEOUT_S = 5.0
+CLOCK_RESYNC_S = 10.0
 STOP_GRACE_S = 3.0
 CONTROL_TIMEOUT_S = 120.0
 
@@ -65,6 +71,7 @@ class _Member:
     deployment: Deployment
     channel: grpc.Channel
     last_seen: float = field(default_factory=time.monotonic)
+    last_sync: float = 0.0
     stopped: bool = False
     watch_done: bool = False
 
@@ -97,6 +104,7 @@ class _Run:
         self.events: queue.Queue[Event | tuple[str, BaseException]] = queue.Queue()
         self.info: dict[str, ParticipantInfo] = {}
         self.model_facts: dict[str, Any] = {}
+        self.clocks: dict[str, ClockEstimate] = {}
         self.run_id = store.create_run(plan.experiment, plan.manifest_text, _controller_facts())
 
     def execute(self) -> RunOutcome:
@@ -136,6 +144,7 @@ class _Run:
             self.run_id,
             {
                 **self.model_facts,
+                "clocks": {n: dataclasses.asdict(c) for n, c in self.clocks.items()},
                 "participants": {
                     m.plan.name: _facts(self.info[m.plan.name], m.plan) for m in self.members.values()
                 },
@@ -157,7 +166,31 @@ class _Run:
             self._start_failures.append(f"participant '{p.name}' does not answer: {exc.details()}")
             return
         self.info[p.name] = decoder(ParticipantInfo).decode(hello)
+        self._sync_clock(member)
         threading.Thread(target=self._watch, args=(member,), daemon=True).start()
+
+    def _sync_clock(self, member: _Member) -> None:
+        """Estimate the member's clock offset and keep it as a metric of the run."""
+        clock = member.channel.unary_unary(method("Clock"))
+
+        def read() -> int:
+            return int.from_bytes(clock(b"", timeout=CONTROL_TIMEOUT_S), "little", signed=True)
+
+        estimate = estimate_offset(read)
+        self.clocks[member.plan.name] = estimate
+        member.last_sync = time.monotonic()
+        attrs: dict[str, str | int | float | bool] = {"uncertainty_ns": estimate.uncertainty_ns}
+        samples = [
+            Metric(
+                run_id=self.run_id,
+                participant=member.plan.name,
+                name="clock_offset_ns",
+                value=float(estimate.offset_ns),
+                time_ns=now_ns(),
+                attrs=attrs,
+            ),
+        ]
+        self.store.append_metrics(self.run_id, samples)
 
     def _configure_all(self, peers: dict[str, PeerInfo]) -> None:
         errors: list[str] = []
@@ -250,8 +283,8 @@ class _Run:
         if member is not None:
             member.last_seen = time.monotonic()
         if event.kind == "spans":
-            self.store.append_spans(self.run_id, event.spans)
-            self.store.append_metrics(self.run_id, event.metrics)
+            self.store.append_spans(self.run_id, [to_controller_clock(s, self.clocks) for s in event.spans])
+            self.store.append_metrics(self.run_id, [self._metric_on_our_clock(m) for m in event.metrics])
         elif event.kind == "progress":
             self.observer.progress(event.participant, event.done, event.total, event.label)
         elif event.kind == "log":
@@ -263,9 +296,18 @@ class _Run:
             member.stopped = True
         return event.kind
 
+    def _metric_on_our_clock(self, metric: Metric) -> Metric:
+        estimate = self.clocks.get(metric.participant)
+        if estimate is None:
+            return metric
+        return msgspec.structs.replace(metric, time_ns=metric.time_ns - estimate.offset_ns)
+
     def _check_health(self) -> None:
         now = time.monotonic()
         for member in self.members.values():
+            if now - member.last_sync > CLOCK_RESYNC_S and member.deployment.poll() is None:
+                with contextlib.suppress(grpc.RpcError):
+                    self._sync_clock(member)  # clocks drift: re-estimate during long runs
             status = member.deployment.poll()
             if status is not None:
                 tail = member.deployment.output_tail()

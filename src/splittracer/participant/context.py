@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 
+from ..clock import now_ns
 from ..errors import RunError, SplitError
 from ..split.model import SplitModel
 from ..split.parts import Part
@@ -209,14 +209,14 @@ class ParticipantContext:
             expects_reply=expects_reply,
         )
         self.record_sender_spans(outgoing, tags)
-        started = time.perf_counter_ns()
+        started = now_ns()
         reply = self._send(peer, outgoing, timeout)
         # For a call, "send" lasts until the reply is back: it contains the peer's work.
         attrs: dict[str, str | int | float | bool] = {"to": peer, "call": expects_reply}
         self._recorder.add_span(
             "send",
             started,
-            time.perf_counter_ns(),
+            now_ns(),
             tags,
             bytes_raw=outgoing.bytes_raw,
             bytes_wire=outgoing.bytes_wire,

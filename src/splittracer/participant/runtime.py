@@ -29,6 +29,7 @@ import grpc
 import torch
 
 from .. import __version__
+from ..clock import now_ns
 from ..errors import RunError, SplitTracerError, UserCodeError
 from ..models import import_object
 from ..roles import Role
@@ -94,6 +95,7 @@ class Participant:
             "Deliver": grpc.stream_unary_rpc_method_handler(lambda m, _c: self._accept(lambda: receive(m))),
             "DeliverOne": grpc.unary_unary_rpc_method_handler(lambda m, _c: self._accept(lambda: unpack(m))),
             "Shutdown": grpc.unary_unary_rpc_method_handler(self._shutdown),
+            "Clock": grpc.unary_unary_rpc_method_handler(_clock),
         }
         self.server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler("splittracer.Participant", handlers),)
@@ -131,7 +133,7 @@ class Participant:
         if config.threads:
             torch.set_num_threads(config.threads)
         self._shaper = LinkShaper(config.uplink_bps, config.latency_s)
-        self.recorder = TaggedRecorder(config.run_id, config.name, config.stage)
+        self.recorder = TaggedRecorder(config.run_id, config.name, config.stage, clock=now_ns)
         role_class = _import_role(config.role, config.workspace)
         model, inputs = _load_model(config)
         self.ctx = ParticipantContext(config, self.recorder, self._send, self._emit, model, inputs)
@@ -142,7 +144,7 @@ class Participant:
     def _watch(self, _request: bytes, context: Any) -> Iterator[bytes]:
         self._watchers += 1
         try:
-            yield encode(Event(kind="ready", participant=self._name, time_ns=time.perf_counter_ns()))
+            yield encode(Event(kind="ready", participant=self._name, time_ns=now_ns()))
             last_beat = 0.0
             while context.is_active():
                 try:
@@ -157,9 +159,7 @@ class Participant:
                         return
                 if time.monotonic() - last_beat >= HEARTBEAT_INTERVAL_S:
                     last_beat = time.monotonic()
-                    yield encode(
-                        Event(kind="heartbeat", participant=self._name, time_ns=time.perf_counter_ns())
-                    )
+                    yield encode(Event(kind="heartbeat", participant=self._name, time_ns=now_ns()))
         finally:
             self._watchers -= 1
             self._last_watch = time.monotonic()
@@ -326,7 +326,7 @@ class Participant:
         return self.config.name if self.config else ""
 
     def _emit(self, kind: str, **fields: Any) -> None:
-        self._events.put(Event(kind=kind, participant=self._name, time_ns=time.perf_counter_ns(), **fields))
+        self._events.put(Event(kind=kind, participant=self._name, time_ns=now_ns(), **fields))
 
     def _span_events(self) -> Iterator[bytes]:
         if self.recorder is None:
@@ -343,6 +343,11 @@ class Participant:
                     f"splittracer participant: no controller for {ORPHAN_TIMEOUT_S:.0f} s, exiting\n"
                 )
                 os._exit(3)
+
+
+def _clock(_request: bytes, _context: Any) -> bytes:
+    """Our span clock, for the controller's offset estimate."""
+    return now_ns().to_bytes(8, "little", signed=True)
 
 
 def task_name_of(outgoing: Outgoing) -> str:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import grpc
 import msgspec
 
+from ..clock import now_ns
 from ..tasks import Task, decode_task, encode_task
 from ..wire.codecs import get_codec
 
@@ -126,7 +127,7 @@ def prepare(
     is_reply: bool = False,
 ) -> Outgoing:
     """Serialise and compress ``task`` (timed) and build its envelope."""
-    clock = time.perf_counter_ns
+    clock = now_ns
     t0 = clock()
     encoded = encode_task(task)
     t1 = clock()
@@ -182,7 +183,7 @@ def fits_one_message(outgoing: Outgoing) -> bool:
 
 def unpack(message: bytes) -> Incoming:
     """Decode a message made by :func:`pack` (timed like :func:`receive`)."""
-    clock = time.perf_counter_ns
+    clock = now_ns
     first_ns = clock()
     size = int.from_bytes(message[:4], "little")
     envelope = _ENVELOPES.decode(message[4 : 4 + size])
@@ -207,7 +208,7 @@ class Incoming:
 
 def receive(messages: Iterator[bytes]) -> Incoming:
     """Read one Deliver stream: envelope, buffers, decompress, decode (timed)."""
-    clock = time.perf_counter_ns
+    clock = now_ns
     first = next(messages)
     first_ns = clock()
     envelope = _ENVELOPES.decode(first)
@@ -216,7 +217,7 @@ def receive(messages: Iterator[bytes]) -> Incoming:
 
 
 def _finish(envelope: Envelope, buffers: list[bytearray], first_ns: int, received: int) -> Incoming:
-    clock = time.perf_counter_ns
+    clock = now_ns
     if envelope.codec != "none":
         codec = get_codec(envelope.codec)
         buffers = [bytearray(codec.decompress(bytes(b))) for b in buffers]

@@ -1,0 +1,136 @@
+"""Tensor throughput between two participants vs a raw TCP socket on loopback.
+
+For each size (64 KB .. 64 MB) a float32 tensor is sent ``--repeats`` times
+from one participant to another with ``ctx.send`` (which returns once the
+tensor is decoded in the receiver's process), and the same bytes are sent
+over a plain TCP socket between two processes (length, payload, 1-byte
+ack). Both are measured in the same run; the table gives median MB/s and
+their ratio (target: >= 50% from 1 MB up).
+
+    python bench/throughput.py [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import socket
+import time
+
+from _lab import machine, median, run, workspace
+
+SIZES = [64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20]
+
+ROLES = """
+import torch
+from splittracer import Context, Role, Task, handles
+
+
+class Blob(Task):
+    data: torch.Tensor
+
+
+class Pump(Task):
+    sizes: list[int]
+    repeats: int
+
+
+class Sender(Role):
+    @handles(Pump)
+    def pump(self, task: Pump, ctx: Context) -> None:
+        i = 0
+        for size in task.sizes:
+            tensor = torch.ones(size // 4)
+            for _ in range(task.repeats):
+                with ctx.inference(i, split=size):
+                    ctx.send("receiver", Blob(data=tensor))
+                i += 1
+        ctx.finish()
+
+
+class Receiver(Role):
+    @handles(Blob)
+    def take(self, task: Blob, ctx: Context) -> None:
+        pass
+"""
+
+MANIFEST = """
+name: throughput
+participants:
+  sender: {role: "roles:Sender"}
+  receiver: {role: "roles:Receiver"}
+playbook:
+  sender:
+    - task: Pump
+      params: {sizes: SIZES, repeats: REPEATS}
+"""
+
+
+def participants_mb_s(repeats: int) -> dict[int, float]:
+    text = MANIFEST.replace("SIZES", str(SIZES)).replace("REPEATS", str(repeats))
+    ws = workspace({"throughput": text}, {"roles.py": ROLES})
+    outcome, store = run(ws, "throughput")
+    per_size: dict[int, list[float]] = {}
+    for s in store.spans(outcome.run_id, kind="inference"):
+        per_size.setdefault(s.split, []).append(s.duration_ms)
+    return {size: size / 1e6 / (median(ms[1:] or ms) / 1e3) for size, ms in per_size.items()}
+
+
+def _tcp_receiver(port_queue: mp.Queue) -> None:  # type: ignore[type-arg]
+    server = socket.create_server(("127.0.0.1", 0))
+    port_queue.put(server.getsockname()[1])
+    conn, _ = server.accept()
+    with conn:
+        while header := _recv_exact(conn, 8):
+            buffer = bytearray(int.from_bytes(header, "little"))
+            view, got = memoryview(buffer), 0
+            while got < len(buffer):
+                got += conn.recv_into(view[got:])
+            conn.sendall(b"k")
+
+
+def _recv_exact(conn: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            return b""
+        data += chunk
+    return data
+
+
+def tcp_mb_s(repeats: int) -> dict[int, float]:
+    ports: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    receiver = mp.Process(target=_tcp_receiver, args=(ports,), daemon=True)
+    receiver.start()
+    conn = socket.create_connection(("127.0.0.1", ports.get(timeout=30)))
+    result = {}
+    for size in SIZES:
+        payload = bytes(size)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            conn.sendall(size.to_bytes(8, "little") + payload)
+            conn.recv(1)
+            times.append(time.perf_counter() - start)
+        result[size] = size / 1e6 / median(times[1:] or times)
+    conn.close()
+    receiver.join(timeout=10)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    tcp = tcp_mb_s(args.repeats)
+    ours = participants_mb_s(args.repeats)
+    print(f"# {machine()}; median of {args.repeats} sends per size")
+    print(f"{'size':>8} {'participants MB/s':>18} {'raw TCP MB/s':>13} {'ratio':>6}")
+    for size in SIZES:
+        label = f"{size >> 20} MB" if size >= 1 << 20 else f"{size >> 10} KB"
+        print(f"{label:>8} {ours[size]:>18.1f} {tcp[size]:>13.1f} {ours[size] / tcp[size]:>6.2f}")
+
+
+if __name__ == "__main__":
+    main()
