@@ -62,8 +62,12 @@ def test_bad_manifest_exits_2_with_file_and_line(workspace, fixture):
 @pytest.mark.slow
 def test_run_by_name_writes_results_and_charts(workspace):
     manifest = (workspace / "experiments" / "neurosurgeon.yaml").read_text()
-    manifest = manifest.replace("splits: all", "splits: [0, 13, 21]").replace("uplink: lte", "uplink: 100mbit")
-    (workspace / "experiments" / "quick.yaml").write_text(manifest.replace("name: neurosurgeon", "name: quick"))
+    manifest = manifest.replace("splits: all", "splits: [0, 13, 21]").replace(
+        "uplink: lte", "uplink: 100mbit"
+    )
+    (workspace / "experiments" / "quick.yaml").write_text(
+        manifest.replace("name: neurosurgeon", "name: quick")
+    )
     result = splittracer("run", "quick", "--workspace", str(workspace), "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
