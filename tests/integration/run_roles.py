@@ -19,3 +19,21 @@ class FailingTail(SplitTail):
         if self.seen == 3:
             raise ValueError("the tail refuses inference 3")
         return super().run(task, ctx)
+
+
+class Secret(Task):
+    """A task type only the sender's process knows."""
+
+    note: str
+
+
+class Start(Task):
+    """Kick off :class:`SendsUnknown`."""
+
+
+class SendsUnknown(SplitTail):
+    """Sends the tail a task type its process has never imported."""
+
+    @handles(Start)
+    def start(self, task: Start, ctx: Context) -> None:
+        ctx.send("cloud", Secret(note="not for you"))

@@ -171,3 +171,36 @@ def _wait_for_spans(ws, minimum):
                 return store
         time.sleep(0.2)
     raise AssertionError("the run recorded no spans in time")
+
+
+def test_unknown_task_type_is_reported_to_the_run(tmp_path):
+    manifest = """
+    name: unknown
+    participants:
+      phone: {role: "tests.integration.run_roles:SendsUnknown"}
+      cloud: {role: "splittracer.builtin:SplitTail"}
+    playbook:
+      phone:
+        - task: Start
+    """
+    ws = workspace_with(tmp_path, {"unknown": manifest})
+    outcome, store = run(ws, "unknown")
+    assert outcome.status == "failed"
+    assert "unknown task type" in outcome.error and "Secret" in outcome.error
+    assert not any(alive(pid) for pid in participant_pids(store, outcome.run_id))
+
+
+def test_compression_shrinks_what_crosses_the_wire(tmp_path):
+    manifest = two(repeats=2).replace("splits: [0, 3, 13, 21]", "splits: [2]")
+    manifest = manifest.replace("playbook:", "options: {compression: lz4}\nplaybook:")
+    ws = workspace_with(tmp_path, {"two": manifest})
+    outcome, store = run(ws, "two")
+    assert outcome.status == "succeeded", outcome.error
+    spans = store.spans(outcome.run_id)
+    kinds = {s.kind for s in spans}
+    assert {"compress", "decompress"} <= kinds
+    forward = [
+        s for s in spans if s.kind == "transfer" and s.attrs.get("direction") == "forward" and s.split == 2
+    ]
+    # After a ReLU about half the activations are zero: lz4 must find that.
+    assert all(s.bytes_raw == 774_400 and s.bytes_wire < 0.8 * s.bytes_raw for s in forward)

@@ -188,3 +188,16 @@ def _write_override(text: str):
     path = Path(tempfile.mkdtemp()) / "override.yaml"
     path.write_text(text)
     return path
+
+
+def test_participants_build_identical_random_weights():
+    """Head and tail come from different processes: the same seed must give the same model."""
+    from splittracer.split.load import load_split_model
+
+    first = load_split_model("torchvision:resnet18", input_shape=(1, 3, 32, 32), seed=3)
+    second = load_split_model("torchvision:resnet18", input_shape=(1, 3, 32, 32), seed=3)
+    pairs = zip(first.spec.module.state_dict().values(), second.spec.module.state_dict().values())
+    assert all(torch.equal(a, b) for a, b in pairs)
+    head, _ = first.split.cut(10)
+    _, tail = second.split.cut(10)
+    assert torch.allclose(tail(*head(first.example)), first.spec.module(first.example), atol=1e-5)

@@ -185,11 +185,13 @@ def unpack(message: bytes) -> Incoming:
     """Decode a message made by :func:`pack` (timed like :func:`receive`)."""
     clock = now_ns
     first_ns = clock()
-    size = int.from_bytes(message[:4], "little")
-    envelope = _ENVELOPES.decode(message[4 : 4 + size])
+    view = memoryview(message)
+    size = int.from_bytes(view[:4], "little")
+    envelope = _ENVELOPES.decode(view[4 : 4 + size])
     buffers, offset = [], 4 + size
     for length in envelope.wire_sizes:
-        buffers.append(bytearray(message[offset : offset + length]))
+        # One copy into a writable buffer: tensors then decode in place, and handlers may modify them.
+        buffers.append(bytearray(view[offset : offset + length]))
         offset += length
     return _finish(envelope, buffers, first_ns, clock())
 

@@ -29,7 +29,13 @@ def load_split_model(
     weights: str | Path | None = None,
     seed: int = 0,
 ) -> LoadedSplit:
-    """Build ``source``, make a synthetic input and capture it for splitting."""
+    """Build ``source``, make a synthetic input and capture it for splitting.
+
+    Random weights are drawn from ``seed``, so every participant of a run
+    builds the same model: a head on one device and a tail on another
+    compute exactly what the whole model computes.
+    """
+    torch.manual_seed(seed)
     spec = load_model(source, input_shape=input_shape, weights=weights)
     x = example_input(spec.input_shape, seed=seed)
     return LoadedSplit(spec, SplitModel(spec.module, x, granularity=granularity, override=override), x)
