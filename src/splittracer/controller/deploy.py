@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from ..errors import RunError
+from ..participant.tls import TlsBundle
 
 PORT_PREFIX = "SPLITTRACER_PORT="
 START_TIMEOUT_S = 60.0
@@ -47,8 +49,8 @@ class Deployment(Protocol):
 class Deployer(Protocol):
     """Starts participants on one kind of device."""
 
-    def start(self, name: str) -> Deployment:
-        """Start a participant process for ``name`` and wait until it listens."""
+    def start(self, name: str, tls: TlsBundle) -> Deployment:
+        """Start a participant process for ``name`` holding ``tls`` and wait until it listens."""
         ...
 
     def workspace_path(self, local: Path | None) -> str | None:
@@ -59,11 +61,14 @@ class Deployer(Protocol):
 class LocalDeployment:
     """A participant running as a subprocess of the controller."""
 
-    def __init__(self, name: str, process: subprocess.Popen[bytes], log: IO[bytes], address: str) -> None:
+    def __init__(
+        self, name: str, process: subprocess.Popen[bytes], log: IO[bytes], address: str, secrets: Path
+    ) -> None:
         self.name = name
         self.process = process
         self.address = address
         self._log = log
+        self._secrets = secrets
 
     def poll(self) -> int | None:
         """Exit status, or None while it runs."""
@@ -79,6 +84,7 @@ class LocalDeployment:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
+        shutil.rmtree(self._secrets, ignore_errors=True)
 
     def output_tail(self, lines: int = 20) -> str:
         """Last lines of its stderr."""
@@ -102,13 +108,24 @@ class LocalDeployer:
         self.log_dir = log_dir
         self.extra_env = extra_env or {}  # per participant, e.g. a shifted clock in tests
 
-    def start(self, name: str) -> LocalDeployment:
+    def start(self, name: str, tls: TlsBundle) -> LocalDeployment:
         """Start one participant process and read the port it listens on."""
+        secrets = tls.write(Path(tempfile.mkdtemp(prefix=f"splittracer-{name}-tls-")))
         log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - owned by the deployment, closed in stop()
             prefix=f"splittracer-{name}-", suffix=".log", dir=self.log_dir, delete=False
         )
         process = subprocess.Popen(
-            [self.python, "-m", "splittracer.participant", "--host", "127.0.0.1", "--port", "0"],
+            [
+                self.python,
+                "-m",
+                "splittracer.participant",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--tls-dir",
+                str(secrets),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=log,
@@ -116,7 +133,7 @@ class LocalDeployer:
             start_new_session=True,  # Ctrl-C reaches the controller, which stops us in order
         )
         port = _read_port(process, START_TIMEOUT_S)
-        deployment = LocalDeployment(name, process, log, f"127.0.0.1:{port}" if port else "")
+        deployment = LocalDeployment(name, process, log, f"127.0.0.1:{port}" if port else "", secrets)
         if port is None:
             deployment.stop(timeout=1.0)
             raise RunError(

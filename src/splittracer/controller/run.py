@@ -29,8 +29,9 @@ from ..errors import RunError, SplitTracerError
 from ..metrics.spans import Metric
 from ..metrics.store import ResultsStore
 from ..participant.messages import Event, ParticipantInfo, PeerInfo, Reply, RunConfig, decoder, encode, method
-from ..participant.runtime import cpu_model
-from ..participant.transport import GRPC_OPTIONS, deliver, prepare
+from ..participant.runtime import cpu_model, open_channel
+from ..participant.tls import CONTROLLER, issue_run_certificates
+from ..participant.transport import deliver, prepare
 from .clocksync import ClockEstimate, estimate_offset, to_controller_clock
 from .deploy import Deployer, Deployment, LocalDeployer, describe_exit
 from .plan import ParticipantPlan, RunPlan
@@ -106,6 +107,7 @@ class _Run:
         self.model_facts: dict[str, Any] = {}
         self.clocks: dict[str, ClockEstimate] = {}
         self.run_id = store.create_run(plan.experiment, plan.manifest_text, _controller_facts())
+        self.certificates = issue_run_certificates(self.run_id, [p.name for p in plan.participants])
 
     def execute(self) -> RunOutcome:
         started = time.monotonic()
@@ -153,11 +155,11 @@ class _Run:
 
     def _start_one(self, p: ParticipantPlan) -> None:
         try:
-            deployment = self.deployer.start(p.name)
+            deployment = self.deployer.start(p.name, self.certificates[p.name])
         except SplitTracerError as exc:
             self._start_failures.append(exc.render())
             return
-        channel = grpc.insecure_channel(deployment.address, options=GRPC_OPTIONS)
+        channel = open_channel(deployment.address, p.name, self.certificates[CONTROLLER])
         member = _Member(p, deployment, channel)
         self.members[p.name] = member
         try:
@@ -291,7 +293,12 @@ class _Run:
             self.observer.log(event.participant, event.message)
         elif event.kind == "error":
             detail = f"\n{event.traceback.rstrip()}" if event.traceback else ""
-            raise RunError(f"participant '{event.participant}': {event.message}{detail}")
+            error = f"participant '{event.participant}': {event.message}{detail}"
+            # A peer that died makes its neighbours fail too; name the death as the cause.
+            dead = self._exited(grace_s=0.5)
+            if dead is not None:
+                raise RunError(f"{dead}\n(then {error})")
+            raise RunError(error)
         elif event.kind == "stopped" and member is not None:
             member.stopped = True
         return event.kind
@@ -302,19 +309,30 @@ class _Run:
             return metric
         return msgspec.structs.replace(metric, time_ns=metric.time_ns - estimate.offset_ns)
 
+    def _exited(self, grace_s: float) -> str | None:
+        """Why a participant is gone, waiting up to ``grace_s`` for an exit to show."""
+        deadline = time.monotonic() + grace_s
+        while True:
+            for member in self.members.values():
+                status = member.deployment.poll()
+                if status is not None:
+                    tail = member.deployment.output_tail()
+                    return f"participant '{member.plan.name}' {describe_exit(status)} during the run" + (
+                        f"; its last output:\n{tail}" if tail else ""
+                    )
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+
     def _check_health(self) -> None:
         now = time.monotonic()
+        dead = self._exited(grace_s=0.0)
+        if dead is not None:
+            raise RunError(dead)
         for member in self.members.values():
             if now - member.last_sync > CLOCK_RESYNC_S and member.deployment.poll() is None:
                 with contextlib.suppress(grpc.RpcError):
                     self._sync_clock(member)  # clocks drift: re-estimate during long runs
-            status = member.deployment.poll()
-            if status is not None:
-                tail = member.deployment.output_tail()
-                raise RunError(
-                    f"participant '{member.plan.name}' {describe_exit(status)} during the run"
-                    + (f"; its last output:\n{tail}" if tail else "")
-                )
             if now - member.last_seen > HEARTBEAT_TIMEOUT_S:
                 raise RunError(
                     f"participant '{member.plan.name}' sent no heartbeat for {HEARTBEAT_TIMEOUT_S:g} s"

@@ -38,6 +38,7 @@ from .context import ParticipantContext
 from .inputs import InputSource
 from .messages import Event, ParticipantInfo, Reply, RunConfig, decoder, encode
 from .recorder import TaggedRecorder
+from .tls import TlsBundle
 from .transport import (
     GRPC_OPTIONS,
     Incoming,
@@ -67,7 +68,8 @@ class _Queued:
 class Participant:
     """Serves one participant of one run; see the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: TlsBundle | None = None) -> None:
+        self.tls = tls
         self.server: grpc.Server | None = None
         self.config: RunConfig | None = None
         self.ctx: ParticipantContext | None = None
@@ -100,7 +102,11 @@ class Participant:
         self.server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler("splittracer.Participant", handlers),)
         )
-        bound: int = self.server.add_insecure_port(f"{host}:{port}")
+        address = f"{host}:{port}"
+        if self.tls is None:
+            bound: int = self.server.add_insecure_port(address)
+        else:
+            bound = self.server.add_secure_port(address, self.tls.server_credentials())
         self.server.start()
         threading.Thread(target=self._watchdog, name="watchdog", daemon=True).start()
         return bound
@@ -215,7 +221,7 @@ class Participant:
         channel = self._channels.get(peer)
         if channel is None:
             address = self.config.peers[peer].address
-            channel = self._channels[peer] = grpc.insecure_channel(address, options=GRPC_OPTIONS)
+            channel = self._channels[peer] = open_channel(address, peer, self.tls)
         try:
             reply = decoder(Reply).decode(deliver(channel, outgoing, self._shaper, timeout))
         except grpc.RpcError as exc:
@@ -343,6 +349,13 @@ class Participant:
                     f"splittracer participant: no controller for {ORPHAN_TIMEOUT_S:.0f} s, exiting\n"
                 )
                 os._exit(3)
+
+
+def open_channel(address: str, peer: str, tls: TlsBundle | None) -> grpc.Channel:
+    """A channel to ``peer``: mutual TLS when the run has certificates."""
+    if tls is None:
+        return grpc.insecure_channel(address, options=GRPC_OPTIONS)
+    return tls.channel(address, peer, list(GRPC_OPTIONS))
 
 
 def _clock(_request: bytes, _context: Any) -> bytes:
