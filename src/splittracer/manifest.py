@@ -206,6 +206,19 @@ class Options(Strict):
     compression: str = "none"
     seed: int = 0
     timeout: str | None = None
+    sample_interval: str = "100ms"  # system and energy sampling on every participant
+
+    @field_validator("sample_interval", mode="before")
+    @classmethod
+    def _valid_interval(cls, value: object) -> object:
+        if parse_duration(str(value)) <= 0:
+            raise ValueError("expected a positive duration such as 100ms")
+        return str(value)
+
+    @property
+    def sample_interval_s(self) -> float:
+        """System-metric sampling interval in seconds."""
+        return parse_duration(self.sample_interval)
 
     @field_validator("compression")
     @classmethod

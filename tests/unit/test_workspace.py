@@ -43,7 +43,7 @@ def test_scaffolded_neurosurgeon_manifest(tmp_path: Path) -> None:
     assert (cloud.name, cloud.role, cloud.limits.threads) == ("cloud", "splittracer.builtin:SplitTail", 2)
     entry = manifest.playbook["phone"][0]
     assert (entry.task, entry.params) == ("Sweep", {"splits": "all", "next": ["cloud"]})
-    assert (manifest.options.repeats, manifest.options.warmup) == (10, 2)
+    assert (manifest.options.repeats, manifest.options.warmup) == (5, 1)
 
 
 @pytest.mark.usefixtures("clean_user_modules")

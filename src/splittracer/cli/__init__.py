@@ -12,7 +12,9 @@ import sys
 import typer
 
 from ..errors import SplitTracerError
+from . import compare as _compare  # noqa: F401  (adds 'results compare')
 from . import model as model_commands
+from . import report as report_command
 from . import results as results_commands
 from . import run as run_command
 from . import workspace as workspace_commands
@@ -30,6 +32,7 @@ app.add_typer(results_commands.app, name="results")
 app.add_typer(workspace_commands.app, name="experiment")
 app.command("init")(workspace_commands.init)
 app.command("run")(run_command.run)
+app.command("report")(report_command.report)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,7 +56,13 @@ def plan_from_manifest(manifest: Manifest) -> RunPlan:
         (name, build_task(entry)) for name, entries in manifest.playbook.items() for entry in entries
     )
     o = manifest.options
-    options = RunOptions(repeats=o.repeats, warmup=o.warmup, compression=o.compression, seed=o.seed)
+    options = RunOptions(
+        repeats=o.repeats,
+        warmup=o.warmup,
+        compression=o.compression,
+        seed=o.seed,
+        sample_interval_s=o.sample_interval_s,
+    )
     return RunPlan(
         experiment=manifest.name,
         participants=participants,

@@ -106,6 +106,7 @@ class _Run:
         self.info: dict[str, ParticipantInfo] = {}
         self.model_facts: dict[str, Any] = {}
         self.clocks: dict[str, ClockEstimate] = {}
+        self.energy: dict[str, dict[str, Any]] = {}
         self.run_id = store.create_run(plan.experiment, plan.manifest_text, _controller_facts())
         self.certificates = issue_run_certificates(self.run_id, [p.name for p in plan.participants])
 
@@ -148,7 +149,8 @@ class _Run:
                 **self.model_facts,
                 "clocks": {n: dataclasses.asdict(c) for n, c in self.clocks.items()},
                 "participants": {
-                    m.plan.name: _facts(self.info[m.plan.name], m.plan) for m in self.members.values()
+                    m.plan.name: _facts(self.info[m.plan.name], m.plan, self.energy.get(m.plan.name, {}))
+                    for m in self.members.values()
                 },
             },
         )
@@ -209,8 +211,10 @@ class _Run:
             reply = decoder(Reply).decode(raw)
             if not reply.ok:
                 errors.append(f"participant '{member.plan.name}' could not start its role: {reply.error}")
-            elif reply.layers:
-                self.model_facts = {"layers": reply.layers, "split_bytes": reply.split_bytes}
+            else:
+                self.energy[member.plan.name] = reply.energy
+                if reply.layers:
+                    self.model_facts = {"layers": reply.layers, "split_bytes": reply.split_bytes}
 
         threads = [threading.Thread(target=configure, args=(m,)) for m in self.members.values()]
         for t in threads:
@@ -385,8 +389,9 @@ def _controller_facts() -> dict[str, Any]:
     }
 
 
-def _facts(info: ParticipantInfo, plan: ParticipantPlan) -> dict[str, Any]:
+def _facts(info: ParticipantInfo, plan: ParticipantPlan, energy: dict[str, Any]) -> dict[str, Any]:
     return {
+        "energy": energy,
         "torch_threads": plan.threads,
         "uplink_bps": plan.uplink_bps,
         "latency_s": plan.latency_s,

@@ -60,6 +60,7 @@ class RunOptions(msgspec.Struct, frozen=True):
     warmup: int = 2
     compression: str = "none"
     seed: int = 0
+    sample_interval_s: float = 0.1
 
 
 class RunConfig(msgspec.Struct, frozen=True):
@@ -108,6 +109,7 @@ class Reply(msgspec.Struct, frozen=True):
     payload: bytes = b""
     layers: list[str] = []  # Configure: the model's layer names, when it has one
     split_bytes: list[int] = []  # Configure: bytes crossing each split point
+    energy: dict[str, Any] = {}  # Configure: which energy sensors this participant can read
 
 
 _ENCODER = msgspec.msgpack.Encoder()

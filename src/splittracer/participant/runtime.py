@@ -31,6 +31,8 @@ import torch
 from .. import __version__
 from ..clock import now_ns
 from ..errors import RunError, SplitTracerError, UserCodeError
+from ..metrics.energy import EnergyProbe, probe_energy
+from ..metrics.system import SystemSampler
 from ..models import import_object
 from ..roles import Role
 from ..tasks import Task, decode_task, task_name
@@ -84,6 +86,8 @@ class Participant:
         self._watchers = 0
         self._last_watch = time.monotonic()
         self._worker: threading.Thread | None = None
+        self._sampler: SystemSampler | None = None
+        self._energy: EnergyProbe | None = None
 
     # -- server -------------------------------------------------------------------
 
@@ -127,12 +131,12 @@ class Participant:
             self._apply(decoder(RunConfig).decode(request))
         except Exception as exc:
             return encode(_error_reply(exc))
+        energy = self._energy.to_dict() if self._energy is not None else {}
         model = self.ctx.model if self.ctx is not None and self.config and self.config.model else None
         if model is None:
-            return encode(Reply())
-        return encode(
-            Reply(layers=[layer.name for layer in model.layers], split_bytes=[p.bytes for p in model.points])
-        )
+            return encode(Reply(energy=energy))
+        layers = [layer.name for layer in model.layers]
+        return encode(Reply(layers=layers, split_bytes=[p.bytes for p in model.points], energy=energy))
 
     def _apply(self, config: RunConfig) -> None:
         self.config = config
@@ -144,6 +148,14 @@ class Participant:
         model, inputs = _load_model(config)
         self.ctx = ParticipantContext(config, self.recorder, self._send, self._emit, model, inputs)
         self.role = role_class()
+        self._energy = probe_energy(clock=now_ns)
+        self._sampler = SystemSampler(
+            config.run_id,
+            config.name,
+            interval_s=config.options.sample_interval_s,
+            energy_readers=self._energy.readers,
+            clock=now_ns,
+        ).start()
         self._worker = threading.Thread(target=self._work, name="worker", daemon=True)
         self._worker.start()
 
@@ -276,6 +288,8 @@ class Participant:
             elif item.result is not None:  # after a failed setup, senders get an error, not a hang
                 item.result.set_exception(RunError(f"'{self._name}' could not set up its role"))
         self._guarded("teardown", lambda: role.teardown(ctx))
+        if self._sampler is not None:
+            self._sampler.stop()
         self._emit("stopped")
         self._stopped.set()
 
@@ -338,6 +352,8 @@ class Participant:
         if self.recorder is None:
             return
         spans, metrics = self.recorder.drain(), self.recorder.drain_metrics()
+        if self._sampler is not None:
+            metrics += self._sampler.drain()
         if spans or metrics:
             yield encode(Event(kind="spans", participant=self._name, spans=spans, metrics=metrics))
 

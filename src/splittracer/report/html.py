@@ -1,0 +1,508 @@
+"""The self-contained HTML report of one run.
+
+One file that opens with no network: every chart is inline SVG (made by
+matplotlib), the styling is inline CSS, there is no script. Next to it go a
+PNG and an SVG of each figure, for papers. Sections:
+
+* latency per split point (stacked medians with IQR error bars) and its table;
+* the per-layer profile (Neurosurgeon's figure): compute time of layers the
+  run timed alone, and the output size of every layer;
+* a timeline of one inference's spans across participants (by default the
+  median-total inference of the fastest split);
+* system metrics over time, and energy where the devices measured it;
+* the run's metadata: manifest snapshot, versions, hosts.
+
+A section with nothing to show says so, and why, instead of a chart.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import SplitTracerError
+from ..metrics.energy import ENERGY_METRICS, attribute_run_energy, energy_to_power, readings_from_metrics
+from ..metrics.spans import Metric, Span
+from ..metrics.store import ResultsStore, RunInfo
+from ..metrics.system import SYSTEM_METRICS
+from .export import atomic_path
+from .runs import format_duration, format_timestamp, run_duration_s, split_label
+from .summary import SplitRow, summarize
+
+__all__ = ["ReportFiles", "choose_inference", "write_html_report"]
+
+_UNITS = {
+    "cpu_process_percent": ("process CPU (%)", 1.0),
+    "cpu_system_percent": ("machine CPU (%)", 1.0),
+    "rss_bytes": ("RSS (MiB)", 1 / 2**20),
+    "cpu_freq_mhz": ("CPU frequency (MHz)", 1.0),
+    "temperature_c": ("temperature (°C)", 1.0),
+}
+_MAX_PANELS = 12
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """The HTML report and the PNG/SVG files of its figures."""
+
+    html: Path
+    figures: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class _Section:
+    id: str
+    title: str
+    body: str
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Everything a report reads from the store, read once."""
+
+    info: RunInfo
+    spans: list[Span]
+    metrics: list[Metric]
+    rows: list[SplitRow]
+    layers: tuple[str, ...]
+
+
+def write_html_report(
+    store: ResultsStore, run_id: str, path: str | Path, *, inference: int | None = None
+) -> ReportFiles:
+    """Write the report of ``run_id`` (id, prefix or 'latest') to ``path``, figures beside it.
+
+    Figures are ``<path stem>-<figure>.{png,svg}``. ``inference`` picks the
+    inference the timeline shows; raises SplitTracerError if it does not exist.
+    """
+    target = Path(path)
+    info = store.get_run(run_id)
+    spans = store.spans(info.id)
+    layers = _layers(info.metadata)
+    run = _Run(info, spans, store.metrics(info.id), summarize(spans), layers)
+    chosen = choose_inference(spans, inference)  # a bad --inference fails before anything is written
+    figures: list[Path] = []
+    stem = target.with_name(target.stem)
+    sections = [
+        _splits_section(run, stem, figures),
+        _layers_section(run, stem, figures),
+        _timeline_section(run, stem, figures, chosen, picked=inference is not None),
+        _system_section(run, stem, figures),
+        _energy_section(run, stem, figures),
+        _metadata_section(run),
+    ]
+    with atomic_path(target) as temp:
+        temp.write_text(_page(run.info, sections), encoding="utf-8")
+    return ReportFiles(target, tuple(figures))
+
+
+def _layers(metadata: dict[str, Any]) -> tuple[str, ...]:
+    layers = metadata.get("layers")
+    if isinstance(layers, list) and all(isinstance(name, str) for name in layers):
+        return tuple(layers)
+    return ()
+
+
+def _figure(saved_paths: Sequence[Path], svg: str, name: str, caption: str, figures: list[Path]) -> str:
+    figures.extend(saved_paths)
+    links = " · ".join(f'<a href="{html.escape(p.name)}">{p.suffix[1:].upper()}</a>' for p in saved_paths)
+    return (
+        f'<figure class="chart" data-figure="{name}">{_inline_svg(svg, caption)}'
+        f"<figcaption>{html.escape(caption)} ({links})</figcaption></figure>"
+    )
+
+
+def _inline_svg(svg: str, label: str) -> str:
+    # The XML prolog, doctype, RDF metadata and namespace declarations mean
+    # nothing inside HTML, whose parser puts <svg> and xlink:href in their
+    # namespaces itself; without them the page holds no URL at all.
+    svg = re.sub(r"<\?xml[^>]*\?>|<!DOCTYPE[^>]*>", "", svg)
+    svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.DOTALL)
+    svg = re.sub(r'\s+xmlns(:xlink)?="[^"]*"', "", svg, count=2)
+    return svg.replace("<svg ", f'<svg role="img" aria-label="{html.escape(label)}" ', 1).strip()
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{html.escape(text)}</p>'
+
+
+def _table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "—" if value != value else f"{value:,.3f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return "—" if value is None else html.escape(str(value))
+
+
+# -- splits ----------------------------------------------------------------------
+
+
+def _splits_section(run: _Run, stem: Path, figures: list[Path]) -> _Section:
+    title = "Latency per split point"
+    if not run.rows:
+        return _Section("splits", title, _note("The run has no completed inferences outside warm-up."))
+    from .plots import plot_stacked_splits
+
+    paths = plot_stacked_splits(
+        run.rows, f"{stem}-splits", title=f"{title} — {run.info.id}", labels=run.layers
+    )
+    caption = "Median head, transfer and tail per split; error bars: interquartile range of the total"
+    chart = _figure(paths, paths[-1].read_text(encoding="utf-8"), "splits", caption, figures)
+    columns = ["split", "after layer", "n", "head ms", "transfer ms", "tail ms", "total ms"]
+    columns += ["total IQR ms", "bytes"]
+    rows = [
+        [
+            r.split,
+            split_label(r.split, run.layers),
+            r.count,
+            r.head.median,
+            r.transfer.median,
+            r.tail.median,
+            r.total.median,
+            f"{r.total.p25:,.3f}–{r.total.p75:,.3f}",
+            r.bytes_raw,
+        ]
+        for r in run.rows
+    ]
+    best = min(run.rows, key=lambda r: r.total.median)
+    lead = f"Fastest split: {best.split} (after {split_label(best.split, run.layers)}), "
+    lead += f"median {best.total.median:,.3f} ms over {best.count} inferences."
+    return _Section("splits", title, f"<p>{html.escape(lead)}</p>{chart}{_table(columns, rows)}")
+
+
+# -- per-layer profile ---------------------------------------------------------------
+
+
+def _layer_times(spans: Iterable[Span]) -> dict[str, dict[int, float]]:
+    """Median ms of each layer timed alone (a compute span over one layer), per participant."""
+    found: defaultdict[str, defaultdict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    stage: dict[str, int] = {}
+    for s in spans:
+        alone = s.kind == "compute" and s.start_layer >= 0 and s.end_layer == s.start_layer + 1
+        if alone and s.attrs.get("warmup") is not True:
+            found[s.participant][s.end_layer].append(s.duration_ms)
+            stage[s.participant] = min(stage.get(s.participant, s.stage), s.stage)
+    order = sorted(found, key=lambda who: (stage[who], who))  # the first device first
+    return {who: {k: statistics.median(v) for k, v in sorted(found[who].items())} for who in order}
+
+
+def _split_bytes(metadata: dict[str, Any]) -> list[int] | None:
+    sizes = metadata.get("split_bytes")
+    if isinstance(sizes, list) and len(sizes) >= 2 and all(isinstance(b, int) for b in sizes):
+        return sizes
+    return None
+
+
+def _layers_section(run: _Run, stem: Path, figures: list[Path]) -> _Section:
+    title = "Per-layer profile"
+    times = _layer_times(run.spans)
+    sizes = _split_bytes(run.info.metadata)
+    count = max([len(run.layers), len(sizes) - 1 if sizes else 0, *(max(t) for t in times.values())])
+    if count == 0:
+        return _Section(
+            "layers", title, _note("The run recorded neither per-layer times nor layer output sizes.")
+        )
+    from .figures import plot_layer_profile
+
+    names = [split_label(k, run.layers) for k in range(1, count + 1)]
+    per_layer = {who: [by.get(k) for k in range(1, count + 1)] for who, by in times.items()}
+    # A layer the split table does not cover gets no bar, not a made-up size.
+    outputs = [sizes[k] if k < len(sizes) else None for k in range(1, count + 1)] if sizes else None
+    saved = plot_layer_profile(names, per_layer, outputs, f"{stem}-layers", f"{title} — {run.info.id}")
+    notes = []
+    if not times:
+        notes.append(
+            "Per-layer compute times are not in this run (no layer was computed alone), "
+            "so only the output sizes are shown."
+        )
+    else:
+        for who, by in times.items():
+            notes.append(f"{who}: {len(by)} of {count} layers timed alone ({_ranges(sorted(by))}).")
+    if sizes is None:
+        notes.append("The run's metadata has no split table, so output sizes are not shown.")
+    else:
+        notes.append(
+            f"Input size: {sizes[0]:,} bytes. Output size of layer k: bytes crossing a cut after it."
+        )
+    caption = "Compute time of each layer (median) and its output size, as in Neurosurgeon"
+    chart = _figure(saved.paths, saved.svg, "layers", caption, figures)
+    return _Section("layers", title, "".join(_note(n) for n in notes) + chart)
+
+
+def _ranges(values: Sequence[int]) -> str:
+    """[1, 2, 3, 7] -> 'layers 1-3, 7' (with an en dash)."""
+    parts: list[str] = []
+    start = prev = values[0]
+    for v in [*values[1:], None]:
+        if v is not None and v == prev + 1:
+            prev = v
+            continue
+        parts.append(str(start) if start == prev else f"{start}–{prev}")
+        if v is not None:
+            start = prev = v
+    return ("layer " if parts == [str(values[0])] else "layers ") + ", ".join(parts)
+
+
+# -- timeline ----------------------------------------------------------------------
+
+
+def choose_inference(spans: Sequence[Span], requested: int | None = None) -> tuple[int, int] | None:
+    """The ``(split, inference)`` the timeline shows.
+
+    ``requested`` picks an inference by id. By default: among the completed,
+    non-warm-up inferences of the fastest split (lowest median total), the
+    one whose total is the median (the lower one for an even count). None
+    when the run completed no inference.
+    """
+    if requested is not None:
+        keys = sorted({(s.split, s.inference) for s in spans if s.inference == requested})
+        if not keys:
+            ids = sorted({s.inference for s in spans if s.inference >= 0})
+            known = f"{ids[0]}–{ids[-1]}" if ids else "none"
+            raise SplitTracerError(
+                f"the run has no inference {requested}", hint=f"Inferences recorded: {known}."
+            )
+        return keys[0]
+    rows = summarize(spans)
+    if not rows:
+        return None
+    best = min(rows, key=lambda r: r.total.median).split
+    totals: dict[int, float] = {}
+    warm: set[int] = set()
+    for s in spans:
+        if s.split == best and s.inference >= 0:
+            if s.attrs.get("warmup") is True:
+                warm.add(s.inference)
+            if s.kind == "inference":
+                totals[s.inference] = max(totals.get(s.inference, 0.0), s.duration_ms)
+    ranked = sorted((total, i) for i, total in totals.items() if i not in warm)
+    return best, ranked[(len(ranked) - 1) // 2][1]
+
+
+def _timeline_section(
+    run: _Run, stem: Path, figures: list[Path], chosen: tuple[int, int] | None, *, picked: bool
+) -> _Section:
+    title = "Timeline of one inference"
+    if chosen is None:
+        return _Section("timeline", title, _note("The run has no completed inference to show."))
+    split, index = chosen
+    spans = [s for s in run.spans if s.split == split and s.inference == index]
+    from .figures import plot_timeline
+
+    label = f"inference {index} at split {split} (after {split_label(split, run.layers)})"
+    saved = plot_timeline(spans, f"{stem}-timeline", f"{label} — {run.info.id}")
+    why = "chosen with --inference" if picked else "the median-total inference of the fastest split"
+    caption = f"Spans of {label}, {why}; one row per participant, its sends, its handlers, and each link"
+    uncertain = [s.attrs["clock_uncertainty_ns"] for s in spans if "clock_uncertainty_ns" in s.attrs]
+    note = ""
+    if uncertain:
+        worst = max(float(u) for u in uncertain) / 1e6
+        note = _note(f"Transfers span two clocks; their clock offset is known to ±{worst:,.3f} ms.")
+    return _Section("timeline", title, note + _figure(saved.paths, saved.svg, "timeline", caption, figures))
+
+
+# -- system metrics -----------------------------------------------------------------
+
+
+def _origins(run: _Run) -> dict[str, int]:
+    """Each participant's first timestamp: clocks differ between devices, so time is per participant."""
+    first: dict[str, int] = {}
+    for who, t in [(s.participant, s.start_ns) for s in run.spans] + [
+        (m.participant, m.time_ns) for m in run.metrics
+    ]:
+        first[who] = min(first.get(who, t), t)
+    return first
+
+
+def _system_section(run: _Run, stem: Path, figures: list[Path]) -> _Section:
+    title = "System metrics"
+    energy_names = set(ENERGY_METRICS.values())
+    metrics = [m for m in run.metrics if m.name not in energy_names]
+    if not metrics:
+        return _Section("system", title, _note("The run recorded no system metrics."))
+    note = ""
+    if not any(m.name in SYSTEM_METRICS for m in metrics):
+        note = _note(
+            "The run recorded no system metrics (CPU, memory, frequency, temperature); "
+            "the other metrics it recorded are shown."
+        )
+    origin = _origins(run)
+    grouped: defaultdict[str, defaultdict[str, tuple[list[float], list[float]]]] = defaultdict(
+        lambda: defaultdict(lambda: ([], []))
+    )
+    for m in sorted(metrics, key=lambda m: m.time_ns):
+        label, scale = _UNITS.get(m.name, (m.name, 1.0))
+        sensor = m.attrs.get("sensor")
+        xs, ys = grouped[label][m.participant + (f" {sensor}" if sensor else "")]
+        xs.append((m.time_ns - origin[m.participant]) / 1e9)
+        ys.append(m.value * scale)
+    order = [_UNITS[n][0] for n in SYSTEM_METRICS if _UNITS[n][0] in grouped]
+    order += sorted(k for k in grouped if k not in order)
+    panels = {k: dict(grouped[k]) for k in order[:_MAX_PANELS]}
+    from .figures import plot_series_panels
+
+    saved = plot_series_panels(panels, f"{stem}-system", f"{title} — {run.info.id}", "seconds since start")
+    caption = "Samples per participant; time counts from each participant's first record"
+    skipped = order[_MAX_PANELS:]
+    note += _note(f"Not plotted (too many panels): {', '.join(skipped)}.") if skipped else ""
+    return _Section("system", title, note + _figure(saved.paths, saved.svg, "system", caption, figures))
+
+
+# -- energy --------------------------------------------------------------------------
+
+
+def _energy_section(run: _Run, stem: Path, figures: list[Path]) -> _Section:
+    title = "Energy"
+    readings = readings_from_metrics(run.metrics)
+    if not readings:
+        return _Section(
+            "energy", title, _note("Energy: not available on these devices.") + _energy_reasons(run)
+        )
+    origin = _origins(run)
+    panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
+    for who, series in readings.items():
+        power = energy_to_power(series)
+        panels[f"{who} power (W)"] = {
+            domain: ([(t - origin[who]) / 1e9 for t in times], list(watts))
+            for domain, (times, watts) in power.items()
+        }
+    from .figures import plot_series_panels
+
+    saved = plot_series_panels(panels, f"{stem}-energy", f"Power — {run.info.id}", "seconds since start")
+    chart = _figure(saved.paths, saved.svg, "energy", "Power per measured domain", figures)
+    return _Section("energy", title, chart + _energy_tables(run))
+
+
+def _energy_reasons(run: _Run) -> str:
+    participants = run.info.metadata.get("participants")
+    if not isinstance(participants, dict):
+        return ""
+    reasons = []
+    for who, facts in sorted(participants.items()):
+        energy = facts.get("energy") if isinstance(facts, dict) else None
+        if isinstance(energy, dict) and isinstance(energy.get("missing"), dict):
+            why = "; ".join(f"{k}: {v}" for k, v in energy["missing"].items())
+            reasons.append([who, why])
+    return _table(["participant", "why not"], reasons) if reasons else ""
+
+
+def _energy_tables(run: _Run) -> str:
+    attribution = attribute_run_energy(run.metrics, run.spans)
+    per_split: defaultdict[int, defaultdict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for (split, _), by_domain in attribution.per_inference().items():
+        for domain, joules in by_domain.items():
+            per_split[split][domain].append(joules)
+    if not per_split:
+        return _note("No compute span fell inside the energy readings, so none could be attributed.")
+    domains = sorted({d for by in per_split.values() for d in by})
+    rows = [
+        [k, split_label(k, run.layers), *[_median_or_none(per_split[k].get(d)) for d in domains]]
+        for k in sorted(per_split)
+    ]
+    out = "<h3>Energy per inference (median J of its compute spans)</h3>"
+    out += _table(["split", "after layer", *[f"{d} J" for d in domains]], rows)
+    alone = {key[1]: v for key, v in attribution.per_layer().items() if key[1] == key[0] + 1}
+    if alone:
+        layer_rows = [
+            [k, split_label(k, run.layers), *[alone[k].get(d) for d in domains]] for k in sorted(alone)
+        ]
+        out += "<h3>Energy per layer (median J, layers computed alone)</h3>"
+        out += _table(["layer", "name", *[f"{d} J" for d in domains]], layer_rows)
+    if attribution.unattributed:
+        out += _note(
+            f"{attribution.unattributed} span-domain pairs fell outside the readings and have no energy."
+        )
+    out += _note(
+        "Energy is power integrated over each compute span (trapezoid rule between readings); a span "
+        "shorter than the sampling interval gets the interpolated power at its ends."
+    )
+    return out
+
+
+def _median_or_none(values: list[float] | None) -> float | None:
+    return statistics.median(values) if values else None
+
+
+# -- metadata --------------------------------------------------------------------------
+
+
+def _metadata_section(run: _Run) -> _Section:
+    info = run.info
+    facts: list[list[Any]] = [
+        ["run", info.id],
+        ["experiment", info.experiment],
+        ["status", info.status],
+        ["started (UTC)", format_timestamp(info.started_at)],
+        ["ended (UTC)", format_timestamp(info.ended_at) if info.ended_at else None],
+        ["duration", format_duration(run_duration_s(info))],
+        ["spans", len(run.spans)],
+        ["metric samples", len(run.metrics)],
+    ]
+    if info.error:
+        facts.append(["error", info.error])
+    body = _table(["", ""], facts)
+    controller = info.metadata.get("controller")
+    if isinstance(controller, dict):
+        body += "<h3>Controller</h3>" + _table(["", ""], sorted(controller.items()))
+    participants = info.metadata.get("participants")
+    if isinstance(participants, dict) and participants:
+        keys = sorted({k for facts in participants.values() if isinstance(facts, dict) for k in facts})
+        rows = [[who, *[_plain(facts.get(k)) for k in keys]] for who, facts in sorted(participants.items())]
+        body += "<h3>Participants</h3>" + _table(["participant", *keys], rows)
+    manifest = html.escape(info.manifest or "(no manifest recorded)")
+    body += f"<h3>Manifest snapshot</h3><pre>{manifest}</pre>"
+    everything = html.escape(json.dumps(info.metadata, indent=2, sort_keys=True, default=str))
+    body += f"<details><summary>All metadata (JSON)</summary><pre>{everything}</pre></details>"
+    return _Section("metadata", "Run metadata", body)
+
+
+def _plain(value: Any) -> Any:
+    return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
+
+
+# -- page ----------------------------------------------------------------------------
+
+_CSS = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1200px; padding: 1em 2em; }
+body { color: #222; }
+h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
+nav a { margin-right: 1em; } .status-failed { color: #b00; } .status-succeeded { color: #080; }
+.note { background: #f6f6f6; border-left: 4px solid #bbb; padding: 0.4em 0.8em; }
+figure.chart { margin: 1em 0; } figure.chart svg { max-width: 100%; height: auto; display: block; }
+figcaption { color: #555; font-size: 0.9em; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; }
+th, td { border: 1px solid #ddd; padding: 0.2em 0.6em; text-align: right; }
+th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
+pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+"""
+
+
+def _page(info: RunInfo, sections: Sequence[_Section]) -> str:
+    title = f"{info.experiment} — {info.id}"
+    nav = "".join(f'<a href="#{s.id}">{html.escape(s.title)}</a>' for s in sections)
+    body = "".join(
+        f'<section id="{s.id}"><h2>{html.escape(s.title)}</h2>{s.body}</section>' for s in sections
+    )
+    status = f'<span class="status-{info.status}">{html.escape(info.status)}</span>'
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>SplitTracer report: {html.escape(title)}</title><style>{_CSS}</style></head>"
+        f"<body><header><h1>{html.escape(title)}</h1><p>Run {status}, started "
+        f"{html.escape(format_timestamp(info.started_at))} UTC, ran "
+        f"{html.escape(format_duration(run_duration_s(info)))}.</p></header>"
+        f"<nav>{nav}</nav>{body}</body></html>\n"
+    )
