@@ -76,6 +76,16 @@ def test_run_by_name_writes_results_and_charts(workspace):
     assert all(Path(p).stat().st_size > 0 for p in data["plots"])
     listed = splittracer("results", "ls", "--workspace", str(workspace), "--json")
     assert data["run"] in listed.stdout
+    # The stored run carries what repeats it: rerun it, after the workspace's code changed.
+    (workspace / "roles.py").write_text((workspace / "roles.py").read_text() + "\n# edited\n")
+    again = splittracer("rerun", data["run"], "--workspace", str(workspace), "--no-plot")
+    assert again.returncode == 0, again.stderr
+    assert "code changed" in again.stdout and "roles.py" in again.stdout
+    from splittracer.metrics.store import ResultsStore
+
+    latest = ResultsStore(workspace / "results" / "splittracer.sqlite").get_run("latest")
+    assert latest.metadata["rerun_of"] == data["run"] and latest.status == "succeeded"
+    assert set(latest.metadata["code"]) >= {"roles.py", "tasks.py", "splittracer.builtin"}
 
 
 def test_example_by_hand_fits_in_40_lines():

@@ -32,6 +32,7 @@ app.add_typer(results_commands.app, name="results")
 app.add_typer(workspace_commands.app, name="experiment")
 app.command("init")(workspace_commands.init)
 app.command("run")(run_command.run)
+app.command("rerun")(run_command.rerun)
 app.command("report")(report_command.report)
 
 

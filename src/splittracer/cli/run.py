@@ -8,12 +8,14 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..controller.plan import plan_from_manifest
+from ..controller.plan import RunPlan, plan_from_manifest
+from ..controller.provenance import changed_code
 from ..controller.run import RunObserver, run_experiment
 from ..errors import RunError
+from ..manifest import Manifest, load_manifest
 from ..metrics.store import ResultsStore
 from ..report.runs import run_summary, write_plots
-from ..workspace import find_workspace
+from ..workspace import Workspace, find_workspace
 from ._render import console, print_json
 from .results import print_run_summary
 
@@ -35,15 +37,42 @@ class _ProgressObserver(RunObserver):
         self.bar.console.print(f"[dim]{participant}:[/] {message}")
 
 
+WorkspaceOpt = Annotated[Path | None, typer.Option("--workspace", "-w", help="Workspace directory")]
+PlotOpt = Annotated[bool, typer.Option(help="Write the charts after the run")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the run's summary as JSON")]
+
+
 def run(
     name: Annotated[str, typer.Argument(help="Experiment name (a manifest in experiments/)")],
-    workspace: Annotated[Path | None, typer.Option("--workspace", "-w", help="Workspace directory")] = None,
-    plot: Annotated[bool, typer.Option(help="Write the charts after the run")] = True,
-    json: Annotated[bool, typer.Option("--json", help="Print the run's summary as JSON")] = False,
+    workspace: WorkspaceOpt = None,
+    plot: PlotOpt = True,
+    json: JsonOpt = False,
 ) -> None:
     """Run an experiment: start participants, feed them, record everything, tear down."""
     ws = find_workspace(explicit=workspace)
-    plan = plan_from_manifest(ws.load_manifest(name))
+    _execute(ws, plan_from_manifest(ws.load_manifest(name), ws.root), plot=plot, json=json)
+
+
+def rerun(
+    run_id: Annotated[str, typer.Argument(help="Run to repeat: an id, a unique prefix, or 'latest'")],
+    workspace: WorkspaceOpt = None,
+    plot: PlotOpt = True,
+    json: JsonOpt = False,
+) -> None:
+    """Repeat a stored run: the same manifest, with today's code (changes are reported)."""
+    ws = find_workspace(explicit=workspace)
+    store = ResultsStore(ws.results_db)
+    previous = store.get_run(run_id)
+    manifest = load_snapshot(ws, previous.id, previous.manifest)
+    plan = plan_from_manifest(manifest, ws.root)
+    changed = changed_code(previous.metadata.get("code", {}), plan.metadata.get("code", {}))  # type: ignore[arg-type]
+    if changed and not json:
+        console.print(f"[yellow]code changed since {previous.id}:[/] {', '.join(changed)}")
+    plan.metadata["rerun_of"] = previous.id
+    _execute(ws, plan, plot=plot, json=json)
+
+
+def _execute(ws: Workspace, plan: RunPlan, *, plot: bool, json: bool) -> None:
     store = ResultsStore(ws.results_db)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True, disable=json) as progress:
@@ -67,3 +96,15 @@ def run(
             console.print(f"wrote {path}")
     if outcome.status != "succeeded":
         raise RunError(f"run {outcome.run_id} failed: {outcome.error}")
+
+
+def load_snapshot(ws: Workspace, run_id: str, text: str) -> Manifest:
+    """The manifest a run stored, validated as if it were in the workspace's experiments/."""
+    # Written beside the others so relative paths resolve as they did; the suffix
+    # keeps it out of 'experiment ls' while it exists, and it is removed at once.
+    path = ws.experiments_dir / f".rerun-{run_id}.snapshot"
+    path.write_text(text, encoding="utf-8")
+    try:
+        return load_manifest(path, workspace=ws.root)
+    finally:
+        path.unlink(missing_ok=True)

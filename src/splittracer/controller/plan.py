@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..manifest import Manifest, build_task
 from ..participant.messages import ModelConfig, RunOptions
 from ..tasks import Task
+from .provenance import code_fingerprint
 
 
 @dataclass(frozen=True)
@@ -35,10 +37,15 @@ class RunPlan:
     model: ModelConfig | None = None
     manifest_text: str = ""
     timeout_s: float = 3600.0
+    metadata: dict[str, object] = field(default_factory=dict)  # stored with the run
 
 
-def plan_from_manifest(manifest: Manifest) -> RunPlan:
-    """Resolve a validated manifest into the controller's plan (tasks built here)."""
+def plan_from_manifest(manifest: Manifest, workspace: Path | None = None) -> RunPlan:
+    """Resolve a validated manifest into the controller's plan (tasks built here).
+
+    ``workspace`` is where the user's code lives; its fingerprint is kept
+    with the run so that a rerun can tell whether the code changed.
+    """
     participants = tuple(
         ParticipantPlan(
             name=p.name,
@@ -71,6 +78,10 @@ def plan_from_manifest(manifest: Manifest) -> RunPlan:
         model=_model_config(manifest),
         manifest_text=manifest.manifest_text,
         timeout_s=o.timeout_s if math.isfinite(o.timeout_s) else 24 * 3600.0,
+        metadata={
+            "code": code_fingerprint(manifest, workspace),
+            "manifest_file": str(manifest.path) if manifest.path else None,
+        },
     )
 
 

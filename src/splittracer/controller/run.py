@@ -107,7 +107,9 @@ class _Run:
         self.model_facts: dict[str, Any] = {}
         self.clocks: dict[str, ClockEstimate] = {}
         self.energy: dict[str, dict[str, Any]] = {}
-        self.run_id = store.create_run(plan.experiment, plan.manifest_text, _controller_facts())
+        self.run_id = store.create_run(
+            plan.experiment, plan.manifest_text, {**_controller_facts(), **plan.metadata}
+        )
         self.certificates = issue_run_certificates(self.run_id, [p.name for p in plan.participants])
 
     def execute(self) -> RunOutcome:
