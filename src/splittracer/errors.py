@@ -79,6 +79,35 @@ class CodecError(SplitTracerError):
     """A compression codec is unknown or its package is not installed."""
 
 
+class DeviceError(SplitTracerError):
+    """A device could not be reached, trusted, logged into, or ran a command that failed.
+
+    ``host``, ``command``, ``exit_status`` and ``output`` (the tail of what the
+    command printed) are part of the message when they are known.
+    """
+
+    exit_code = RUN_FAILURE
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str | None = None,
+        command: str | None = None,
+        exit_status: int | None = None,
+        output: str = "",
+        hint: str | None = None,
+    ) -> None:
+        text = f"{host}: {message}" if host else message
+        if command:
+            status = "" if exit_status is None else f" (exit status {exit_status})"
+            text += f"\ncommand: {command}{status}"
+        if output.strip():
+            text += "\nlast output:\n" + "\n".join(output.rstrip().splitlines()[-15:])
+        super().__init__(text, hint=hint)
+        self.host, self.command, self.exit_status, self.output = host, command, exit_status, output
+
+
 def _location(path: str | None, line: int | None, key: str | None) -> str:
     parts = []
     if path:

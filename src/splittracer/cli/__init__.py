@@ -13,10 +13,12 @@ import typer
 
 from ..errors import SplitTracerError
 from . import compare as _compare  # noqa: F401  (adds 'results compare')
+from . import device as device_commands
 from . import model as model_commands
 from . import report as report_command
 from . import results as results_commands
 from . import run as run_command
+from . import testbed as testbed_commands
 from . import workspace as workspace_commands
 from ._render import print_error
 
@@ -27,8 +29,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(device_commands.app, name="device")
 app.add_typer(model_commands.app, name="model")
 app.add_typer(results_commands.app, name="results")
+app.add_typer(testbed_commands.app, name="testbed")
 app.add_typer(workspace_commands.app, name="experiment")
 app.command("init")(workspace_commands.init)
 app.command("run")(run_command.run)

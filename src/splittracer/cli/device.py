@@ -1,0 +1,261 @@
+"""``splittracer device``: pair, list, check, set up and forget remote devices."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..devices.pairing import AskPassword, PairingOptions, PairingResult, pair
+from ..devices.probe import DeviceStatus, check_all, check_device, not_ready, problems
+from ..devices.registry import DeviceFacts, Registry
+from ..devices.setup import setup_device
+from ..errors import SplitTracerError
+from ..manifest import find_workspace_root
+from ._render import console, err_console, print_json, print_table
+
+app = typer.Typer(help="Pair, list, check and set up remote devices (over SSH).", no_args_is_help=True)
+
+NameArg = Annotated[str, typer.Argument(help="The device's name in the registry")]
+RegistryOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--registry",
+        help="Registry file (default: $SPLITTRACER_DEVICES, the workspace's devices.yaml, "
+        "else ~/.config/splittracer/devices.yaml)",
+    ),
+]
+WorkspaceOpt = Annotated[Path | None, typer.Option("--workspace", help="Workspace whose devices.yaml to use")]
+TimeoutOpt = Annotated[float, typer.Option(help="Seconds to wait for each device's SSH server")]
+
+
+@app.command("add")
+def add(
+    name: NameArg,
+    host: Annotated[
+        str | None, typer.Option(help="Address, DNS name or ~/.ssh/config alias (default: as paired)")
+    ] = None,
+    user: Annotated[str | None, typer.Option(help="Login user (default: ssh config, else yours)")] = None,
+    port: Annotated[int | None, typer.Option(help="SSH port (default: ssh config, else 22)")] = None,
+    key: Annotated[Path | None, typer.Option(help="Private key to log in with (and to install)")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="A tag for the device (repeatable)")] = None,
+    trust: Annotated[bool, typer.Option(help="Pin the host key on first contact without asking")] = False,
+    repin: Annotated[bool, typer.Option(help="Accept and pin a host key that changed")] = False,
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from stdin if needed")] = False,
+    password_env: Annotated[str | None, typer.Option(help="Take the password from this variable")] = None,
+    python: Annotated[str | None, typer.Option(help="Python on the device (default: newest python3)")] = None,
+    listen_host: Annotated[str | None, typer.Option(help="Address participants listen on")] = None,
+    timeout: TimeoutOpt = 10.0,
+    registry: RegistryOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Pair a device: pin its host key, make sure a key logs in (installing one if needed), probe it."""
+    interactive = sys.stdin.isatty() and not password_stdin
+    options = PairingOptions(
+        trust=trust,
+        repin=repin,
+        confirm=_confirm_host_key if interactive else None,
+        password=_password_source(password_stdin, password_env, interactive),
+        timeout=timeout,
+    )
+    result = pair(
+        _registry(registry, workspace),
+        name,
+        host,
+        port=port,
+        user=user,
+        key=key,
+        tags=tag or (),
+        python=python,
+        listen_host=listen_host,
+        options=options,
+    )
+    _print_paired(result)
+
+
+@app.command("ls")
+def ls(
+    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts")] = False,
+    timeout: TimeoutOpt = 2.0,
+    registry: RegistryOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Every device: reachable now (checked in parallel), ready to run participants, what it has."""
+    reg = _registry(registry, workspace)
+    statuses = check_all(list(reg.devices().values()), timeout)
+    seen = {s.device.name: s.last_seen for s in statuses if s.reachable and s.last_seen is not None}
+    if seen:
+        reg.touch(seen)
+    if json:
+        print_json([_status_dict(s) for s in statuses])
+        return
+    if not statuses:
+        console.print(f"No devices in {reg.path}. Pair one with 'splittracer device add NAME --host HOST'.")
+        return
+    rows = [_status_row(s) for s in statuses]
+    print_table(f"devices ({reg.path})", _LS_COLUMNS, rows)
+    for s in statuses:
+        if s.error:
+            err_console.print(f"[yellow]{s.device.name}[/]: {s.error}", highlight=False)
+
+
+@app.command("check")
+def check(
+    name: NameArg, timeout: TimeoutOpt = 10.0, registry: RegistryOpt = None, workspace: WorkspaceOpt = None
+) -> None:
+    """Connect, probe and say whether the device can run participants (and if not, what to do)."""
+    device, found = check_device(_registry(registry, workspace), name, timeout)
+    assert device.facts is not None
+    print_table(f"{name} ({device.destination})", ("fact", "value"), _fact_rows(device.facts))
+    if found:
+        raise not_ready(device, found)
+    console.print(f"[green]{name} is ready[/]")
+
+
+@app.command("setup")
+def setup(
+    name: NameArg,
+    torch: Annotated[bool, typer.Option("--torch/--no-torch", help="Install torch if missing")] = True,
+    timeout: TimeoutOpt = 10.0,
+    registry: RegistryOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Create or update the device's runtime (~/.splittracer/venv): this splittracer and torch."""
+    with console.status(f"setting up {name}") as status:
+        report = setup_device(
+            _registry(registry, workspace),
+            name,
+            torch=torch,
+            progress=lambda text: status.update(f"{name}: {text}"),
+            timeout=timeout,
+        )
+    for step in report.steps:
+        mark = "[green]changed[/]" if step.changed else "[dim]ok[/]"
+        console.print(f"{mark:>20}  {step.name}: {step.detail}", highlight=False)
+    facts = report.device.facts
+    found = problems(facts, name, need_torch=torch) if facts else []
+    if found:
+        raise not_ready(report.device, found)
+    console.print(f"[green]{name} is ready[/]")
+
+
+@app.command("rm")
+def rm(name: NameArg, registry: RegistryOpt = None, workspace: WorkspaceOpt = None) -> None:
+    """Forget a device (and its pinned host key). Nothing on the device is changed."""
+    device = _registry(registry, workspace).remove(name)
+    console.print(f"removed {name} ({device.destination})")
+
+
+def _registry(explicit: Path | None, workspace: Path | None) -> Registry:
+    return Registry.locate(explicit, workspace or find_workspace_root(Path.cwd()))
+
+
+def _confirm_host_key(who: str, fingerprint: str) -> bool:
+    err_console.print(f"The host key of {who} is\n  [bold]{fingerprint}[/]", highlight=False)
+    return typer.confirm("Is this the device's key? Pin it", default=False, err=True)
+
+
+def _password_source(from_stdin: bool, env: str | None, interactive: bool) -> AskPassword:
+    def ask(who: str) -> str | None:
+        if from_stdin:
+            return sys.stdin.readline().rstrip("\r\n") or None
+        if env is not None:
+            if env not in os.environ:
+                raise SplitTracerError(f"--password-env {env}: the variable is not set")
+            return os.environ[env]
+        if interactive:
+            return str(typer.prompt(f"No key was accepted. Password for {who}", hide_input=True, err=True))
+        return None
+
+    return ask
+
+
+def _print_paired(result: PairingResult) -> None:
+    device = result.device
+    pin = "pinned now" if result.pinned else "already pinned"
+    console.print(f"paired [bold]{device.name}[/]: {device.destination}", highlight=False)
+    console.print(f"  host key {device.fingerprint} ({pin})", highlight=False)
+    if result.installed_key:
+        console.print(f"  installed {result.installed_key}.pub in ~/.ssh/authorized_keys on the device")
+    if device.facts:
+        console.print(f"  {_summary(device.facts)}", highlight=False)
+    for problem in result.problems:
+        err_console.print(f"[yellow]not ready:[/] {problem.message}\n  {problem.hint}", highlight=False)
+
+
+def _summary(facts: DeviceFacts) -> str:
+    torch = f"torch {facts.torch}" + (" (CUDA)" if facts.cuda else "") if facts.torch else "no torch"
+    memory = facts.memory_bytes / 2**30
+    return (
+        f"{facts.os_release or facts.os} {facts.arch}, Python {facts.python}, {torch}, "
+        f"{facts.cpu_cores} cores ({facts.cpu_model}), {memory:.1f} GiB"
+    )
+
+
+_LS_COLUMNS = ("name", "host", "reachable", "ready", "arch", "Python", "torch", "last seen")
+
+
+def _status_row(s: DeviceStatus) -> list[object]:
+    facts = s.device.facts
+    return [
+        s.device.name,
+        s.device.destination,
+        "[green]yes[/]" if s.reachable else "[red]no[/]",
+        "[green]yes[/]" if s.ready else "[yellow]no[/]",
+        facts.arch if facts else None,
+        facts.python if facts else None,
+        (facts.torch or "none") if facts else None,
+        _ago(s.last_seen),
+    ]
+
+
+def _status_dict(s: DeviceStatus) -> dict[str, object]:
+    facts = s.device.facts
+    return {
+        "name": s.device.name,
+        "host": s.device.host,
+        "port": s.device.port,
+        "user": s.device.user,
+        "tags": list(s.device.tags),
+        "reachable": s.reachable,
+        "ready": s.ready,
+        "error": s.error,
+        "problems": [p.message for p in s.problems],
+        "arch": facts.arch if facts else None,
+        "python": facts.python if facts else None,
+        "torch": facts.torch if facts else None,
+        "cuda": facts.cuda if facts else None,
+        "last_seen": s.last_seen.isoformat() if s.last_seen else None,
+    }
+
+
+def _fact_rows(facts: DeviceFacts) -> list[tuple[str, object]]:
+    return [
+        ("os", facts.os_release or facts.os),
+        ("arch", facts.arch),
+        ("python", f"{facts.python} ({facts.python_path})"),
+        ("runtime", "yes" if facts.runtime else "no"),
+        ("splittracer", facts.splittracer),
+        ("cpu", f"{facts.cpu_model}, {facts.cpu_cores} cores"),
+        ("memory", f"{facts.memory_bytes / 2**30:.1f} GiB"),
+        ("free disk", f"{facts.disk_free_bytes / 2**30:.1f} GiB"),
+        ("torch", facts.torch or f"not installed{f' ({facts.torch_error})' if facts.torch_error else ''}"),
+        ("cuda", ", ".join(facts.cuda_devices) if facts.cuda else "no"),
+    ]
+
+
+def _ago(when: datetime | None) -> str | None:
+    if when is None:
+        return None
+    seconds = (datetime.now(timezone.utc) - when).total_seconds()
+    if seconds < 90:
+        return "just now"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.0f} h ago"
+    return when.astimezone().strftime("%Y-%m-%d")

@@ -1,0 +1,129 @@
+"""``splittracer testbed``: a lab of real SSH hosts on this Linux machine (root)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..netem.testbed import Testbed, TestbedState, TestbedStatus, default_state_dir, describe_rate
+from ._render import console, print_json, print_table
+
+app = typer.Typer(
+    help="A lab of real SSH hosts (network namespaces, sshd, tc-shaped links) on this Linux machine.",
+    no_args_is_help=True,
+)
+
+StateDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        help="Where the lab keeps its state (default: $XDG_STATE_HOME/splittracer/testbed)",
+    ),
+]
+
+
+def _testbed(state_dir: Path | None) -> Testbed:
+    return Testbed(state_dir or default_state_dir())
+
+
+@app.command("up")
+def up(
+    hosts: Annotated[int, typer.Option("--hosts", "-n", help="How many hosts (1-64)")],
+    bandwidth: Annotated[
+        str | None, typer.Option(help="Shape every host's link with tbf: 10mbit, lte, 5.85mbit")
+    ] = None,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Make HOSTS namespaces on a bridge, each with a real sshd and its own user."""
+    testbed = _testbed(state_dir)
+    with console.status("building the testbed") as spinner:
+        state = testbed.up(hosts, bandwidth, progress=lambda step: spinner.update(f"testbed: {step}"))
+    _print_hosts(state)
+    console.print(f"password (every host): {state.password}", highlight=False)
+    console.print(f"devices: {state.registry}\nknown hosts: {state.known_hosts}", highlight=False)
+    _print_links(state)
+
+
+@app.command("status")
+def status(
+    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts")] = False,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Whether the lab is up, and each host's namespace, sshd and shaping. Exit 1 if a host is down."""
+    testbed = _testbed(state_dir)
+    found = testbed.status()
+    if json:
+        print_json(_status_dict(testbed, found))
+    elif found.state is None:
+        console.print(f"No testbed is up from {testbed.state_dir}.", highlight=False)
+    else:
+        _print_status(found)
+    if found.up and not found.healthy:
+        raise typer.Exit(1)
+
+
+@app.command("down")
+def down(state_dir: StateDirOpt = None) -> None:
+    """Stop every sshd, delete the namespaces, links, users and state the lab made."""
+    with console.status("removing the testbed") as spinner:
+        removed = _testbed(state_dir).down(progress=lambda step: spinner.update(f"removing {step}"))
+    console.print(f"Removed {len(removed)} things." if removed else "Nothing to remove.", highlight=False)
+
+
+def _print_hosts(state: TestbedState) -> None:
+    rows = [[h.name, h.address, h.user, str(h.sshd_pid), h.host_key_fingerprint] for h in state.hosts]
+    print_table("Testbed hosts", ["host", "address", "user", "sshd pid", "host key"], rows)
+
+
+def _print_links(state: TestbedState) -> None:
+    console.print(f"links: {describe_rate(state)}", highlight=False)
+    if not state.netem:
+        console.print("netem unavailable on this kernel: links are shaped with tbf only (no delay, no loss)")
+
+
+def _print_status(found: TestbedStatus) -> None:
+    assert found.state is not None
+    rows = [
+        [h.name, h.address, _yes(h.namespace), _yes(h.sshd_running), h.banner or "no answer", _yes(h.shaped)]
+        for h in found.hosts
+    ]
+    print_table("Testbed", ["host", "address", "namespace", "sshd", "banner", "shaped"], rows)
+    _print_links(found.state)
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "NO"
+
+
+def _status_dict(testbed: Testbed, found: TestbedStatus) -> dict[str, Any]:
+    state = found.state
+    if state is None:
+        return {"up": False, "healthy": False, "state_dir": str(testbed.state_dir), "hosts": []}
+    by_name = {h.name: h for h in found.hosts}
+    return {
+        "up": True,
+        "healthy": found.healthy,
+        "state_dir": str(state.state_dir),
+        "bandwidth": state.bandwidth,
+        "rate_bps": state.rate_bps,
+        "netem": state.netem,
+        "registry": str(state.registry),
+        "known_hosts": str(state.known_hosts),
+        "hosts": [
+            {
+                "name": h.name,
+                "address": h.address,
+                "port": h.port,
+                "user": h.user,
+                "namespace": h.namespace,
+                "sshd_pid": h.sshd_pid,
+                "host_key_fingerprint": h.host_key_fingerprint,
+                "sshd_running": by_name[h.name].sshd_running,
+                "banner": by_name[h.name].banner,
+                "shaped": by_name[h.name].shaped,
+            }
+            for h in state.hosts
+        ],
+    }

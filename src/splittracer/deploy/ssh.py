@@ -1,0 +1,399 @@
+"""Participants on paired devices over SSH: the controller's Deployer interface, remote.
+
+For each participant :class:`SSHDeployer` uploads the workspace's user code
+(and any run files) to a per-run directory on the device over SFTP, starts
+``python -m splittracer.participant`` there over the kept SSH connection,
+reads its ``SPLITTRACER_PORT=`` line and forwards a local port to it, so the
+controller's control channel goes through the SSH tunnel. The participant
+listens on an address peers can reach (``peer_address``): participants send
+tasks to each other directly.
+
+A small shell wrapper on the device kills the participant when the SSH
+session's stdin closes: stopping it, a controller that dies, or a dropped
+connection all end the remote process. Stopping also removes the per-run
+directory, so nothing is left on the device.
+
+asyncssh needs an event loop; the deployer owns one in a background thread
+so the synchronous controller can call it from any thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+import uuid
+from collections import deque
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncssh
+
+from ..controller.deploy import PORT_PREFIX
+from ..devices.errors import DeviceError, UnknownDevice
+from ..devices.probe import RUNTIME_DIR, select_python
+from ..devices.registry import Device
+from ..devices.ssh import Target, connect, quote, remote_home, run, translate
+from ..participant.tls import FILES as TLS_FILES
+from ..participant.tls import TlsBundle
+
+__all__ = ["SSHDeployer", "SSHDeployment"]
+
+T = TypeVar("T")
+PID_PREFIX = "SPLITTRACER_PID="
+START_TIMEOUT_S = 120.0  # torch's first import on a Raspberry Pi takes a while
+CALL_MARGIN_S = 30.0
+TAIL_LINES = 200
+KEEPALIVE_S = 5.0  # a device that stops answering is seen within ~15 s, and its participants as ended
+TLS_DIR = "tls"  # in the per-run directory; mode 700, files 600
+_ANY_ADDRESS = ("0.0.0.0", "::", "")
+
+
+class _LoopThread:
+    """An asyncio loop in a daemon thread; coroutines are submitted from any thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="splittracer-ssh", daemon=True)
+        self.thread.start()
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@dataclass
+class _Remote:
+    """The device side of one deployment (touched only on the loop thread)."""
+
+    conn: asyncssh.SSHClientConnection
+    target: Target
+    run_dir: str
+    cleanup: str
+    process: asyncssh.SSHClientProcess[str] | None = None
+    listener: asyncssh.SSHListener | None = None
+    pid: int | None = None
+
+
+class SSHDeployment:
+    """A participant running on a device; ``address`` is the local end of its SSH tunnel."""
+
+    def __init__(self, name: str, device: Device, remote: _Remote, loop: _LoopThread) -> None:
+        self.name = name
+        self.device = device
+        self.address = ""
+        self.peer_address = ""
+        self.workspace = remote.run_dir  # absolute, on the device: where its user code is
+        self._remote = remote
+        self._loop = loop
+        self._tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self._status: int | None = None
+        self._exited = asyncio.Event()
+        self._stopped = False
+        self._tasks: set[asyncio.Future[None]] = set()
+
+    @property
+    def pid(self) -> int | None:
+        """The participant's process id on the device."""
+        return self._remote.pid
+
+    def poll(self) -> int | None:
+        """Exit status once it ended (negative: killed by that signal), else None."""
+        return self._status
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """SIGTERM, SIGKILL after ``timeout``; then the tunnel closed and the per-run directory removed."""
+        if self._stopped:
+            return
+        self._stopped = True
+        with contextlib.suppress(Exception):
+            self._loop.call(self._stop(timeout), timeout + CALL_MARGIN_S)
+
+    def output_tail(self, lines: int = 20) -> str:
+        """The last lines it wrote to stderr (and what went wrong around it)."""
+        return "\n".join(list(self._tail)[-lines:])
+
+    # -- on the loop thread -----------------------------------------------------------
+
+    async def _launch(self, command: str, listen: str) -> None:
+        remote = self._remote
+        remote.process = await remote.conn.create_process(command, encoding="utf-8", errors="replace")
+        port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        stderr = asyncio.ensure_future(self._pump_stderr(remote.process))
+        self._tasks.add(asyncio.ensure_future(self._pump_stdout(remote.process, port, stderr)))
+        self._tasks.add(stderr)
+        remote_port = await asyncio.wait_for(port, START_TIMEOUT_S)
+        forward_to = "127.0.0.1" if listen in _ANY_ADDRESS else listen
+        remote.listener = await remote.conn.forward_local_port("127.0.0.1", 0, forward_to, remote_port)
+        self.address = f"127.0.0.1:{remote.listener.get_port()}"
+        peer_host = remote.conn.get_extra_info("peername")[0] if listen in _ANY_ADDRESS else listen
+        self.peer_address = _host_port(str(peer_host), remote_port)
+
+    async def _pump_stdout(
+        self, process: asyncssh.SSHClientProcess[str], port: asyncio.Future[int], stderr: asyncio.Future[None]
+    ) -> None:
+        """Learn the pid and port, keep the pipe drained, record how the process ended."""
+        with contextlib.suppress(asyncssh.Error, OSError):
+            async for line in process.stdout:
+                text = line.strip()
+                if text.startswith(PID_PREFIX):
+                    self._remote.pid = int(text.removeprefix(PID_PREFIX))
+                elif text.startswith(PORT_PREFIX) and not port.done():
+                    port.set_result(int(text.removeprefix(PORT_PREFIX)))
+        await process.wait_closed()
+        with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+            await asyncio.wait_for(asyncio.shield(stderr), 2.0)  # its last lines explain the exit
+        self._record_exit(process)
+        if not port.done():
+            port.set_exception(EOFError("the participant ended before it listened"))
+
+    async def _pump_stderr(self, process: asyncssh.SSHClientProcess[str]) -> None:
+        with contextlib.suppress(asyncssh.Error, OSError):
+            async for line in process.stderr:
+                self._tail.append(line.rstrip("\n"))
+
+    def _record_exit(self, process: asyncssh.SSHClientProcess[str]) -> None:
+        if self._exited.is_set():
+            return
+        self._status = _exit_status(process)
+        if process.exit_status is None and process.exit_signal is None:
+            self._tail.append(f"(the SSH connection to {self._remote.target.label} was lost)")
+        self._exited.set()
+
+    async def _stop(self, timeout: float) -> None:
+        remote = self._remote
+        if remote.process is not None and not self._exited.is_set():
+            with contextlib.suppress(asyncssh.Error, OSError):
+                remote.process.stdin.write_eof()  # the wrapper answers with SIGTERM
+            try:
+                await asyncio.wait_for(self._exited.wait(), timeout)
+            except (asyncio.TimeoutError, TimeoutError):
+                await self._kill()
+        if remote.listener is not None:
+            remote.listener.close()
+        try:
+            await run(remote.conn, remote.target, remote.cleanup, timeout=60.0, label="rm -rf RUN_DIR")
+        except DeviceError as exc:
+            self._tail.append(f"(cleanup failed: {exc.message})")
+
+    async def _kill(self) -> None:
+        remote = self._remote
+        if remote.pid is not None:
+            with contextlib.suppress(DeviceError):
+                await run(remote.conn, remote.target, f"kill -KILL {remote.pid}", check=False, timeout=30.0)
+        with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+            await asyncio.wait_for(self._exited.wait(), 10.0)
+
+
+class SSHDeployer:
+    """Starts participants on paired devices (``placements``: participant name -> device).
+
+    ``workspace``'s user code (``*.py`` at its root and packages beside them)
+    and ``files`` (e.g. the run's config files) go to every participant's
+    per-run directory ``~/.splittracer/runs/RUN/NAME``; files keep their base
+    names. Use it as a context manager, or call :meth:`close`, to stop what is
+    left and close the connections.
+    """
+
+    def __init__(
+        self,
+        placements: Mapping[str, Device],
+        *,
+        workspace: Path | None = None,
+        files: Sequence[Path] = (),
+        run_id: str | None = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.placements = dict(placements)
+        self.workspace = workspace
+        self.files = list(files)
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.connect_timeout = connect_timeout
+        self.deployments: list[SSHDeployment] = []
+        self._loop = _LoopThread()
+        self._conns: dict[str, asyncssh.SSHClientConnection] = {}
+        self._homes: dict[str, str] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def start(self, name: str, tls: TlsBundle | None = None) -> SSHDeployment:
+        """Upload, start and tunnel participant ``name``; DeviceError (host, command, output) if it fails.
+
+        ``tls`` (the participant's certificate, key and the run's authority) is
+        written to the per-run directory, readable by the login user only.
+        Without it the participant serves without TLS (``--insecure``): tests only.
+        """
+        device = self.placements.get(name)
+        if device is None:
+            raise UnknownDevice(f"participant '{name}' is not placed on any device")
+        return self._loop.call(self._start(name, device, tls), START_TIMEOUT_S + 3 * CALL_MARGIN_S)
+
+    def workspace_path(self, local: Path | None) -> str | None:
+        """Relative: each participant runs in its own per-run directory, which holds the user code."""
+        return "." if local is not None else None
+
+    def close(self) -> None:
+        """Stop every participant still running, close the connections and the loop."""
+        for deployment in self.deployments:
+            deployment.stop()
+        with contextlib.suppress(Exception):
+            self._loop.call(self._close_connections(), CALL_MARGIN_S)
+        self._loop.close()
+
+    def __enter__(self) -> SSHDeployer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- on the loop thread -----------------------------------------------------------
+
+    async def _start(self, name: str, device: Device, tls: TlsBundle | None) -> SSHDeployment:
+        conn, home = await self._connection(device)
+        target = Target.of(device)
+        base = f"{home}/{RUNTIME_DIR}"
+        run_dir = f"{base}/runs/{self.run_id}/{name}"
+        empty_parents = " ".join(quote(d) for d in (f"{base}/runs/{self.run_id}", f"{base}/runs", base))
+        cleanup = f"rm -rf {quote(run_dir)}; rmdir {empty_parents} 2>/dev/null; true"
+        deployment = SSHDeployment(name, device, _Remote(conn, target, run_dir, cleanup), self._loop)
+        self.deployments.append(deployment)
+        listen = device.listen_host or str(conn.get_extra_info("peername")[0])
+        command = participant_command(run_dir, listen, device.python, tls_dir=TLS_DIR if tls else None)
+        try:
+            await self._upload(conn, target, run_dir, tls)
+            await deployment._launch(command, listen)
+        except BaseException as exc:
+            await deployment._stop(timeout=2.0)
+            deployment._stopped = True
+            raise _start_error(exc, deployment, target, command) from exc
+        return deployment
+
+    async def _connection(self, device: Device) -> tuple[asyncssh.SSHClientConnection, str]:
+        lock = self._locks.setdefault(device.name, asyncio.Lock())
+        async with lock:
+            if device.name not in self._conns:
+                target = Target.of(device)
+                keys = (device.key,) if device.key else ()
+                conn = await connect(target, keys=keys, timeout=self.connect_timeout, keepalive=KEEPALIVE_S)
+                self._homes[device.name] = await remote_home(conn, target)
+                self._conns[device.name] = conn
+        return self._conns[device.name], self._homes[device.name]
+
+    async def _upload(
+        self, conn: asyncssh.SSHClientConnection, target: Target, run_dir: str, tls: TlsBundle | None
+    ) -> None:
+        uploads = list(user_code(self.workspace)) if self.workspace else []
+        uploads += [(path, path.name) for path in self.files]
+        try:
+            async with conn.start_sftp_client() as sftp:
+                await sftp.makedirs(run_dir, exist_ok=True)
+                await sftp.chmod(run_dir, 0o700)
+                if tls is not None:
+                    await _put_secrets(sftp, f"{run_dir}/{TLS_DIR}", tls)
+                for folder in sorted({str(Path(rel).parent) for _, rel in uploads} - {"."}):
+                    await sftp.makedirs(f"{run_dir}/{folder}", exist_ok=True)
+                for local, rel in uploads:
+                    await sftp.put(str(local), f"{run_dir}/{rel}")
+        except (asyncssh.Error, OSError) as exc:
+            raise DeviceError(
+                f"uploading the run's files to {run_dir} failed: {exc}", host=target.label
+            ) from exc
+
+    async def _close_connections(self) -> None:
+        for conn in self._conns.values():
+            conn.close()
+        for conn in self._conns.values():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.wait_closed(), 5.0)
+        self._conns.clear()
+
+
+def participant_command(
+    run_dir: str, listen: str, python: str | None = None, *, tls_dir: str | None = None
+) -> str:
+    """The shell that runs a participant in ``run_dir`` and kills it when stdin closes.
+
+    It prints ``SPLITTRACER_PID=`` then the participant prints ``SPLITTRACER_PORT=``;
+    its exit status is the participant's (128+N when killed by signal N).
+    """
+    security = f"--tls-dir {quote(tls_dir)}" if tls_dir else "--insecure"
+    script = (
+        f"cd {quote(run_dir)} || exit 97\n"
+        f"{select_python(python)}\n"
+        "exec 3<&0\n"
+        'PYTHONUNBUFFERED=1 "$py" -m splittracer.participant '
+        f"--host {quote(listen)} --port 0 {security} </dev/null 3<&- &\n"
+        "pid=$!\n"
+        f'echo "{PID_PREFIX}$pid"\n'
+        '( while read -r _ <&3; do :; done; kill -TERM "$pid" ) >/dev/null 2>&1 &\n'
+        "watchdog=$!\n"
+        "exec 3<&-\n"
+        'wait "$pid"; status=$?\n'
+        'kill "$watchdog" 2>/dev/null\n'
+        'exit "$status"\n'
+    )
+    return f"sh -c {quote(script)}"
+
+
+def user_code(workspace: Path) -> Iterable[tuple[Path, str]]:
+    """(local file, path relative to the run directory) for the workspace's Python code."""
+    for path in sorted(workspace.glob("*.py")):
+        yield path, path.name
+    for package in sorted(p for p in workspace.iterdir() if (p / "__init__.py").is_file()):
+        for path in sorted(package.rglob("*.py")):
+            if "__pycache__" not in path.parts:
+                yield path, path.relative_to(workspace).as_posix()
+
+
+async def _put_secrets(sftp: asyncssh.SFTPClient, directory: str, tls: TlsBundle) -> None:
+    """The bundle's PEM files, created with mode 600 in a mode 700 directory."""
+    await sftp.makedirs(directory, attrs=asyncssh.SFTPAttrs(permissions=0o700), exist_ok=True)
+    for filename, data in zip(TLS_FILES, (tls.ca, tls.cert, tls.key)):
+        async with sftp.open(f"{directory}/{filename}", "wb", asyncssh.SFTPAttrs(permissions=0o600)) as f:
+            await f.write(data)
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _exit_status(process: asyncssh.SSHClientProcess[str]) -> int:
+    status = process.exit_status
+    if status is not None and status >= 0:
+        return -(status - 128) if status > 128 else status
+    if process.exit_signal is not None:
+        with contextlib.suppress(KeyError):
+            return -int(signal.Signals["SIG" + process.exit_signal[0]])
+    return 255
+
+
+def _start_error(exc: BaseException, deployment: SSHDeployment, target: Target, command: str) -> DeviceError:
+    shown = f"python -m splittracer.participant (in {deployment.workspace})"
+    tail = deployment.output_tail()
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        message = f"participant '{deployment.name}' did not report its port within {START_TIMEOUT_S:g} s"
+    elif isinstance(exc, EOFError):
+        message = f"participant '{deployment.name}' ended before it listened"
+    elif isinstance(exc, DeviceError):
+        return exc
+    elif isinstance(exc, (asyncssh.Error, OSError)):
+        return translate(exc, target)
+    else:
+        raise exc
+    return DeviceError(
+        message,
+        host=target.label,
+        command=shown,
+        exit_status=deployment.poll(),
+        output=tail,
+        hint=f"Run 'splittracer device check {deployment.device.name}'; "
+        f"'splittracer device setup {deployment.device.name}' installs what is missing.",
+    )

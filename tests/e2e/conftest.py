@@ -1,0 +1,49 @@
+"""The lab: real sshd hosts in network namespaces, shared by every e2e test of a session.
+
+Needs Linux, root, iproute2 and OpenSSH's server (CI installs ``openssh-server``);
+elsewhere every test that asks for ``lab`` is skipped, saying why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from splittracer.netem.testbed import Testbed, TestbedError, TestbedState, check_environment
+
+LAB_HOSTS = 2
+LAB_BANDWIDTH = "10mbit"
+
+
+def lab_skip_reason() -> str | None:
+    """Why the lab cannot be built here, or ``None`` when it can."""
+    try:
+        check_environment(shaping=True)
+    except TestbedError as exc:
+        return exc.render()
+    return None
+
+
+@pytest.fixture(scope="session")
+def lab_testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
+    """A 2-host lab on a 10 Mbit/s tbf-shaped link; removed, and checked removed, at the end."""
+    reason = lab_skip_reason()
+    if reason is not None:
+        pytest.skip(f"no testbed: {reason}")
+    testbed = Testbed(tmp_path_factory.mktemp("testbed"))
+    testbed.up(LAB_HOSTS, LAB_BANDWIDTH)
+    try:
+        yield testbed
+    finally:
+        testbed.down()
+    left = testbed.leftovers()
+    assert not left, f"testbed down left {left}"
+
+
+@pytest.fixture(scope="session")
+def lab(lab_testbed: Testbed) -> TestbedState:
+    """The lab's state: hosts, addresses, users, the password, host keys."""
+    state = lab_testbed.read_state()
+    assert state is not None
+    return state
