@@ -33,7 +33,8 @@ from ..participant.runtime import cpu_model, open_channel
 from ..participant.tls import CONTROLLER, issue_run_certificates
 from ..participant.transport import deliver, prepare
 from .clocksync import ClockEstimate, estimate_offset, to_controller_clock
-from .deploy import Deployer, Deployment, LocalDeployer, describe_exit
+from .deploy import Deployer, Deployment, describe_exit
+from .deployers import deployer_for
 from .plan import ParticipantPlan, RunPlan
 
 HEARTBEAT_TIMEOUT_S = 5.0
@@ -86,8 +87,13 @@ def run_experiment(
     observer: RunObserver | None = None,
 ) -> RunOutcome:
     """Run ``plan`` once; the run and its spans are in ``store`` whatever happens."""
-    run = _Run(plan, store, deployer or LocalDeployer(), observer or RunObserver(), workspace)
-    return run.execute()
+    chosen = deployer or deployer_for(plan, workspace)
+    try:
+        return _Run(plan, store, chosen, observer or RunObserver(), workspace).execute()
+    finally:
+        close = getattr(chosen, "close", None)
+        if close is not None:
+            close()
 
 
 class _Run:
@@ -142,7 +148,13 @@ class _Run:
             t.join()
         if failures:
             raise RunError("; ".join(failures))
-        peers = {m.plan.name: PeerInfo(m.deployment.address, m.plan.stage) for m in self.members.values()}
+        # Peers talk directly: a remote participant's peer address is not the controller's tunnel.
+        peers = {
+            m.plan.name: PeerInfo(
+                getattr(m.deployment, "peer_address", "") or m.deployment.address, m.plan.stage
+            )
+            for m in self.members.values()
+        }
         self.observer.phase("configuring participants (loading the model)")
         self._configure_all(peers)
         self.store.update_metadata(
@@ -227,6 +239,16 @@ class _Run:
             raise RunError("\n".join(errors))
 
     def _config_for(self, p: ParticipantPlan, peers: dict[str, PeerInfo]) -> RunConfig:
+        deployment = self.members[p.name].deployment
+        remote_dir: str | None = getattr(deployment, "workspace", None)
+        model = self.plan.model
+        if remote_dir and model is not None:
+            # Files named by the manifest were uploaded beside the user code, under their base names.
+            model = msgspec.structs.replace(
+                model,
+                override=Path(model.override).name if model.override else None,
+                weights=Path(model.weights).name if model.weights else None,
+            )
         return RunConfig(
             run_id=self.run_id,
             name=p.name,
@@ -235,11 +257,11 @@ class _Run:
             peers=peers,
             options=self.plan.options,
             params=dict(p.params),
-            model=self.plan.model,
+            model=model,
             threads=p.threads,
             uplink_bps=p.uplink_bps,
             latency_s=p.latency_s,
-            workspace=self.deployer.workspace_path(self.workspace),
+            workspace=remote_dir or self.deployer.workspace_path(self.workspace),
         )
 
     def _submit_playbook(self) -> None:

@@ -1,0 +1,94 @@
+"""The Neurosurgeon manifest across two lab hosts, over a real 10 Mbit/s shaped link."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import textwrap
+from collections import defaultdict
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from splittracer.controller.deployers import deployer_for
+from splittracer.controller.plan import plan_from_manifest
+from splittracer.controller.run import run_experiment
+from splittracer.devices.registry import Device, Registry
+from splittracer.metrics.store import ResultsStore
+from splittracer.netem.testbed import Testbed, TestbedState
+from splittracer.workspace import init_workspace
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+RATE_BPS = 10e6
+
+MANIFEST = """
+name: lab
+model: {source: torchvision:alexnet}
+participants:
+  phone: {device: lab-phone, role: "splittracer.builtin:SplitHead", limits: {threads: 1}}
+  cloud: {device: lab-cloud, role: "splittracer.builtin:SplitTail", limits: {threads: 1}}
+playbook:
+  phone:
+    - task: Sweep
+      params: {next: [cloud], repeats: 2, warmup: 1}
+"""
+
+
+@pytest.fixture
+def registry(lab_testbed: Testbed, lab: TestbedState, tmp_path: Path) -> Registry:
+    """Both lab hosts paired as root by key (this machine's Python, with torch, is root's)."""
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    key_path = tmp_path / "id_ed25519"
+    key.write_private_key(str(key_path))
+    os.chmod(key_path, 0o600)
+    public = key.export_public_key().decode()
+    registry = Registry(tmp_path / "devices.yaml")
+    for name, host in zip(("lab-phone", "lab-cloud"), lab.hosts):
+        lab_testbed.authorize_key(host.name, public, user="root")
+        registry.put(
+            Device(
+                name=name,
+                host=host.address,
+                port=host.port,
+                user="root",
+                key=key_path,
+                host_key=host.host_key,
+                fingerprint=host.host_key_fingerprint,
+                python=sys.executable,
+                listen_host=host.address,
+            )
+        )
+    return registry
+
+
+def test_neurosurgeon_across_two_lab_hosts(registry: Registry, tmp_path: Path):
+    ws = init_workspace(tmp_path / "ws")
+    (ws.experiments_dir / "lab.yaml").write_text(textwrap.dedent(MANIFEST))
+    plan = plan_from_manifest(ws.load_manifest("lab"), ws.root)
+    store = ResultsStore(ws.results_db)
+    outcome = run_experiment(plan, store, workspace=ws.root, deployer=deployer_for(plan, ws.root, registry))
+    assert outcome.status == "succeeded", outcome.error
+    meta = store.get_run(outcome.run_id).metadata
+    assert {p["hostname"] for p in meta["participants"].values()}  # probed on the hosts
+    forward: dict[int, list[tuple[float, int]]] = defaultdict(list)
+    for s in store.spans(outcome.run_id, kind="transfer"):
+        if s.attrs.get("direction") == "forward" and s.split >= 0 and not s.attrs.get("warmup"):
+            forward[s.split].append((s.duration_ms, s.bytes_raw))
+    assert sorted(forward) == list(range(22))
+    for split, samples in forward.items():
+        measured = statistics.median(ms for ms, _ in samples)
+        expected = 8 * samples[0][1] / RATE_BPS * 1000
+        assert abs(measured - expected) <= 0.10 * expected + 2.0, (split, measured, expected)
+    # Nothing is left on the hosts: no participant process, no per-run directory.
+    for participant in meta["participants"].values():
+        assert not Path(f"/proc/{participant['pid']}").exists() or _zombie(participant["pid"])
+    runs = Path("/root/.splittracer/runs")
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def _zombie(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] == "Z"
