@@ -71,10 +71,14 @@ def main() -> None:
     cvs, rows = repeatability(args.repeats)
     wall, plain = sweep_vs_plain()
     print(f"# {machine()}")
-    print(f"two Neurosurgeon runs (LTE, {args.repeats} repeats): per-split CV median {median(cvs):.2f}%, "
-          f"max {max(cvs):.2f}% over {len(rows)} splits")
-    print(f"full sweep 22 x 20 inputs: {wall:.2f} s; 440 plain forwards: {plain:.2f} s; "
-          f"ratio {wall / plain:.2f}x (target <= 1.3)")
+    print(
+        f"two Neurosurgeon runs (LTE, {args.repeats} repeats): per-split CV median {median(cvs):.2f}%, "
+        f"max {max(cvs):.2f}% over {len(rows)} splits"
+    )
+    print(
+        f"full sweep 22 x 20 inputs: {wall:.2f} s; 440 plain forwards: {plain:.2f} s; "
+        f"ratio {wall / plain:.2f}x (target <= 1.3)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,116 @@
+"""Time from starting a run to its first inference: two lab hosts over SSH vs local.
+
+Needs Linux and root: brings up a 2-host testbed (real sshd in network
+namespaces, 10 Mbit/s tbf link), pairs both hosts as root by key, then runs
+the same short experiment (5 AlexNet inferences at split 13) on the lab
+hosts and on local processes, alternately, ``--runs`` times each. Prints
+the median time from ``run_experiment`` being called to the first
+inference starting (both on the controller's clock), and the ratio.
+
+    sudo python bench/lab_launch.py [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import asyncssh
+from _lab import machine, median, workspace
+
+from splittracer.controller.deployers import deployer_for
+from splittracer.controller.plan import plan_from_manifest
+from splittracer.controller.run import run_experiment
+from splittracer.devices.registry import Device, Registry
+from splittracer.metrics.store import ResultsStore
+from splittracer.netem.testbed import Testbed
+
+MANIFEST = """
+name: NAME
+model: {source: torchvision:alexnet}
+participants:
+  phone: {device: PHONE, role: "splittracer.builtin:SplitHead", limits: {threads: 1}}
+  cloud: {device: CLOUD, role: "splittracer.builtin:SplitTail", limits: {threads: 1}}
+playbook:
+  phone:
+    - task: Infer
+      params: {next: [cloud], split: 13, count: 5, finish: true}
+"""
+
+
+def pair(testbed: Testbed, registry: Registry, key_dir: Path) -> None:
+    state = testbed.read_state()
+    assert state is not None
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    key_path = key_dir / "id_ed25519"
+    key.write_private_key(str(key_path))
+    os.chmod(key_path, 0o600)
+    for name, host in zip(("lab-phone", "lab-cloud"), state.hosts):
+        testbed.authorize_key(host.name, key.export_public_key().decode(), user="root")
+        registry.put(
+            Device(
+                name=name,
+                host=host.address,
+                port=host.port,
+                user="root",
+                key=key_path,
+                host_key=host.host_key,
+                fingerprint=host.host_key_fingerprint,
+                python=sys.executable,
+                listen_host=host.address,
+            )
+        )
+
+
+def launch_s(ws_root: Path, name: str, registry: Registry) -> float:
+    from splittracer.workspace import open_workspace
+
+    ws = open_workspace(ws_root)
+    plan = plan_from_manifest(ws.load_manifest(name), ws.root)
+    store = ResultsStore(ws.results_db)
+    started = time.perf_counter_ns()
+    outcome = run_experiment(plan, store, workspace=ws.root, deployer=deployer_for(plan, ws.root, registry))
+    if outcome.status != "succeeded":
+        raise SystemExit(f"run failed: {outcome.error}")
+    first = min(s.start_ns for s in store.spans(outcome.run_id, kind="inference"))
+    return (first - started) / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    state_dir = Path(tempfile.mkdtemp(prefix="splittracer-lab-bench-"))
+    testbed = Testbed(state_dir)
+    testbed.up(2, "10mbit")
+    try:
+        registry = Registry(state_dir / "bench-devices.yaml")
+        pair(testbed, registry, state_dir)
+        ws = workspace(
+            {
+                "lab": MANIFEST.replace("NAME", "lab")
+                .replace("PHONE", "lab-phone")
+                .replace("CLOUD", "lab-cloud"),
+                "local": MANIFEST.replace("NAME", "local")
+                .replace("PHONE", "local")
+                .replace("CLOUD", "local"),
+            }
+        )
+        lab, local = [], []
+        for _ in range(args.runs):
+            lab.append(launch_s(ws.root, "lab", registry))
+            local.append(launch_s(ws.root, "local", registry))
+    finally:
+        testbed.down()
+    print(f"# {machine()}; median of {args.runs} runs each")
+    print(f"launch to first inference, two lab hosts over SSH: {median(lab):.2f} s")
+    print(f"launch to first inference, two local processes:   {median(local):.2f} s")
+    print(f"ratio lab / local: {median(lab) / median(local):.2f}")
+
+
+if __name__ == "__main__":
+    main()

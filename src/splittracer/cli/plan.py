@@ -1,0 +1,159 @@
+"""``splittracer plan``: predict the best split(s) of a model over device profiles, or check a run."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import SplitTracerError
+from ..metrics.store import ResultsStore
+from ..models import parse_input_shape
+from ..plan.check import check_run, check_to_dict
+from ..plan.estimate import Estimator
+from ..plan.planner import ModelPlan, load_profiles, parse_links, plan_model, plan_to_dict
+from ..plan.profiles import DeviceProfile, profile_store
+from ..units import format_rate
+from ..workspace import find_workspace
+from ._render import console, print_json, print_table
+from .profile import profile
+
+__all__ = ["plan", "register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``splittracer plan`` and ``splittracer profile`` to the main command."""
+    app.command("plan")(plan)
+    app.command("profile")(profile)
+
+
+class EstimatorChoice(str, Enum):
+    """How per-layer latency is obtained (see splittracer.plan.estimate)."""
+
+    auto = "auto"
+    measured = "measured"
+    regression = "regression"
+
+
+_ESTIMATORS: dict[EstimatorChoice, Estimator] = {
+    EstimatorChoice.auto: "auto",
+    EstimatorChoice.measured: "measured",
+    EstimatorChoice.regression: "regression",
+}
+
+
+def plan(
+    model: Annotated[str | None, typer.Argument(help="Model to plan (not needed with --check)")] = None,
+    devices: Annotated[str, typer.Option(help="Profiles in chain order, e.g. local-1t,local-2t")] = "",
+    bandwidth: Annotated[str, typer.Option(help="Rate per hop: 5.85mbit, lte, 3g, wifi")] = "unlimited",
+    latency: Annotated[str, typer.Option(help="One-way latency per hop, e.g. 10ms")] = "0s",
+    estimator: Annotated[EstimatorChoice, typer.Option(help="auto, measured or regression")] = (
+        EstimatorChoice.auto
+    ),
+    dag: Annotated[bool, typer.Option("--dag", help="Also place a DAG by min-cut (two devices)")] = False,
+    check: Annotated[
+        str | None, typer.Option(help="Compare with a run's sweep (its own links): run id or latest")
+    ] = None,
+    input_shape: Annotated[str | None, typer.Option("--input-shape", help="e.g. 1,3,224,224")] = None,
+    granularity: Annotated[str, typer.Option(help="leaf, block or depth=N")] = "leaf",
+    workspace: Annotated[Path | None, typer.Option("--workspace", "-w", help="Workspace directory")] = None,
+    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts")] = False,
+) -> None:
+    """Predict per-split latency over device profiles and print the best split(s)."""
+    names = [d.strip() for d in devices.split(",") if d.strip()]
+    profiles = load_profiles(profile_store(workspace), names)
+    if check is not None:
+        _check(check, profiles, _ESTIMATORS[estimator], workspace, json)
+        return
+    if model is None:
+        raise SplitTracerError("name the model to plan", hint="e.g. splittracer plan torchvision:alexnet ...")
+    links = parse_links(bandwidth.split(","), latency.split(","), len(profiles) - 1)
+    with console.status(f"planning {model}…", spinner="dots"):
+        result = plan_model(
+            model,
+            profiles,
+            links,
+            input_shape=parse_input_shape(input_shape) if input_shape else None,
+            granularity=granularity,
+            estimator=_ESTIMATORS[estimator],
+            dag=dag,
+        )
+    if json:
+        print_json(plan_to_dict(result))
+    else:
+        _show_plan(result)
+
+
+def _show_plan(result: ModelPlan) -> None:
+    stages = [c.profile for c in result.costs]
+    rows = [
+        [
+            ",".join(map(str, r.cuts)),
+            result.label(r.cuts[0]),
+            *r.stages_ms,
+            sum(r.transfers_ms),
+            sum(r.bytes),
+            r.total_ms,
+        ]
+        for r in result.chain.rows
+    ]
+    links = "; ".join(link.describe() for link in result.links)
+    print_table(
+        f"{result.source} over {' -> '.join(stages)} ({links}) — predicted ms",
+        ["cuts", "after", *stages, "transfer", "bytes", "total"],
+        rows,
+    )
+    for c in result.costs:
+        trained = f" from {', '.join(c.trained_on)}" if c.trained_on else ""
+        console.print(f"{c.profile}: {c.method}{trained}; whole model {c.total_ms:.2f} ms")
+    best = result.chain.best
+    where = ", ".join(f"after {result.label(k)} ({k})" for k in best.cuts)
+    console.print(f"[bold]best: cut {where}[/] — predicted {best.total_ms:.2f} ms")
+    if result.dag is not None:
+        d = result.dag
+        shape = "contiguous" if d.contiguous else "not contiguous"
+        console.print(
+            f"DAG min-cut: {len(d.first)} layers on {stages[0]}, {len(d.second)} on {stages[1]} ({shape}), "
+            f"sends {', '.join(d.sent) or 'nothing'} ({d.bytes:,} bytes) — predicted {d.total_ms:.2f} ms"
+        )
+
+
+def _check(
+    run_id: str, profiles: list[DeviceProfile], estimator: Estimator, workspace: Path | None, json: bool
+) -> None:
+    ws = find_workspace(explicit=workspace)
+    with console.status("planning the run's model…", spinner="dots"):
+        result = check_run(ResultsStore(ws.results_db), run_id, profiles, estimator=estimator)
+    if json:
+        print_json(check_to_dict(result))
+        return
+    rows = [
+        [
+            ",".join(map(str, r.cuts)),
+            result.plan.label(r.cuts[0]),
+            r.count,
+            r.measured_ms,
+            r.predicted_ms,
+            r.error,
+        ]
+        for r in result.rows
+    ]
+    links = "; ".join(f"{format_rate(x.bandwidth_bps)} +{x.latency_s * 1000:g} ms" for x in result.plan.links)
+    print_table(
+        f"run {result.run_id} ({result.experiment}) — {links}",
+        ["cuts", "after", "n", "measured ms", "predicted ms", "error"],
+        rows,
+    )
+    measured, chosen = result.measured_best, result.planned_row or result.predicted_best
+    console.print(f"planner's choice: {_cuts(result.planned)}; measured best: {_cuts(measured.cuts)}")
+    console.print(
+        f"measured latency of the choice {chosen.measured_ms:.2f} ms vs best {measured.measured_ms:.2f} ms "
+        f"({result.regret:+.1%}); median |error| {result.median_abs_error:.1%}; "
+        f"rank correlation {result.rank_correlation:.2f}"
+    )
+
+
+def _cuts(cuts: tuple[int, ...]) -> str:
+    return ",".join(map(str, cuts))

@@ -1,0 +1,238 @@
+"""Check a plan against a measured sweep: did the planner pick (nearly) the fastest split?
+
+:func:`check_run` reads a run of the built-in split roles (a ``Sweep`` over
+splits, or over cuts for three or more devices), plans the same model on
+the given device profiles with the run's own links (each participant's
+``uplink`` and ``latency``), and compares, cut by cut, the predicted and
+the measured median end-to-end latency.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ..errors import SplitTracerError
+from ..manifest import Limits, ModelSection
+from ..metrics.spans import Span
+from ..metrics.store import ResultsStore
+from .chain import Link, estimate_cuts
+from .estimate import Estimator
+from .planner import ModelPlan, plan_model
+from .profiles import DeviceProfile
+
+__all__ = [
+    "CutCheck",
+    "MeasuredCuts",
+    "PlanCheck",
+    "check_run",
+    "check_to_dict",
+    "measured_cuts",
+    "run_links",
+]
+
+
+@dataclass(frozen=True)
+class MeasuredCuts:
+    """Median end-to-end latency of the measured inferences at one choice of cuts."""
+
+    cuts: tuple[int, ...]
+    count: int
+    total_ms: float
+
+
+@dataclass(frozen=True)
+class CutCheck:
+    """Predicted against measured latency at one choice of cuts; ``error`` is relative."""
+
+    cuts: tuple[int, ...]
+    count: int
+    measured_ms: float
+    predicted_ms: float
+
+    @property
+    def error(self) -> float:
+        """(predicted - measured) / measured."""
+        return (self.predicted_ms - self.measured_ms) / self.measured_ms
+
+
+@dataclass(frozen=True)
+class PlanCheck:
+    """A run's measured sweep beside the plan for the same model, devices and links."""
+
+    run_id: str
+    experiment: str
+    plan: ModelPlan
+    rows: tuple[CutCheck, ...] = field(repr=False)
+
+    @property
+    def planned(self) -> tuple[int, ...]:
+        """The planner's choice over every possible cut, measured or not."""
+        return self.plan.chain.best.cuts
+
+    @property
+    def planned_row(self) -> CutCheck | None:
+        """The measurement of the planner's choice, when the sweep measured it."""
+        return next((r for r in self.rows if r.cuts == self.planned), None)
+
+    @property
+    def predicted_best(self) -> CutCheck:
+        """Among the measured cuts, the one predicted fastest."""
+        return min(self.rows, key=lambda r: r.predicted_ms)
+
+    @property
+    def measured_best(self) -> CutCheck:
+        """The cuts measured fastest."""
+        return min(self.rows, key=lambda r: r.measured_ms)
+
+    @property
+    def regret(self) -> float:
+        """How much slower the predicted choice measured than the best: 0.03 is 3 %.
+
+        The planner's own choice when it was measured, else the fastest
+        predicted among the measured cuts.
+        """
+        chosen = self.planned_row or self.predicted_best
+        return chosen.measured_ms / self.measured_best.measured_ms - 1
+
+    @property
+    def median_abs_error(self) -> float:
+        """Median over cuts of |predicted - measured| / measured."""
+        return float(np.median([abs(r.error) for r in self.rows]))
+
+    @property
+    def rank_correlation(self) -> float:
+        """Spearman's rank correlation of predicted and measured latency over the cuts."""
+        if len(self.rows) < 2:
+            return 1.0
+        predicted = np.argsort(np.argsort([r.predicted_ms for r in self.rows]))
+        measured = np.argsort(np.argsort([r.measured_ms for r in self.rows]))
+        return float(np.corrcoef(predicted, measured)[0, 1])
+
+
+def measured_cuts(spans: Iterable[Span]) -> list[MeasuredCuts]:
+    """Completed, non-warm-up inferences grouped by their cuts, sorted by cuts.
+
+    An inference's cuts are where each stage but the last stopped (the
+    ``end_layer`` of its compute spans), so sweeps over chains of any length
+    are read the same way.
+    """
+    totals: dict[int, float] = {}
+    ends: defaultdict[int, dict[int, int]] = defaultdict(dict)
+    skipped: set[int] = set()
+    for span in spans:
+        if span.inference < 0:
+            continue
+        if span.attrs.get("warmup") is True or span.attrs.get("error"):
+            skipped.add(span.inference)
+        if span.kind == "inference":
+            totals[span.inference] = max(totals.get(span.inference, 0.0), span.duration_ms)
+        elif span.kind == "compute":
+            ends[span.inference][span.stage] = span.end_layer
+    grouped: defaultdict[tuple[int, ...], list[float]] = defaultdict(list)
+    for inference, total in totals.items():
+        stages = ends.get(inference, {})
+        if inference in skipped or len(stages) < 2:
+            continue
+        grouped[tuple(stages[s] for s in sorted(stages)[:-1])].append(total)
+    return [MeasuredCuts(c, len(v), statistics.median(v)) for c, v in sorted(grouped.items())]
+
+
+def run_links(manifest_text: str) -> tuple[ModelSection, tuple[Link, ...], tuple[Link, ...]]:
+    """A run's model and its links: forward hop ``i`` and reply hop ``i+1 -> i`` use
+    the sending participant's ``uplink`` and ``latency``."""
+    data = yaml.safe_load(manifest_text) or {}
+    if not isinstance(data, dict) or not data.get("model"):
+        raise SplitTracerError("this run's manifest names no model, so there is no plan to check")
+    model = ModelSection.model_validate(data["model"])
+    participants = data.get("participants") or {}
+    limits = [Limits.model_validate((p or {}).get("limits") or {}) for p in participants.values()]
+    links = [Link(lim.uplink_bps, lim.latency_s) for lim in limits]
+    return model, tuple(links[:-1]), tuple(links[1:])
+
+
+def check_run(
+    store: ResultsStore,
+    run_id: str,
+    profiles: Sequence[DeviceProfile],
+    *,
+    estimator: Estimator = "auto",
+    links: Sequence[Link] | None = None,
+) -> PlanCheck:
+    """Plan the run's model on ``profiles`` and compare with what the run measured.
+
+    ``links`` replaces the run's own emulated links (for a run on real ones).
+    """
+    run = store.get_run(run_id)
+    measured = measured_cuts(store.spans(run.id))
+    if not measured:
+        raise SplitTracerError(
+            f"run {run.id} measured no split inference to check against",
+            hint="Check a run of splittracer.builtin:SplitHead with a Sweep task.",
+        )
+    model, forward, reply = run_links(run.manifest)
+    hops = len(measured[0].cuts)
+    if len(profiles) != hops + 1:
+        raise SplitTracerError(
+            f"run {run.id} splits the model over {hops + 1} devices but {len(profiles)} profiles were given",
+            hint="Name one profile per participant, in the manifest's order.",
+        )
+    plan = plan_model(
+        model.source,
+        profiles,
+        list(links) if links is not None else forward[:hops],
+        input_shape=tuple(model.input_shape) if model.input_shape else None,
+        granularity=model.granularity,
+        override=model.override,
+        estimator=estimator,
+        reply_links=reply[:hops],
+    )
+    return PlanCheck(run.id, run.experiment, plan, tuple(_compare(plan, m) for m in measured))
+
+
+def _compare(plan: ModelPlan, measured: MeasuredCuts) -> CutCheck:
+    predicted = estimate_cuts(
+        measured.cuts,
+        [c.ms for c in plan.costs],
+        plan.graph.split_bytes,
+        plan.links,
+        reply_links=plan.reply_links,
+    )
+    return CutCheck(measured.cuts, measured.count, measured.total_ms, predicted.total_ms)
+
+
+def check_to_dict(result: PlanCheck) -> dict[str, Any]:
+    """A plan check as JSON-ready data."""
+    chosen = result.planned_row or result.predicted_best
+    return {
+        "run": result.run_id,
+        "experiment": result.experiment,
+        "model": result.plan.source,
+        "devices": [c.profile for c in result.plan.costs],
+        "methods": [c.method for c in result.plan.costs],
+        "planned": list(result.planned),
+        "planned_measured": result.planned_row is not None,
+        "chosen": list(chosen.cuts),
+        "chosen_measured_ms": chosen.measured_ms,
+        "measured_best": list(result.measured_best.cuts),
+        "measured_best_ms": result.measured_best.measured_ms,
+        "regret": result.regret,
+        "median_abs_error": result.median_abs_error,
+        "rank_correlation": result.rank_correlation,
+        "splits": [
+            {
+                "cuts": list(r.cuts),
+                "count": r.count,
+                "measured_ms": r.measured_ms,
+                "predicted_ms": r.predicted_ms,
+                "error": r.error,
+            }
+            for r in result.rows
+        ],
+    }

@@ -1,0 +1,178 @@
+"""One call from a model and device profiles to a plan: what ``splittracer plan`` prints."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import SplitTracerError
+from ..split.load import LoadedSplit, load_split_model
+from ..units import parse_duration, parse_rate
+from .chain import ChainEstimate, ChainPlan, Link, plan_chain
+from .dag import DagPlan, plan_dag
+from .estimate import Estimator, LayerCosts, check_profiles, layer_costs
+from .graph import ModelGraph, granularity_name, model_graph
+from .profiles import DeviceProfile, ProfileStore
+
+__all__ = ["ModelPlan", "load_profiles", "parse_links", "plan_loaded", "plan_model", "plan_to_dict"]
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """A model's per-layer costs on each device, its chain plan and (two devices) its DAG plan."""
+
+    source: str
+    input_shape: tuple[int, ...]
+    granularity: str
+    graph: ModelGraph
+    costs: tuple[LayerCosts, ...]
+    links: tuple[Link, ...]
+    reply_links: tuple[Link, ...]
+    chain: ChainPlan
+    dag: DagPlan | None
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        """Names of layers 1..L."""
+        return tuple(layer.name for layer in self.graph.layers)
+
+    def label(self, cut: int) -> str:
+        """'input' for cut 0, else the name of the layer the cut comes after."""
+        return "input" if cut == 0 else self.layer_names[cut - 1]
+
+
+def load_profiles(store: ProfileStore, names: Sequence[str]) -> list[DeviceProfile]:
+    """Profiles ``names`` in chain order (SplitTracerError for an unknown one)."""
+    profiles = [store.load(name) for name in names]
+    check_profiles(profiles)
+    return profiles
+
+
+def parse_links(bandwidths: Sequence[str], latencies: Sequence[str], hops: int) -> tuple[Link, ...]:
+    """One Link per hop from rate and latency texts; a single value applies to every hop."""
+    rates = _per_hop(bandwidths or ["unlimited"], hops, "--bandwidth")
+    delays = _per_hop(latencies or ["0s"], hops, "--latency")
+    try:
+        return tuple(Link(parse_rate(r), parse_duration(d)) for r, d in zip(rates, delays))
+    except ValueError as exc:
+        raise SplitTracerError(str(exc)) from exc
+
+
+def plan_model(
+    source: str,
+    profiles: Sequence[DeviceProfile],
+    links: Sequence[Link],
+    *,
+    input_shape: tuple[int, ...] | None = None,
+    granularity: str = "leaf",
+    override: str | Path | None = None,
+    estimator: Estimator = "auto",
+    reply_links: Sequence[Link] | None = None,
+    dag: bool = False,
+) -> ModelPlan:
+    """Capture ``source`` and plan it over ``profiles`` (first device first)."""
+    loaded = load_split_model(source, input_shape=input_shape, granularity=granularity, override=override)
+    return plan_loaded(source, loaded, profiles, links, estimator=estimator, reply_links=reply_links, dag=dag)
+
+
+def plan_loaded(
+    source: str,
+    loaded: LoadedSplit,
+    profiles: Sequence[DeviceProfile],
+    links: Sequence[Link],
+    *,
+    estimator: Estimator = "auto",
+    reply_links: Sequence[Link] | None = None,
+    dag: bool = False,
+) -> ModelPlan:
+    """Plan an already captured model (see :func:`plan_model`)."""
+    check_profiles(profiles)
+    if dag and len(profiles) != 2:
+        raise SplitTracerError("the DAG min-cut places layers on exactly two devices", hint="Drop --dag.")
+    grain = granularity_name(loaded.split)
+    shape = tuple(loaded.spec.input_shape)
+    graph = model_graph(loaded.split)
+    costs = tuple(layer_costs(p, graph, (source, shape, grain), estimator) for p in profiles)
+    back = tuple(reply_links) if reply_links is not None else tuple(Link() for _ in links)
+    chain = plan_chain(
+        [p.name for p in profiles],
+        [c.ms for c in costs],
+        graph.split_bytes,
+        links,
+        allowed=graph.allowed,
+        reply_links=back,
+    )
+    placement = plan_dag(graph, costs[0].ms, costs[1].ms, links[0], reply=back[0]) if dag else None
+    return ModelPlan(source, shape, grain, graph, costs, tuple(links), back, chain, placement)
+
+
+def plan_to_dict(plan: ModelPlan) -> dict[str, Any]:
+    """A plan as JSON-ready data."""
+    best = plan.chain.best
+    data: dict[str, Any] = {
+        "model": plan.source,
+        "input_shape": list(plan.input_shape),
+        "granularity": plan.granularity,
+        "devices": [
+            {
+                "profile": c.profile,
+                "method": c.method,
+                "trained_on": list(c.trained_on),
+                "total_ms": c.total_ms,
+            }
+            for c in plan.costs
+        ],
+        "links": [_link_dict(link) for link in plan.links],
+        "best": _estimate_dict(best, plan),
+        "splits": [_estimate_dict(row, plan) for row in plan.chain.rows],
+        "layers": [
+            {"index": i + 1, "name": name, "ms": [c.ms[i] for c in plan.costs]}
+            for i, name in enumerate(plan.layer_names)
+        ],
+    }
+    if plan.dag is not None:
+        d = plan.dag
+        data["dag"] = {
+            "first": list(d.first),
+            "second": list(d.second),
+            "sent": list(d.sent),
+            "bytes": d.bytes,
+            "contiguous": d.contiguous,
+            "head_ms": d.head_ms,
+            "transfer_ms": d.transfer_ms,
+            "tail_ms": d.tail_ms,
+            "reply_ms": d.reply_ms,
+            "total_ms": d.total_ms,
+        }
+    return data
+
+
+def _estimate_dict(row: ChainEstimate, plan: ModelPlan) -> dict[str, Any]:
+    return {
+        "cuts": list(row.cuts),
+        "after": [plan.label(k) for k in row.cuts],
+        "stages_ms": list(row.stages_ms),
+        "transfers_ms": list(row.transfers_ms),
+        "bytes": list(row.bytes),
+        "reply_ms": row.reply_ms,
+        "total_ms": row.total_ms,
+    }
+
+
+def _link_dict(link: Link) -> dict[str, Any]:
+    bps = None if math.isinf(link.bandwidth_bps) else link.bandwidth_bps
+    return {"bandwidth_bps": bps, "latency_s": link.latency_s}
+
+
+def _per_hop(values: Sequence[str], hops: int, option: str) -> list[str]:
+    if len(values) == 1:
+        return list(values) * hops
+    if len(values) != hops:
+        raise SplitTracerError(
+            f"{option} names {len(values)} values but the chain has {hops} hop(s)",
+            hint=f"Give one value for every hop, or one for all, e.g. {option} 5.85mbit,18.88mbit.",
+        )
+    return list(values)

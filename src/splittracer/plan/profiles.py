@@ -1,0 +1,279 @@
+"""Device profiles: per-layer latencies of models measured on one device, stored as JSON.
+
+A profile is named (``local-1t``, ``pi4``, ``cloud``) and records, for each
+model it measured, every layer's median time together with the layer's
+units and their features (:mod:`splittracer.plan.features`). The features
+are computed where the model is captured (the controller); only the
+timings come from the device, so a remote device fills the same format.
+
+Profiles live in the workspace (``results/profiles/NAME.json``) or, outside
+one, in ``$SPLITTRACER_CONFIG_DIR/profiles`` (default
+``$XDG_CONFIG_HOME/splittracer`` or ``~/.config/splittracer``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import platform
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import msgspec
+
+from ..config import did_you_mean
+from ..errors import SplitTracerError
+from .features import UnitFeatures
+
+__all__ = [
+    "FORMAT",
+    "DeviceProfile",
+    "HostFacts",
+    "LayerRecord",
+    "ModelRecord",
+    "ProfileStore",
+    "default_profile_dir",
+    "profile_local",
+    "profile_store",
+]
+
+FORMAT = 1
+"""Version of the stored JSON format."""
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """One measured layer: its timing quartiles and the units it is made of."""
+
+    index: int
+    name: str
+    type: str
+    median_ms: float
+    p25_ms: float
+    p75_ms: float
+    units: tuple[UnitFeatures, ...]
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """Every layer of one model measured on a device; ``key`` identifies the model."""
+
+    source: str
+    input_shape: tuple[int, ...]
+    granularity: str
+    repeats: int
+    warmup: int
+    forward_ms: float
+    measured_at: str
+    layers: tuple[LayerRecord, ...]
+
+    @property
+    def key(self) -> tuple[str, tuple[int, ...], str]:
+        """(source, input shape, granularity): one record per key in a profile."""
+        return self.source, self.input_shape, self.granularity
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the profiled device was: enough to tell two profiles' machines apart."""
+
+    hostname: str = ""
+    cpu_model: str = ""
+    cpu_count: int = 0
+    platform: str = ""
+    torch: str = ""
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """A named profile: the device it was measured on, its settings and its models."""
+
+    name: str
+    device: str = "local"
+    threads: int | None = None
+    host: HostFacts = HostFacts()
+    models: tuple[ModelRecord, ...] = ()
+    format: int = FORMAT
+
+    def find(self, source: str, input_shape: Sequence[int], granularity: str) -> ModelRecord | None:
+        """The record of this model, input shape and granularity, if it was measured."""
+        key = (source, tuple(input_shape), granularity)
+        return next((m for m in self.models if m.key == key), None)
+
+    def with_models(self, records: Sequence[ModelRecord]) -> DeviceProfile:
+        """A copy with ``records`` added, replacing older records of the same models."""
+        keys = {r.key for r in records}
+        kept = tuple(m for m in self.models if m.key not in keys)
+        return dataclasses.replace(self, models=(*kept, *records))
+
+
+class ProfileStore:
+    """The folder of ``NAME.json`` profiles."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+
+    def path(self, name: str) -> Path:
+        """Where profile ``name`` is (or would be) stored."""
+        _check_name(name)
+        return self.directory / f"{name}.json"
+
+    def names(self) -> list[str]:
+        """Every stored profile, sorted."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(p.stem for p in self.directory.glob("*.json"))
+
+    def exists(self, name: str) -> bool:
+        """Whether profile ``name`` is stored."""
+        return self.path(name).is_file()
+
+    def load(self, name: str) -> DeviceProfile:
+        """Profile ``name``; SplitTracerError naming the known ones if there is none."""
+        path = self.path(name)
+        if not path.is_file():
+            known = self.names()
+            listing = f"Known profiles here: {', '.join(known)}." if known else "There are none here yet."
+            close = did_you_mean(name, known)
+            raise SplitTracerError(
+                f"no device profile named '{name}' in {self.directory}",
+                hint=" ".join(
+                    filter(
+                        None, [close, listing, f"Make one: splittracer profile {name} torchvision:alexnet"]
+                    )
+                ),
+            )
+        try:
+            return msgspec.json.decode(path.read_bytes(), type=DeviceProfile)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise SplitTracerError(
+                f"{path}: not a valid device profile: {exc}",
+                hint=f"Measure it again: splittracer profile {name} MODEL...",
+            ) from exc
+
+    def load_or_new(self, name: str, *, device: str, threads: int | None) -> DeviceProfile:
+        """The stored profile ``name``, or an empty one for this device."""
+        if self.exists(name):
+            return self.load(name)
+        return DeviceProfile(name=name, device=device, threads=threads, host=_host_facts())
+
+    def save(self, profile: DeviceProfile) -> Path:
+        """Write ``profile`` atomically; returns its path."""
+        path = self.path(profile.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(msgspec.json.format(msgspec.json.encode(profile), indent=1))
+            os.replace(temp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        return path
+
+
+def default_profile_dir(results_dir: Path | None = None) -> Path:
+    """``results_dir/profiles`` in a workspace; the user's config folder outside one."""
+    if results_dir is not None:
+        return results_dir / "profiles"
+    base = os.environ.get("SPLITTRACER_CONFIG_DIR")
+    if base:
+        return Path(base) / "profiles"
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(xdg) / "splittracer" / "profiles"
+
+
+def profile_store(workspace: Path | None = None) -> ProfileStore:
+    """The profiles of workspace ``workspace``, else of the one around the current
+    directory, else the user's own (when no workspace is in sight)."""
+    from ..manifest import find_workspace_root
+    from ..workspace import open_workspace
+
+    root = workspace if workspace is not None else find_workspace_root(Path.cwd())
+    if root is None:
+        return ProfileStore(default_profile_dir())
+    return ProfileStore(default_profile_dir(open_workspace(root).results_dir))
+
+
+def profile_local(
+    sources: Sequence[str],
+    *,
+    threads: int | None = None,
+    repeats: int = 10,
+    warmup: int = 2,
+    input_shape: tuple[int, ...] | None = None,
+    granularity: str = "leaf",
+    progress: Callable[[str, int, int], None] | None = None,
+) -> list[ModelRecord]:
+    """Measure every layer of each model in this process, with ``threads`` torch threads."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return [_profile_one(s, repeats, warmup, input_shape, granularity, progress) for s in sources]
+    finally:
+        torch.set_num_threads(before)
+
+
+def _profile_one(
+    source: str,
+    repeats: int,
+    warmup: int,
+    input_shape: tuple[int, ...] | None,
+    granularity: str,
+    progress: Callable[[str, int, int], None] | None,
+) -> ModelRecord:
+    from ..split.load import load_split_model
+    from ..split.profile import profile_layers
+    from .graph import granularity_name, model_graph
+
+    loaded = load_split_model(source, input_shape=input_shape, granularity=granularity)
+    graph = model_graph(loaded.split)
+    report = None if progress is None else (lambda done, total: progress(source, done, total))
+    measured = profile_layers(loaded.split, loaded.example, repeats=repeats, warmup=warmup, progress=report)
+    layers = tuple(
+        LayerRecord(t.index, t.name, t.type, t.median_ms, t.p25_ms, t.p75_ms, info.units)
+        for t, info in zip(measured.layers, graph.layers)
+    )
+    return ModelRecord(
+        source=source,
+        input_shape=tuple(loaded.spec.input_shape),
+        granularity=granularity_name(loaded.split),
+        repeats=repeats,
+        warmup=warmup,
+        forward_ms=measured.forward_median_ms,
+        measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        layers=layers,
+    )
+
+
+def _host_facts() -> HostFacts:
+    import torch
+
+    from ..participant.runtime import cpu_model
+
+    return HostFacts(
+        hostname=platform.node(),
+        cpu_model=cpu_model(),
+        cpu_count=os.cpu_count() or 0,
+        platform=platform.platform(),
+        torch=str(torch.__version__),
+    )
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise SplitTracerError(
+            f"'{name}' is not a usable profile name",
+            hint="Use letters, digits, '-', '_' and '.', e.g. local-1t or pi4.",
+        )

@@ -1,0 +1,169 @@
+"""``splittracer profile`` and ``splittracer plan``, run as a user would: real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from splittracer.plan.profiles import DeviceProfile, ProfileStore, default_profile_dir, profile_local
+from splittracer.workspace import init_workspace
+
+pytestmark = pytest.mark.slow
+
+TOY = "tests.unit.toy_models:chain_of_opaque"
+
+
+def splittracer(*args: str, cwd=None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "splittracer", *args], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    """A workspace with two profiles of AlexNet and ResNet18 (1 and 2 threads), measured quickly."""
+    ws = init_workspace(tmp_path_factory.mktemp("plan") / "ws")
+    store = ProfileStore(default_profile_dir(ws.results_dir))
+    for threads in (1, 2):
+        records = [
+            *profile_local(["torchvision:alexnet"], threads=threads, repeats=2, warmup=1),
+            *profile_local(
+                ["torchvision:resnet18"], threads=threads, repeats=2, warmup=1, input_shape=(1, 3, 64, 64)
+            ),
+        ]
+        store.save(DeviceProfile(name=f"local-{threads}t", threads=threads).with_models(records))
+    return ws
+
+
+def test_profile_command_stores_and_shows_a_profile(ws):
+    made = splittracer(
+        "profile",
+        "toy-1t",
+        TOY,
+        "--input-shape",
+        "2,8",
+        "--threads",
+        "1",
+        "--repeats",
+        "2",
+        "-w",
+        str(ws.root),
+    )
+    assert made.returncode == 0, made.stderr
+    assert "toy-1t" in made.stdout and TOY in made.stdout
+    shown = splittracer("profile", "toy-1t", "--json", "-w", str(ws.root))
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert data["threads"] == 1 and [m["source"] for m in data["models"]] == [TOY]
+    assert [layer["name"] for layer in data["models"][0]["layers"]] == ["a", "b", "c"]
+    other = splittracer(
+        "profile", "toy-1t", TOY, "--input-shape", "2,8", "--threads", "2", "-w", str(ws.root)
+    )
+    assert other.returncode == 2 and "threads=1" in other.stderr
+
+
+def test_plan_two_devices_json(ws):
+    result = splittracer(
+        "plan",
+        "torchvision:alexnet",
+        "--devices",
+        "local-1t,local-2t",
+        "--bandwidth",
+        "lte",
+        "--latency",
+        "10ms",
+        "--json",
+        "-w",
+        str(ws.root),
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert [d["method"] for d in data["devices"]] == ["measured", "measured"]
+    assert len(data["splits"]) == 22 and len(data["layers"]) == 21
+    best = min(data["splits"], key=lambda s: s["total_ms"])
+    assert data["best"]["cuts"] == best["cuts"]
+    split0 = data["splits"][0]
+    assert split0["bytes"] == [602_112]
+    assert split0["transfers_ms"][0] == pytest.approx(8 * 602_112 / 5.85e6 * 1000 + 10)
+
+
+def test_plan_three_devices_table_and_dag(ws):
+    three = splittracer(
+        "plan",
+        "torchvision:alexnet",
+        "--devices",
+        "local-1t,local-2t,local-2t",
+        "--bandwidth",
+        "3g,wifi",
+        "-w",
+        str(ws.root),
+    )
+    assert three.returncode == 0, three.stderr
+    assert "local-1t -> local-2t -> local-2t" in three.stdout and "best: cut after" in three.stdout
+    dag = splittracer(
+        "plan",
+        "torchvision:resnet18",
+        "--input-shape",
+        "1,3,64,64",
+        "--devices",
+        "local-1t,local-2t",
+        "--bandwidth",
+        "5.85mbit",
+        "--dag",
+        "-w",
+        str(ws.root),
+    )
+    assert dag.returncode == 0, dag.stderr
+    assert "DAG min-cut:" in dag.stdout
+
+
+def test_plan_predicts_a_model_the_profile_never_ran(ws):
+    result = splittracer(
+        "plan",
+        "torchvision:alexnet",
+        "--devices",
+        "local-1t,local-2t",
+        "--estimator",
+        "regression",
+        "--json",
+        "-w",
+        str(ws.root),
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert [d["method"] for d in data["devices"]] == ["regression", "regression"]
+    assert data["devices"][0]["trained_on"] == ["torchvision:resnet18"]
+    assert all(x >= 0 for layer in data["layers"] for x in layer["ms"])
+    assert data["devices"][0]["total_ms"] > 0 and data["devices"][1]["total_ms"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--devices", "local-1t,phone"], "no device profile named 'phone'"),
+        (["--devices", "local-1t"], "at least two devices"),
+        (["--devices", "local-1t,local-2t", "--bandwidth", "fast"], "not a rate"),
+        (["--devices", "local-1t,local-2t,local-2t", "--bandwidth", "3g,lte,wifi"], "3 values"),
+        (["--devices", "local-1t,local-2t,local-2t", "--dag"], "exactly two devices"),
+    ],
+)
+def test_plan_mistakes_exit_2(ws, args, message):
+    result = splittracer("plan", "torchvision:alexnet", *args, "-w", str(ws.root))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_profiles_outside_a_workspace_go_to_the_config_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPLITTRACER_CONFIG_DIR", str(tmp_path / "cfg"))
+    root = str(Path(__file__).resolve().parents[2])  # for tests.unit.toy_models
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    result = splittracer("profile", "mine", TOY, "--input-shape", "2,8", "--repeats", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "cfg" / "profiles" / "mine.json").is_file()
+    remote = splittracer("profile", "pi", TOY, "--device", "pi4", cwd=tmp_path)
+    assert remote.returncode == 2 and "only 'local'" in remote.stderr

@@ -1,0 +1,93 @@
+"""Reading measured sweeps back and comparing them with a plan."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import textwrap
+
+import pytest
+
+from splittracer.metrics.spans import Span
+from splittracer.plan.chain import Link
+from splittracer.plan.check import CutCheck, PlanCheck, measured_cuts, run_links
+
+
+def _inference(index: int, cuts: list[int], total_ms: float, *, warmup: bool = False, layers: int = 10):
+    attrs = {"warmup": True} if warmup else {}
+    spans = [
+        Span(
+            run_id="r",
+            participant="p0",
+            stage=0,
+            kind="inference",
+            inference=index,
+            split=cuts[0],
+            start_ns=0,
+            end_ns=int(total_ms * 1e6),
+            attrs=attrs,
+        )
+    ]
+    bounds = [0, *cuts, layers]
+    for stage, (a, b) in enumerate(itertools.pairwise(bounds)):
+        spans.append(
+            Span(
+                run_id="r",
+                participant=f"p{stage}",
+                stage=stage,
+                kind="compute",
+                inference=index,
+                split=cuts[0],
+                start_layer=a,
+                end_layer=b,
+                start_ns=0,
+                end_ns=1,
+                attrs=attrs,
+            )
+        )
+    return spans
+
+
+def test_measured_cuts_two_devices():
+    spans = [
+        *_inference(0, [3], 99.0, warmup=True),
+        *_inference(1, [3], 10.0),
+        *_inference(2, [3], 12.0),
+        *_inference(3, [3], 30.0),
+        *_inference(4, [0], 50.0),
+    ]
+    found = measured_cuts(spans)
+    assert [(m.cuts, m.count, m.total_ms) for m in found] == [((0,), 1, 50.0), ((3,), 3, 12.0)]
+
+
+def test_measured_cuts_three_devices_keep_every_cut():
+    spans = [*_inference(0, [2, 5], 10.0), *_inference(1, [2, 7], 20.0), *_inference(2, [2, 7], 22.0)]
+    found = measured_cuts(spans)
+    assert [(m.cuts, m.count, m.total_ms) for m in found] == [((2, 5), 1, 10.0), ((2, 7), 2, 21.0)]
+
+
+def test_run_links_follow_the_participants():
+    manifest = textwrap.dedent(
+        """
+        name: x
+        model: {source: torchvision:alexnet, granularity: leaf}
+        participants:
+          phone: {role: "splittracer.builtin:SplitHead", limits: {uplink: 3g, latency: 10ms}}
+          edge: {role: "splittracer.builtin:SplitTail", limits: {uplink: 100mbit}}
+          cloud: {role: "splittracer.builtin:SplitTail"}
+        """
+    )
+    model, forward, reply = run_links(manifest)
+    assert model.source == "torchvision:alexnet"
+    assert forward == (Link(1.1e6, 0.01), Link(100e6, 0.0))
+    assert reply == (Link(100e6, 0.0), Link(math.inf, 0.0))
+
+
+def test_plan_check_summaries():
+    rows = (CutCheck((0,), 3, 100.0, 90.0), CutCheck((5,), 3, 50.0, 60.0), CutCheck((9,), 3, 48.0, 70.0))
+    check = PlanCheck("r", "x", None, rows)  # these summaries read the rows only
+    assert check.measured_best.cuts == (9,)
+    assert check.predicted_best.cuts == (5,)
+    assert rows[1].error == pytest.approx(0.2)
+    assert check.median_abs_error == pytest.approx(0.2)
+    assert check.rank_correlation == pytest.approx(0.5)
