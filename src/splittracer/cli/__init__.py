@@ -1,11 +1,16 @@
 """The ``splittracer`` command: a thin layer over the library.
+
 Each command parses options, calls a library function and renders the
 result; :func:`main` turns SplitTracer errors into one paragraph on stderr
 and the error's exit code (2 for a user's mistake), never a traceback.
 """
+
 from __future__ import annotations
+
 import sys
+
 import typer
+
 from ..errors import SplitTracerError
 from . import compare as _compare  # noqa: F401  (adds 'results compare')
 from . import device as device_commands
@@ -17,6 +22,7 @@ from . import run as run_command
 from . import testbed as testbed_commands
 from . import workspace as workspace_commands
 from ._render import print_error
+
 app = typer.Typer(
     name="splittracer",
     help="Cooperative-inference and split-computing experiments on real edge devices.",
@@ -34,6 +40,8 @@ app.command("run")(run_command.run)
 app.command("rerun")(run_command.rerun)
 plan_commands.register(app)
 app.command("report")(report_command.report)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     try:
@@ -58,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             return code
         raise
     return 0
+
+
 def run() -> None:
     """Console-script wrapper: exit with :func:`main`'s code."""
     sys.exit(main())
