@@ -241,7 +241,9 @@ class SSHDeployer:
         return "." if local is not None else None
 
     def close(self) -> None:
-        """Stop every participant still running, close the connections and the loop."""
+        """Stop every participant still running, close the connections and the loop (idempotent)."""
+        if self._loop.loop.is_closed():
+            return
         for deployment in self.deployments:
             deployment.stop()
         with contextlib.suppress(Exception):
