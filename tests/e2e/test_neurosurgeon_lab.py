@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import statistics
 import sys
 import textwrap
+import threading
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -33,7 +36,7 @@ participants:
 playbook:
   phone:
     - task: Sweep
-      params: {next: [cloud], repeats: 2, warmup: 1}
+      params: {next: [cloud], repeats: 4, warmup: 1}
 """
 
 
@@ -65,6 +68,7 @@ def registry(lab_testbed: Testbed, lab: TestbedState, tmp_path: Path) -> Registr
 
 
 def test_neurosurgeon_across_two_lab_hosts(registry: Registry, tmp_path: Path):
+    before = _run_dirs()
     ws = init_workspace(tmp_path / "ws")
     (ws.experiments_dir / "lab.yaml").write_text(textwrap.dedent(MANIFEST))
     plan = plan_from_manifest(ws.load_manifest("lab"), ws.root)
@@ -85,8 +89,54 @@ def test_neurosurgeon_across_two_lab_hosts(registry: Registry, tmp_path: Path):
     # Nothing is left on the hosts: no participant process, no per-run directory.
     for participant in meta["participants"].values():
         assert not Path(f"/proc/{participant['pid']}").exists() or _zombie(participant["pid"])
+    assert _run_dirs() <= before
+
+
+def test_participant_killed_on_a_lab_host(registry: Registry, tmp_path: Path):
+    before = _run_dirs()
+    ws = init_workspace(tmp_path / "ws")
+    (ws.experiments_dir / "lab.yaml").write_text(
+        textwrap.dedent(MANIFEST).replace("repeats: 4", "repeats: 50")
+    )
+    plan = plan_from_manifest(ws.load_manifest("lab"), ws.root)
+    store = ResultsStore(ws.results_db)
+    result: dict[str, object] = {}
+
+    def go() -> None:
+        result["outcome"] = run_experiment(
+            plan, store, workspace=ws.root, deployer=deployer_for(plan, ws.root, registry)
+        )
+
+    thread = threading.Thread(target=go)
+    thread.start()
+    run_id, cloud = _wait_for_inferences(store, minimum=5)
+    recorded = len(store.spans(run_id))
+    killed_at = time.monotonic()
+    os.kill(cloud, signal.SIGKILL)
+    thread.join(timeout=60)
+    outcome = result["outcome"]
+    assert outcome.status == "failed"  # type: ignore[attr-defined]
+    assert time.monotonic() - killed_at < 10
+    assert "cloud" in outcome.error  # type: ignore[attr-defined]
+    assert len(store.spans(run_id)) >= recorded
+    assert _run_dirs() <= before
+
+
+def _wait_for_inferences(store: ResultsStore, minimum: int) -> tuple[str, int]:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        runs = store.list_runs()
+        if runs and len(store.spans(runs[-1].id, kind="inference")) >= minimum:
+            meta = store.get_run(runs[-1].id).metadata
+            return runs[-1].id, meta["participants"]["cloud"]["pid"]
+        time.sleep(0.2)
+    raise AssertionError("no inference recorded in time")
+
+
+def _run_dirs() -> set[Path]:
+    """Per-run directories on the lab hosts (root's home is shared by the namespaces)."""
     runs = Path("/root/.splittracer/runs")
-    assert not runs.exists() or not any(runs.iterdir())
+    return set(runs.iterdir()) if runs.exists() else set()
 
 
 def _zombie(pid: int) -> bool:

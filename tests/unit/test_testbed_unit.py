@@ -96,11 +96,12 @@ def test_link_commands_put_one_veth_end_in_the_namespace() -> None:
         ["ip", "-n", "st-h2", "addr", "add", "198.18.0.12/24", "dev", "eth0"],
         ["ip", "-n", "st-h2", "link", "set", "eth0", "up"],
         ["ip", "-n", "st-h2", "link", "set", "lo", "up"],
+        ["ip", "netns", "exec", "st-h2", "sysctl", "-q", "-w", "net.ipv4.tcp_slow_start_after_idle=0"],
     ]
 
 
 def test_tbf_shapes_both_ends_with_a_small_burst() -> None:
-    tbf = ["root", "tbf", "rate", "10000000bit", "burst", "1600", "latency", "50ms"]
+    tbf = ["root", "tbf", "rate", "10000000bit", "burst", "1600", "latency", "1000ms"]
     assert tb.shaping_commands(LabNetwork(), 1, 10e6) == [
         ["tc", "-n", "st-h1", "qdisc", "add", "dev", "eth0", *tbf],
         ["tc", "qdisc", "add", "dev", "st-h1-br", *tbf],

@@ -94,7 +94,11 @@ USER_MARKER = "SplitTracer testbed"
 HOST_IFACE = "eth0"
 SSH_PORT = 22
 MAX_HOSTS = 64
-TBF_LATENCY = "50ms"
+# The queue tbf may hold, as time at the rate. A short queue drops packets as soon as TCP's
+# window outgrows it, and the link then idles while TCP recovers: at 50 ms a 10 Mbit/s link
+# carried large tensors 10-15% slower than its rate. A queue of a second never drops one
+# message's packets, so the link stays busy and a transfer takes bytes / rate (plus headers).
+TBF_LATENCY = "1000ms"
 # tbf must hold one full frame (1500 + 14 bytes of Ethernet header); a burst of more than
 # about a millisecond of traffic would let small messages through unshaped.
 TBF_MIN_BURST = 1600
@@ -288,6 +292,9 @@ def host_link_commands(net: LabNetwork, index: int) -> list[list[str]]:
         ["ip", "-n", ns, "addr", "add", f"{net.address(index)}/24", "dev", HOST_IFACE],
         ["ip", "-n", ns, "link", "set", HOST_IFACE, "up"],
         ["ip", "-n", ns, "link", "set", "lo", "up"],
+        # Each task is one burst after an idle gap; restarting TCP's slow start after every gap
+        # would add round trips to each message that a link of this rate does not cost.
+        ["ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.tcp_slow_start_after_idle=0"],
     ]
 
 

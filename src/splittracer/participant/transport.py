@@ -67,13 +67,21 @@ _ENCODER = msgspec.msgpack.Encoder()
 
 
 class LinkShaper:
-    """Emulated uplink: a rate in bits per second and a one-way latency."""
+    """Emulated uplink: a rate in bits per second and a one-way latency.
+
+    Every chunk gets a release time on one virtual clock: a message may not
+    start before its latency has passed, and the link carries one chunk
+    after another at ``rate``. The sender sleeps once per chunk, to that
+    chunk's release time, so a late wake-up delays that chunk only and is
+    not added again to the next one.
+    """
 
     def __init__(self, rate_bps: float = math.inf, latency_s: float = 0.0) -> None:
         self.rate_bps = rate_bps
         self.latency_s = latency_s
         self._lock = threading.Lock()
         self._free_at = 0.0
+        self._not_before = 0.0
 
     @property
     def active(self) -> bool:
@@ -81,16 +89,18 @@ class LinkShaper:
         return math.isfinite(self.rate_bps) or self.latency_s > 0
 
     def wait_latency(self) -> None:
-        """Hold a message for the one-way latency."""
+        """Start a message: its first byte may leave one latency from now."""
         if self.latency_s > 0:
-            _sleep_until(time.perf_counter() + self.latency_s)
+            self._not_before = time.perf_counter() + self.latency_s
+            if not math.isfinite(self.rate_bps):
+                _sleep_until(self._not_before)
 
     def pace(self, nbytes: int) -> None:
-        """Block until the link would have finished transmitting ``nbytes`` more."""
+        """Block until the link would have delivered ``nbytes`` more."""
         if not math.isfinite(self.rate_bps):
             return
         with self._lock:
-            start = max(time.perf_counter(), self._free_at)
+            start = max(time.perf_counter(), self._free_at, self._not_before)
             self._free_at = start + nbytes * 8 / self.rate_bps
             done = self._free_at
         _sleep_until(done)
