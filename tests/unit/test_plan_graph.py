@@ -24,3 +24,14 @@ def test_resnet18_values_feed_several_layers(resnet18_split):
     assert shared, "a residual block's input is read by its first conv and by the add"
     assert all(v.bytes for v in graph.values)
     assert graph.values[-1].consumers == (graph.num_layers + 1,)  # the output
+
+
+def test_graph_values_is_the_split_engines_public_view(alexnet_split):
+    sm = alexnet_split.split
+    values = sm.graph_values()
+    assert values.layers.count == sm.num_layers
+    conv = next(n for n in values.layers.nodes if values.layers.layer_of[n] == 1)
+    assert values.tensors[conv].shape == sm.layers[0].output.shape
+    assert values.macs[conv] == sm.layers[0].macs and sm.layers[0].macs > 0
+    crossing = [values.tensors[v] for v in values.layers.live[5]]
+    assert sum(t.bytes for t in crossing) == sm.points[5].bytes

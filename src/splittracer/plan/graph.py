@@ -3,23 +3,22 @@
 :func:`model_graph` runs the model's graph once and returns plain data:
 every layer with its units' features (for the latency regression) and
 every tensor value with the layer that makes it, the layers that use it and
-its size (for the DAG min-cut). It is the planner's only window onto the
-split engine's internals, so the rest of ``splittracer.plan`` works on
-frozen records that a test can also write by hand.
+its size (for the DAG min-cut). It reads the split engine only through
+:meth:`SplitModel.graph_values`, so the rest of ``splittracer.plan`` works
+on frozen records that a test can also write by hand.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import fx, nn
 
 from ..split.capture import node_owner
 from ..split.layers import LayerGraph
-from ..split.model import SplitModel, TensorInfo, _Probe
+from ..split.model import GraphValues, SplitModel, TensorInfo
 from .features import UnitFeatures, kind_of_module, kind_of_ops, op_name
 
 __all__ = ["LayerInfo", "ModelGraph", "ValueInfo", "granularity_name", "model_graph"]
@@ -76,18 +75,14 @@ class ModelGraph:
 
 def model_graph(sm: SplitModel) -> ModelGraph:
     """Run ``sm``'s graph on its example input and describe layers and values."""
-    gm: fx.GraphModule = sm._gm
-    graph: LayerGraph = sm._graph
-    probe = _Probe(gm)
-    with torch.no_grad():
-        probe.run(sm.example)
+    probe = sm.graph_values()
     layers = tuple(
-        LayerInfo(layer.index, layer.name, layer.type, _units(sm.model, gm, graph, probe, layer.index))
+        LayerInfo(layer.index, layer.name, layer.type, _units(sm.model, probe, layer.index))
         for layer in sm.layers
     )
     return ModelGraph(
         layers=layers,
-        values=_values(graph, probe.info),
+        values=_values(probe.layers, probe.tensors),
         split_bytes=tuple(p.bytes for p in sm.points),
         allowed=tuple(p.allowed for p in sm.points),
     )
@@ -99,7 +94,7 @@ def granularity_name(sm: SplitModel) -> str:
     return g.kind if g.kind != "depth" else f"depth={g.depth}"
 
 
-def _values(graph: LayerGraph, info: dict[fx.Node, TensorInfo]) -> tuple[ValueInfo, ...]:
+def _values(graph: LayerGraph, info: Mapping[fx.Node, TensorInfo]) -> tuple[ValueInfo, ...]:
     out_layer = graph.count + 1
     values = []
     for node in (*graph.inputs, *graph.nodes):
@@ -113,9 +108,8 @@ def _values(graph: LayerGraph, info: dict[fx.Node, TensorInfo]) -> tuple[ValueIn
     return tuple(values)
 
 
-def _units(
-    model: nn.Module, gm: fx.GraphModule, graph: LayerGraph, probe: _Probe, index: int
-) -> tuple[UnitFeatures, ...]:
+def _units(model: nn.Module, probe: GraphValues, index: int) -> tuple[UnitFeatures, ...]:
+    graph = probe.layers
     nodes = [n for n in graph.nodes if graph.layer_of[n] == index]
     runs: list[list[fx.Node]] = []
     for node in nodes:
@@ -123,10 +117,11 @@ def _units(
             runs[-1].append(node)
         else:
             runs.append([node])
-    return tuple(_unit(model, gm, run, probe) for run in runs)
+    return tuple(_unit(model, run, probe) for run in runs)
 
 
-def _unit(model: nn.Module, gm: fx.GraphModule, nodes: Sequence[fx.Node], probe: _Probe) -> UnitFeatures:
+def _unit(model: nn.Module, nodes: Sequence[fx.Node], probe: GraphValues) -> UnitFeatures:
+    gm = probe.graph_module
     members = set(nodes)
     module = _leaf(model, gm, nodes[0])
     ops = [_node_op(gm, n) for n in nodes]
@@ -162,12 +157,12 @@ def _node_op(gm: fx.GraphModule, node: fx.Node) -> str:
     return op_name(node.target)
 
 
-def _bytes(probe: _Probe, node: fx.Node) -> int:
-    info = probe.info.get(node)
+def _bytes(probe: GraphValues, node: fx.Node) -> int:
+    info = probe.tensors.get(node)
     return info.bytes if info else 0
 
 
-def _param_bytes(module: nn.Module | None, inputs: set[fx.Node], probe: _Probe) -> int:
+def _param_bytes(module: nn.Module | None, inputs: set[fx.Node], probe: GraphValues) -> int:
     attrs = sum(_bytes(probe, a) for a in inputs if a.op == "get_attr")
     if attrs or module is None:
         return attrs

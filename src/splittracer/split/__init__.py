@@ -2,13 +2,14 @@
 
 from .capture import Attempt, capture
 from .layers import Granularity
-from .model import Layer, SplitModel, SplitPoint, TensorInfo
+from .model import GraphValues, Layer, SplitModel, SplitPoint, TensorInfo
 from .override import SplitOverride, load_override
 from .parts import Part
 
 __all__ = [
     "Attempt",
     "Granularity",
+    "GraphValues",
     "Layer",
     "Part",
     "SplitModel",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,24 @@ class SplitPoint:
         return sum(t.bytes for t in self.tensors)
 
 
+@dataclass(frozen=True)
+class GraphValues:
+    """The captured graph after one run on the example input: what analysis tools read.
+
+    ``graph_module`` is the captured ``torch.fx`` graph, ``layers`` its nodes
+    grouped into layers (``layers.layer_of[node]`` is a node's 1-based layer,
+    0 for the inputs), ``tensors`` the shape, dtype and bytes of every node
+    that produced a tensor, and ``macs`` each call's multiply-accumulates
+    (None where they are unknown). The nodes are the split engine's own:
+    read them, do not edit the graph.
+    """
+
+    graph_module: fx.GraphModule
+    layers: LayerGraph
+    tensors: Mapping[fx.Node, TensorInfo]
+    macs: Mapping[fx.Node, int | None]
+
+
 class SplitModel:
     """A model captured as a graph, cut into layers, ready to split anywhere.
 
@@ -107,6 +125,17 @@ class SplitModel:
     def num_layers(self) -> int:
         """L: split points are 0..L."""
         return self._graph.count
+
+    def graph_values(self) -> GraphValues:
+        """Run the captured graph once on the example input and describe every value.
+
+        The planner uses it to learn which layer makes each tensor, which
+        layers read it, how big it is and what each operation costs.
+        """
+        probe = _Probe(self._gm)
+        with torch.no_grad():
+            probe.run(self.example)
+        return GraphValues(self._gm, self._graph, dict(probe.info), dict(probe.macs))
 
     def part(self, start: int, end: int, *, final: bool | None = None) -> Part:
         """Layers ``start+1..end`` as a module taking cut ``start``'s tensors.
