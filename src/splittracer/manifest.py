@@ -78,6 +78,7 @@ WORKSPACE_FILE = "splittracer.yaml"
 _EXPERIMENT_NAME = re.compile(r"^[a-z0-9_-]+$")
 _PARTICIPANT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _ROLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_TORCH_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
 _MODEL_SOURCE = re.compile(r"^[A-Za-z_][\w.]*:\S+$")
 _GRANULARITY = re.compile(r"^(leaf|block|depth=[1-9][0-9]*)$")
 
@@ -159,10 +160,18 @@ class Participant(Strict):
 
     device: str = "local"
     role: str
+    torch_device: str = "cpu"
     limits: Limits = Field(default_factory=Limits)
     params: dict[str, JsonValue] = Field(default_factory=dict)
     _name: str = PrivateAttr(default="")
     _stage: int = PrivateAttr(default=-1)
+
+    @field_validator("torch_device")
+    @classmethod
+    def _torch_device_form(cls, value: str) -> str:
+        if not _TORCH_DEVICE.match(value):
+            raise ValueError("expected 'cpu', 'cuda', 'cuda:N' or 'mps' (where this participant computes)")
+        return value
 
     @field_validator("role")
     @classmethod

@@ -253,6 +253,7 @@ participants:               # order matters: the phone runs the first layers
       uplink: lte           # 5.85 Mbit/s; also 3g, wifi or a rate such as 10mbit
   cloud:
     role: splittracer.builtin:SplitTail
+    # torch_device: cuda      # compute on the device's GPU (cuda, cuda:N, mps); default cpu
     limits:
       threads: 2
 playbook:

@@ -10,6 +10,7 @@ import time
 from collections import defaultdict
 
 import pytest
+import torch
 
 from splittracer.report.summary import summarize
 
@@ -223,3 +224,41 @@ def test_compression_shrinks_what_crosses_the_wire(tmp_path):
     ]
     # After a ReLU about half the activations are zero: lz4 must find that.
     assert all(s.bytes_raw == 774_400 and s.bytes_wire < 0.8 * s.bytes_raw for s in forward)
+
+
+CUDA_TWO = """
+name: gpu
+model: {source: torchvision:alexnet}
+participants:
+  phone: {role: "splittracer.builtin:SplitHead", limits: {threads: 1}}
+  cloud: {role: "splittracer.builtin:SplitTail", torch_device: cuda, limits: {threads: 1}}
+playbook:
+  phone:
+    - task: Sweep
+      params: {splits: [0, 13, 21], next: [cloud], repeats: 3, warmup: 1}
+"""
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this host has CUDA: the run would succeed")
+def test_torch_device_cuda_without_a_gpu_fails_clearly(tmp_path):
+    ws = workspace_with(tmp_path, {"gpu": CUDA_TWO})
+    outcome, store = run(ws, "gpu")
+    assert outcome.status == "failed"
+    assert "participant 'cloud' asks for torch_device 'cuda'" in outcome.error
+    assert "sees no CUDA device" in outcome.error and "device ls" in outcome.error
+    assert not any(alive(pid) for pid in participant_pids(store, outcome.run_id))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_tail_computes_on_cuda(tmp_path):
+    ws = workspace_with(tmp_path, {"gpu": CUDA_TWO})
+    outcome, store = run(ws, "gpu")
+    assert outcome.status == "succeeded", outcome.error
+    participants = store.get_run(outcome.run_id).metadata["participants"]
+    assert participants["cloud"]["torch_device"] == "cuda"
+    assert participants["cloud"]["accelerator"] == torch.cuda.get_device_name(0)
+    assert participants["phone"]["accelerator"] == ""
+    rows = {r.split: r for r in summarize(store.spans(outcome.run_id))}
+    assert sorted(rows) == [0, 13, 21] and all(r.count == 3 for r in rows.values())
+    # With the whole model on the GPU (split 0) the tail must beat the phone's CPU head at split 21.
+    assert rows[0].tail.median < rows[21].head.median

@@ -193,6 +193,11 @@ def test_missing_role_module_says_where_it_looked(tmp_path: Path) -> None:
         ("name: x\noptions: {compression: zstandard}\n", "options.compression", "Did you mean 'zstd'"),
         ("name: x\nmodel: {source: alexnet}\n", "model.source", "SOURCE:NAME"),
         ("name: x\nmodel: {source: 'a:b', granularity: deep}\n", "model.granularity", "depth=N"),
+        (
+            "name: x\nparticipants:\n  p: {role: 'a:B', torch_device: gpu}\n",
+            "participants.p.torch_device",
+            "'cuda:N'",
+        ),
     ],
 )
 def test_schema_checks(tmp_path: Path, snippet: str, key: str, phrase: str) -> None:
@@ -228,3 +233,15 @@ def test_workspace_tasks_register_before_playbook_checks(tmp_path: Path) -> None
 
         for module in ("tasks", "myroles"):
             sys.modules.pop(module, None)
+
+
+def test_torch_device_reaches_the_plan(tmp_path: Path) -> None:
+    from splittracer.controller.plan import plan_from_manifest
+
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "name: x\nparticipants:\n  p: {role: 'a:B', torch_device: 'cuda:1'}\n"
+        "  q: {role: 'a:B'}\nplaybook: {}\n"
+    )
+    plan = plan_from_manifest(load_manifest(path, check_code=False))
+    assert [p.torch_device for p in plan.participants] == ["cuda:1", "cpu"]

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..manifest import Limits
 from ..metrics.store import ResultsStore
 from ..workspace import find_workspace, init_workspace
 from ._render import console, print_json, print_table
@@ -55,10 +56,11 @@ def show(name: str, workspace: WorkspaceOpt = None, json: JsonOpt = False) -> No
         return
     console.print(f"[bold]{manifest.name}[/] — {manifest.description}  ({manifest.path})")
     rows = [
-        [p.stage, p.name, p.device, p.role, p.limits.threads, p.limits.uplink, p.limits.latency]
+        [p.stage, p.name, p.device, p.torch_device, p.role, *_limits(p.limits)]
         for p in manifest.participants.values()
     ]
-    print_table("participants", ["stage", "name", "device", "role", "threads", "uplink", "latency"], rows)
+    columns = ["stage", "name", "device", "computes on", "role", "threads", "uplink", "latency"]
+    print_table("participants", columns, rows)
     console.print(manifest.manifest_text, highlight=False, markup=False)
 
 
@@ -69,3 +71,7 @@ def _info(e: object) -> dict[str, object]:
 def _last_runs(store: ResultsStore) -> dict[str, str]:
     runs = store.list_runs()
     return {r.experiment: f"{r.id} ({r.status})" for r in runs}
+
+
+def _limits(limits: Limits) -> list[object]:
+    return [limits.threads, limits.uplink, limits.latency]

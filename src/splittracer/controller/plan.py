@@ -20,6 +20,7 @@ class ParticipantPlan:
     stage: int
     role: str
     device: str = "local"
+    torch_device: str = "cpu"
     params: dict[str, object] = field(default_factory=dict)
     threads: int | None = None
     uplink_bps: float = math.inf
@@ -52,6 +53,7 @@ def plan_from_manifest(manifest: Manifest, workspace: Path | None = None) -> Run
             stage=p.stage,
             role=p.role,
             device=p.device,
+            torch_device=p.torch_device,
             params=dict(p.params),
             threads=p.limits.threads,
             uplink_bps=p.limits.uplink_bps,

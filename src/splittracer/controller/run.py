@@ -113,6 +113,7 @@ class _Run:
         self.model_facts: dict[str, Any] = {}
         self.clocks: dict[str, ClockEstimate] = {}
         self.energy: dict[str, dict[str, Any]] = {}
+        self.accelerators: dict[str, str] = {}
         self.run_id = store.create_run(
             plan.experiment, plan.manifest_text, {**_controller_facts(), **plan.metadata}
         )
@@ -163,7 +164,12 @@ class _Run:
                 **self.model_facts,
                 "clocks": {n: dataclasses.asdict(c) for n, c in self.clocks.items()},
                 "participants": {
-                    m.plan.name: _facts(self.info[m.plan.name], m.plan, self.energy.get(m.plan.name, {}))
+                    m.plan.name: _facts(
+                        self.info[m.plan.name],
+                        m.plan,
+                        self.energy.get(m.plan.name, {}),
+                        self.accelerators.get(m.plan.name, ""),
+                    )
                     for m in self.members.values()
                 },
             },
@@ -227,6 +233,7 @@ class _Run:
                 errors.append(f"participant '{member.plan.name}' could not start its role: {reply.error}")
             else:
                 self.energy[member.plan.name] = reply.energy
+                self.accelerators[member.plan.name] = reply.accelerator
                 if reply.layers:
                     self.model_facts = {"layers": reply.layers, "split_bytes": reply.split_bytes}
 
@@ -259,6 +266,7 @@ class _Run:
             params=dict(p.params),
             model=model,
             threads=p.threads,
+            torch_device=p.torch_device,
             uplink_bps=p.uplink_bps,
             latency_s=p.latency_s,
             workspace=remote_dir or self.deployer.workspace_path(self.workspace),
@@ -413,10 +421,14 @@ def _controller_facts() -> dict[str, Any]:
     }
 
 
-def _facts(info: ParticipantInfo, plan: ParticipantPlan, energy: dict[str, Any]) -> dict[str, Any]:
+def _facts(
+    info: ParticipantInfo, plan: ParticipantPlan, energy: dict[str, Any], accelerator: str
+) -> dict[str, Any]:
     return {
         "energy": energy,
         "torch_threads": plan.threads,
+        "torch_device": plan.torch_device,
+        "accelerator": accelerator,
         "uplink_bps": plan.uplink_bps,
         "latency_s": plan.latency_s,
         "hostname": info.hostname,

@@ -106,12 +106,19 @@ class ParticipantContext:
 
         Returns the tuple of tensors live across cut ``end``, or the model's
         output when the part is ``final`` (default: ``end`` is the last layer).
+
+        On an accelerator (the participant's ``torch_device``) the span
+        includes copying the inputs there and waiting for the kernels to
+        finish, so it measures what the device really took; the outputs stay
+        on the device until they are sent (the copy back is then part of
+        serializing them).
         """
         key = (start, end, final)
         part = self._parts.get(key)
         if part is None:
             part = self._parts[key] = self.model.part(start, end, final=final)
         tags = self.tags
+        device = self.model.device
         with (
             self._recorder.span(
                 "compute",
@@ -123,7 +130,11 @@ class ParticipantContext:
             ),
             torch.no_grad(),
         ):
-            return part(*tensors)
+            if device.type == "cpu":
+                return part(*tensors)
+            result = part(*(t.to(device) for t in tensors))
+            _synchronize(device)
+            return result
 
     # -- tagging ---------------------------------------------------------------
 
@@ -235,6 +246,14 @@ class ParticipantContext:
                 bytes_raw=outgoing.bytes_raw,
                 bytes_wire=outgoing.bytes_wire,
             )
+
+
+def _synchronize(device: torch.device) -> None:
+    """Wait for the kernels queued on ``device``: they run asynchronously from Python."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def _warmup(tags: Tags) -> dict[str, str | int | float | bool]:

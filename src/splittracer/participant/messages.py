@@ -75,6 +75,7 @@ class RunConfig(msgspec.Struct, frozen=True):
     params: dict[str, Any] = {}
     model: ModelConfig | None = None
     threads: int | None = None
+    torch_device: str = "cpu"
     uplink_bps: float = float("inf")
     latency_s: float = 0.0
     workspace: str | None = None
@@ -110,6 +111,7 @@ class Reply(msgspec.Struct, frozen=True):
     layers: list[str] = []  # Configure: the model's layer names, when it has one
     split_bytes: list[int] = []  # Configure: bytes crossing each split point
     energy: dict[str, Any] = {}  # Configure: which energy sensors this participant can read
+    accelerator: str = ""  # Configure: the GPU the participant computes on ('' for the CPU)
 
 
 _ENCODER = msgspec.msgpack.Encoder()

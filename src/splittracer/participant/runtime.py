@@ -30,7 +30,7 @@ import torch
 
 from .. import __version__
 from ..clock import now_ns
-from ..errors import RunError, SplitTracerError, UserCodeError
+from ..errors import DeviceError, RunError, SplitTracerError, UserCodeError
 from ..metrics.energy import EnergyProbe, probe_energy
 from ..metrics.system import SystemSampler
 from ..models import import_object
@@ -136,7 +136,14 @@ class Participant:
         if model is None:
             return encode(Reply(energy=energy))
         layers = [layer.name for layer in model.layers]
-        return encode(Reply(layers=layers, split_bytes=[p.bytes for p in model.points], energy=energy))
+        return encode(
+            Reply(
+                layers=layers,
+                split_bytes=[p.bytes for p in model.points],
+                energy=energy,
+                accelerator=accelerator_name(model.device),
+            )
+        )
 
     def _apply(self, config: RunConfig) -> None:
         self.config = config
@@ -438,8 +445,43 @@ def _load_model(config: RunConfig) -> tuple[Any, InputSource | None]:
         override=m.override,
         weights=m.weights,
         seed=config.options.seed,
+        device=torch_device(config.torch_device, config.name),
     )
     return loaded.split, InputSource(loaded.spec.input_shape, seed=config.options.seed, dataset=m.dataset)
+
+
+def torch_device(name: str, participant: str) -> torch.device:
+    """The torch device a participant computes on, refused clearly when this host lacks it."""
+    device = torch.device(name)
+    host = socket.gethostname()
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(
+                f"participant '{participant}' asks for torch_device '{name}', "
+                f"but torch {torch.__version__} on {host} sees no CUDA device",
+                hint="Give it a device with a GPU (`splittracer device ls` shows which have CUDA), "
+                "or drop torch_device from the manifest to compute on the CPU.",
+            )
+        if device.index is not None and device.index >= count:
+            raise DeviceError(
+                f"participant '{participant}' asks for torch_device '{name}', but {host} has "
+                f"{count} CUDA device(s): cuda:0..cuda:{count - 1}",
+                hint="Use one of those indices.",
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(
+            f"participant '{participant}' asks for torch_device 'mps', but torch on {host} has no MPS",
+            hint="MPS needs a Mac with Apple silicon; drop torch_device to compute on the CPU.",
+        )
+    return device
+
+
+def accelerator_name(device: torch.device) -> str:
+    """A readable name of the accelerator behind ``device`` ('' for the CPU)."""
+    if device.type == "cuda":
+        return str(torch.cuda.get_device_name(device))
+    return "Apple MPS" if device.type == "mps" else ""
 
 
 def _error_reply(exc: BaseException) -> Reply:

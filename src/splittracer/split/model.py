@@ -112,6 +112,11 @@ class SplitModel:
             self.points = [_restrict(p, allowed) for p in self.points]
 
     @property
+    def device(self) -> torch.device:
+        """Where the model computes: the device of the example it was captured on."""
+        return self.example.device
+
+    @property
     def method(self) -> str:
         """The capture method that worked: export, fx, hooks or sequence."""
         return self.captured.method
