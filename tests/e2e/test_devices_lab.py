@@ -64,7 +64,7 @@ def test_password_from_an_environment_variable(clean_keys: TestbedState, monkeyp
 
 def test_a_wrong_password_is_a_clear_error(clean_keys: TestbedState, monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO("not-the-password\n"))
-    assert main([*add_args(clean_keys), "--password-stdin"]) == 1
+    assert main([*add_args(clean_keys), "--password-stdin"]) == 2
     err = capsys.readouterr().err
     assert "password was refused" in err and clean_keys.hosts[0].address in err and "--user" in err
     assert Registry.locate().find(clean_keys.hosts[0].name) is None
@@ -98,7 +98,7 @@ def test_an_unreachable_lab_address_is_reported_within_the_timeout(ssh_env: Path
     net = lab.network
     absent = net.address(99)  # on the lab's subnet, but no host there
     started = time.monotonic()
-    assert main(["device", "add", "ghost", "--host", absent, "--trust", "--timeout", "2"]) == 1
+    assert main(["device", "add", "ghost", "--host", absent, "--trust", "--timeout", "2"]) == 2
     assert time.monotonic() - started < 4.0
     err = capsys.readouterr().err
     assert absent in err and ("within 2 s" in err or "cannot connect" in err)
@@ -110,9 +110,24 @@ def test_a_lab_host_without_torch_says_to_run_setup(clean_keys: TestbedState, mo
     err = capsys.readouterr().err
     if "torch is not installed" not in err:
         pytest.skip("the system python3 has torch here")
-    assert main(["device", "check", clean_keys.hosts[0].name]) == 1
+    assert main(["device", "check", clean_keys.hosts[0].name]) == 2
     err = capsys.readouterr().err
     assert "torch is not installed" in err and f"splittracer device setup {clean_keys.hosts[0].name}" in err
     assert main(["device", "ls", "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["reachable"] and not row["ready"] and row["torch"] is None
+
+
+def test_rm_takes_back_the_key_pairing_installed(clean_keys: TestbedState, monkeypatch, capsys):
+    host = clean_keys.hosts[0]
+    before = host.authorized_keys.read_bytes()
+    monkeypatch.setattr("sys.stdin", io.StringIO(clean_keys.password + "\n"))
+    assert main([*add_args(clean_keys), "--password-stdin"]) == 0, capsys.readouterr().err
+    line = public_key_of(pairing_key_path())
+    assert Registry.locate().get(host.name).installed_key == line
+    assert host.authorized_keys.read_bytes() != before
+    capsys.readouterr()
+    assert main(["device", "rm", host.name]) == 0, capsys.readouterr().err
+    assert "removed the key SplitTracer installed" in capsys.readouterr().out
+    assert host.authorized_keys.read_bytes().rstrip(b"\n") == before.rstrip(b"\n")
+    assert line.split()[1] not in host.authorized_keys.read_text()

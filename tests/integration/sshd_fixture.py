@@ -12,6 +12,7 @@ on the sessions' PATH, so the "device" has this Python, torch and splittracer.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -33,6 +34,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def silent_port() -> Iterator[int]:
+    """A port of 127.0.0.1 that accepts connections and never answers: a device that hangs.
+
+    The kernel completes the TCP handshake (the backlog holds it) but nothing
+    reads or writes, so an SSH client waits for the server's banner until its
+    timeout, exactly as with a device that stopped responding. No packet leaves
+    this machine.
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(64)
+        yield int(s.getsockname()[1])
 
 
 def keygen(path: Path, comment: str = "test") -> str:

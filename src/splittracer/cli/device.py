@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
+from ..devices.forget import ForgetResult, KeyOutcome, forget_device
 from ..devices.pairing import AskPassword, PairingOptions, PairingResult, pair
 from ..devices.probe import DeviceStatus, check_all, check_device, not_ready, problems
 from ..devices.registry import DeviceFacts, Registry
@@ -18,7 +20,9 @@ from ..errors import SplitTracerError
 from ..manifest import find_workspace_root
 from ._render import console, err_console, print_json, print_table
 
-app = typer.Typer(help="Pair, list, check and set up remote devices (over SSH).", no_args_is_help=True)
+app = typer.Typer(
+    help="Pair, list, check, set up and forget remote devices (over SSH).", no_args_is_help=True
+)
 
 NameArg = Annotated[str, typer.Argument(help="The device's name in the registry")]
 RegistryOpt = Annotated[
@@ -144,10 +148,57 @@ def setup(
 
 
 @app.command("rm")
-def rm(name: NameArg, registry: RegistryOpt = None, workspace: WorkspaceOpt = None) -> None:
-    """Forget a device (and its pinned host key). Nothing on the device is changed."""
-    device = _registry(registry, workspace).remove(name)
-    console.print(f"removed {name} ({device.destination})")
+def rm(
+    name: NameArg,
+    keep_key: Annotated[
+        bool,
+        typer.Option("--keep-key", help="Leave the key pairing installed in the device's authorized_keys"),
+    ] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts")] = False,
+    timeout: TimeoutOpt = 5.0,
+    registry: RegistryOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Forget a device; remove the key pairing installed on it (only that line) if it is reachable."""
+    reg = _registry(registry, workspace)
+    result = forget_device(reg, name, keep_key=keep_key, timeout=timeout)
+    if json:
+        print_json(_forget_dict(result))
+        return
+    console.print(f"removed {name} ({result.device.destination}) from {reg.path}", highlight=False)
+    line = _FORGET_LINES[result.key].format(others=", ".join(result.shared_with))
+    if result.key is KeyOutcome.UNREACHABLE:
+        assert result.error is not None
+        err_console.print(f"[yellow]{escape(result.error.message)}[/]", highlight=False)
+        err_console.print(line, highlight=False)
+        err_console.print(f"  {result.manual}", markup=False, highlight=False, soft_wrap=True)
+    else:
+        console.print(f"  {line}", highlight=False)
+
+
+_FORGET_LINES = {
+    KeyOutcome.REMOVED: "removed the key SplitTracer installed from ~/.ssh/authorized_keys on the device "
+    "(nothing else there changed)",
+    KeyOutcome.NOT_FOUND: "the key SplitTracer installed was already gone from the device's authorized_keys",
+    KeyOutcome.KEPT: "left the key SplitTracer installed in the device's authorized_keys (--keep-key)",
+    KeyOutcome.SHARED: "left the key SplitTracer installed on the device: {others} still log(s) in with it",
+    KeyOutcome.NONE_INSTALLED: "SplitTracer installed no key on the device: nothing changed there",
+    KeyOutcome.UNREACHABLE: "The key SplitTracer installed stays in ~/.ssh/authorized_keys on the device. "
+    "To remove that line by hand, run on the device:",
+}
+
+
+def _forget_dict(result: ForgetResult) -> dict[str, object]:
+    return {
+        "name": result.device.name,
+        "host": result.device.host,
+        "removed": True,
+        "key": result.key.value,
+        "removed_lines": result.removed_lines,
+        "shared_with": list(result.shared_with),
+        "error": result.error.message if result.error else None,
+        "manual": result.manual,
+    }
 
 
 def _registry(explicit: Path | None, workspace: Path | None) -> Registry:

@@ -19,6 +19,8 @@ __all__ = [
 class Unreachable(DeviceError):
     """No SSH server answered: wrong address, host down, firewall, or too slow."""
 
+    exit_code = USER_ERROR  # the user fixes the address, the port or the device
+
 
 class HostKeyChanged(DeviceError):
     """The server's host key differs from the one pinned at pairing."""
@@ -33,6 +35,8 @@ class HostKeyNotTrusted(DeviceError):
 class AuthenticationFailed(DeviceError):
     """The server refused every key and, if one was given, the password."""
 
+    exit_code = USER_ERROR
+
 
 class RemoteCommandFailed(DeviceError):
     """A command on the device exited with a non-zero status."""
@@ -40,6 +44,8 @@ class RemoteCommandFailed(DeviceError):
 
 class DeviceNotReady(DeviceError):
     """The device lacks what a participant needs (Python 3.10+, torch, the runtime)."""
+
+    exit_code = USER_ERROR  # the hint says what to install
 
 
 class UnknownDevice(DeviceError):

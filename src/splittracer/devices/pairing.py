@@ -108,6 +108,10 @@ def pair(
         "tags": tuple(tags) or (existing.tags if existing else ()),
         "python": python or (existing.python if existing else None),
         "listen_host": listen_host or (existing.listen_host if existing else None),
+        # still on the device unless pairing moved to another host
+        "installed_key": existing.installed_key
+        if existing and (existing.host, existing.port, existing.user) == (host, port, user)
+        else None,
     }
     target = Target(host, port, user, key, None, name)
     device, pinned, installed = asyncio.run(_pair(target, existing, extras, options))
@@ -143,8 +147,15 @@ def pin_decision(existing: Device | None, server_key: str, target: Target, optio
     )
 
 
+KEY_ADDED = "SPLITTRACER_KEY_ADDED"  # printed by install_key_command when it appended the line
+
+
 def install_key_command(public_key: str) -> str:
-    """Shell that appends ``public_key`` to ~/.ssh/authorized_keys once (dir 700, file 600)."""
+    """Shell that appends ``public_key`` to ~/.ssh/authorized_keys once (dir 700, file 600).
+
+    It prints ``SPLITTRACER_KEY_ADDED`` when it appended the line, so that
+    pairing records only a line it added (and ``device rm`` removes only that).
+    """
     fields = public_key.split()
     body = fields[1] if len(fields) > 1 else public_key
     keys = '"$HOME/.ssh/authorized_keys"'
@@ -153,7 +164,7 @@ def install_key_command(public_key: str) -> str:
         f"touch {keys} && chmod 600 {keys} && "
         f"if ! grep -qF {quote(body)} {keys}; then "
         f'if [ -s {keys} ] && [ -n "$(tail -c 1 {keys})" ]; then echo >> {keys}; fi; '
-        f"printf '%s\\n' {quote(public_key.strip())} >> {keys}; fi"
+        f"printf '%s\\n' {quote(public_key.strip())} >> {keys}; echo {KEY_ADDED}; fi"
     )
 
 
@@ -163,9 +174,11 @@ async def _pair(
     server_key = await fetch_host_key(target, options.timeout)
     pinned = pin_decision(existing, server_key, target, options)
     target = replace(target, host_key=server_key)
-    conn, key, installed = await _login(target, options)
+    conn, key, installed, line = await _login(target, options)
     async with conn:
         facts = await probe(conn, target, extras["python"])
+    if line is not None:
+        extras = {**extras, "installed_key": line}
     device = Device(
         name=target.name or "",
         host=target.host,
@@ -183,8 +196,9 @@ async def _pair(
 
 async def _login(
     target: Target, options: PairingOptions
-) -> tuple[asyncssh.SSHClientConnection, Path | None, Path | None]:
-    """A logged-in connection, the key that logs in (None: ssh's defaults) and the key installed, if any."""
+) -> tuple[asyncssh.SSHClientConnection, Path | None, Path | None, str | None]:
+    """A logged-in connection, the key that logs in (None: ssh's defaults), the key installed, if
+    any, and the authorized_keys line it added (None when the line was there already)."""
     attempts: list[Path | None] = [target.key] if target.key else [None]
     if not target.key and pairing_key_path().exists():
         attempts.append(pairing_key_path())
@@ -193,7 +207,7 @@ async def _login(
             conn = await connect(target, keys=(key,) if key else (), timeout=options.timeout)
         except AuthenticationFailed:
             continue
-        return conn, key, None
+        return conn, key, None, None
     password = options.password(target.label) if options.password else None
     if password is None:
         raise AuthenticationFailed(
@@ -203,6 +217,9 @@ async def _login(
             "--password-stdin / --password-env VAR; SplitTracer then installs its own key on the device.",
         )
     key = target.key or ensure_pairing_key()
+    line = public_key_of(key).strip()
     async with await connect(target, password=password, timeout=options.timeout) as conn:
-        await run(conn, target, install_key_command(public_key_of(key)), label="install the key in ~/.ssh")
-    return await connect(target, keys=(key,), timeout=options.timeout), key, key
+        done = await run(conn, target, install_key_command(line), label="install the key in ~/.ssh")
+    added = line if KEY_ADDED in done.stdout.split() else None
+    conn = await connect(target, keys=(key,), timeout=options.timeout)
+    return conn, key, key if added else None, added

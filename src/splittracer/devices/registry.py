@@ -15,6 +15,7 @@ One YAML file, found in this order:
         key: ~/.config/splittracer/id_ed25519
         host_key: ssh-ed25519 AAAAC3Nz...
         fingerprint: SHA256:3q9...
+        installed_key: ssh-ed25519 AAAAC3Nz... splittracer@laptop   # only when pairing installed it
         tags: [arm, camera]
         facts: {os: Linux, arch: aarch64, python: 3.11.2, torch: 2.4.1, ...}
         last_seen: 2025-01-31T10:12:00Z
@@ -96,6 +97,7 @@ class Device(Strict):
     tags: tuple[str, ...] = ()
     python: str | None = None  # interpreter to use instead of the runtime's / the newest python3
     listen_host: str | None = None  # where participants listen for peers (default: the SSH address)
+    installed_key: str | None = None  # the authorized_keys line pairing added; `device rm` removes it
     facts: DeviceFacts | None = None
     last_seen: datetime | None = None
 
