@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -150,12 +151,64 @@ def test_plan_predicts_a_model_the_profile_never_ran(ws):
         (["--devices", "local-1t,local-2t", "--bandwidth", "fast"], "not a rate"),
         (["--devices", "local-1t,local-2t,local-2t", "--bandwidth", "3g,lte,wifi"], "3 values"),
         (["--devices", "local-1t,local-2t,local-2t", "--dag"], "exactly two devices"),
+        (["--devices", "local-1t,local-2t", "--objective", "energy"], "needs the first device's radio"),
+        (["--devices", "local-1t,local-2t", "--objective", "energy", "--bandwidth", "lte"], "no energy"),
+        (["--devices", "local-1t,local-2t", "--tx-power", "loud"], "not a radio power"),
     ],
 )
 def test_plan_mistakes_exit_2(ws, args, message):
     result = splittracer("plan", "torchvision:alexnet", *args, "-w", str(ws.root))
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_plan_for_the_first_devices_energy(ws):
+    store = ProfileStore(default_profile_dir(ws.results_dir))
+    phone = store.load("local-1t")
+    two_watts = [
+        dataclasses.replace(
+            m, layers=tuple(dataclasses.replace(x, energy_mj=2.0 * x.median_ms) for x in m.layers)
+        )
+        for m in phone.models
+    ]
+    store.save(dataclasses.replace(phone, name="phone-2w", models=tuple(two_watts)))
+    result = splittracer(
+        "plan",
+        "torchvision:alexnet",
+        "--devices",
+        "phone-2w,local-2t",
+        "--bandwidth",
+        "wifi",
+        "--objective",
+        "energy",
+        "--json",
+        "-w",
+        str(ws.root),
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    watts = (283.17 * 18.88 + 132.86) / 1000  # Wi-Fi's uplink model at its rate
+    assert data["objective"] == "energy" and data["tx_power"]["watts"] == pytest.approx(watts)
+    for row in data["splits"]:
+        k = row["cuts"][0]
+        compute = sum(2.0 * layer["ms"][0] for layer in data["layers"][:k])
+        assert row["compute_energy_mj"] == pytest.approx(compute)
+        assert row["transmit_energy_mj"] == pytest.approx(watts * 8 * row["bytes"][0] / 18.88e6 * 1000)
+    assert data["best"]["cuts"] == min(data["splits"], key=lambda r: r["energy_mj"])["cuts"]
+    table = splittracer(
+        "plan",
+        "torchvision:alexnet",
+        "--devices",
+        "phone-2w,local-2t",
+        "--objective",
+        "energy",
+        "--tx-power",
+        "0.5W",
+        "-w",
+        str(ws.root),
+    )
+    assert table.returncode == 0, table.stderr
+    assert "best for energy: cut" in table.stdout and "0.50 W while sending" in table.stdout
 
 
 def test_profiles_outside_a_workspace_go_to_the_config_dir(tmp_path, monkeypatch):

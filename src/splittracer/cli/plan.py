@@ -11,7 +11,9 @@ import typer
 from ..errors import SplitTracerError
 from ..metrics.store import ResultsStore
 from ..models import parse_input_shape
+from ..plan.chain import Link
 from ..plan.check import check_run, check_to_dict
+from ..plan.energy import RADIOS, Objective, RadioPower, parse_tx_power
 from ..plan.estimate import Estimator
 from ..plan.planner import ModelPlan, load_profiles, parse_links, plan_model, plan_to_dict
 from ..plan.profiles import DeviceProfile, profile_store
@@ -44,6 +46,19 @@ _ESTIMATORS: dict[EstimatorChoice, Estimator] = {
 }
 
 
+class ObjectiveChoice(str, Enum):
+    """What the best split minimises (see splittracer.plan.energy)."""
+
+    latency = "latency"
+    energy = "energy"
+
+
+_OBJECTIVES: dict[ObjectiveChoice, Objective] = {
+    ObjectiveChoice.latency: "latency",
+    ObjectiveChoice.energy: "energy",
+}
+
+
 def plan(
     model: Annotated[str | None, typer.Argument(help="Model to plan (not needed with --check)")] = None,
     devices: Annotated[str, typer.Option(help="Profiles in chain order, e.g. local-1t,local-2t")] = "",
@@ -52,6 +67,17 @@ def plan(
     estimator: Annotated[EstimatorChoice, typer.Option(help="auto, measured or regression")] = (
         EstimatorChoice.auto
     ),
+    objective: Annotated[
+        ObjectiveChoice, typer.Option(help="latency, or energy: the first device's compute + transmit energy")
+    ] = ObjectiveChoice.latency,
+    tx_power: Annotated[
+        str | None,
+        typer.Option(
+            "--tx-power",
+            help="First device's radio power while sending: 1.2W, 800mW, or 3g/lte/wifi for Huang et al.'s "
+            "measured model at the link's rate (default: the first hop's --bandwidth when it names one)",
+        ),
+    ] = None,
     dag: Annotated[bool, typer.Option("--dag", help="Also place a DAG by min-cut (two devices)")] = False,
     check: Annotated[
         str | None, typer.Option(help="Compare with a run's sweep (its own links): run id or latest")
@@ -65,11 +91,14 @@ def plan(
     names = [d.strip() for d in devices.split(",") if d.strip()]
     profiles = load_profiles(profile_store(workspace), names)
     if check is not None:
+        if objective is ObjectiveChoice.energy:
+            raise SplitTracerError("--check compares measured latency only", hint="Drop --objective energy.")
         _check(check, profiles, _ESTIMATORS[estimator], workspace, json)
         return
     if model is None:
         raise SplitTracerError("name the model to plan", hint="e.g. splittracer plan torchvision:alexnet ...")
     links = parse_links(bandwidth.split(","), latency.split(","), len(profiles) - 1)
+    radio = _radio(tx_power, bandwidth.split(",")[0], links[0], objective is ObjectiveChoice.energy)
     with console.status(f"planning {model}…", spinner="dots"):
         result = plan_model(
             model,
@@ -79,6 +108,8 @@ def plan(
             granularity=granularity,
             estimator=_ESTIMATORS[estimator],
             dag=dag,
+            objective=_OBJECTIVES[objective],
+            tx_power=radio,
         )
     if json:
         print_json(plan_to_dict(result))
@@ -86,8 +117,24 @@ def plan(
         _show_plan(result)
 
 
+def _radio(text: str | None, bandwidth: str, link: Link, needed: bool) -> RadioPower | None:
+    """The first device's radio power: given, else the first hop's technology when it names one."""
+    if text is not None:
+        return parse_tx_power(text, link.bandwidth_bps)
+    if bandwidth.strip().lower() in RADIOS:
+        return parse_tx_power(bandwidth, link.bandwidth_bps)
+    if needed:
+        raise SplitTracerError(
+            "the energy objective needs the first device's radio power while it sends",
+            hint="Give --tx-power 1.2W (your radio's figure), or --tx-power lte / 3g / wifi for the uplink "
+            "power measured by Huang et al. (2012) at the link's rate; --bandwidth lte implies it.",
+        )
+    return None
+
+
 def _show_plan(result: ModelPlan) -> None:
     stages = [c.profile for c in result.costs]
+    energy = result.radio is not None
     rows = [
         [
             ",".join(map(str, r.cuts)),
@@ -96,21 +143,28 @@ def _show_plan(result: ModelPlan) -> None:
             sum(r.transfers_ms),
             sum(r.bytes),
             r.total_ms,
+            *([r.compute_energy_mj, r.transmit_energy_mj, r.energy_mj] if energy else []),
         ]
         for r in result.chain.rows
     ]
     links = "; ".join(link.describe() for link in result.links)
+    extra = ["compute mJ", "transmit mJ", "energy mJ"] if energy else []
     print_table(
         f"{result.source} over {' -> '.join(stages)} ({links}) — predicted ms",
-        ["cuts", "after", *stages, "transfer", "bytes", "total"],
+        ["cuts", "after", *stages, "transfer", "bytes", "total", *extra],
         rows,
     )
     for c in result.costs:
         trained = f" from {', '.join(c.trained_on)}" if c.trained_on else ""
-        console.print(f"{c.profile}: {c.method}{trained}; whole model {c.total_ms:.2f} ms")
+        joules = f"; energy {c.energy_method}" if c.energy_mj is not None else ""
+        console.print(f"{c.profile}: {c.method}{trained}; whole model {c.total_ms:.2f} ms{joules}")
+    if result.radio is not None:
+        console.print(f"radio: {result.radio.watts:.2f} W while sending ({result.radio.source})")
     best = result.chain.best
     where = ", ".join(f"after {result.label(k)} ({k})" for k in best.cuts)
-    console.print(f"[bold]best: cut {where}[/] — predicted {best.total_ms:.2f} ms")
+    spent = f", {best.energy_mj:.1f} mJ on {stages[0]}" if best.energy_mj is not None else ""
+    goal = "" if result.objective == "latency" else f" for {result.objective}"
+    console.print(f"[bold]best{goal}: cut {where}[/] — predicted {best.total_ms:.2f} ms{spent}")
     if result.dag is not None:
         d = result.dag
         shape = "contiguous" if d.contiguous else "not contiguous"

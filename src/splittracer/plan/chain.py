@@ -11,10 +11,17 @@ the model's output back to the first device, hop by hop, as the built-in
 roles do (the same at every cut). Cuts never decrease; equal cuts leave a
 device idle but still forward the tensors. For each first cut the rest is
 chosen by dynamic programming over (device, cut), in O(devices * L^2).
+
+With the ``energy`` objective the first cut is chosen for the first
+device's energy instead (:mod:`splittracer.plan.energy`): its layers'
+compute energy plus its radio's transmit energy. The later cuts do not
+change it, so each row keeps the fastest later cuts, and equal energies
+are settled by latency.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Sequence
@@ -22,8 +29,9 @@ from dataclasses import dataclass
 
 from ..errors import SplitTracerError
 from ..units import format_duration, format_rate
+from .energy import Objective, RadioPower
 
-__all__ = ["ChainEstimate", "ChainPlan", "Link", "estimate_cuts", "plan_chain"]
+__all__ = ["ChainEstimate", "ChainPlan", "FirstDeviceEnergy", "Link", "estimate_cuts", "plan_chain"]
 
 
 @dataclass(frozen=True)
@@ -43,19 +51,36 @@ class Link:
 
 
 @dataclass(frozen=True)
+class FirstDeviceEnergy:
+    """What the energy of the first device is made of: its layers' millijoules and its radio."""
+
+    layer_mj: tuple[float, ...]
+    radio: RadioPower
+
+
+@dataclass(frozen=True)
 class ChainEstimate:
-    """Predicted latency of one choice of cuts, per part."""
+    """Predicted latency of one choice of cuts, per part, and the first device's energy if known."""
 
     cuts: tuple[int, ...]
     stages_ms: tuple[float, ...]
     transfers_ms: tuple[float, ...]
     bytes: tuple[int, ...]
     reply_ms: float
+    compute_energy_mj: float | None = None
+    transmit_energy_mj: float | None = None
 
     @property
     def total_ms(self) -> float:
         """End-to-end predicted latency."""
         return sum(self.stages_ms) + sum(self.transfers_ms) + self.reply_ms
+
+    @property
+    def energy_mj(self) -> float | None:
+        """The first device's predicted energy (compute + transmit), when energy is known."""
+        if self.compute_energy_mj is None or self.transmit_energy_mj is None:
+            return None
+        return self.compute_energy_mj + self.transmit_energy_mj
 
 
 @dataclass(frozen=True)
@@ -65,15 +90,21 @@ class ChainPlan:
     devices: tuple[str, ...]
     links: tuple[Link, ...]
     rows: tuple[ChainEstimate, ...]
+    objective: Objective = "latency"
 
     @property
     def best(self) -> ChainEstimate:
-        """The cuts with the lowest predicted latency (the earliest among ties)."""
-        return min(self.rows, key=lambda r: r.total_ms)
+        """The cuts best for the objective (the earliest among ties)."""
+        return min(self.rows, key=self._score)
 
     def ranking(self) -> list[ChainEstimate]:
-        """Rows from fastest to slowest predicted."""
-        return sorted(self.rows, key=lambda r: r.total_ms)
+        """Rows from best to worst for the objective."""
+        return sorted(self.rows, key=self._score)
+
+    def _score(self, row: ChainEstimate) -> tuple[float, float]:
+        if self.objective == "energy":
+            return (row.energy_mj if row.energy_mj is not None else math.inf), row.total_ms
+        return row.total_ms, 0.0
 
 
 def plan_chain(
@@ -84,16 +115,20 @@ def plan_chain(
     *,
     allowed: Sequence[bool] | None = None,
     reply_links: Sequence[Link] | None = None,
+    energy: FirstDeviceEnergy | None = None,
+    objective: Objective = "latency",
 ) -> ChainPlan:
     """Plan cuts of an L-layer model over ``len(costs)`` devices in a chain.
 
     ``costs[d][i]`` is layer ``i+1``'s milliseconds on device ``d``;
     ``split_bytes[k]`` what the cut after layer ``k`` sends; ``links[d]``
     the hop from device ``d`` to ``d+1``; ``reply_links[d]`` the hop from
-    device ``d+1`` back to ``d`` (default: no limit).
+    device ``d+1`` back to ``d`` (default: no limit). ``energy`` gives every
+    row the first device's energy; the ``energy`` objective needs it.
     """
     count = len(split_bytes) - 1
     _check(devices, costs, links, count)
+    _check_energy(energy, objective, count)
     ok = list(allowed) if allowed is not None else [True] * (count + 1)
     back = list(reply_links) if reply_links is not None else [Link()] * len(links)
     prefix = [list(itertools.accumulate(c, initial=0.0)) for c in costs]
@@ -102,7 +137,9 @@ def plan_chain(
     rows = [_row(k, prefix, split_bytes, links, suffix, reply) for k in range(count + 1) if ok[k]]
     if not rows:
         raise SplitTracerError("no split point of this model is allowed, so there is nothing to plan")
-    return ChainPlan(tuple(devices), tuple(links), tuple(rows))
+    if energy is not None:
+        rows = [_with_energy(r, energy, split_bytes, links[0]) for r in rows]
+    return ChainPlan(tuple(devices), tuple(links), tuple(rows), objective)
 
 
 _Suffix = list[list[tuple[float, int]]]  # per device, per start cut: (best cost, next cut)
@@ -155,10 +192,12 @@ def estimate_cuts(
     links: Sequence[Link],
     *,
     reply_links: Sequence[Link] | None = None,
+    energy: FirstDeviceEnergy | None = None,
 ) -> ChainEstimate:
     """The predicted latency of one given choice of cuts (arguments as :func:`plan_chain`)."""
     count = len(split_bytes) - 1
     _check([str(d) for d in range(len(costs))], costs, links, count)
+    _check_energy(energy, "latency", count)
     if len(cuts) != len(costs) - 1 or list(cuts) != sorted(cuts) or not all(0 <= k <= count for k in cuts):
         raise SplitTracerError(
             f"cuts {list(cuts)} are not {len(costs) - 1} non-decreasing points in 0..{count}"
@@ -166,7 +205,26 @@ def estimate_cuts(
     back = list(reply_links) if reply_links is not None else [Link()] * len(links)
     prefix = [list(itertools.accumulate(c, initial=0.0)) for c in costs]
     reply = sum(link.transfer_ms(split_bytes[count]) for link in back)
-    return _estimate(list(cuts), prefix, split_bytes, links, reply)
+    row = _estimate(list(cuts), prefix, split_bytes, links, reply)
+    return row if energy is None else _with_energy(row, energy, split_bytes, links[0])
+
+
+def _with_energy(
+    row: ChainEstimate, energy: FirstDeviceEnergy, split_bytes: Sequence[int], link: Link
+) -> ChainEstimate:
+    first = row.cuts[0]
+    compute = math.fsum(energy.layer_mj[:first])
+    transmit = energy.radio.transmit_mj(split_bytes[first], link.bandwidth_bps)
+    return dataclasses.replace(row, compute_energy_mj=compute, transmit_energy_mj=transmit)
+
+
+def _check_energy(energy: FirstDeviceEnergy | None, objective: Objective, count: int) -> None:
+    if objective not in ("latency", "energy"):
+        raise SplitTracerError(f"unknown objective '{objective}'", hint="Use latency or energy.")
+    if energy is None and objective == "energy":
+        raise SplitTracerError("the energy objective needs the first device's per-layer energy")
+    if energy is not None and len(energy.layer_mj) != count:
+        raise SplitTracerError(f"the first device needs one energy per layer ({count})")
 
 
 def _estimate(

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from ..errors import SplitTracerError
+from .energy import compute_energy
 from .graph import ModelGraph
 from .profiles import DeviceProfile
 from .regression import fit_latency_model
 
-__all__ = ["ESTIMATORS", "Estimator", "LayerCosts", "ModelKey", "layer_costs"]
+__all__ = ["ESTIMATORS", "Estimator", "LayerCosts", "ModelKey", "layer_costs", "with_energy"]
 
 Estimator = Literal["auto", "measured", "regression"]
 ESTIMATORS: tuple[str, ...] = ("auto", "measured", "regression")
@@ -26,13 +28,16 @@ class LayerCosts:
 
     ``method`` is ``measured`` (the profile's own medians for this model) or
     ``regression`` (predicted from the profile's other models, listed in
-    ``trained_on``).
+    ``trained_on``). ``energy_mj`` (per layer, when asked for with
+    :func:`with_energy`) says how it was obtained in ``energy_method``.
     """
 
     profile: str
     ms: tuple[float, ...]
     method: str
     trained_on: tuple[str, ...] = ()
+    energy_mj: tuple[float, ...] | None = None
+    energy_method: str = ""
 
     @property
     def total_ms(self) -> float:
@@ -71,6 +76,13 @@ def layer_costs(
     model = fit_latency_model(training)
     ms = tuple(model.predict_layer(layer.units) for layer in graph.layers)
     return LayerCosts(profile.name, ms, "regression", model.trained_on)
+
+
+def with_energy(costs: LayerCosts, profile: DeviceProfile, key: ModelKey) -> LayerCosts:
+    """``costs`` with every layer's millijoules on ``profile``'s device (see :mod:`.energy`)."""
+    record = profile.find(*key) if costs.method == "measured" else None
+    energy, method = compute_energy(profile, record, costs.ms)
+    return dataclasses.replace(costs, energy_mj=energy, energy_method=method)
 
 
 def check_profiles(profiles: Sequence[DeviceProfile]) -> None:

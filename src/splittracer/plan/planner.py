@@ -11,9 +11,10 @@ from typing import Any
 from ..errors import SplitTracerError
 from ..split.load import LoadedSplit, load_split_model
 from ..units import parse_duration, parse_rate
-from .chain import ChainEstimate, ChainPlan, Link, plan_chain
+from .chain import ChainEstimate, ChainPlan, FirstDeviceEnergy, Link, plan_chain
 from .dag import DagPlan, plan_dag
-from .estimate import Estimator, LayerCosts, check_profiles, layer_costs
+from .energy import Objective, RadioPower
+from .estimate import Estimator, LayerCosts, ModelKey, check_profiles, layer_costs, with_energy
 from .graph import ModelGraph, granularity_name, model_graph
 from .profiles import DeviceProfile, ProfileStore
 
@@ -22,7 +23,11 @@ __all__ = ["ModelPlan", "load_profiles", "parse_links", "plan_loaded", "plan_mod
 
 @dataclass(frozen=True)
 class ModelPlan:
-    """A model's per-layer costs on each device, its chain plan and (two devices) its DAG plan."""
+    """A model's per-layer costs on each device, its chain plan and (two devices) its DAG plan.
+
+    ``objective`` is what the chain plan's ``best`` minimises; ``radio`` the
+    first device's transmit power when its energy was estimated.
+    """
 
     source: str
     input_shape: tuple[int, ...]
@@ -33,6 +38,8 @@ class ModelPlan:
     reply_links: tuple[Link, ...]
     chain: ChainPlan
     dag: DagPlan | None
+    objective: Objective = "latency"
+    radio: RadioPower | None = None
 
     @property
     def layer_names(self) -> tuple[str, ...]:
@@ -72,10 +79,28 @@ def plan_model(
     estimator: Estimator = "auto",
     reply_links: Sequence[Link] | None = None,
     dag: bool = False,
+    objective: Objective = "latency",
+    tx_power: RadioPower | None = None,
 ) -> ModelPlan:
-    """Capture ``source`` and plan it over ``profiles`` (first device first)."""
+    """Capture ``source`` and plan it over ``profiles`` (first device first).
+
+    ``objective="energy"`` picks the split that spends least of the first
+    device's energy (:mod:`splittracer.plan.energy`) and needs ``tx_power``,
+    its radio's power; with ``tx_power`` alone the energy is reported too,
+    when the first device's profile has energy measurements.
+    """
     loaded = load_split_model(source, input_shape=input_shape, granularity=granularity, override=override)
-    return plan_loaded(source, loaded, profiles, links, estimator=estimator, reply_links=reply_links, dag=dag)
+    return plan_loaded(
+        source,
+        loaded,
+        profiles,
+        links,
+        estimator=estimator,
+        reply_links=reply_links,
+        dag=dag,
+        objective=objective,
+        tx_power=tx_power,
+    )
 
 
 def plan_loaded(
@@ -87,15 +112,22 @@ def plan_loaded(
     estimator: Estimator = "auto",
     reply_links: Sequence[Link] | None = None,
     dag: bool = False,
+    objective: Objective = "latency",
+    tx_power: RadioPower | None = None,
 ) -> ModelPlan:
     """Plan an already captured model (see :func:`plan_model`)."""
     check_profiles(profiles)
-    if dag and len(profiles) != 2:
-        raise SplitTracerError("the DAG min-cut places layers on exactly two devices", hint="Drop --dag.")
+    _check_objective(objective, tx_power, dag, len(profiles))
     grain = granularity_name(loaded.split)
     shape = tuple(loaded.spec.input_shape)
     graph = model_graph(loaded.split)
-    costs = tuple(layer_costs(p, graph, (source, shape, grain), estimator) for p in profiles)
+    key: ModelKey = (source, shape, grain)
+    costs = tuple(layer_costs(p, graph, key, estimator) for p in profiles)
+    energy = None
+    measured_energy = any(m.has_energy for m in profiles[0].models)
+    if tx_power is not None and (objective == "energy" or measured_energy):
+        costs = (with_energy(costs[0], profiles[0], key), *costs[1:])
+        energy = FirstDeviceEnergy(costs[0].energy_mj or (), tx_power)
     back = tuple(reply_links) if reply_links is not None else tuple(Link() for _ in links)
     chain = plan_chain(
         [p.name for p in profiles],
@@ -104,9 +136,28 @@ def plan_loaded(
         links,
         allowed=graph.allowed,
         reply_links=back,
+        energy=energy,
+        objective=objective,
     )
     placement = plan_dag(graph, costs[0].ms, costs[1].ms, links[0], reply=back[0]) if dag else None
-    return ModelPlan(source, shape, grain, graph, costs, tuple(links), back, chain, placement)
+    radio = tx_power if energy is not None else None
+    return ModelPlan(
+        source, shape, grain, graph, costs, tuple(links), back, chain, placement, objective, radio
+    )
+
+
+def _check_objective(objective: Objective, tx_power: RadioPower | None, dag: bool, devices: int) -> None:
+    if dag and devices != 2:
+        raise SplitTracerError("the DAG min-cut places layers on exactly two devices", hint="Drop --dag.")
+    if objective == "energy" and tx_power is None:
+        raise SplitTracerError(
+            "the energy objective needs the first device's radio power",
+            hint="Give it: --tx-power 1.2W, or --tx-power lte (also 3g, wifi) for the measured model.",
+        )
+    if objective == "energy" and dag:
+        raise SplitTracerError(
+            "the DAG min-cut minimises latency only", hint="Drop --dag, or plan with --objective latency."
+        )
 
 
 def plan_to_dict(plan: ModelPlan) -> dict[str, Any]:
@@ -116,12 +167,14 @@ def plan_to_dict(plan: ModelPlan) -> dict[str, Any]:
         "model": plan.source,
         "input_shape": list(plan.input_shape),
         "granularity": plan.granularity,
+        "objective": plan.objective,
         "devices": [
             {
                 "profile": c.profile,
                 "method": c.method,
                 "trained_on": list(c.trained_on),
                 "total_ms": c.total_ms,
+                **({"energy_method": c.energy_method} if c.energy_mj is not None else {}),
             }
             for c in plan.costs
         ],
@@ -129,10 +182,12 @@ def plan_to_dict(plan: ModelPlan) -> dict[str, Any]:
         "best": _estimate_dict(best, plan),
         "splits": [_estimate_dict(row, plan) for row in plan.chain.rows],
         "layers": [
-            {"index": i + 1, "name": name, "ms": [c.ms[i] for c in plan.costs]}
+            {"index": i + 1, "name": name, "ms": [c.ms[i] for c in plan.costs], **_layer_energy(plan, i)}
             for i, name in enumerate(plan.layer_names)
         ],
     }
+    if plan.radio is not None:
+        data["tx_power"] = {"watts": plan.radio.watts, "source": plan.radio.source}
     if plan.dag is not None:
         d = plan.dag
         data["dag"] = {
@@ -159,7 +214,23 @@ def _estimate_dict(row: ChainEstimate, plan: ModelPlan) -> dict[str, Any]:
         "bytes": list(row.bytes),
         "reply_ms": row.reply_ms,
         "total_ms": row.total_ms,
+        **_energy_dict(row),
     }
+
+
+def _energy_dict(row: ChainEstimate) -> dict[str, Any]:
+    if row.energy_mj is None:
+        return {}
+    return {
+        "compute_energy_mj": row.compute_energy_mj,
+        "transmit_energy_mj": row.transmit_energy_mj,
+        "energy_mj": row.energy_mj,
+    }
+
+
+def _layer_energy(plan: ModelPlan, i: int) -> dict[str, Any]:
+    energy = plan.costs[0].energy_mj
+    return {} if energy is None else {"energy_mj": energy[i]}
 
 
 def _link_dict(link: Link) -> dict[str, Any]:

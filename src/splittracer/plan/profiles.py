@@ -50,7 +50,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 @dataclass(frozen=True)
 class LayerRecord:
-    """One measured layer: its timing quartiles and the units it is made of."""
+    """One measured layer: its timing quartiles, the units it is made of and,
+    where the device has an energy sensor, the millijoules one call of it used."""
 
     index: int
     name: str
@@ -59,11 +60,17 @@ class LayerRecord:
     p25_ms: float
     p75_ms: float
     units: tuple[UnitFeatures, ...]
+    energy_mj: float | None = None
 
 
 @dataclass(frozen=True)
 class ModelRecord:
-    """Every layer of one model measured on a device; ``key`` identifies the model."""
+    """Every layer of one model measured on a device; ``key`` identifies the model.
+
+    ``energy_domains`` are the sensor domains whose sum gives the layers'
+    ``energy_mj`` (:mod:`splittracer.plan.energy`); ``energy_note`` says why
+    there is no energy when there is none.
+    """
 
     source: str
     input_shape: tuple[int, ...]
@@ -73,6 +80,13 @@ class ModelRecord:
     forward_ms: float
     measured_at: str
     layers: tuple[LayerRecord, ...]
+    energy_domains: tuple[str, ...] = ()
+    energy_note: str = ""
+
+    @property
+    def has_energy(self) -> bool:
+        """Whether every layer's energy was measured."""
+        return bool(self.layers) and all(layer.energy_mj is not None for layer in self.layers)
 
     @property
     def key(self) -> tuple[str, tuple[int, ...], str]:
