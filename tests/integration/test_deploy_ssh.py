@@ -6,14 +6,21 @@ import signal
 import time
 from pathlib import Path
 
+import asyncssh
 import grpc
 import pytest
+import torch
+from torchvision.io import encode_jpeg, write_png
 
+from splittracer.controller.deployers import deployer_for
 from splittracer.controller.plan import plan_from_manifest
 from splittracer.controller.run import run_experiment
 from splittracer.deploy.ssh import SSHDeployer
 from splittracer.devices.errors import DeviceError
+from splittracer.devices.registry import Device, fingerprint_of
+from splittracer.errors import ConfigError
 from splittracer.metrics.store import ResultsStore
+from splittracer.participant.inputs import InputSource
 from splittracer.participant.messages import ParticipantInfo, decoder, method
 from splittracer.participant.runtime import open_channel
 from splittracer.participant.tls import CONTROLLER, TlsBundle, issue_run_certificates
@@ -136,4 +143,92 @@ def test_a_run_over_ssh(sshd: Sshd, tmp_path: Path):
     with SSHDeployer(placements, workspace=ws.root) as deployer:
         outcome = run_experiment(plan, store, workspace=ws.root, deployer=deployer)
     assert outcome.status == "succeeded", outcome.error
+    assert run_dirs(sshd) == []
+
+
+def image_folder(folder: Path) -> Path:
+    """Three small images (PNG and JPEG, one in a sub-folder) and a file that is not an image."""
+    (folder / "night").mkdir(parents=True)
+    write_png(torch.zeros((3, 20, 30), dtype=torch.uint8), str(folder / "a.png"))
+    (folder / "b.jpg").write_bytes(
+        encode_jpeg(torch.full((3, 24, 24), 200, dtype=torch.uint8)).numpy().tobytes()
+    )
+    write_png(torch.full((3, 8, 8), 90, dtype=torch.uint8), str(folder / "night" / "c.PNG"))
+    (folder / "labels.csv").write_text("a.png,0\n")
+    return folder
+
+
+def test_the_dataset_goes_with_the_participant_and_leaves_with_it(sshd: Sshd, tmp_path: Path):
+    registry = paired(sshd)
+    images = image_folder(tmp_path / "images")
+    with SSHDeployer({"A": registry.get("dev1")}, dataset=images) as deployer:
+        deployment = deployer.start("A")
+        remote = Path(deployment.workspace) / "images"
+        assert sorted(p.relative_to(remote).as_posix() for p in remote.rglob("*") if p.is_file()) == [
+            "a.png",
+            "b.jpg",
+            "night/c.PNG",
+        ]  # only what the participant reads: labels.csv stays home
+        for name in ("a.png", "b.jpg", "night/c.PNG"):
+            assert (remote / name).read_bytes() == (images / name).read_bytes()
+        local, there = (
+            InputSource((1, 3, 16, 16), dataset=str(images)),
+            InputSource((1, 3, 16, 16), dataset=str(remote)),
+        )
+        assert all(torch.equal(local.get(i), there.get(i)) for i in range(3))
+    assert run_dirs(sshd) == [] and not (sshd.home / ".splittracer").exists()
+
+
+def test_a_dataset_that_cannot_be_sent_is_refused_before_connecting(ssh_env: Path, tmp_path: Path):
+    key = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
+    device = Device(name="far", host="127.0.0.1", port=1, host_key=key, fingerprint=fingerprint_of(key))
+    with pytest.raises(ConfigError, match="holds no images"):
+        SSHDeployer({"A": device}, dataset=tmp_path)
+    clash = image_folder(tmp_path / "tls")
+    with pytest.raises(ConfigError, match="its name 'tls'") as caught:
+        SSHDeployer({"A": device}, dataset=clash)
+    assert "Rename the folder" in caught.value.render()
+
+
+LOOK = """
+name: look
+model: {source: "nets:tiny", input_shape: [1, 3, 16, 16], dataset: ../images}
+participants:
+  eye: {device: dev1, role: "roles:Eye"}
+playbook:
+  eye:
+    - task: Look
+      params: {count: 4}
+"""
+
+
+def test_a_run_on_a_device_reads_the_image_folder(sshd: Sshd, tmp_path: Path):
+    registry = paired(sshd)
+    ws = workspace_with(tmp_path, {"look": LOOK})
+    images = image_folder(ws.root / "images")
+    (ws.root / "nets.py").write_text(
+        "import torch.nn as nn\n\n\ndef tiny():\n    return nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU())\n"
+    )
+    (ws.root / "tasks.py").write_text("from splittracer import Task\n\n\nclass Look(Task):\n    count: int\n")
+    (ws.root / "roles.py").write_text(
+        "import os\n\nfrom splittracer import Context, Role, handles\nfrom tasks import Look\n\n\n"
+        "class Eye(Role):\n"
+        "    @handles(Look)\n"
+        "    def look(self, task: Look, ctx: Context) -> None:\n"
+        "        for i in range(task.count):\n"
+        "            ctx.record('input_mean', float(ctx.example(i).mean()), index=i)\n"
+        "        ctx.record('images_here', float(len(os.listdir('images'))))\n"
+        "        ctx.record('reads_the_copy', float(ctx._config.model.dataset == 'images'))\n"
+        "        ctx.finish()\n"
+    )
+    plan = plan_from_manifest(ws.load_manifest("look"), ws.root)
+    store = ResultsStore(ws.results_db)
+    outcome = run_experiment(plan, store, workspace=ws.root, deployer=deployer_for(plan, ws.root, registry))
+    assert outcome.status == "succeeded", outcome.error
+    metrics = store.metrics(outcome.run_id)
+    means = {int(m.attrs["index"]): m.value for m in metrics if m.name == "input_mean"}
+    local = InputSource((1, 3, 16, 16), dataset=str(images))
+    assert means == pytest.approx({i: float(local.get(i).mean()) for i in range(4)}, abs=1e-5)
+    assert [m.value for m in metrics if m.name == "images_here"] == [3.0]  # a.png, b.jpg, night/
+    assert [m.value for m in metrics if m.name == "reads_the_copy"] == [1.0]  # not the controller's path
     assert run_dirs(sshd) == []

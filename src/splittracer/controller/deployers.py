@@ -48,5 +48,6 @@ def deployer_for(
     registry = registry or Registry.locate(workspace=workspace)
     placements = {name: registry.get(device) for name, device in remote.items()}
     files = [Path(f) for f in (plan.model.override, plan.model.weights) if f] if plan.model else []
-    ssh = SSHDeployer(placements, workspace=workspace, files=files, run_id=run_id)
+    dataset = Path(plan.model.dataset) if plan.model and plan.model.dataset else None
+    ssh = SSHDeployer(placements, workspace=workspace, files=files, dataset=dataset, run_id=run_id)
     return MixedDeployer(LocalDeployer(), ssh, set(remote))

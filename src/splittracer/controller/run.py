@@ -250,11 +250,13 @@ class _Run:
         remote_dir: str | None = getattr(deployment, "workspace", None)
         model = self.plan.model
         if remote_dir and model is not None:
-            # Files named by the manifest were uploaded beside the user code, under their base names.
+            # Files (and the dataset folder) named by the manifest were uploaded beside the user code,
+            # under their base names.
             model = msgspec.structs.replace(
                 model,
                 override=Path(model.override).name if model.override else None,
                 weights=Path(model.weights).name if model.weights else None,
+                dataset=Path(model.dataset).name if model.dataset else None,
             )
         return RunConfig(
             run_id=self.run_id,

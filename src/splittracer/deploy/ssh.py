@@ -1,7 +1,8 @@
 """Participants on paired devices over SSH: the controller's Deployer interface, remote.
 
 For each participant :class:`SSHDeployer` uploads the workspace's user code
-(and any run files) to a per-run directory on the device over SFTP, starts
+(and any run files, and the images of an image-folder dataset) to a per-run
+directory on the device over SFTP, starts
 ``python -m splittracer.participant`` there over the kept SSH connection,
 reads its ``SPLITTRACER_PORT=`` line and forwards a local port to it, so the
 controller's control channel goes through the SSH tunnel. The participant
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import posixpath
 import signal
 import threading
 import uuid
@@ -37,6 +39,8 @@ from ..devices.errors import DeviceError, UnknownDevice
 from ..devices.probe import RUNTIME_DIR, select_python
 from ..devices.registry import Device
 from ..devices.ssh import Target, connect, quote, remote_home, run, translate
+from ..errors import ConfigError
+from ..participant.inputs import image_files
 from ..participant.tls import FILES as TLS_FILES
 from ..participant.tls import TlsBundle
 
@@ -49,6 +53,8 @@ CALL_MARGIN_S = 30.0
 TAIL_LINES = 200
 KEEPALIVE_S = 5.0  # a device that stops answering is seen within ~15 s, and its participants as ended
 TLS_DIR = "tls"  # in the per-run directory; mode 700, files 600
+PARALLEL_PUTS = 8  # files in flight at once on one SFTP session (many small images)
+SLOWEST_UPLOAD_BPS = 125_000.0  # 1 Mbit/s: how long a start may take to upload a dataset
 _ANY_ADDRESS = ("0.0.0.0", "::", "")
 
 
@@ -200,8 +206,10 @@ class SSHDeployer:
     ``workspace``'s user code (``*.py`` at its root and packages beside them)
     and ``files`` (e.g. the run's config files) go to every participant's
     per-run directory ``~/.splittracer/runs/RUN/NAME``; files keep their base
-    names. Use it as a context manager, or call :meth:`close`, to stop what is
-    left and close the connections.
+    names. ``dataset``, an image folder, goes there too under its base name,
+    with only the images a participant reads (every participant loads the
+    run's inputs, and any role may ask for one). Use it as a context manager,
+    or call :meth:`close`, to stop what is left and close the connections.
     """
 
     def __init__(
@@ -210,12 +218,17 @@ class SSHDeployer:
         *,
         workspace: Path | None = None,
         files: Sequence[Path] = (),
+        dataset: Path | None = None,
         run_id: str | None = None,
         connect_timeout: float = 10.0,
     ) -> None:
         self.placements = dict(placements)
         self.workspace = workspace
         self.files = list(files)
+        self.uploads = list(user_code(workspace)) if workspace else []
+        self.uploads += [(path, path.name) for path in self.files]
+        self.dataset = dataset_uploads(dataset, self.uploads) if dataset else []
+        self._dataset_bytes = sum(path.stat().st_size for path, _ in self.dataset)
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.connect_timeout = connect_timeout
         self.deployments: list[SSHDeployment] = []
@@ -234,7 +247,8 @@ class SSHDeployer:
         device = self.placements.get(name)
         if device is None:
             raise UnknownDevice(f"participant '{name}' is not placed on any device")
-        return self._loop.call(self._start(name, device, tls), START_TIMEOUT_S + 3 * CALL_MARGIN_S)
+        upload_s = self._dataset_bytes / SLOWEST_UPLOAD_BPS
+        return self._loop.call(self._start(name, device, tls), START_TIMEOUT_S + 3 * CALL_MARGIN_S + upload_s)
 
     def workspace_path(self, local: Path | None) -> str | None:
         """Relative: each participant runs in its own per-run directory, which holds the user code."""
@@ -292,18 +306,14 @@ class SSHDeployer:
     async def _upload(
         self, conn: asyncssh.SSHClientConnection, target: Target, run_dir: str, tls: TlsBundle | None
     ) -> None:
-        uploads = list(user_code(self.workspace)) if self.workspace else []
-        uploads += [(path, path.name) for path in self.files]
+        uploads = self.uploads + self.dataset
         try:
             async with conn.start_sftp_client() as sftp:
                 await sftp.makedirs(run_dir, exist_ok=True)
                 await sftp.chmod(run_dir, 0o700)
                 if tls is not None:
                     await _put_secrets(sftp, f"{run_dir}/{TLS_DIR}", tls)
-                for folder in sorted({str(Path(rel).parent) for _, rel in uploads} - {"."}):
-                    await sftp.makedirs(f"{run_dir}/{folder}", exist_ok=True)
-                for local, rel in uploads:
-                    await sftp.put(str(local), f"{run_dir}/{rel}")
+                await _put_all(sftp, run_dir, uploads)
         except (asyncssh.Error, OSError) as exc:
             raise DeviceError(
                 f"uploading the run's files to {run_dir} failed: {exc}", host=target.label
@@ -345,6 +355,27 @@ def participant_command(
     return f"sh -c {quote(script)}"
 
 
+def dataset_uploads(folder: Path, others: Sequence[tuple[Path, str]] = ()) -> list[tuple[Path, str]]:
+    """(local image, path relative to the run directory) for an image-folder dataset.
+
+    The folder keeps its base name on the device, which is where the controller
+    points remote participants; only the images are sent (what the participant
+    reads), in their sub-folders. ConfigError when it holds none, or when its
+    name is taken by another upload.
+    """
+    name = folder.name
+    taken = {rel.split("/")[0] for _, rel in others} | {TLS_DIR}
+    if name in ("", "..") or name in taken:
+        raise ConfigError(
+            f"the dataset folder '{folder}' cannot be sent to devices under its name '{name}': "
+            "the participant's run directory uses that name already",
+            key="model.dataset",
+            hint=f"Rename the folder: its name must differ from {', '.join(sorted(taken))}.",
+        )
+    files = [path for path in image_files(folder) if path.is_file()]
+    return [(path, f"{name}/{path.relative_to(folder).as_posix()}") for path in files]
+
+
 def user_code(workspace: Path) -> Iterable[tuple[Path, str]]:
     """(local file, path relative to the run directory) for the workspace's Python code."""
     for path in sorted(workspace.glob("*.py")):
@@ -353,6 +384,19 @@ def user_code(workspace: Path) -> Iterable[tuple[Path, str]]:
         for path in sorted(package.rglob("*.py")):
             if "__pycache__" not in path.parts:
                 yield path, path.relative_to(workspace).as_posix()
+
+
+async def _put_all(sftp: asyncssh.SFTPClient, run_dir: str, uploads: Sequence[tuple[Path, str]]) -> None:
+    """Every (local, relative) file into ``run_dir``, a few at a time: small files cost round trips."""
+    for folder in sorted({posixpath.dirname(rel) for _, rel in uploads} - {""}):
+        await sftp.makedirs(f"{run_dir}/{folder}", exist_ok=True)
+    slots = asyncio.Semaphore(PARALLEL_PUTS)
+
+    async def put(local: Path, rel: str) -> None:
+        async with slots:
+            await sftp.put(str(local), f"{run_dir}/{rel}")
+
+    await asyncio.gather(*(put(local, rel) for local, rel in uploads))
 
 
 async def _put_secrets(sftp: asyncssh.SFTPClient, directory: str, tls: TlsBundle) -> None:

@@ -18,7 +18,7 @@ class InputSource:
     def __init__(self, shape: tuple[int, ...], *, seed: int = 0, dataset: str | None = None) -> None:
         self.shape = shape
         self.seed = seed
-        self.files = _image_files(Path(dataset)) if dataset else []
+        self.files = image_files(Path(dataset)) if dataset else []
 
     def get(self, index: int) -> torch.Tensor:
         """A tensor of ``shape``: image ``index`` (cycling) or synthetic noise."""
@@ -27,7 +27,8 @@ class InputSource:
         return _load_image(self.files[index % len(self.files)], self.shape)
 
 
-def _image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
+    """The images in ``folder`` and below, in the order inputs are numbered; ConfigError if none."""
     if not folder.is_dir():
         raise ConfigError(f"dataset folder '{folder}' does not exist", key="model.dataset")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
