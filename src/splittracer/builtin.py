@@ -10,10 +10,18 @@ inference is measured alone, as in the paper.
 
 With three or more participants (phone → edge → cloud) a sweep point is a
 list of cuts, one per hop: ``cuts: [[3, 10], [5, 15]]``.
+
+:class:`Infer` may also ask for planned cuts, ``split: auto`` (planned once,
+before the first inference) or ``split: adaptive`` (re-planned when the
+measured bandwidth moves): the head measures what it must (:class:`LinkProbe`
+messages of growing size) and plans with :mod:`splittracer.plan.online`.
+Every plan is recorded as a ``split_plan`` metric.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import field
 
 import torch
@@ -21,10 +29,37 @@ from torch.utils import _pytree as pytree
 
 from .errors import RunError
 from .participant.context import ParticipantContext
+from .plan.online import (
+    DEFAULT_THRESHOLD,
+    MEASURE,
+    MODES,
+    AdaptivePlanner,
+    LinkFit,
+    PlannerInputs,
+    decode_inputs,
+    fit_link,
+)
 from .roles import Role, handles
 from .tasks import Task
+from .units import parse_rate
 
-__all__ = ["Finish", "Infer", "Result", "RunLayers", "SplitHead", "SplitTail", "Sweep"]
+__all__ = [
+    "Finish",
+    "Infer",
+    "LinkProbe",
+    "LinkReport",
+    "MeasureLink",
+    "Result",
+    "RunLayers",
+    "SplitHead",
+    "SplitTail",
+    "Sweep",
+    "planned_mode",
+]
+
+PROBE_START_BYTES = 4 << 10
+PROBE_MAX_BYTES = 16 << 20
+PROBE_TARGET_S = 0.25  # stop growing once one probe takes this long: enough to see the rate
 
 
 class Sweep(Task):
@@ -39,13 +74,26 @@ class Sweep(Task):
 
 
 class Infer(Task):
-    """Run ``count`` inferences at one split point (or one chain of cuts)."""
+    """Run ``count`` inferences at one split point (or one chain of cuts), or at planned ones.
+
+    ``split`` (or ``cuts``) ``auto`` plans once before the first inference;
+    ``adaptive`` re-plans when a hop's measured bandwidth moves by more than
+    ``threshold`` (relative). ``bandwidth`` (one rate, or one per hop) serves
+    hops whose sender has no emulated uplink; hops with neither are measured.
+    ``uplink_trace`` changes this participant's emulated uplink from the given
+    inference on: ``[[10, 3g], [20, wifi]]``. ``planner`` is filled by the
+    controller from the participants' profiles.
+    """
 
     next: list[str]
-    split: int = -1
-    cuts: list[int] | None = None
+    split: int | str = -1
+    cuts: list[int] | str | None = None
     count: int = 1
     finish: bool = False
+    bandwidth: str | list[str] | None = None
+    threshold: float = DEFAULT_THRESHOLD
+    uplink_trace: list[tuple[int, str]] = field(default_factory=list)
+    planner: bytes = b""
 
 
 class RunLayers(Task, priority=5):
@@ -58,9 +106,39 @@ class RunLayers(Task, priority=5):
 
 
 class Result(Task, priority=5):
-    """The model's output (its tensor leaves), sent back to the head."""
+    """The model's output (its tensor leaves), sent back to the head.
+
+    ``busy_s`` is how long the answering participant's handler took (its own
+    clock), so the caller can tell the network's share of its call;
+    ``hops_s`` the network seconds of the later hops, measured the same way.
+    """
 
     outputs: list[torch.Tensor]
+    busy_s: float = 0.0
+    hops_s: list[float] = field(default_factory=list)
+
+
+class LinkProbe(Task, priority=5):
+    """Bytes sent only to time a link."""
+
+    payload: torch.Tensor
+
+
+class MeasureLink(Task, priority=5):
+    """Measure the receiver's link to ``peer``: its rate (unless ``bandwidth_bps`` gives it)
+    and the fixed cost of one message beyond the link's ``latency_s``."""
+
+    peer: str
+    bandwidth_bps: float = MEASURE
+    latency_s: float = 0.0
+
+
+class LinkReport(Task, priority=5):
+    """The answer to :class:`MeasureLink`."""
+
+    bandwidth_bps: float
+    overhead_s: float
+    samples: int
 
 
 class Finish(Task):
@@ -87,11 +165,15 @@ class SplitHead(Role):
 
     @handles(Infer)
     def infer(self, task: Infer, ctx: ParticipantContext) -> None:
-        cuts = task.cuts if task.cuts is not None else [task.split if task.split >= 0 else ctx.num_layers]
-        _check_cuts(cuts, ctx.num_layers, len(task.next))
-        for i in range(task.count):
-            _infer(ctx, i, cuts, task.next, warmup=False)
-            ctx.progress(i + 1, task.count, f"split {cuts[0]}")
+        mode = planned_mode(task)
+        if mode is not None:
+            _infer_planned(task, ctx, mode)
+        else:
+            cuts = _fixed_cuts(task, ctx.num_layers)
+            for i in range(task.count):
+                _apply_uplink_trace(task, ctx, i)
+                _infer(ctx, i, cuts, task.next, warmup=False)
+                ctx.progress(i + 1, task.count, f"split {cuts[0]}")
         if task.finish:
             ctx.finish()
 
@@ -105,26 +187,213 @@ class SplitTail(Role):
 
     @handles(RunLayers)
     def run(self, task: RunLayers, ctx: ParticipantContext) -> Task:
+        started = time.perf_counter()
         end = task.cuts[0] if task.route else ctx.num_layers
         out = ctx.run_layers(task.start, end, *task.tensors, final=not task.route)
         if task.route:
             onward = RunLayers(start=end, tensors=list(out), route=task.route[1:], cuts=task.cuts[1:])
-            return ctx.call(task.route[0], onward)  # the last hop's Result travels back hop by hop
-        return Result(outputs=[t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)])
+            called = time.perf_counter()
+            reply = ctx.call(task.route[0], onward)  # the last hop's Result travels back hop by hop
+            if not isinstance(reply, Result):
+                return reply
+            hop_s = time.perf_counter() - called - reply.busy_s
+            busy = time.perf_counter() - started
+            return Result(outputs=reply.outputs, busy_s=busy, hops_s=[hop_s, *reply.hops_s])
+        outputs = [t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
+        return Result(outputs=outputs, busy_s=time.perf_counter() - started)
+
+    @handles(LinkProbe)
+    def probed(self, task: LinkProbe, ctx: ParticipantContext) -> None:
+        """Nothing to do: the sender timed the delivery."""
+
+    @handles(MeasureLink)
+    def measure(self, task: MeasureLink, ctx: ParticipantContext) -> LinkReport:
+        fit = probe_link(ctx, task.peer, task.bandwidth_bps, task.latency_s)
+        return LinkReport(bandwidth_bps=fit.bandwidth_bps, overhead_s=fit.overhead_s, samples=fit.samples)
 
     @handles(Finish)
     def finish(self, task: Finish, ctx: ParticipantContext) -> None:
         ctx.finish()
 
 
-def _infer(ctx: ParticipantContext, index: int, cuts: list[int], route: list[str], *, warmup: bool) -> None:
+def _infer(
+    ctx: ParticipantContext, index: int, cuts: list[int], route: list[str], *, warmup: bool
+) -> tuple[float, Result]:
+    """One inference; the seconds its call took and the Result."""
     x = ctx.example(index)  # made before the clock starts: inputs exist before inference
     with ctx.inference(index, split=cuts[0], warmup=warmup):
         sent = ctx.run_layers(0, cuts[0], x, final=False)
         task = RunLayers(start=cuts[0], tensors=list(sent), route=route[1:], cuts=cuts[1:])
+        called = time.perf_counter()
         reply = ctx.call(route[0], task)
+        took = time.perf_counter() - called
     if not isinstance(reply, Result):
         raise RunError(f"expected a Result from {route[-1]}, got {type(reply).__name__}")
+    return took, reply
+
+
+def _fixed_cuts(task: Infer, num_layers: int) -> list[int]:
+    if isinstance(task.cuts, list):
+        cuts = task.cuts
+    else:
+        split = task.split if isinstance(task.split, int) else -1
+        cuts = [split if split >= 0 else num_layers]
+    _check_cuts(cuts, num_layers, len(task.next))
+    return cuts
+
+
+# --- planned cuts ----------------------------------------------------------------------------
+
+
+def planned_mode(task: Infer) -> str | None:
+    """``auto`` or ``adaptive`` when ``task`` asks for planned cuts; None for given ones."""
+    word = task.split if isinstance(task.split, str) else task.cuts if isinstance(task.cuts, str) else None
+    if word is None:
+        return None
+    if word not in MODES:
+        raise RunError(f"Infer asks for cuts '{word}': expected split points, {' or '.join(MODES)}")
+    if isinstance(task.split, str) and task.cuts is not None:
+        raise RunError(f"Infer gives both split: {task.split} and cuts; give one of them")
+    return word
+
+
+def _infer_planned(task: Infer, ctx: ParticipantContext, mode: str) -> None:
+    inputs = decode_inputs(task.planner)
+    if inputs.hops != len(task.next):
+        raise RunError(f"the planner's inputs describe {inputs.hops} hop(s) but next names {len(task.next)}")
+    points = ctx.model.points
+    fits = _start_links(ctx, inputs, task.next, adaptive=mode == "adaptive")
+    planner = AdaptivePlanner(
+        inputs, [p.bytes for p in points], [p.allowed for p in points], [f.bandwidth_bps for f in fits]
+    )
+    _record_plan(ctx, planner, mode, "start", 0)
+    for i in range(task.count):
+        _apply_uplink_trace(task, ctx, i)
+        took, result = _infer(ctx, i, planner.cuts, task.next, warmup=False)
+        if mode == "adaptive":
+            _observe(ctx, planner, fits, [took - result.busy_s, *result.hops_s], i)
+            if planner.replan() is not None:
+                _record_plan(ctx, planner, mode, "bandwidth", i + 1)
+        ctx.progress(i + 1, task.count, f"{mode} split {planner.cuts[0]}")
+
+
+def _start_links(
+    ctx: ParticipantContext, inputs: PlannerInputs, route: list[str], *, adaptive: bool
+) -> list[LinkFit]:
+    """Every hop's rate (measured where none was given) and, for ``adaptive``, its message cost."""
+    fits = []
+    senders = [ctx.participant, *route[:-1]]
+    for hop, (sender, receiver) in enumerate(zip(senders, route)):
+        known, latency = inputs.bandwidths_bps[hop], inputs.latencies_s[hop]
+        if known != MEASURE and not adaptive:
+            fit = LinkFit(known, 0.0, 0)
+        elif hop == 0:
+            fit = probe_link(ctx, receiver, known, latency)
+        else:
+            ask = MeasureLink(peer=receiver, bandwidth_bps=known, latency_s=latency)
+            report = ctx.call(sender, ask)
+            if not isinstance(report, LinkReport):
+                raise RunError(f"expected a LinkReport from {sender}, got {type(report).__name__}")
+            fit = LinkFit(report.bandwidth_bps, report.overhead_s, report.samples)
+        source = inputs.sources[hop] if known != MEASURE else "measured"
+        ctx.record(
+            "link_bandwidth_bps",
+            _finite(fit.bandwidth_bps),
+            hop=hop,
+            sender=sender,
+            receiver=receiver,
+            source=source,
+            overhead_s=fit.overhead_s,
+            probes=fit.samples,
+        )
+        fits.append(fit)
+    return fits
+
+
+def probe_link(ctx: ParticipantContext, peer: str, known_bps: float, latency_s: float) -> LinkFit:
+    """Time :class:`LinkProbe` deliveries to ``peer``: the link's rate (unless ``known_bps``
+    gives it) and the cost of one message beyond ``latency_s``.
+
+    Probes grow 4x from 4 KiB until one takes :data:`PROBE_TARGET_S` (or
+    reaches 16 MiB), each size sent twice and the faster kept; the rate comes
+    from :func:`~splittracer.plan.online.fit_link`.
+    """
+    if known_bps != MEASURE:
+        nbytes = PROBE_START_BYTES
+        took = min(_timed_probe(ctx, peer, nbytes) for _ in range(3))
+        return LinkFit(known_bps, max(took - latency_s - 8 * nbytes / known_bps, 0.0), 3)
+    samples: list[tuple[int, float]] = []
+    nbytes = PROBE_START_BYTES
+    while True:
+        took = _timed_probe(ctx, peer, nbytes)
+        if took < PROBE_TARGET_S:
+            took = min(took, _timed_probe(ctx, peer, nbytes))
+        samples.append((nbytes, took))
+        if len(samples) >= 2 and (took >= PROBE_TARGET_S or nbytes >= PROBE_MAX_BYTES):
+            break
+        nbytes *= 4
+    fit = fit_link(samples)
+    return LinkFit(fit.bandwidth_bps, max(fit.overhead_s - latency_s, 0.0), fit.samples)
+
+
+def _timed_probe(ctx: ParticipantContext, peer: str, nbytes: int) -> float:
+    # Random bytes: a compressing codec must not make the link look faster than it is.
+    payload = torch.randint(
+        0, 256, (nbytes,), dtype=torch.uint8, generator=torch.Generator().manual_seed(nbytes)
+    )
+    started = time.perf_counter()
+    ctx.send(peer, LinkProbe(payload=payload))
+    return time.perf_counter() - started
+
+
+def _observe(
+    ctx: ParticipantContext, planner: AdaptivePlanner, fits: list[LinkFit], network_s: list[float], index: int
+) -> None:
+    """Fold one inference's transfers into the bandwidth estimates.
+
+    A hop's network time (the caller's wait minus the callee's handler) holds
+    the forward transfer, the link latency, the fixed cost of a message and the
+    output's trip back; all but the transfer are known and taken off.
+    """
+    inputs = planner.inputs
+    split_bytes = [p.bytes for p in ctx.model.points]
+    output = split_bytes[-1]
+    for hop, (cut, seconds) in enumerate(zip(planner.cuts, network_s)):
+        back = inputs.reply_links()[hop].transfer_ms(output) / 1000
+        wire = seconds - inputs.latencies_s[hop] - fits[hop].overhead_s - back
+        planner.observe(hop, split_bytes[cut], wire)
+        ctx.record("bandwidth_estimate_bps", _finite(planner.estimate_bps(hop)), hop=hop, inference=index)
+
+
+def _record_plan(
+    ctx: ParticipantContext, planner: AdaptivePlanner, mode: str, reason: str, first: int
+) -> None:
+    """A ``split_plan`` metric: the first cut, from inference ``first`` on, and why."""
+    best = planner.best
+    ctx.record(
+        "split_plan",
+        float(best.cuts[0]),
+        mode=mode,
+        reason=reason,
+        inference=first,
+        cuts=",".join(map(str, best.cuts)),
+        bandwidth_bps=_finite(planner.planned_bps[0]),
+        bandwidths_bps=",".join(f"{b:.6g}" for b in planner.planned_bps),
+        predicted_ms=best.total_ms,
+    )
+
+
+def _apply_uplink_trace(task: Infer, ctx: ParticipantContext, index: int) -> None:
+    for at, rate in task.uplink_trace:
+        if at == index:
+            bps = parse_rate(rate)
+            ctx.set_uplink(bps)
+            ctx.record("emulated_uplink_bps", _finite(bps), inference=index)
+
+
+def _finite(bps: float) -> float:
+    """Metrics hold finite numbers: 0 stands for no limit."""
+    return bps if math.isfinite(bps) else 0.0
 
 
 def _sweep_points(task: Sweep, num_layers: int, hops: int) -> list[list[int]]:

@@ -79,6 +79,7 @@ _EXPERIMENT_NAME = re.compile(r"^[a-z0-9_-]+$")
 _PARTICIPANT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _ROLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _TORCH_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
+_PROFILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _MODEL_SOURCE = re.compile(r"^[A-Za-z_][\w.]*:\S+$")
 _GRANULARITY = re.compile(r"^(leaf|block|depth=[1-9][0-9]*)$")
 
@@ -156,13 +157,18 @@ class Limits(Strict):
 
 
 class Participant(Strict):
-    """One participant: where it runs, which role it plays, its limits and role parameters."""
+    """One participant: where it runs, which role it plays, its limits and role parameters.
+
+    ``profile`` names the stored device profile (``splittracer profile``) that
+    describes it, for ``split: auto`` and ``split: adaptive``.
+    """
 
     device: str = "local"
     role: str
     torch_device: str = "cpu"
     limits: Limits = Field(default_factory=Limits)
     params: dict[str, JsonValue] = Field(default_factory=dict)
+    profile: str | None = None
     _name: str = PrivateAttr(default="")
     _stage: int = PrivateAttr(default=-1)
 
@@ -171,6 +177,13 @@ class Participant(Strict):
     def _torch_device_form(cls, value: str) -> str:
         if not _TORCH_DEVICE.match(value):
             raise ValueError("expected 'cpu', 'cuda', 'cuda:N' or 'mps' (where this participant computes)")
+        return value
+
+    @field_validator("profile")
+    @classmethod
+    def _profile_form(cls, value: str | None) -> str | None:
+        if value is not None and not _PROFILE.match(value):
+            raise ValueError("expected a profile name: letters, digits, '-', '_' and '.', e.g. local-1t")
         return value
 
     @field_validator("role")

@@ -109,6 +109,10 @@ class Context(Protocol):
         """Send ``task`` to ``peer`` and wait for the task its handler returns."""
         ...
 
+    def set_uplink(self, rate_bps: float) -> None:
+        """Change this participant's emulated uplink rate (bit/s) from now on."""
+        ...
+
     def record(self, name: str, value: float, **attrs: object) -> None:
         """Record a custom metric ``name`` = ``value`` with optional attributes."""
         ...

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from splittracer.builtin import RunLayers, SplitTail
+from splittracer.builtin import MeasureLink, RunLayers, SplitHead, SplitTail, probe_link
+from splittracer.participant.context import ParticipantContext
 from splittracer.roles import Context, handles
 from splittracer.tasks import Task
 
@@ -37,3 +38,13 @@ class SendsUnknown(SplitTail):
     @handles(Start)
     def start(self, task: Start, ctx: Context) -> None:
         ctx.send("cloud", Secret(note="not for you"))
+
+
+class LinkMeter(SplitHead):
+    """Measures its link to a peer with the built-in probe, records the result and ends the run."""
+
+    @handles(MeasureLink)
+    def measure(self, task: MeasureLink, ctx: ParticipantContext) -> None:
+        fit = probe_link(ctx, task.peer, task.bandwidth_bps, task.latency_s)
+        ctx.record("probed_bps", fit.bandwidth_bps, overhead_s=fit.overhead_s, probes=fit.samples)
+        ctx.finish()

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..manifest import Manifest, build_task
 from ..participant.messages import ModelConfig, RunOptions
 from ..tasks import Task
+from .autosplit import resolve_planned_splits
 from .provenance import code_fingerprint
 
 
@@ -61,8 +62,10 @@ def plan_from_manifest(manifest: Manifest, workspace: Path | None = None) -> Run
         )
         for p in manifest.participants.values()
     )
-    playbook = tuple(
-        (name, build_task(entry)) for name, entries in manifest.playbook.items() for entry in entries
+    playbook = resolve_planned_splits(
+        manifest,
+        [(name, build_task(entry)) for name, entries in manifest.playbook.items() for entry in entries],
+        workspace,
     )
     o = manifest.options
     options = RunOptions(

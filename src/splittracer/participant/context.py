@@ -39,8 +39,10 @@ class ParticipantContext:
         emit: Callable[..., None],
         model: SplitModel | None = None,
         inputs: InputSource | None = None,
+        set_uplink: Callable[[float], None] | None = None,
     ) -> None:
         self._config = config
+        self._set_uplink = set_uplink
         self._recorder = recorder
         self._send = send
         self._emit = emit
@@ -179,6 +181,16 @@ class ParticipantContext:
         if reply is None:
             raise RunError(f"'{peer}' handled {task_name(task)} but returned no task to reply with")
         return reply
+
+    def set_uplink(self, rate_bps: float) -> None:
+        """Change this participant's emulated uplink rate from now on (``math.inf``: no limit).
+
+        Replays a bandwidth trace within one run, e.g. to watch ``split: adaptive``
+        follow a drop; the latency stays as the manifest set it.
+        """
+        if self._set_uplink is None:
+            raise RunError(f"'{self.participant}' cannot change its uplink: this context shapes no link")
+        self._set_uplink(rate_bps)
 
     # -- reporting -------------------------------------------------------------
 

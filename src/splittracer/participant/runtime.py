@@ -153,7 +153,9 @@ class Participant:
         self.recorder = TaggedRecorder(config.run_id, config.name, config.stage, clock=now_ns)
         role_class = _import_role(config.role, config.workspace)
         model, inputs = _load_model(config)
-        self.ctx = ParticipantContext(config, self.recorder, self._send, self._emit, model, inputs)
+        self.ctx = ParticipantContext(
+            config, self.recorder, self._send, self._emit, model, inputs, set_uplink=self._set_uplink
+        )
         self.role = role_class()
         self._energy = probe_energy(clock=now_ns)
         self._sampler = SystemSampler(
@@ -234,6 +236,9 @@ class Participant:
         )
         self.ctx.record_sender_spans(outgoing, tags)
         return pack(outgoing, self._shaper)
+
+    def _set_uplink(self, rate_bps: float) -> None:
+        self._shaper.set_rate(rate_bps)
 
     def _send(self, peer: str, outgoing: Outgoing, timeout: float | None = None) -> Task | None:
         assert self.config is not None

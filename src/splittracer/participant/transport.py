@@ -88,6 +88,11 @@ class LinkShaper:
         """Whether this link changes anything at all."""
         return math.isfinite(self.rate_bps) or self.latency_s > 0
 
+    def set_rate(self, rate_bps: float) -> None:
+        """Use ``rate_bps`` for every chunk not yet paced (a link that changes during a run)."""
+        with self._lock:
+            self.rate_bps = rate_bps
+
     def wait_latency(self) -> None:
         """Start a message: its first byte may leave one latency from now."""
         if self.latency_s > 0:

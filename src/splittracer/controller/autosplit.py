@@ -1,0 +1,234 @@
+"""``split: auto`` and ``split: adaptive`` in a manifest: the planner's inputs, resolved at run start.
+
+For every built-in ``Infer`` task that asks for planned cuts, the controller
+reads the route's device profiles (each participant's ``profile:``),
+captures the manifest's model once, turns the profiles into per-layer
+costs (measured or predicted, as ``splittracer plan`` does) and settles
+each hop's bandwidth:
+
+1. the sender's emulated ``uplink``, when its ``limits`` set one;
+2. else the task's ``bandwidth`` (one rate for every hop, or one per hop);
+3. else it is measured by the first participant before the first inference.
+
+Latencies are the senders' emulated ``latency``; the output travels back
+over each receiver's uplink, as in ``plan --check``. Every mistake is a
+ConfigError at the manifest's line.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from ..builtin import Infer
+from ..config import KeyPath, did_you_mean
+from ..errors import ConfigError, SplitTracerError
+from ..manifest import Manifest, Participant, find_workspace_root
+from ..plan.estimate import LayerCosts, layer_costs
+from ..plan.graph import ModelGraph, granularity_name, model_graph
+from ..plan.online import MEASURE, MODES, PlannerInputs, encode_inputs
+from ..plan.profiles import ProfileStore, profile_store
+from ..split.load import load_split_model
+from ..tasks import Task
+from ..units import parse_rate
+
+__all__ = ["resolve_planned_splits"]
+
+
+def resolve_planned_splits(
+    manifest: Manifest, playbook: Sequence[tuple[str, Task]], workspace: Path | None = None
+) -> tuple[tuple[str, Task], ...]:
+    """``playbook`` (built from ``manifest``, in its order) with planner inputs on every
+    ``Infer`` that asks for planned cuts; ConfigError for a mistake, at its line."""
+    resolver = _Resolver(manifest, workspace)
+    keys = [("playbook", name, i) for name, entries in manifest.playbook.items() for i in range(len(entries))]
+    for key, (name, task) in zip(keys, playbook):
+        if isinstance(task, Infer):
+            resolver.resolve(key, name, task)
+    return tuple(playbook)
+
+
+@dataclass
+class _Resolver:
+    manifest: Manifest
+    workspace: Path | None
+
+    def resolve(self, key: KeyPath, head: str, task: Infer) -> None:
+        self._check_trace(key, task)
+        field = _planned_field(task)
+        if field is None:
+            return
+        self._check_mode(key, field, task)
+        route = [
+            self._participant(key, head, "next"),
+            *(self._participant(key, n, "next") for n in task.next),
+        ]
+        if task.threshold <= 0:
+            raise self._error((*key, "params", "threshold"), "threshold must be above 0", "E.g. 0.25: 25 %.")
+        costs = [self._costs(p) for p in route]
+        given = self._given(key, task, len(route) - 1)
+        bandwidths, sources = zip(
+            *(self._bandwidth(key, a, b, g) for a, b, g in zip(route, route[1:], given))
+        )
+        task.planner = encode_inputs(
+            PlannerInputs(
+                devices=[c.profile for c in costs],
+                methods=[c.method for c in costs],
+                costs=[list(c.ms) for c in costs],
+                bandwidths_bps=list(bandwidths),
+                sources=list(sources),
+                latencies_s=[p.limits.latency_s for p in route[:-1]],
+                reply_bps=[p.limits.uplink_bps for p in route[1:]],
+                reply_latencies_s=[p.limits.latency_s for p in route[1:]],
+                threshold=task.threshold,
+            )
+        )
+
+    # -- checks ---------------------------------------------------------------
+
+    def _check_mode(self, key: KeyPath, field: str, task: Infer) -> None:
+        word = getattr(task, field)
+        if word not in MODES:
+            close = did_you_mean(word, MODES)
+            raise self._error(
+                (*key, "params", field),
+                f"{field} '{word}' is neither a split point nor one of: {', '.join(MODES)}",
+                f"{close + ' ' if close else ''}Write {field}: auto (planned once at run start), "
+                f"{field}: adaptive (re-planned when the measured bandwidth moves) or a split point.",
+            )
+        if field == "split" and task.cuts is not None:
+            raise self._error((*key, "params", "cuts"), "give split or cuts, not both", None)
+        if self.manifest.model is None:
+            raise self._error((*key, "params", field), f"{field}: {word} needs the manifest's model", None)
+
+    def _check_trace(self, key: KeyPath, task: Infer) -> None:
+        for at, rate in task.uplink_trace:
+            try:
+                parse_rate(rate)
+            except ValueError as exc:
+                raise self._error((*key, "params", "uplink_trace"), str(exc), None) from exc
+            if at < 0:
+                raise self._error(
+                    (*key, "params", "uplink_trace"),
+                    f"inference {at} is not an index",
+                    "Write [[INDEX, RATE], ...] with indices from 0, e.g. [[10, 3g]].",
+                )
+
+    def _participant(self, key: KeyPath, name: str, field: str) -> Participant:
+        found = self.manifest.participants.get(name)
+        if found is None:
+            known = ", ".join(self.manifest.participants)
+            raise self._error(
+                (*key, "params", field), f"no participant named '{name}'", f"Participants: {known}."
+            )
+        return found
+
+    # -- inputs ---------------------------------------------------------------
+
+    def _costs(self, participant: Participant) -> LayerCosts:
+        where = ("participants", participant.name, "profile")
+        source = self._model_source
+        if participant.profile is None:
+            raise self._error(
+                where,
+                f"participant '{participant.name}' names no device profile, which a planned split needs",
+                f"Measure one (e.g. splittracer profile {participant.name} {source}) and add "
+                f"'profile: {participant.name}' under participants.{participant.name}.",
+            )
+        name = participant.profile
+        if not self._store.exists(name):
+            known = self._store.names()
+            listing = f"Known profiles: {', '.join(known)}." if known else "There are none yet."
+            raise self._error(
+                where,
+                f"participant '{participant.name}': no device profile '{name}' in {self._store.directory}",
+                " ".join(
+                    filter(
+                        None,
+                        [did_you_mean(name, known), listing, f"Make it: splittracer profile {name} {source}"],
+                    )
+                ),
+            )
+        try:
+            return layer_costs(self._store.load(name), self._graph, self._model_key)
+        except SplitTracerError as exc:
+            raise self._error(where, f"participant '{participant.name}': {exc.message}", exc.hint) from exc
+
+    def _given(self, key: KeyPath, task: Infer, hops: int) -> list[float | None]:
+        if task.bandwidth is None:
+            return [None] * hops
+        texts = [task.bandwidth] * hops if isinstance(task.bandwidth, str) else task.bandwidth
+        where = (*key, "params", "bandwidth")
+        if len(texts) != hops:
+            raise self._error(
+                where, f"{len(texts)} bandwidths for {hops} hop(s)", "Give one, or one per hop."
+            )
+        try:
+            return [parse_rate(t) for t in texts]
+        except ValueError as exc:
+            raise self._error(where, str(exc), None) from exc
+
+    def _bandwidth(
+        self, key: KeyPath, sender: Participant, receiver: Participant, given: float | None
+    ) -> tuple[float, str]:
+        uplink = sender.limits.uplink_bps
+        if math.isfinite(uplink):
+            if given is not None and given != uplink:
+                raise self._error(
+                    (*key, "params", "bandwidth"),
+                    f"the hop {sender.name} -> {receiver.name} is given {given / 1e6:g} Mbit/s, but "
+                    f"{sender.name}'s emulated uplink is {sender.limits.uplink}, which transfers will see",
+                    f"Drop bandwidth (the emulated uplink is used), or change "
+                    f"participants.{sender.name}.limits.uplink.",
+                )
+            return uplink, "uplink"
+        return (given, "given") if given is not None else (MEASURE, "measure")
+
+    @cached_property
+    def _store(self) -> ProfileStore:
+        root = self.workspace
+        if root is None and self.manifest.path is not None:
+            root = find_workspace_root(self.manifest.path.parent)
+        return profile_store(root)
+
+    @property
+    def _model_source(self) -> str:
+        return self.manifest.model.source if self.manifest.model else "MODEL"
+
+    @cached_property
+    def _captured(self) -> tuple[ModelGraph, tuple[str, tuple[int, ...], str]]:
+        m = self.manifest.model
+        assert m is not None  # _check_mode refused a planned split without a model
+        loaded = load_split_model(
+            m.source,
+            input_shape=tuple(m.input_shape) if m.input_shape else None,
+            granularity=m.granularity,
+            override=m.override,
+        )
+        key = (m.source, tuple(loaded.spec.input_shape), granularity_name(loaded.split))
+        return model_graph(loaded.split), key
+
+    @property
+    def _graph(self) -> ModelGraph:
+        return self._captured[0]
+
+    @property
+    def _model_key(self) -> tuple[str, tuple[int, ...], str]:
+        return self._captured[1]
+
+    def _error(self, key: KeyPath, message: str, hint: str | None) -> ConfigError:
+        path = self.manifest.path
+        dotted = ".".join(str(k) for k in key)
+        return ConfigError(
+            message, path=str(path) if path else None, line=self.manifest.line_of(key), key=dotted, hint=hint
+        )
+
+
+def _planned_field(task: Infer) -> str | None:
+    """Which of ``split`` and ``cuts`` holds a word instead of split points, if either."""
+    if isinstance(task.split, str):
+        return "split"
+    return "cuts" if isinstance(task.cuts, str) else None

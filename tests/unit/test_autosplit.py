@@ -1,0 +1,138 @@
+"""``split: auto`` / ``split: adaptive`` in manifests: planner inputs and the mistakes refused."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+
+import pytest
+
+from splittracer.builtin import Infer
+from splittracer.cli import main
+from splittracer.controller.plan import plan_from_manifest
+from splittracer.errors import ConfigError
+from splittracer.plan.online import MEASURE, decode_inputs
+from splittracer.plan.profiles import DeviceProfile, ProfileStore, default_profile_dir, profile_local
+from splittracer.workspace import init_workspace
+
+TOY = "tests.unit.toy_models:chain_of_opaque"
+
+MANIFEST = """
+name: {name}
+model: {{source: "{toy}", input_shape: [2, 8]}}
+participants:
+  phone:
+    role: splittracer.builtin:SplitHead
+    profile: {head}
+    limits: {{uplink: {uplink}, latency: 10ms}}
+  cloud:
+    role: splittracer.builtin:SplitTail
+    profile: toy-b
+    limits: {{uplink: 18.88mbit}}
+playbook:
+  phone:
+    - task: Infer
+      params: {params}
+"""
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    ws = init_workspace(tmp_path_factory.mktemp("autosplit") / "ws")
+    store = ProfileStore(default_profile_dir(ws.results_dir))
+    for name in ("toy-a", "toy-b"):
+        records = profile_local([TOY], threads=1, repeats=2, warmup=1, input_shape=(2, 8))
+        store.save(DeviceProfile(name=name, threads=1).with_models(records))
+    return ws
+
+
+def manifest(ws, params: str, *, head: str = "toy-a", uplink: str = "5.85mbit", name: str = "m"):
+    text = MANIFEST.format(name=name, toy=TOY, head=head, uplink=uplink, params=params)
+    (ws.experiments_dir / f"{name}.yaml").write_text(textwrap.dedent(text))
+    return ws.load_manifest(name)
+
+
+def planned(ws, params: str, **kwargs) -> Infer:
+    plan = plan_from_manifest(manifest(ws, params, **kwargs), ws.root)
+    (_, task), *_ = plan.playbook
+    assert isinstance(task, Infer)
+    return task
+
+
+def test_auto_carries_the_profiles_costs_and_the_emulated_links(ws):
+    task = planned(ws, "{split: auto, next: [cloud], count: 3}")
+    inputs = decode_inputs(task.planner)
+    store = ProfileStore(default_profile_dir(ws.results_dir))
+    expected = [[layer.median_ms for layer in store.load(n).models[0].layers] for n in ("toy-a", "toy-b")]
+    assert inputs.devices == ["toy-a", "toy-b"] and inputs.methods == ["measured", "measured"]
+    assert inputs.costs == expected and len(expected[0]) == 3
+    assert inputs.bandwidths_bps == [5.85e6] and inputs.sources == ["uplink"]
+    assert inputs.latencies_s == [0.01]
+    assert inputs.reply_bps == [18.88e6] and inputs.reply_latencies_s == [0.0]
+
+
+def test_bandwidth_given_or_measured_where_nothing_is_emulated(ws):
+    given = decode_inputs(
+        planned(ws, "{split: adaptive, next: [cloud], bandwidth: 3g}", uplink="unlimited").planner
+    )
+    assert given.bandwidths_bps == [1.1e6] and given.sources == ["given"]
+    measured = decode_inputs(planned(ws, "{cuts: auto, next: [cloud]}", uplink="unlimited").planner)
+    assert measured.bandwidths_bps == [MEASURE] and measured.sources == ["measure"]
+    assert measured.reply_bps == [18.88e6] and not math.isinf(measured.reply_bps[0])
+
+
+def test_fixed_splits_carry_no_planner_inputs(ws):
+    assert planned(ws, "{split: 2, next: [cloud]}").planner == b""
+
+
+def located(ws, params: str, **kwargs) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        plan_from_manifest(manifest(ws, params, **kwargs), ws.root)
+    return caught.value
+
+
+def test_unknown_mode_names_file_line_key_and_the_words(ws):
+    error = located(ws, "{split: adaptiv, next: [cloud]}")
+    assert error.key == "playbook.phone.0.params" + ".split" and error.line == 16
+    assert error.path and error.path.endswith("m.yaml")
+    assert "Did you mean 'adaptive'" in error.render() and "split: auto" in error.render()
+
+
+def test_unknown_profile_says_how_to_make_it(ws):
+    error = located(ws, "{split: auto, next: [cloud]}", head="toy-c")
+    assert error.key == "participants.phone.profile" and error.line == 7
+    assert "no device profile 'toy-c'" in error.message
+    assert f"splittracer profile toy-c {TOY}" in error.render() and "toy-a" in error.render()
+
+
+def test_missing_profile_says_what_to_add(ws):
+    text = MANIFEST.format(
+        name="m", toy=TOY, head="toy-a", uplink="lte", params="{split: auto, next: [cloud]}"
+    )
+    (ws.experiments_dir / "m.yaml").write_text(textwrap.dedent(text).replace("    profile: toy-b\n", ""))
+    with pytest.raises(ConfigError) as caught:
+        plan_from_manifest(ws.load_manifest("m"), ws.root)
+    assert caught.value.key == "participants.cloud.profile"
+    assert "names no device profile" in caught.value.message and "profile: cloud" in caught.value.render()
+
+
+@pytest.mark.parametrize(
+    ("params", "key", "phrase"),
+    [
+        ("{split: auto, next: [cloud], bandwidth: wifi}", "bandwidth", "emulated uplink is 5.85mbit"),
+        ("{split: auto, next: [cloud], bandwidth: [lte, 3g]}", "bandwidth", "2 bandwidths for 1 hop"),
+        ("{split: auto, next: [cloud], threshold: 0}", "threshold", "above 0"),
+        ("{split: auto, cuts: [1], next: [cloud]}", "cuts", "not both"),
+        ("{split: 1, next: [cloud], uplink_trace: [[2, fast]]}", "uplink_trace", "rate"),
+    ],
+)
+def test_other_mistakes_are_located(ws, params, key, phrase):
+    error = located(ws, params)
+    assert error.key == f"playbook.phone.0.params.{key}" and phrase in error.message
+
+
+def test_cli_run_exits_2_before_starting_anything(ws, capsys):
+    manifest(ws, "{split: sometimes, next: [cloud]}", name="bad")
+    assert main(["run", "bad", "--workspace", str(ws.root)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml:16" in err and "split 'sometimes'" in err
