@@ -126,6 +126,9 @@ def test_rm_takes_back_the_key_pairing_installed(clean_keys: TestbedState, monke
     line = public_key_of(pairing_key_path())
     assert Registry.locate().get(host.name).installed_key == line
     assert host.authorized_keys.read_bytes() != before
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main(add_args(clean_keys)) == 0  # pairing again by the key: the record of the line stays
+    assert Registry.locate().get(host.name).installed_key == line
     capsys.readouterr()
     assert main(["device", "rm", host.name]) == 0, capsys.readouterr().err
     assert "removed the key SplitTracer installed" in capsys.readouterr().out
