@@ -165,3 +165,29 @@ def test_split_label() -> None:
 )
 def test_format_duration(seconds: float | None, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_plans_a_run_made_are_in_its_summary(store: ResultsStore) -> None:
+    from splittracer.metrics.spans import Metric
+
+    run_id = store.create_run("adaptive", "", {})
+
+    def plan(at: int, cut: int, reason: str, bps: float, time_ns: int) -> Metric:
+        attrs: dict[str, str | int | float | bool] = {
+            "inference": at,
+            "cuts": str(cut),
+            "reason": reason,
+            "bandwidth_bps": bps,
+            "predicted_ms": 80.0,
+        }
+        return Metric(
+            run_id=run_id, participant="phone", name="split_plan", value=cut, time_ns=time_ns, attrs=attrs
+        )
+
+    store.append_metrics(run_id, [plan(5, 21, "bandwidth", 8.0e6, 2), plan(0, 13, "start", 18.88e6, 1)])
+    plans = run_summary(store, run_id).plans
+    assert [(p.inference, p.cuts, p.reason, p.bandwidth_bps) for p in plans] == [
+        (0, "13", "start", 18.88e6),
+        (5, "21", "bandwidth", 8.0e6),
+    ]
+    assert summary_to_dict(run_summary(store, run_id))["plans"][1]["cuts"] == "21"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +22,7 @@ from ..report.runs import (
     summary_to_dict,
     write_plots,
 )
+from ..units import format_rate
 from ..workspace import find_workspace
 from ._render import console, print_json, print_table
 
@@ -115,6 +117,12 @@ def print_run_summary(summary: RunSummary) -> None:
     columns = ["split", "after layer", "n", "head ms", "transfer ms", "tail ms", "total ms"]
     columns += ["total IQR ms", "other ms", "bytes", "wire bytes"]
     print_table("Median per split point (bytes: forward transfers only)", columns, rows)
+    if summary.plans:
+        plans = [
+            [p.inference, p.cuts, p.reason, format_rate(p.bandwidth_bps or math.inf), p.predicted_ms]
+            for p in summary.plans
+        ]
+        print_table("Planned splits", ["from inference", "cuts", "why", "bandwidth", "predicted ms"], plans)
 
 
 def _print_header(summary: RunSummary) -> None:

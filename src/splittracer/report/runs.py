@@ -8,6 +8,7 @@ of one or ``'latest'``; an unknown one raises SplitTracerError.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,13 +16,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..metrics.spans import Span
+from ..metrics.spans import Metric, Span
 from ..metrics.store import ResultsStore, RunInfo
 from .summary import SplitRow, summarize, summary_to_dicts
 
 __all__ = [
     "RunListing",
     "RunSummary",
+    "SplitPlan",
     "format_duration",
     "format_timestamp",
     "list_runs",
@@ -29,6 +31,7 @@ __all__ = [
     "run_summary",
     "run_to_dict",
     "split_label",
+    "split_plans",
     "summary_to_dict",
     "write_plots",
 ]
@@ -48,12 +51,24 @@ class RunListing:
 
 
 @dataclass(frozen=True)
+class SplitPlan:
+    """One choice of cuts a run made itself (``split: auto`` or ``adaptive``), and why."""
+
+    inference: int  # the first inference it applies to
+    cuts: str
+    reason: str  # start, or bandwidth (an adaptive re-plan)
+    bandwidth_bps: float  # of the first hop; 0: unlimited
+    predicted_ms: float
+
+
+@dataclass(frozen=True)
 class RunSummary:
-    """A run, its per-split rows and the names of its model's layers (when recorded)."""
+    """A run, its per-split rows, the names of its model's layers (when recorded) and its plans."""
 
     run: RunInfo
     rows: tuple[SplitRow, ...]
     layers: tuple[str, ...]
+    plans: tuple[SplitPlan, ...] = ()
 
     @property
     def labels(self) -> list[str]:
@@ -77,7 +92,22 @@ def run_summary(store: ResultsStore, run_id: str) -> RunSummary:
     """The per-split summary of a run; a failed run gives whatever it completed."""
     run = store.get_run(run_id)
     rows = summarize(store.spans(run.id))
-    return RunSummary(run, tuple(rows), _layer_names(run.metadata))
+    return RunSummary(run, tuple(rows), _layer_names(run.metadata), split_plans(store.metrics(run.id)))
+
+
+def split_plans(metrics: Sequence[Metric]) -> tuple[SplitPlan, ...]:
+    """The ``split_plan`` metrics of a run, in the order they were made."""
+    made = sorted((m for m in metrics if m.name == "split_plan"), key=lambda m: m.time_ns)
+    return tuple(
+        SplitPlan(
+            inference=int(m.attrs.get("inference", 0)),
+            cuts=str(m.attrs.get("cuts", int(m.value))),
+            reason=str(m.attrs.get("reason", "")),
+            bandwidth_bps=float(m.attrs.get("bandwidth_bps", 0.0)),
+            predicted_ms=float(m.attrs.get("predicted_ms", math.nan)),
+        )
+        for m in made
+    )
 
 
 def _layer_names(metadata: dict[str, Any]) -> tuple[str, ...]:
@@ -161,4 +191,9 @@ def run_to_dict(run: RunInfo) -> dict[str, Any]:
 def summary_to_dict(summary: RunSummary) -> dict[str, Any]:
     """A run summary as JSON-ready data: the run, then one flat dict per split with its label."""
     splits = [{"after": label, **flat} for label, flat in zip(summary.labels, summary_to_dicts(summary.rows))]
-    return {"run": {**run_to_dict(summary.run), "metadata": summary.run.metadata}, "splits": splits}
+    plans = [dataclasses.asdict(plan) for plan in summary.plans]
+    return {
+        "run": {**run_to_dict(summary.run), "metadata": summary.run.metadata},
+        "splits": splits,
+        "plans": plans,
+    }
