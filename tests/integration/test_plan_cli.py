@@ -219,4 +219,4 @@ def test_profiles_outside_a_workspace_go_to_the_config_dir(tmp_path, monkeypatch
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "cfg" / "profiles" / "mine.json").is_file()
     remote = splittracer("profile", "pi", TOY, "--device", "pi4", cwd=tmp_path)
-    assert remote.returncode == 2 and "only 'local'" in remote.stderr
+    assert remote.returncode == 2 and "no device named 'pi4'" in remote.stderr

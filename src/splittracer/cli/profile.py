@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import Progress
 
+from ..devices.registry import Registry
 from ..errors import SplitTracerError
+from ..manifest import find_workspace_root
 from ..models import parse_input_shape
-from ..plan.profiles import DeviceProfile, profile_local, profile_store
+from ..plan.profiles import DeviceProfile, HostFacts, ModelRecord, host_facts, profile_local, profile_store
+from ..plan.remote import profile_device
 from ._render import console, print_json, print_table
 
 __all__ = ["profile"]
@@ -21,7 +25,9 @@ def profile(
     models: Annotated[
         list[str] | None, typer.Argument(help="Models to measure; none: show the stored profile")
     ] = None,
-    device: Annotated[str, typer.Option(help="Device that runs the models (only 'local' so far)")] = "local",
+    device: Annotated[
+        str, typer.Option(help="Device that runs the models: 'local' or a paired device's name")
+    ] = "local",
     threads: Annotated[int | None, typer.Option(min=1, help="torch threads (emulates a smaller CPU)")] = None,
     repeats: Annotated[int, typer.Option(min=1, help="Timed runs per layer")] = 10,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first")] = 2,
@@ -33,34 +39,56 @@ def profile(
     """Measure every layer of MODELS on a device and add them to profile NAME."""
     store = profile_store(workspace)
     if models:
-        if device != "local":
-            raise SplitTracerError(
-                f"device '{device}' cannot be profiled yet: profiling runs on only 'local' so far",
-                hint="Profile on this machine with --threads N to stand in for a slower device.",
-            )
-        stored = store.load_or_new(name, device=device, threads=threads)
-        if stored.models and stored.threads != threads:
-            raise SplitTracerError(
-                f"profile '{name}' was measured with threads={stored.threads}, not {threads}",
-                hint="Use the same --threads, or another profile name.",
-            )
+        stored = store.load(name) if store.exists(name) else None
+        _check_stored(stored, device, threads)
+        shape = parse_input_shape(input_shape) if input_shape else None
+        settings = {"repeats": repeats, "warmup": warmup, "input_shape": shape, "granularity": granularity}
         with Progress(console=console, transient=True, disable=json) as bar:
-            task = bar.add_task("profiling", total=None)
-            records = profile_local(
-                models,
-                threads=threads,
-                repeats=repeats,
-                warmup=warmup,
-                input_shape=parse_input_shape(input_shape) if input_shape else None,
-                granularity=granularity,
-                progress=lambda m, done, total: bar.update(task, description=m, completed=done, total=total),
-            )
-        store.save(stored.with_models(records))
+            records, host = _measure(device, models, threads, settings, bar, workspace)
+        base = stored or DeviceProfile(name=name, device=device, threads=threads, host=host or host_facts())
+        store.save(dataclasses.replace(base, host=host or base.host).with_models(records))
     result = store.load(name)
     if json:
         print_json({"path": str(store.path(name)), **_plain(result)})
         return
     _show(result, store.path(name))
+
+
+def _measure(
+    device: str,
+    models: list[str],
+    threads: int | None,
+    settings: dict[str, Any],
+    bar: Progress,
+    workspace: Path | None,
+) -> tuple[list[ModelRecord], HostFacts | None]:
+    """Measure in this process, or on the paired device (with its facts); progress on ``bar``."""
+    task = bar.add_task("profiling", total=None)
+
+    def report(model: str, done: int, total: int) -> None:
+        bar.update(task, description=model, completed=done, total=total)
+
+    if device == "local":
+        return profile_local(models, threads=threads, progress=report, **settings), None
+    paired = Registry.locate(workspace=workspace or find_workspace_root(Path.cwd())).get(device)
+    bar.update(task, description=f"capturing the models, then measuring on {device}")
+    return profile_device(paired, models, threads=threads, progress=report, **settings)
+
+
+def _check_stored(stored: DeviceProfile | None, device: str, threads: int | None) -> None:
+    """One profile, one device and one thread setting: refuse to mix measurements."""
+    if stored is None or not stored.models:
+        return
+    if stored.device != device:
+        raise SplitTracerError(
+            f"profile '{stored.name}' was measured on device '{stored.device}', not '{device}'",
+            hint=f"Use --device {stored.device}, or another profile name.",
+        )
+    if stored.threads != threads:
+        raise SplitTracerError(
+            f"profile '{stored.name}' was measured with threads={stored.threads}, not {threads}",
+            hint="Use the same --threads, or another profile name.",
+        )
 
 
 def _show(profile: DeviceProfile, path: Path) -> None:
@@ -72,6 +100,7 @@ def _show(profile: DeviceProfile, path: Path) -> None:
             len(m.layers),
             sum(layer.median_ms for layer in m.layers),
             m.forward_ms,
+            sum(layer.energy_mj or 0.0 for layer in m.layers) if m.has_energy else "—",
             m.measured_at,
         ]
         for m in profile.models
@@ -79,9 +108,21 @@ def _show(profile: DeviceProfile, path: Path) -> None:
     threads = "default" if profile.threads is None else profile.threads
     print_table(
         f"profile {profile.name} — device {profile.device}, threads {threads}, {profile.host.cpu_model}",
-        ["model", "input", "granularity", "layers", "sum of layers ms", "forward ms", "measured"],
+        [
+            "model",
+            "input",
+            "granularity",
+            "layers",
+            "sum of layers ms",
+            "forward ms",
+            "energy mJ",
+            "measured",
+        ],
         rows,
     )
+    notes = sorted({m.energy_note for m in profile.models if not m.has_energy and m.energy_note})
+    for note in notes:
+        console.print(f"no energy: {note}")
     console.print(f"stored in {path}")
 
 

@@ -23,12 +23,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from ..config import did_you_mean
 from ..errors import SplitTracerError
 from .features import UnitFeatures
+
+if TYPE_CHECKING:
+    from ..split.load import LoadedSplit
+    from .measure import MeasuredModel
 
 __all__ = [
     "FORMAT",
@@ -38,6 +43,8 @@ __all__ = [
     "ModelRecord",
     "ProfileStore",
     "default_profile_dir",
+    "host_facts",
+    "model_record",
     "profile_local",
     "profile_store",
 ]
@@ -176,7 +183,7 @@ class ProfileStore:
         """The stored profile ``name``, or an empty one for this device."""
         if self.exists(name):
             return self.load(name)
-        return DeviceProfile(name=name, device=device, threads=threads, host=_host_facts())
+        return DeviceProfile(name=name, device=device, threads=threads, host=host_facts())
 
     def save(self, profile: DeviceProfile) -> Path:
         """Write ``profile`` atomically; returns its path."""
@@ -226,52 +233,75 @@ def profile_local(
     input_shape: tuple[int, ...] | None = None,
     granularity: str = "leaf",
     progress: Callable[[str, int, int], None] | None = None,
+    energy: bool = True,
 ) -> list[ModelRecord]:
-    """Measure every layer of each model in this process, with ``threads`` torch threads."""
+    """Measure every layer of each model in this process, with ``threads`` torch threads.
+
+    With ``energy``, each layer's energy too where this machine has a sensor
+    (:mod:`splittracer.plan.measure`).
+    """
     import torch
+
+    from ..metrics.energy import probe_energy
+    from ..split.load import load_split_model
+    from .measure import measure_loaded
 
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
+    sensors = probe_energy() if energy else None
     try:
-        return [_profile_one(s, repeats, warmup, input_shape, granularity, progress) for s in sources]
+        records = []
+        for source in sources:
+            loaded = load_split_model(source, input_shape=input_shape, granularity=granularity)
+            measured = measure_loaded(
+                source, loaded, repeats=repeats, warmup=warmup, progress=progress, energy=sensors
+            )
+            records.append(model_record(measured, loaded))
+        return records
     finally:
         torch.set_num_threads(before)
+        for reader in sensors.readers if sensors else ():
+            reader.close()
 
 
-def _profile_one(
-    source: str,
-    repeats: int,
-    warmup: int,
-    input_shape: tuple[int, ...] | None,
-    granularity: str,
-    progress: Callable[[str, int, int], None] | None,
-) -> ModelRecord:
-    from ..split.load import load_split_model
-    from ..split.profile import profile_layers
-    from .graph import granularity_name, model_graph
+def model_record(measured: MeasuredModel, loaded: LoadedSplit) -> ModelRecord:
+    """A device's measurement of a model joined with the layers' features, computed here.
 
-    loaded = load_split_model(source, input_shape=input_shape, granularity=granularity)
+    SplitTracerError when the device's layers are not this capture's (another
+    torch or splittracer version captured the model differently).
+    """
+    from .graph import model_graph
+
     graph = model_graph(loaded.split)
-    report = None if progress is None else (lambda done, total: progress(source, done, total))
-    measured = profile_layers(loaded.split, loaded.example, repeats=repeats, warmup=warmup, progress=report)
+    here = [layer.name for layer in graph.layers]
+    there = [layer.name for layer in measured.layers]
+    if here != there:
+        raise SplitTracerError(
+            f"the device split {measured.source} into {len(there)} layers but this machine into "
+            f"{len(here)}" + ("" if len(here) != len(there) else " with other names"),
+            hint="Use the same torch and splittracer versions on both: 'splittracer device setup NAME'.",
+        )
     layers = tuple(
-        LayerRecord(t.index, t.name, t.type, t.median_ms, t.p25_ms, t.p75_ms, info.units)
-        for t, info in zip(measured.layers, graph.layers)
+        LayerRecord(m.index, m.name, m.type, m.median_ms, m.p25_ms, m.p75_ms, info.units, m.energy_mj)
+        for m, info in zip(measured.layers, graph.layers)
     )
     return ModelRecord(
-        source=source,
-        input_shape=tuple(loaded.spec.input_shape),
-        granularity=granularity_name(loaded.split),
-        repeats=repeats,
-        warmup=warmup,
-        forward_ms=measured.forward_median_ms,
+        source=measured.source,
+        input_shape=measured.input_shape,
+        granularity=measured.granularity,
+        repeats=measured.repeats,
+        warmup=measured.warmup,
+        forward_ms=measured.forward_ms,
         measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         layers=layers,
+        energy_domains=measured.energy_domains,
+        energy_note=measured.energy_note,
     )
 
 
-def _host_facts() -> HostFacts:
+def host_facts() -> HostFacts:
+    """This machine, as a profile records it."""
     import torch
 
     from ..participant.runtime import cpu_model
