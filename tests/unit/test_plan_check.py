@@ -58,6 +58,8 @@ def test_measured_cuts_two_devices():
     ]
     found = measured_cuts(spans)
     assert [(m.cuts, m.count, m.total_ms) for m in found] == [((0,), 1, 50.0), ((3,), 3, 12.0)]
+    quartile = measured_cuts(spans, 0.25)  # a disturbed sample (30 ms) cannot move it
+    assert [m.total_ms for m in quartile] == [50.0, 11.0]
 
 
 def test_measured_cuts_three_devices_keep_every_cut():

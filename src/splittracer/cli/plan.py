@@ -82,6 +82,10 @@ def plan(
     check: Annotated[
         str | None, typer.Option(help="Compare with a run's sweep (its own links): run id or latest")
     ] = None,
+    quantile: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="With --check: each split's statistic (0.25: lower quartile)"),
+    ] = 0.5,
     input_shape: Annotated[str | None, typer.Option("--input-shape", help="e.g. 1,3,224,224")] = None,
     granularity: Annotated[str, typer.Option(help="leaf, block or depth=N")] = "leaf",
     workspace: Annotated[Path | None, typer.Option("--workspace", "-w", help="Workspace directory")] = None,
@@ -93,7 +97,7 @@ def plan(
     if check is not None:
         if objective is ObjectiveChoice.energy:
             raise SplitTracerError("--check compares measured latency only", hint="Drop --objective energy.")
-        _check(check, profiles, _ESTIMATORS[estimator], workspace, json)
+        _check(check, profiles, _ESTIMATORS[estimator], quantile, workspace, json)
         return
     if model is None:
         raise SplitTracerError("name the model to plan", hint="e.g. splittracer plan torchvision:alexnet ...")
@@ -175,11 +179,17 @@ def _show_plan(result: ModelPlan) -> None:
 
 
 def _check(
-    run_id: str, profiles: list[DeviceProfile], estimator: Estimator, workspace: Path | None, json: bool
+    run_id: str,
+    profiles: list[DeviceProfile],
+    estimator: Estimator,
+    quantile: float,
+    workspace: Path | None,
+    json: bool,
 ) -> None:
     ws = find_workspace(explicit=workspace)
     with console.status("planning the run's model…", spinner="dots"):
-        result = check_run(ResultsStore(ws.results_db), run_id, profiles, estimator=estimator)
+        store = ResultsStore(ws.results_db)
+        result = check_run(store, run_id, profiles, estimator=estimator, quantile=quantile)
     if json:
         print_json(check_to_dict(result))
         return
