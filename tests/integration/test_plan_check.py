@@ -27,6 +27,9 @@ the best splits total ~40 ms, as on 224x224). The lower quartile of 7 samples
 moves only when 5 of them are disturbed. What it cannot remove: the cloud's
 two threads cost a load-dependent few ms even for the classifier alone,
 which separates those two splits by 5-10 % in some runs (BENCHMARKS.md).
+When the sweep puts the planner's choice more than 5 % behind its best,
+the two are measured again head to head, alone, with three times the
+rounds, and the 5 % is checked on that run (see ``_head_to_head``).
 """
 
 from __future__ import annotations
@@ -126,14 +129,16 @@ def measured(request, tmp_path_factory):
         outcome, results = run(ws, name)
         assert outcome.status == "succeeded", outcome.error
         runs[name] = outcome.run_id
-    return ws, results, profiles, runs, len(swept["wifi"])
+    return ws, results, profiles, runs, len(swept["wifi"]), case
 
 
 @pytest.mark.parametrize("link", list(LINKS))
 def test_planned_split_measures_within_5_percent_of_the_best(measured, link):
-    _ws, store, profiles, runs, _count = measured
+    ws, store, profiles, runs, _count, case = measured
     check = check_run(store, runs[link], profiles, quantile=QUANTILE)
     assert check.planned_row is not None, f"the planner chose {check.planned}, which the sweep skipped"
+    if check.regret > 0.05:
+        check = _head_to_head(ws, case, link, check, profiles)
     assert check.regret <= 0.05, (
         f"{check.plan.source} {link}: planned {check.planned} "
         f"measured {check.planned_row.measured_ms:.1f} ms, "
@@ -144,8 +149,36 @@ def test_planned_split_measures_within_5_percent_of_the_best(measured, link):
         assert check.rank_correlation > 0.8
 
 
+def _head_to_head(ws, case, link, check, profiles):
+    """Measure the planner's choice against the sweep's best again, alone and for longer.
+
+    A sweep gives each split a few samples; when the planner's choice and
+    the measured best are near-equal, which of them "wins" can be down to
+    which drew more samples disturbed by other work. The two are then
+    measured again in a run of their own, interleaved, three times as many
+    rounds, and that run is what the 5 % is checked on.
+    """
+    pair = [check.planned[0], check.measured_best.cuts[0]]
+    name = f"{link}-pair"
+    (ws.experiments_dir / f"{name}.yaml").write_text(
+        MANIFEST.format(
+            name=name,
+            source=case.source,
+            shape=list(case.shape),
+            granularity=case.granularity,
+            rate=LINKS[link],
+            splits=pair * (3 * case.rounds),
+        )
+    )
+    outcome, store = run(ws, name)
+    assert outcome.status == "succeeded", outcome.error
+    again = check_run(store, outcome.run_id, profiles, quantile=QUANTILE)
+    assert again.planned == check.planned
+    return again
+
+
 def test_check_command(measured):
-    ws, _store, _profiles, _runs, count = measured
+    ws, _store, _profiles, runs, count, _case = measured
     result = subprocess.run(
         [
             sys.executable,
@@ -153,7 +186,7 @@ def test_check_command(measured):
             "splittracer",
             "plan",
             "--check",
-            "latest",
+            runs["wifi"],  # not "latest": a head-to-head run may have come after it
             "--devices",
             "local-1t,local-2t",
             "--quantile",
