@@ -127,6 +127,37 @@ def test_participant_killed_on_a_lab_host(registry: Registry, tmp_path: Path):
     assert _run_dirs() <= before
 
 
+MIXED = """
+name: mixed
+model: {source: torchvision:alexnet}
+participants:
+  phone: {device: lab-phone, role: "splittracer.builtin:SplitHead", limits: {threads: 1}}
+  cloud: {device: local, role: "splittracer.builtin:SplitTail", limits: {threads: 1}}
+playbook:
+  phone:
+    - task: Sweep
+      params: {splits: [0, 13, 21], next: [cloud], repeats: 2, warmup: 0}
+"""
+
+
+def test_a_lab_host_sends_to_a_participant_on_the_controller(registry: Registry, lab: TestbedState, tmp_path):
+    """The phone on a device, the cloud on this machine: the phone's tasks reach the cloud directly."""
+    ws = init_workspace(tmp_path / "ws")
+    (ws.experiments_dir / "mixed.yaml").write_text(textwrap.dedent(MIXED))
+    plan = plan_from_manifest(ws.load_manifest("mixed"), ws.root)
+    deployer = deployer_for(plan, ws.root, registry)
+    assert deployer.local.advertise == lab.bridge_address  # the address the lab hosts reach us at
+    store = ResultsStore(ws.results_db)
+    outcome = run_experiment(plan, store, workspace=ws.root, deployer=deployer)
+    assert outcome.status == "succeeded", outcome.error
+    forward = [
+        s
+        for s in store.spans(outcome.run_id)
+        if s.kind == "transfer" and s.attrs.get("from") == "phone" and s.attrs.get("to") == "cloud"
+    ]
+    assert len(forward) == 6 and {s.split for s in forward} == {0, 13, 21}
+
+
 def _wait_for_inferences(store: ResultsStore, minimum: int) -> tuple[str, int]:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

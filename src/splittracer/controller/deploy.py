@@ -8,10 +8,12 @@ what it printed. The controller never cares which implementation it has.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import queue
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -67,6 +69,7 @@ class LocalDeployment:
         self.name = name
         self.process = process
         self.address = address
+        self.peer_address = ""  # set when peers on other hosts must reach it (see LocalDeployer)
         self._log = log
         self._secrets = secrets
 
@@ -103,7 +106,16 @@ class LocalDeployer:
         python: str = sys.executable,
         log_dir: Path | None = None,
         extra_env: dict[str, dict[str, str]] | None = None,
+        advertise: str | None = None,
     ) -> None:
+        """``advertise``: an address of this machine that peers on devices can reach.
+
+        Without it participants listen on loopback only. With it they listen
+        on every interface (every link is mutually authenticated: a peer
+        without the run's certificate is refused) and give peers
+        ``ADVERTISE:PORT``; the controller still talks to them on loopback.
+        """
+        self.advertise = advertise
         self.python = python
         self.log_dir = log_dir
         self.extra_env = extra_env or {}  # per participant, e.g. a shifted clock in tests
@@ -120,7 +132,7 @@ class LocalDeployer:
                 "-m",
                 "splittracer.participant",
                 "--host",
-                "127.0.0.1",
+                "0.0.0.0" if self.advertise else "127.0.0.1",
                 "--port",
                 "0",
                 "--tls-dir",
@@ -134,6 +146,8 @@ class LocalDeployer:
         )
         port = _read_port(process, START_TIMEOUT_S)
         deployment = LocalDeployment(name, process, log, f"127.0.0.1:{port}" if port else "", secrets)
+        if port and self.advertise:
+            deployment.peer_address = _host_port(self.advertise, port)
         if port is None:
             deployment.stop(timeout=1.0)
             raise RunError(
@@ -185,4 +199,30 @@ def _read_port(process: subprocess.Popen[bytes], timeout: float) -> int | None:
         text = line.decode(errors="replace").strip()
         if text.startswith(PORT_PREFIX):
             return int(text.removeprefix(PORT_PREFIX))
+    return None
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def route_source(host: str, port: int = 22) -> str | None:
+    """The address of this machine that traffic to ``host`` leaves from, or None if unknown.
+
+    Connecting a UDP socket sends nothing: the kernel only picks the route
+    and its source address. A host name is resolved first.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except OSError:
+        return None
+    for family, kind, proto, _name, address in infos:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.connect(address)
+                source = str(probe.getsockname()[0])
+        except OSError:
+            continue
+        if not ipaddress.ip_address(source).is_loopback:
+            return source
     return None

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..devices.registry import Registry
 from ..participant.tls import TlsBundle
-from .deploy import Deployment, LocalDeployer
+from .deploy import Deployment, LocalDeployer, route_source
 from .plan import RunPlan
 
 LOCAL = "local"
@@ -50,4 +50,8 @@ def deployer_for(
     files = [Path(f) for f in (plan.model.override, plan.model.weights) if f] if plan.model else []
     dataset = Path(plan.model.dataset) if plan.model and plan.model.dataset else None
     ssh = SSHDeployer(placements, workspace=workspace, files=files, dataset=dataset, run_id=run_id)
-    return MixedDeployer(LocalDeployer(), ssh, set(remote))
+    # Local participants must be reachable from the devices: a device's participant sends
+    # its tasks straight to them, not through the controller.
+    hosts = [d.listen_host or d.host for d in placements.values()]
+    advertise = next((a for a in map(route_source, hosts) if a), None)
+    return MixedDeployer(LocalDeployer(advertise=advertise), ssh, set(remote))
