@@ -81,8 +81,11 @@ class Infer(Task):
     ``threshold`` (relative). ``bandwidth`` (one rate, or one per hop) serves
     hops whose sender has no emulated uplink; hops with neither are measured.
     ``uplink_trace`` changes this participant's emulated uplink from the given
-    inference on: ``[[10, 3g], [20, wifi]]``. ``planner`` is filled by the
-    controller from the participants' profiles.
+    inference on: ``[[10, 3g], [20, wifi]]``. ``objective`` is what planned
+    cuts minimise: ``latency``, or ``energy``, the first participant's
+    (its profile's per-layer energy plus ``tx_power`` x transfer time; the
+    radio defaults to its uplink's name when that is 3g, lte or wifi).
+    ``planner`` is filled by the controller from the participants' profiles.
     """
 
     next: list[str]
@@ -93,6 +96,8 @@ class Infer(Task):
     bandwidth: str | list[str] | None = None
     threshold: float = DEFAULT_THRESHOLD
     uplink_trace: list[tuple[int, str]] = field(default_factory=list)
+    objective: str = "latency"
+    tx_power: str | None = None
     planner: bytes = b""
 
 
@@ -380,6 +385,8 @@ def _record_plan(
         bandwidth_bps=_finite(planner.planned_bps[0]),
         bandwidths_bps=",".join(f"{b:.6g}" for b in planner.planned_bps),
         predicted_ms=best.total_ms,
+        objective=planner.inputs.objective,
+        **({"energy_mj": best.energy_mj} if best.energy_mj is not None else {}),
     )
 
 

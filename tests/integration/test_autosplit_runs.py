@@ -16,6 +16,7 @@ import math
 import pytest
 
 from splittracer.plan.chain import Link
+from splittracer.plan.energy import parse_tx_power
 from splittracer.plan.planner import plan_model
 from splittracer.plan.profiles import DeviceProfile, ProfileStore, default_profile_dir, profile_local
 
@@ -65,6 +66,11 @@ def lab(tmp_path_factory):
             name="measured", uplink="unlimited", params="{split: auto, next: [cloud], count: 2, finish: true}"
         ),
         "probe": PROBE,
+        "frugal": MANIFEST.format(
+            name="frugal",
+            uplink="wifi",
+            params="{split: auto, next: [cloud], count: 2, finish: true, objective: energy}",
+        ).replace("profile: phone-1t", "profile: phone-2w"),
     }
     ws = workspace_with(tmp_path_factory.mktemp("autosplit"), manifests)
     store = ProfileStore(default_profile_dir(ws.results_dir))
@@ -80,6 +86,11 @@ def lab(tmp_path_factory):
     )
     cloud = DeviceProfile(name="cloud-8x", threads=1).with_models(
         [dataclasses.replace(measured, layers=faster)]
+    )
+    # The same phone drawing 2 W while it computes (2 mJ per ms): a profile with energy per layer.
+    powered = tuple(dataclasses.replace(layer, energy_mj=2.0 * layer.median_ms) for layer in measured.layers)
+    store.save(
+        DeviceProfile(name="phone-2w", threads=1).with_models([dataclasses.replace(measured, layers=powered)])
     )
     store.save(phone)
     store.save(cloud)
@@ -173,3 +184,16 @@ def test_adaptive_follows_a_bandwidth_drop(lab):
         assert split == latest.value, (index, splits, [(p.attrs["inference"], p.value) for p in plans])
     estimates = [m.value for m in metrics(store, outcome.run_id, "bandwidth_estimate_bps")]
     assert len(estimates) == 14 and not any(math.isinf(e) for e in estimates)
+
+
+def test_auto_with_the_energy_objective_uses_the_planners_split(lab):
+    ws, (_phone, cloud) = lab
+    outcome, store = run(ws, "frugal")
+    assert outcome.status == "succeeded", outcome.error
+    powered = ProfileStore(default_profile_dir(ws.results_dir)).load("phone-2w")
+    radio = parse_tx_power("wifi", 18.88e6)  # the phone's uplink names its radio
+    plan = plan_model(ALEXNET, [powered, cloud], [Link(18.88e6, 0.010)], objective="energy", tx_power=radio)
+    (made,) = metrics(store, outcome.run_id, "split_plan")
+    assert made.value == plan.chain.best.cuts[0] and made.attrs["objective"] == "energy"
+    assert made.attrs["energy_mj"] == pytest.approx(plan.chain.best.energy_mj, rel=1e-6)
+    assert used_splits(store, outcome.run_id) == [made.value] * 2

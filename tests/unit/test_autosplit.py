@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import textwrap
 
@@ -136,3 +137,61 @@ def test_cli_run_exits_2_before_starting_anything(ws, capsys):
     assert main(["run", "bad", "--workspace", str(ws.root)]) == 2
     err = capsys.readouterr().err
     assert "bad.yaml:16" in err and "split 'sometimes'" in err
+
+
+@pytest.fixture(scope="module")
+def with_energy_profile(ws):
+    """toy-e: toy-a's timings with 2 mJ per layer call, as a profile measured on a device with a sensor."""
+    store = ProfileStore(default_profile_dir(ws.results_dir))
+    source = store.load("toy-a")
+    records = [
+        dataclasses.replace(m, layers=tuple(dataclasses.replace(layer, energy_mj=2.0) for layer in m.layers))
+        for m in source.models
+    ]
+    store.save(DeviceProfile(name="toy-e", threads=1).with_models(records))
+    return ws
+
+
+def test_energy_objective_carries_the_first_devices_joules_and_radio(with_energy_profile):
+    ws = with_energy_profile
+    task = planned(ws, "{split: auto, next: [cloud], objective: energy}", head="toy-e", uplink="lte")
+    inputs = decode_inputs(task.planner)
+    assert inputs.objective == "energy" and inputs.energy_mj == [2.0, 2.0, 2.0]
+    assert inputs.tx_power == "lte"  # the uplink's name gives the radio
+    given = decode_inputs(
+        planned(
+            ws, "{split: adaptive, next: [cloud], objective: energy, tx_power: 800mW}", head="toy-e"
+        ).planner
+    )
+    assert given.tx_power == "800mW"
+    assert decode_inputs(planned(ws, "{split: auto, next: [cloud]}").planner).energy_mj == []
+
+
+@pytest.mark.parametrize(
+    ("params", "head", "key", "phrase"),
+    [
+        (
+            "{split: auto, next: [cloud], objective: energi}",
+            "toy-e",
+            "params.objective",
+            "Did you mean 'energy'",
+        ),
+        ("{split: auto, next: [cloud], objective: energy}", "toy-e", "params.tx_power", "radio power"),
+        (
+            "{split: auto, next: [cloud], objective: energy, tx_power: loud}",
+            "toy-e",
+            "params.tx_power",
+            "watts",
+        ),
+        ("{split: auto, next: [cloud], tx_power: 1W}", "toy-e", "params.tx_power", "only with objective"),
+        ("{split: 2, next: [cloud], objective: energy}", "toy-e", "params.objective", "gives its split"),
+    ],
+)
+def test_energy_objective_mistakes_are_located(with_energy_profile, params, head, key, phrase):
+    error = located(with_energy_profile, params, head=head)
+    assert error.key == f"playbook.phone.0.{key}" and phrase in error.render()
+
+
+def test_energy_objective_needs_a_profile_with_energy(ws):
+    error = located(ws, "{split: auto, next: [cloud], objective: energy, tx_power: 1W}")
+    assert error.key == "participants.phone.profile" and "energy" in error.render()

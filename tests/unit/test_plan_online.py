@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import msgspec
 import pytest
 
 from splittracer.builtin import Infer, planned_mode
@@ -146,3 +147,21 @@ def test_planned_mode(fields, mode):
 def test_planned_mode_refuses_nonsense(fields, phrase):
     with pytest.raises(RunError, match=phrase):
         planned_mode(Infer(next=["cloud"], **fields))
+
+
+def test_energy_objective_spares_the_first_devices_battery():
+    # 5 mJ per layer on the first device, a 1 W radio: cut 3 costs 15 + 0.8 mJ, cut 2 (fastest) 10 + 8.
+    frugal = msgspec.structs.replace(inputs(), objective="energy", energy_mj=[5.0] * 4, tx_power="1W")
+    planner = AdaptivePlanner(frugal, SPLIT_BYTES, ALLOWED, [1e7])
+    assert planner.cuts == [3] and best_at(1e7) == (2,)
+    assert planner.best.energy_mj == pytest.approx(15.0 + 0.8)
+
+
+def test_a_named_radio_is_priced_at_each_plans_rate():
+    frugal = msgspec.structs.replace(inputs(), objective="energy", energy_mj=[5.0] * 4, tx_power="lte")
+    slow, fast = (AdaptivePlanner(frugal, SPLIT_BYTES, ALLOWED, [b]).best for b in (1e6, 1e7))
+    # Huang et al.'s LTE uplink, 438.39 mW per Mbit/s + 1288.04 mW: 1.73 W at 1 Mbit/s, so at that
+    # rate even cut 3's 1 kB (13.8 mJ) costs more than a fourth layer (5 mJ) and cut 4 wins.
+    assert slow.cuts == (4,)
+    assert slow.transmit_energy_mj == pytest.approx((0.43839 + 1.28804) * 8 * 100 / 1e6 * 1000)
+    assert fast.cuts == (3,)

@@ -27,7 +27,8 @@ from ..builtin import Infer
 from ..config import KeyPath, did_you_mean
 from ..errors import ConfigError, SplitTracerError
 from ..manifest import Manifest, Participant, find_workspace_root
-from ..plan.estimate import LayerCosts, layer_costs
+from ..plan.energy import RADIOS, parse_tx_power
+from ..plan.estimate import LayerCosts, layer_costs, with_energy
 from ..plan.graph import ModelGraph, granularity_name, model_graph
 from ..plan.online import MEASURE, MODES, PlannerInputs, encode_inputs
 from ..plan.profiles import ProfileStore, profile_store
@@ -36,6 +37,8 @@ from ..tasks import Task
 from ..units import parse_rate
 
 __all__ = ["resolve_planned_splits"]
+
+OBJECTIVES = ("latency", "energy")
 
 
 def resolve_planned_splits(
@@ -60,6 +63,12 @@ class _Resolver:
         self._check_trace(key, task)
         field = _planned_field(task)
         if field is None:
+            if task.objective != "latency" or task.tx_power is not None:
+                raise self._error(
+                    (*key, "params", "objective" if task.objective != "latency" else "tx_power"),
+                    "objective and tx_power choose planned splits, but this task gives its split",
+                    "Write split: auto (or adaptive) to have it planned, or drop them.",
+                )
             return
         self._check_mode(key, field, task)
         route = [
@@ -73,6 +82,7 @@ class _Resolver:
         bandwidths, sources = zip(
             *(self._bandwidth(key, a, b, g) for a, b, g in zip(route, route[1:], given))
         )
+        energy_mj, tx_power = self._energy(key, task, route[0], costs[0], bandwidths[0])
         task.planner = encode_inputs(
             PlannerInputs(
                 devices=[c.profile for c in costs],
@@ -84,6 +94,9 @@ class _Resolver:
                 reply_bps=[p.limits.uplink_bps for p in route[1:]],
                 reply_latencies_s=[p.limits.latency_s for p in route[1:]],
                 threshold=task.threshold,
+                objective=task.objective,
+                energy_mj=energy_mj,
+                tx_power=tx_power,
             )
         )
 
@@ -156,6 +169,48 @@ class _Resolver:
             return layer_costs(self._store.load(name), self._graph, self._model_key)
         except SplitTracerError as exc:
             raise self._error(where, f"participant '{participant.name}': {exc.message}", exc.hint) from exc
+
+    def _energy(
+        self, key: KeyPath, task: Infer, head: Participant, costs: LayerCosts, first_bps: float
+    ) -> tuple[list[float], str]:
+        """The first device's per-layer millijoules and its radio, for ``objective: energy``."""
+        params = (*key, "params")
+        if task.objective == "latency":
+            if task.tx_power is not None:
+                raise self._error((*params, "tx_power"), "tx_power is used only with objective: energy", None)
+            return [], ""
+        if task.objective != "energy":
+            close = did_you_mean(task.objective, OBJECTIVES)
+            raise self._error(
+                (*params, "objective"),
+                f"objective '{task.objective}' is neither latency nor energy",
+                f"{close + ' ' if close else ''}Write objective: latency (the default) or energy.",
+            )
+        assert head.profile is not None  # _costs refused a participant without one
+        try:
+            with_joules = with_energy(costs, self._store.load(head.profile), self._model_key)
+        except SplitTracerError as exc:
+            raise self._error(("participants", head.name, "profile"), exc.message, exc.hint) from exc
+        radio = task.tx_power or (head.limits.uplink if head.limits.uplink.lower() in RADIOS else None)
+        if radio is None:
+            raise self._error(
+                (*params, "tx_power"),
+                f"objective: energy needs the radio power of '{head.name}' while it sends",
+                "Give tx_power: 1.2W (watts), or 3g, lte or wifi for Huang et al.'s measured uplink "
+                "models (the default when the participant's uplink is named so).",
+            )
+        named = radio.strip().lower() in RADIOS
+        if named and math.isinf(first_bps):
+            raise self._error(
+                (*params, "tx_power"),
+                f"the {radio} radio model needs the first hop's rate, but that hop is unlimited",
+                "Give the power itself (tx_power: 1.2W), or a bandwidth for the hop.",
+            )
+        try:  # the text only: a named radio is priced at the rate of each plan
+            parse_tx_power(radio, first_bps if named and first_bps > 0 else 1e6)
+        except SplitTracerError as exc:
+            raise self._error((*params, "tx_power"), exc.message, exc.hint) from exc
+        return list(with_joules.energy_mj or ()), radio
 
     def _given(self, key: KeyPath, task: Infer, hops: int) -> list[float | None]:
         if task.bandwidth is None:

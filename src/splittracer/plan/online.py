@@ -28,7 +28,8 @@ import msgspec
 import numpy as np
 
 from ..errors import RunError
-from .chain import ChainEstimate, Link, plan_chain
+from .chain import ChainEstimate, FirstDeviceEnergy, Link, plan_chain
+from .energy import parse_tx_power
 
 __all__ = [
     "DEFAULT_ALPHA",
@@ -74,6 +75,9 @@ class PlannerInputs(msgspec.Struct, frozen=True):
     reply_bps: list[float]
     reply_latencies_s: list[float]
     threshold: float = DEFAULT_THRESHOLD
+    objective: str = "latency"
+    energy_mj: list[float] = []  # the first device's per layer, for the energy objective
+    tx_power: str = ""  # its radio: watts or 3g/lte/wifi, priced at the first hop's current rate
 
     @property
     def hops(self) -> int:
@@ -195,6 +199,11 @@ class AdaptivePlanner:
         return self.best
 
     def _plan(self, bandwidths_bps: Sequence[float]) -> ChainEstimate:
+        energy = None
+        if self.inputs.objective == "energy":
+            # A named radio's power depends on its rate: re-priced at every plan.
+            radio = parse_tx_power(self.inputs.tx_power, bandwidths_bps[0])
+            energy = FirstDeviceEnergy(tuple(self.inputs.energy_mj), radio)
         return plan_chain(
             self.inputs.devices,
             self.inputs.costs,
@@ -202,6 +211,8 @@ class AdaptivePlanner:
             self.inputs.links(bandwidths_bps),
             allowed=self._allowed,
             reply_links=self.inputs.reply_links(),
+            energy=energy,
+            objective="energy" if energy is not None else "latency",
         ).best
 
 
