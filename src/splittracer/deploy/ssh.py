@@ -38,7 +38,7 @@ from ..controller.deploy import PORT_PREFIX
 from ..devices.errors import DeviceError, UnknownDevice
 from ..devices.probe import RUNTIME_DIR, select_python
 from ..devices.registry import Device
-from ..devices.ssh import Target, connect, quote, remote_home, run, translate
+from ..devices.ssh import Target, connect, quote, remote_home, run, translate, watched_python
 from ..errors import ConfigError
 from ..participant.inputs import image_files
 from ..participant.tls import FILES as TLS_FILES
@@ -337,22 +337,11 @@ def participant_command(
     its exit status is the participant's (128+N when killed by signal N).
     """
     security = f"--tls-dir {quote(tls_dir)}" if tls_dir else "--insecure"
-    script = (
-        f"cd {quote(run_dir)} || exit 97\n"
-        f"{select_python(python)}\n"
-        "exec 3<&0\n"
-        'PYTHONUNBUFFERED=1 "$py" -m splittracer.participant '
-        f"--host {quote(listen)} --port 0 {security} </dev/null 3<&- &\n"
-        "pid=$!\n"
-        f'echo "{PID_PREFIX}$pid"\n'
-        '( while read -r _ <&3; do :; done; kill -TERM "$pid" ) >/dev/null 2>&1 &\n'
-        "watchdog=$!\n"
-        "exec 3<&-\n"
-        'wait "$pid"; status=$?\n'
-        'kill "$watchdog" 2>/dev/null\n'
-        'exit "$status"\n'
+    return watched_python(
+        f"-m splittracer.participant --host {quote(listen)} --port 0 {security}",
+        prologue=f"cd {quote(run_dir)} || exit 97\n{select_python(python)}\n",
+        on_start=f'echo "{PID_PREFIX}$pid"\n',
     )
-    return f"sh -c {quote(script)}"
 
 
 def dataset_uploads(folder: Path, others: Sequence[tuple[Path, str]] = ()) -> list[tuple[Path, str]]:

@@ -214,6 +214,30 @@ def quote(text: str) -> str:
     return shlex.quote(text)
 
 
+def watched_python(arguments: str, *, prologue: str = "", on_start: str = "") -> str:
+    """``sh -c`` running ``"$py" ARGUMENTS`` in the background until the SSH session ends.
+
+    ``prologue`` must set ``py`` (see :func:`splittracer.devices.probe.select_python`);
+    ``on_start`` runs once ``$pid`` is known. The process gets SIGTERM when
+    the session's stdin closes (the controller went away), and the command's
+    exit status is the process's own (128+N when killed by signal N).
+    """
+    script = (
+        prologue
+        + "exec 3<&0\n"
+        + f'PYTHONUNBUFFERED=1 "$py" {arguments} </dev/null 3<&- &\n'
+        + "pid=$!\n"
+        + on_start
+        + '( while read -r _ <&3; do :; done; kill -TERM "$pid" ) >/dev/null 2>&1 &\n'
+        + "watchdog=$!\n"
+        + "exec 3<&-\n"
+        + 'wait "$pid"; status=$?\n'
+        + 'kill "$watchdog" 2>/dev/null\n'
+        + 'exit "$status"\n'
+    )
+    return f"sh -c {quote(script)}"
+
+
 def translate(
     exc: BaseException, target: Target, *, timeout: float = CONNECT_TIMEOUT_S, password: bool = False
 ) -> DeviceError:

@@ -27,7 +27,7 @@ import msgspec
 from ..devices.errors import DeviceError, DeviceNotReady
 from ..devices.probe import not_ready, problems, select_python
 from ..devices.registry import Device
-from ..devices.ssh import Target, connect, quote, translate
+from ..devices.ssh import Target, connect, quote, translate, watched_python
 from ..errors import SplitTracerError
 from .measure import ERROR, HOST, MEASURED, PROGRESS, MeasuredModel, MeasureRequest
 from .profiles import HostFacts, ModelRecord, model_record
@@ -102,19 +102,9 @@ def measure_on_device(
 def measure_command(request: MeasureRequest, python: str | None = None) -> str:
     """The shell that measures ``request`` with the device's Python and stops it when stdin closes."""
     argument = msgspec.json.encode(request).decode()
-    script = (
-        f"{select_python(python)}\n"
-        "exec 3<&0\n"
-        f'PYTHONUNBUFFERED=1 "$py" -m splittracer.plan.measure {quote(argument)} </dev/null 3<&- &\n'
-        "pid=$!\n"
-        '( while read -r _ <&3; do :; done; kill -TERM "$pid" ) >/dev/null 2>&1 &\n'
-        "watchdog=$!\n"
-        "exec 3<&-\n"
-        'wait "$pid"; status=$?\n'
-        'kill "$watchdog" 2>/dev/null\n'
-        'exit "$status"\n'
+    return watched_python(
+        f"-m splittracer.plan.measure {quote(argument)}", prologue=f"{select_python(python)}\n"
     )
-    return f"sh -c {quote(script)}"
 
 
 class _Session:
