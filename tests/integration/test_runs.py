@@ -84,6 +84,8 @@ def test_three_participants_chain(tmp_path):
     assert computes["cloud"] == {(14, 14), (8, 14), (7, 14)}
     hops = {(s.attrs["from"], s.attrs["to"]) for s in spans if s.kind == "transfer" and s.inference >= 0}
     assert hops == {("phone", "edge"), ("edge", "cloud"), ("cloud", "edge"), ("edge", "phone")}
+    # Between participants, tasks and replies go over the data plane's sockets, not gRPC.
+    assert {s.attrs["via"] for s in spans if s.kind == "transfer" and s.inference >= 0} == {"socket"}
     assert len(participant_pids(store, outcome.run_id)) == 3
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import ssl
+
 import grpc
 import pytest
 
 from splittracer.controller.deploy import LocalDeployer
+from splittracer.participant.datalink import DataLinks
 from splittracer.participant.messages import ParticipantInfo, decoder, method
 from splittracer.participant.runtime import open_channel
 from splittracer.participant.tls import CONTROLLER, issue_run_certificates
+from splittracer.participant.transport import prepare
+from splittracer.tasks import Task
 
 
 @pytest.fixture
@@ -51,3 +56,29 @@ def test_secrets_are_private_and_removed(participant, tmp_path):
     assert key.stat().st_mode & 0o077 == 0
     deployment.stop()
     assert not deployment._secrets.exists()
+
+
+class Stray(Task):
+    """A task type the participant process has never heard of."""
+
+    note: str
+
+
+def test_the_data_port_serves_only_holders_of_the_runs_certificate(participant):
+    deployment, bundles = participant
+    with open_channel(deployment.address, "cloud", bundles[CONTROLLER]) as channel:
+        port = hello(channel).data_port
+    assert port > 0
+    address = ("127.0.0.1", port)
+    links = DataLinks(bundles[CONTROLLER])
+    for _ in range(2):  # an unknown task is an error answer; the connection stays usable
+        reply, frame = links.exchange(
+            "cloud", address, prepare(Stray(note="hi"), sender="x", sender_stage=0), None
+        )
+        assert not reply.ok and "unknown task type 'Stray'" in reply.error and frame is None
+    links.close()
+    stranger = issue_run_certificates("run-b", ["cloud"])[CONTROLLER]
+    with pytest.raises(ssl.SSLError):
+        DataLinks(stranger).exchange(
+            "cloud", address, prepare(Stray(note="hi"), sender="x", sender_stage=0), None
+        )

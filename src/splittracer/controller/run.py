@@ -152,7 +152,9 @@ class _Run:
         # Peers talk directly: a remote participant's peer address is not the controller's tunnel.
         peers = {
             m.plan.name: PeerInfo(
-                getattr(m.deployment, "peer_address", "") or m.deployment.address, m.plan.stage
+                getattr(m.deployment, "peer_address", "") or m.deployment.address,
+                m.plan.stage,
+                data_port=self.info[m.plan.name].data_port,
             )
             for m in self.members.values()
         }

@@ -3,19 +3,55 @@
 Prints ``SPLITTRACER_PORT=<port>`` on its own line once it listens, so the
 deployer that started it (a local subprocess or an SSH session) learns
 where to connect; everything else goes to stderr.
+
+:func:`serve` is the same thing without the command line: the warm agent
+(:mod:`splittracer.participant.agent`) calls it in each process it forks,
+and reports the port over its socket instead of stdout.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .runtime import Participant
 from .tls import TlsBundle
 
+PORT_PREFIX = "SPLITTRACER_PORT="
+
+
+def _print_port(port: int) -> None:
+    sys.stdout.write(f"{PORT_PREFIX}{port}\n")
+    sys.stdout.flush()
+
+
+def serve(
+    host: str,
+    port: int,
+    tls_dir: Path | None,
+    announce: Callable[[int], None] = _print_port,
+) -> int:
+    """Serve one participant until it is shut down; returns the process's exit status.
+
+    ``tls_dir`` holds the run's ``ca.pem``, ``cert.pem`` and ``key.pem``
+    (None: plaintext, for development). ``announce`` is called with the
+    bound port once the participant listens.
+    """
+    tls = TlsBundle.read(tls_dir, "") if tls_dir else None
+    participant = Participant(tls)
+    bound = participant.start(host, port)
+    if bound == 0:
+        sys.stderr.write(f"cannot listen on {host}:{port}\n")
+        return 1
+    announce(bound)
+    participant.wait()
+    return 0
+
 
 def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m splittracer.participant", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=0, help="port (0: any free port)")
@@ -24,16 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.tls_dir is None and not args.insecure:
         parser.error("--tls-dir is required (or --insecure for development)")
-    tls = TlsBundle.read(args.tls_dir, "") if args.tls_dir else None
-    participant = Participant(tls)
-    port = participant.start(args.host, args.port)
-    if port == 0:
-        sys.stderr.write(f"cannot listen on {args.host}:{args.port}\n")
-        return 1
-    sys.stdout.write(f"SPLITTRACER_PORT={port}\n")
-    sys.stdout.flush()
-    participant.wait()
-    return 0
+    return serve(args.host, args.port, args.tls_dir)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ class ParticipantInfo(msgspec.Struct, frozen=True):
     splittracer: str
     cpu_model: str
     cpu_count: int
+    data_port: int = 0  # where peers send tasks (see participant.datalink); 0: over gRPC
 
 
 class PeerInfo(msgspec.Struct, frozen=True):
@@ -41,6 +42,7 @@ class PeerInfo(msgspec.Struct, frozen=True):
 
     address: str
     stage: int
+    data_port: int = 0  # its data plane's port on the same host; 0: send tasks over gRPC
 
 
 class ModelConfig(msgspec.Struct, frozen=True):

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import msgspec
 import torch
 
 from .. import __version__
@@ -37,6 +38,7 @@ from ..models import import_object
 from ..roles import Role
 from ..tasks import Task, decode_task, task_name
 from .context import ParticipantContext
+from .datalink import Answer, DataLinks, DataListener, decode_frame, split_host_port
 from .inputs import InputSource
 from .messages import Event, ParticipantInfo, Reply, RunConfig, decoder, encode
 from .recorder import TaggedRecorder
@@ -81,6 +83,9 @@ class Participant:
         self._inbox: queue.PriorityQueue[_Queued] = queue.PriorityQueue()
         self._seq = itertools.count()
         self._channels: dict[str, grpc.Channel] = {}
+        self._links = DataLinks(tls)
+        self._data: DataListener | None = None
+        self.data_port = 0
         self._shaper = LinkShaper()
         self._stopped = threading.Event()
         self._watchers = 0
@@ -103,8 +108,12 @@ class Participant:
             "Hello": grpc.unary_unary_rpc_method_handler(self._hello),
             "Configure": grpc.unary_unary_rpc_method_handler(self._configure),
             "Watch": grpc.unary_stream_rpc_method_handler(self._watch),
-            "Deliver": grpc.stream_unary_rpc_method_handler(lambda m, _c: self._accept(lambda: receive(m))),
-            "DeliverOne": grpc.unary_unary_rpc_method_handler(lambda m, _c: self._accept(lambda: unpack(m))),
+            "Deliver": grpc.stream_unary_rpc_method_handler(
+                lambda m, _c: self._accept_call(lambda: receive(m))
+            ),
+            "DeliverOne": grpc.unary_unary_rpc_method_handler(
+                lambda m, _c: self._accept_call(lambda: unpack(m))
+            ),
             "Shutdown": grpc.unary_unary_rpc_method_handler(self._shutdown),
             "Clock": grpc.unary_unary_rpc_method_handler(_clock),
         }
@@ -117,19 +126,25 @@ class Participant:
         else:
             bound = self.server.add_secure_port(address, self.tls.server_credentials())
         self.server.start()
+        self._data = DataListener(self._accept, self.tls, lambda: self._shaper)
+        self.data_port = self._data.start(host)
         threading.Thread(target=self._watchdog, name="watchdog", daemon=True).start()
         return bound
 
     def wait(self) -> None:
         """Block until the participant has stopped."""
         self._stopped.wait()
+        if self._data is not None:
+            self._data.close()
+        self._links.close()
         if self.server is not None:
             self.server.stop(grace=1.0).wait()
 
     # -- control calls ------------------------------------------------------------
 
     def _hello(self, _request: bytes, _context: Any) -> bytes:
-        return encode(host_info(self.config.name if self.config else ""))
+        info = host_info(self.config.name if self.config else "")
+        return encode(msgspec.structs.replace(info, data_port=self.data_port))
 
     def _configure(self, request: bytes, _context: Any) -> bytes:
         try:
@@ -206,19 +221,27 @@ class Participant:
 
     # -- data plane -----------------------------------------------------------------
 
-    def _accept(self, read: Callable[[], Incoming]) -> bytes:
+    def _accept_call(self, read: Callable[[], Incoming]) -> bytes:
+        """A task that came over gRPC: the answer on the call's response, a reply task packed in it."""
+        reply, outgoing = self._accept(read)
+        if outgoing is not None:
+            reply = msgspec.structs.replace(reply, payload=pack(outgoing, self._shaper))
+        return encode(reply)
+
+    def _accept(self, read: Callable[[], Incoming]) -> Answer:
+        """Take a task (over gRPC or the data plane): queue it, or run it here; what to answer."""
         try:
             incoming = read()
         except Exception as exc:
             self._emit(
                 "error", message=f"'{self._name}' rejected a task: {exc}", traceback=traceback.format_exc()
             )
-            return encode(_error_reply(exc))
+            return _error_reply(exc), None
         self._record_receive(incoming)
         priority = incoming.task.priority
         if not incoming.envelope.expects_reply:
             self._enqueue(_Queued(-priority, next(self._seq), incoming))
-            return encode(Reply())
+            return Reply(), None
         if self._claim_idle():
             return self._answer(incoming, *self._handle_inline(incoming))
         result: Future[Task | None] = Future()
@@ -226,13 +249,13 @@ class Participant:
         try:
             answer = result.result()
         except Exception as exc:
-            return encode(_error_reply(exc))
+            return _error_reply(exc), None
         return self._answer(incoming, answer, None)
 
-    def _answer(self, incoming: Incoming, answer: Task | None, error: Exception | None) -> bytes:
+    def _answer(self, incoming: Incoming, answer: Task | None, error: Exception | None) -> Answer:
         if error is not None:
-            return encode(_error_reply(error))
-        return encode(Reply(payload=self._pack_reply(answer, incoming)) if answer is not None else Reply())
+            return _error_reply(error), None
+        return Reply(), (self._prepare_reply(answer, incoming) if answer is not None else None)
 
     def _enqueue(self, item: _Queued) -> None:
         with self._busy_lock:
@@ -263,8 +286,8 @@ class Participant:
             with self._busy_lock:
                 self._busy -= 1
 
-    def _pack_reply(self, answer: Task, request: Incoming) -> bytes:
-        """The handler's answer, sent back on the call's response over our own emulated uplink."""
+    def _prepare_reply(self, answer: Task, request: Incoming) -> Outgoing:
+        """The handler's answer, to travel back over our own emulated uplink."""
         assert self.ctx is not None and self.config is not None
         tags = request.envelope.tags
         outgoing = prepare(
@@ -276,28 +299,39 @@ class Participant:
             is_reply=True,
         )
         self.ctx.record_sender_spans(outgoing, tags)
-        return pack(outgoing, self._shaper)
+        return outgoing
 
     def _set_uplink(self, rate_bps: float) -> None:
         self._shaper.set_rate(rate_bps)
 
     def _send(self, peer: str, outgoing: Outgoing, timeout: float | None = None) -> Task | None:
         assert self.config is not None
-        channel = self._channels.get(peer)
-        if channel is None:
-            address = self.config.peers[peer].address
-            channel = self._channels[peer] = open_channel(address, peer, self.tls)
+        info = self.config.peers[peer]
         try:
-            reply = decoder(Reply).decode(deliver(channel, outgoing, self._shaper, timeout))
-        except grpc.RpcError as exc:
-            raise RunError(f"cannot reach '{peer}': {exc.details()}") from exc
+            if info.data_port:
+                address = (split_host_port(info.address)[0], info.data_port)
+                reply, frame = self._links.exchange(peer, address, outgoing, self._shaper, timeout)
+                incoming = decode_frame(frame) if frame is not None else None
+            else:
+                reply, incoming = self._send_over_grpc(peer, info.address, outgoing, timeout)
+        except (OSError, grpc.RpcError) as exc:
+            detail = exc.details() if isinstance(exc, grpc.RpcError) else str(exc) or type(exc).__name__
+            raise RunError(f"cannot reach '{peer}': {detail}") from exc
         if not reply.ok:
             raise RunError(f"'{peer}' failed on {task_name_of(outgoing)}: {reply.error}")
-        if not reply.payload:
+        if incoming is None:
             return None
-        incoming = unpack(reply.payload)
         self._record_receive(incoming)
         return incoming.task
+
+    def _send_over_grpc(
+        self, peer: str, address: str, outgoing: Outgoing, timeout: float | None
+    ) -> tuple[Reply, Incoming | None]:
+        channel = self._channels.get(peer)
+        if channel is None:
+            channel = self._channels[peer] = open_channel(address, peer, self.tls)
+        reply = decoder(Reply).decode(deliver(channel, outgoing, self._shaper, timeout))
+        return reply, (unpack(reply.payload) if reply.payload else None)
 
     def _record_receive(self, incoming: Incoming) -> None:
         if self.recorder is None:
@@ -314,6 +348,7 @@ class Participant:
             "from": env.sender,
             "to": self._name,
             "direction": direction,
+            "via": incoming.via,
         }
         add(
             "transfer",

@@ -221,6 +221,7 @@ class Incoming:
     received_ns: int
     decompressed_ns: int
     decoded_ns: int
+    via: str = "grpc"  # the path it came by: "grpc", or "socket" (participant.datalink)
 
 
 def receive(messages: Iterator[bytes]) -> Incoming:

@@ -1,0 +1,219 @@
+"""The data plane's frames, answers, pacing and security, over real sockets in one process."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from splittracer.errors import RunError
+from splittracer.participant import datalink
+from splittracer.participant.datalink import (
+    ConnectionClosed,
+    DataLinks,
+    DataListener,
+    decode_frame,
+    read_answer,
+    read_frame,
+    send_answer,
+    send_frame,
+)
+from splittracer.participant.messages import Reply
+from splittracer.participant.tls import issue_run_certificates
+from splittracer.participant.transport import Incoming, LinkShaper, Tags, prepare
+from splittracer.tasks import Task
+
+
+class Pair(Task):
+    name: str
+    first: torch.Tensor
+    second: torch.Tensor
+
+
+def _task(n: int = 1000) -> Pair:
+    return Pair(
+        name="x", first=torch.arange(n, dtype=torch.float32), second=torch.ones(3, 4, dtype=torch.int64)
+    )
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socketpair()
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_a_frame_arrives_whole_with_its_tensors_in_writable_buffers(pair):
+    a, b = pair
+    outgoing = prepare(_task(50_000), sender="phone", sender_stage=0, tags=Tags(inference=7, split=3))
+    threading.Thread(target=send_frame, args=(a, outgoing)).start()
+    incoming = decode_frame(read_frame(b))
+    task = incoming.task
+    assert isinstance(task, Pair) and task.name == "x"
+    assert torch.equal(task.first, torch.arange(50_000, dtype=torch.float32))
+    assert torch.equal(task.second, torch.ones(3, 4, dtype=torch.int64))
+    task.first[0] = -1  # handlers may change what they received
+    assert incoming.envelope.tags == Tags(inference=7, split=3)
+    assert incoming.first_chunk_ns <= incoming.received_ns <= incoming.decoded_ns
+
+
+def test_compressed_frames_decompress(pair):
+    a, b = pair
+    outgoing = prepare(_task(), sender="phone", sender_stage=0, codec="zstd")
+    assert outgoing.bytes_wire < outgoing.bytes_raw
+    send_frame(a, outgoing)
+    task = decode_frame(read_frame(b)).task
+    assert isinstance(task, Pair) and torch.equal(task.first, torch.arange(1000, dtype=torch.float32))
+
+
+def test_an_answer_carries_a_reply_task_or_none(pair):
+    a, b = pair
+    send_answer(a, (Reply(ok=False, error="boom"), None))
+    reply, frame = read_answer(b)
+    assert not reply.ok and reply.error == "boom" and frame is None
+    send_answer(a, (Reply(), prepare(_task(10), sender="cloud", sender_stage=1, is_reply=True)))
+    reply, frame = read_answer(b)
+    assert reply.ok and frame is not None
+    assert decode_frame(frame).envelope.is_reply
+
+
+def test_a_closed_connection_between_frames_is_a_normal_end(pair):
+    a, b = pair
+    a.close()
+    with pytest.raises(ConnectionClosed):
+        read_frame(b)
+
+
+def test_a_frame_cut_short_is_an_error(pair):
+    a, b = pair
+    outgoing = prepare(_task(10_000), sender="phone", sender_stage=0)
+    header = datalink._ENCODER.encode(outgoing.envelope)
+    a.sendall(len(header).to_bytes(4, "little") + header + b"\0" * 100)
+    a.close()
+    with pytest.raises(RunError, match="middle of a task"):
+        read_frame(b)
+
+
+def test_an_absurd_header_length_is_refused(pair):
+    a, b = pair
+    a.sendall((datalink.MAX_ENVELOPE_BYTES + 1).to_bytes(4, "little"))
+    with pytest.raises(RunError, match="frame header"):
+        read_frame(b)
+
+
+def test_the_shaper_paces_a_frame_on_the_data_plane(pair):
+    a, b = pair
+    outgoing = prepare(_task(25_000), sender="phone", sender_stage=0)  # 100 KB
+    expected_s = 8 * outgoing.bytes_wire / 8e6 + 0.02
+    reader = threading.Thread(target=read_frame, args=(b,))
+    reader.start()
+    start = time.perf_counter()
+    send_frame(a, outgoing, LinkShaper(8e6, latency_s=0.02))
+    elapsed = time.perf_counter() - start
+    reader.join()
+    assert expected_s * 0.98 <= elapsed <= expected_s + 0.05
+
+
+# -- listener and links, with the run's certificates ---------------------------------------
+
+
+def _echo(read) -> tuple[Reply, object]:
+    """A receiver that answers every task with a reply carrying the first tensor doubled."""
+    incoming: Incoming = read()
+    task = incoming.task
+    assert isinstance(task, Pair)
+    answer = Pair(name="back", first=task.first * 2, second=task.second)
+    return Reply(), prepare(answer, sender="cloud", sender_stage=1, is_reply=True)
+
+
+@pytest.fixture
+def cloud():
+    bundles = issue_run_certificates("run-a", ["phone", "cloud"])
+    listener = DataListener(_echo, bundles["cloud"], LinkShaper)
+    port = listener.start("127.0.0.1")
+    yield bundles, port
+    listener.close()
+
+
+def test_a_holder_of_the_runs_certificate_exchanges_tasks(cloud):
+    bundles, port = cloud
+    links = DataLinks(bundles["phone"])
+    for round_ in range(3):  # the connection is kept and reused
+        reply, frame = links.exchange(
+            "cloud", ("127.0.0.1", port), prepare(_task(), sender="phone", sender_stage=0), None
+        )
+        assert reply.ok and frame is not None
+        task = decode_frame(frame).task
+        assert isinstance(task, Pair) and task.name == "back"
+        assert torch.equal(task.first, 2 * torch.arange(1000, dtype=torch.float32))
+        assert sum(len(s) for s in links._idle.values()) == 1, round_
+    # On loopback the authenticated connection continues in plain TCP (see the datalink docs).
+    (sock,) = links._idle["cloud"]
+    assert not isinstance(sock, ssl.SSLSocket)
+    links.close()
+
+
+def test_a_peer_with_another_runs_certificate_is_refused(cloud):
+    _, port = cloud
+    stranger = issue_run_certificates("run-b", ["phone", "cloud"])["phone"]
+    with pytest.raises(ssl.SSLError):
+        DataLinks(stranger).exchange(
+            "cloud", ("127.0.0.1", port), prepare(_task(), sender="phone", sender_stage=0), None
+        )
+
+
+def test_a_client_certificate_of_another_run_gets_no_answer(cloud):
+    """Even a client that skips checking the server cannot get a task through with a foreign certificate."""
+    _, port = cloud
+    stranger = issue_run_certificates("run-b", ["phone"])["phone"]
+    _, context = datalink._contexts(stranger)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    with (
+        pytest.raises((ssl.SSLError, OSError, RunError, ConnectionClosed)),
+        context.wrap_socket(raw, server_hostname="cloud") as sock,
+    ):
+        send_frame(sock, prepare(_task(), sender="phone", sender_stage=0))
+        read_answer(sock)
+
+
+def test_plaintext_gets_no_answer(cloud):
+    _, port = cloud
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        send_frame(sock, prepare(_task(), sender="phone", sender_stage=0))
+        with pytest.raises((RunError, OSError)):
+            read_answer(sock)
+
+
+def test_a_connection_that_is_not_loopback_stays_encrypted():
+    """A socket pair has no IP addresses: the link is treated as leaving the machine."""
+    bundles = issue_run_certificates("run-a", ["phone", "cloud"])
+    server_ctx, _ = datalink._contexts(bundles["cloud"])
+    _, client_ctx = datalink._contexts(bundles["phone"])
+    a, b = socket.socketpair()
+    result: dict[str, socket.socket] = {}
+
+    def serve() -> None:
+        wrapped = server_ctx.wrap_socket(b, server_side=True)
+        result["server"] = datalink._settle(b, wrapped)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    client = datalink._settle(a, client_ctx.wrap_socket(a, server_hostname="cloud"))
+    thread.join()
+    assert isinstance(client, ssl.SSLSocket) and isinstance(result["server"], ssl.SSLSocket)
+    client.close()
+    result["server"].close()
+
+
+def test_addresses_split_and_join():
+    assert datalink.split_host_port("127.0.0.1:5000") == ("127.0.0.1", 5000)
+    assert datalink.split_host_port("[::1]:5000") == ("::1", 5000)
+    assert datalink.join_host_port("::1", 5000) == "[::1]:5000"
