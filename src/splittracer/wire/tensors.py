@@ -80,6 +80,11 @@ def encode_tensor(tensor: torch.Tensor) -> tuple[TensorMeta, memoryview]:
 def decode_tensor(meta: TensorMeta, data: bytes | bytearray | memoryview) -> torch.Tensor:
     """Rebuild the tensor that :func:`encode_tensor` described; WireError if the bytes don't fit."""
     dtype = dtype_of(meta.dtype)
+    if type(data) is bytearray and len(data) == meta.nbytes and len(data):
+        # The transport's own buffers: writable, and aligned by the allocator (checked anyway).
+        flat = torch.frombuffer(data, dtype=torch.uint8)
+        if flat.data_ptr() % dtype.itemsize == 0:
+            return flat.view(dtype).reshape(meta.shape)
     raw = np.frombuffer(data, dtype=np.uint8)
     if raw.nbytes != meta.nbytes:
         raise WireError(f"tensor {meta.dtype}{list(meta.shape)} needs {meta.nbytes} bytes, got {raw.nbytes}")
