@@ -157,9 +157,12 @@ def _read_exact(sock: socket.socket, n: int, *, at_boundary: bool = False) -> by
 
 
 def _read_into(sock: socket.socket, view: memoryview, *, at_boundary: bool = False) -> None:
+    # On a plain socket one MSG_WAITALL call waits in the kernel for the whole buffer: one
+    # syscall and one GIL round trip per tensor instead of one per segment (TLS takes no flags).
+    flags = 0 if isinstance(sock, ssl.SSLSocket) else socket.MSG_WAITALL
     filled, total = 0, view.nbytes
     while filled < total:
-        got = sock.recv_into(view[filled:], min(total - filled, 1 << 22))
+        got = sock.recv_into(view[filled:], total - filled, flags)
         if got == 0:
             if at_boundary and filled == 0:
                 raise ConnectionClosed
