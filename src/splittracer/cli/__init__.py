@@ -12,6 +12,7 @@ import sys
 import typer
 
 from ..errors import SplitTracerError
+from . import agent as agent_commands
 from . import compare as _compare  # noqa: F401  (adds 'results compare')
 from . import device as device_commands
 from . import model as model_commands
@@ -30,6 +31,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(agent_commands.app, name="agent")
 app.add_typer(device_commands.app, name="device")
 app.add_typer(model_commands.app, name="model")
 app.add_typer(results_commands.app, name="results")

@@ -79,6 +79,7 @@ def _execute(ws: Workspace, plan: RunPlan, *, plot: bool, json: bool) -> None:
         outcome = run_experiment(plan, store, workspace=ws.root, observer=_ProgressObserver(progress))
     summary = run_summary(store, outcome.run_id)
     paths = write_plots(store, outcome.run_id, ws.results_dir) if plot and summary.rows else []
+    launch: dict[str, str] = store.get_run(outcome.run_id).metadata.get("launch", {})
     if json:
         print_json(
             {
@@ -86,12 +87,16 @@ def _execute(ws: Workspace, plan: RunPlan, *, plot: bool, json: bool) -> None:
                 "status": outcome.status,
                 "error": outcome.error,
                 "elapsed_s": outcome.elapsed_s,
+                "launch": launch,
                 "plots": [str(p) for p in paths],
                 "summary": summary.rows,
             }
         )
     else:
         print_run_summary(summary)
+        warm = [name for name, how in launch.items() if how == "agent"]
+        if warm:
+            console.print(f"forked by the warm agent: {', '.join(warm)}", highlight=False)
         for path in paths:
             console.print(f"wrote {path}")
     if outcome.status != "succeeded":

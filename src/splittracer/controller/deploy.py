@@ -4,11 +4,18 @@ A :class:`Deployer` starts ``python -m splittracer.participant`` somewhere and
 returns a :class:`Deployment`: where its control endpoint is reachable from
 the controller, whether it is still alive, how it ended, and the tail of
 what it printed. The controller never cares which implementation it has.
+
+Local participants come from the warm agent
+(:mod:`splittracer.participant.agent`) when one runs and matches this
+controller's code and environment (an :class:`AgentDeployment`), else
+from a fresh subprocess (a :class:`LocalDeployment`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import logging
 import os
 import queue
 import shutil
@@ -23,10 +30,16 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from ..errors import RunError
+from ..participant import agent
 from ..participant.tls import TlsBundle
 
 PORT_PREFIX = "SPLITTRACER_PORT="
 START_TIMEOUT_S = 60.0
+AGENT_REPLY_TIMEOUT_S = 5.0
+LOST = 255
+"""Exit status of a participant whose agent ended before reporting it."""
+
+log = logging.getLogger(__name__)
 
 
 class Deployment(Protocol):
@@ -63,11 +76,14 @@ class Deployer(Protocol):
 class LocalDeployment:
     """A participant running as a subprocess of the controller."""
 
+    launch = "spawn"
+
     def __init__(
         self, name: str, process: subprocess.Popen[bytes], log: IO[bytes], address: str, secrets: Path
     ) -> None:
         self.name = name
         self.process = process
+        self.pid = process.pid
         self.address = address
         self.peer_address = ""  # set when peers on other hosts must reach it (see LocalDeployer)
         self._log = log
@@ -98,6 +114,112 @@ class LocalDeployment:
         return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
+class AgentDeployment:
+    """A participant forked by the warm agent; the agent reports its exit status.
+
+    The agent's connection stays open while the participant runs: a thread
+    reads the exit report from it. Closing it early makes the agent
+    terminate the participant.
+    """
+
+    launch = "agent"
+
+    def __init__(
+        self,
+        name: str,
+        sock: socket.socket,
+        reader: agent.LineReader,
+        pid: int,
+        log: IO[bytes],
+        secrets: Path,
+    ) -> None:
+        self.name = name
+        self.pid = pid
+        self.address = ""
+        self.peer_address = ""  # as for LocalDeployment
+        self._sock = sock
+        self._reader = reader
+        self._log = log
+        self._secrets = secrets
+        self._status: int | None = None
+        self._ended = threading.Event()
+
+    def read_port(self, timeout: float) -> int | None:
+        """Wait for the child's port; None if it ended (or stayed silent) first."""
+        deadline = time.monotonic() + timeout
+        port: int | None = None
+        while True:
+            try:
+                message = self._reader.read(max(0.0, deadline - time.monotonic()))
+            except (OSError, ValueError, TimeoutError):
+                break
+            if message is None:
+                self._lost()
+                return None
+            if "exit" in message:
+                self._end(int(message["exit"]))
+                return None
+            if "port" in message:
+                port = int(message["port"]) or None
+                break
+        threading.Thread(target=self._await_exit, name=f"agent-{self.name}", daemon=True).start()
+        return port
+
+    def _await_exit(self) -> None:
+        while True:
+            try:
+                message = self._reader.read(None)
+            except (OSError, ValueError):
+                message = None
+            if message is None:
+                self._lost()
+                return
+            if "exit" in message:
+                self._end(int(message["exit"]))
+                return
+
+    def _end(self, status: int) -> None:
+        if self._status is None:
+            self._status = status
+        self._ended.set()
+
+    def _lost(self) -> None:
+        """The agent's connection ended without a report: the participant counts as ended when it is gone."""
+        if not self._ended.is_set() and not agent.pid_alive(self.pid):
+            self._end(LOST)
+
+    def poll(self) -> int | None:
+        """Exit status, or None while it runs."""
+        if not self._ended.is_set() and self._reader.closed:
+            self._lost()
+        return self._status
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout``; waits for the agent's exit report."""
+        for signum, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            if self.poll() is not None:
+                break
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
+            deadline = time.monotonic() + wait
+            while not self._ended.wait(0.05) and time.monotonic() < deadline:
+                self.poll()
+        self._sock.close()
+        self._log.close()
+        shutil.rmtree(self._secrets, ignore_errors=True)
+
+    def output_tail(self, lines: int = 20) -> str:
+        """Last lines of its stderr."""
+        try:
+            text = Path(self._log.name).read_text(errors="replace")
+        except OSError:
+            return ""
+        tail = text.rstrip().splitlines()[-lines:]
+        if self._status == LOST:
+            tail.append("(the warm agent ended before reporting how this participant ended)")
+        return "\n".join(tail)
+
+
 class LocalDeployer:
     """Runs every participant as a local process (the ``local`` device)."""
 
@@ -120,41 +242,81 @@ class LocalDeployer:
         self.log_dir = log_dir
         self.extra_env = extra_env or {}  # per participant, e.g. a shifted clock in tests
 
-    def start(self, name: str, tls: TlsBundle) -> LocalDeployment:
-        """Start one participant process and read the port it listens on."""
+    def start(self, name: str, tls: TlsBundle) -> LocalDeployment | AgentDeployment:
+        """Start one participant (forked by the warm agent, or a new process) and read its port."""
         secrets = tls.write(Path(tempfile.mkdtemp(prefix=f"splittracer-{name}-tls-")))
-        log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - owned by the deployment, closed in stop()
+        log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - owned by the deployment, closed in stop()
             prefix=f"splittracer-{name}-", suffix=".log", dir=self.log_dir, delete=False
         )
-        process = subprocess.Popen(
-            [
-                self.python,
-                "-m",
-                "splittracer.participant",
-                "--host",
-                "0.0.0.0" if self.advertise else "127.0.0.1",
-                "--port",
-                "0",
-                "--tls-dir",
-                str(secrets),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env.get(name, {})},
-            start_new_session=True,  # Ctrl-C reaches the controller, which stops us in order
-        )
-        port = _read_port(process, START_TIMEOUT_S)
-        deployment = LocalDeployment(name, process, log, f"127.0.0.1:{port}" if port else "", secrets)
+        host = "0.0.0.0" if self.advertise else "127.0.0.1"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env.get(name, {})}
+        deployment: LocalDeployment | AgentDeployment
+        forked = self._from_agent(name, host, secrets, log_file, env)
+        if forked is not None:
+            deployment = forked
+            port = forked.read_port(START_TIMEOUT_S)
+        else:
+            command = [self.python, "-m", "splittracer.participant", "--host", host, "--port", "0"]
+            process = subprocess.Popen(
+                [*command, "--tls-dir", str(secrets)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log_file,
+                env=env,
+                start_new_session=True,  # Ctrl-C reaches the controller, which stops us in order
+            )
+            port = _read_port(process, START_TIMEOUT_S)
+            deployment = LocalDeployment(name, process, log_file, "", secrets)
+        if port:
+            deployment.address = f"127.0.0.1:{port}"
         if port and self.advertise:
             deployment.peer_address = _host_port(self.advertise, port)
         if port is None:
             deployment.stop(timeout=1.0)
             raise RunError(
-                f"participant '{name}' did not start: {describe_exit(process.poll())}\n"
+                f"participant '{name}' did not start: {describe_exit(deployment.poll())}\n"
                 f"{deployment.output_tail()}"
             )
         return deployment
+
+    def _from_agent(
+        self, name: str, host: str, secrets: Path, log_file: IO[bytes], env: dict[str, str]
+    ) -> AgentDeployment | None:
+        """Ask the warm agent to fork ``name``; None (and why, at debug level) when it cannot."""
+        if not agent.agent_enabled():
+            return None
+        path = agent.socket_path()
+        sock = agent.connect(path)
+        if sock is None:
+            log.debug("no warm agent at %s: spawning '%s'", path, name)
+            return None
+        reader = agent.LineReader(sock)
+        request = {
+            "op": "start",
+            "name": name,
+            "host": host,
+            "tls_dir": str(secrets),
+            "cwd": os.getcwd(),
+            "env": env,
+            "log": log_file.name,
+            "fingerprint": agent.fingerprint(self.python, env),
+        }
+        try:
+            agent.send_message(sock, request)
+            early = []  # the child may announce its port before the agent sends its pid
+            reply = reader.read(AGENT_REPLY_TIMEOUT_S)
+            while reply is not None and "ok" not in reply:
+                early.append(reply)
+                reply = reader.read(AGENT_REPLY_TIMEOUT_S)
+            reader.pending.extend(early)
+        except (OSError, ValueError, TimeoutError) as exc:
+            reply = {"ok": False, "error": f"no usable answer ({exc})"}
+        if not reply or not reply.get("ok") or not isinstance(reply.get("pid"), int):
+            sock.close()
+            why = (reply or {}).get("error", "it closed the connection")
+            log.debug("warm agent at %s not used for '%s': %s; spawning", path, name, why)
+            return None
+        return AgentDeployment(name, sock, reader, reply["pid"], log_file, secrets)
 
     def workspace_path(self, local: Path | None) -> str | None:
         """Local processes read the workspace where it is."""

@@ -164,6 +164,7 @@ class _Run:
             self.run_id,
             {
                 **self.model_facts,
+                "launch": {n: getattr(m.deployment, "launch", "spawn") for n, m in self.members.items()},
                 "clocks": {n: dataclasses.asdict(c) for n, c in self.clocks.items()},
                 "participants": {
                     m.plan.name: _facts(
