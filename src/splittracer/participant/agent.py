@@ -41,6 +41,7 @@ import argparse
 import contextlib
 import fcntl
 import hashlib
+import importlib
 import importlib.metadata
 import io
 import json
@@ -293,6 +294,17 @@ def pid_alive(pid: int) -> bool:
 # -- the agent ----------------------------------------------------------------------
 
 
+# Modules torch.export loads on a model's first capture (0.2 s of it here); internal names that
+# may move between torch versions, so one that is missing is skipped.
+CAPTURE_MODULES = (
+    "torch.export._trace",
+    "torch.export._unlift",
+    "torch._export.non_strict_utils",
+    "torch._functorch.partitioners",
+    "torch._inductor.codecache",
+)
+
+
 def preload() -> None:
     """Import what every participant needs; starts no thread and runs no torch op."""
     import torch  # noqa: F401
@@ -301,6 +313,10 @@ def preload() -> None:
     from .. import builtin  # noqa: F401
     from ..split import load  # noqa: F401
     from . import __main__, runtime  # noqa: F401
+
+    for name in CAPTURE_MODULES:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 @dataclass
