@@ -7,6 +7,10 @@ import os
 import pytest
 import torch
 
+# Runs in tests spawn their participants: a developer's warm agent must not serve them stale
+# state. The agent's own tests turn it back on for themselves.
+os.environ.setdefault("SPLITTRACER_AGENT", "off")
+
 # Two-core CI machines: keep torch from oversubscribing when tests run processes side by side.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 

@@ -32,7 +32,7 @@ def hello(channel: grpc.Channel) -> ParticipantInfo:
 def test_holder_of_the_runs_certificate_is_served(participant):
     deployment, bundles = participant
     with open_channel(deployment.address, "cloud", bundles[CONTROLLER]) as channel:
-        assert hello(channel).pid == deployment.process.pid
+        assert hello(channel).pid == deployment.pid
 
 
 def test_certificate_of_another_run_is_refused(participant):
