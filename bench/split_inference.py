@@ -7,7 +7,8 @@ emulation, AlexNet split after pool5 (split 13):
   (target: no more than the plain forward + 3 ms);
 * per-inference overhead beyond head and tail compute (target <= 2 ms);
 * launch-to-first-inference time: from ``run_experiment`` being called to
-  the first inference starting (target <= 2 s).
+  the first inference starting (target <= 2 s), with participants spawned
+  or forked by a warm agent if one runs (``bench/launch.py`` compares both).
 
     python bench/split_inference.py [--count 50]
 """
@@ -35,7 +36,7 @@ playbook:
 """
 
 
-def plain_forward_ms(count: int) -> float:
+def plain_forward_ms(count: int) -> list[float]:
     torch.set_num_threads(1)
     spec = load_model("torchvision:alexnet")
     x = example_input(spec.input_shape)
@@ -46,7 +47,7 @@ def plain_forward_ms(count: int) -> float:
             spec.module(x)
             if i >= 5:
                 times.append((time.perf_counter_ns() - start) / 1e6)
-    return median(times)
+    return times
 
 
 def main() -> None:
@@ -54,6 +55,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=50)
     args = parser.parse_args()
     ws = workspace({"pool5": MANIFEST.replace("COUNT", str(args.count))})
+    # The shared VM's speed drifts by tens of percent within minutes: the plain forward is
+    # measured just before and just after the run, and the two pooled.
+    before = plain_forward_ms(args.count // 2)
     launched = time.perf_counter_ns()
     outcome, store = run(ws, "pool5")
     spans = store.spans(outcome.run_id)
@@ -67,7 +71,7 @@ def main() -> None:
             compute[s.inference] += s.duration_ms
     totals = [s.duration_ms for s in measured]
     overhead = [s.duration_ms - compute[s.inference] for s in measured]
-    plain = plain_forward_ms(args.count)
+    plain = median(before + plain_forward_ms(args.count // 2))
     print(f"# {machine()}; {len(measured)} inferences at split 13 (pool5), 1 thread per process")
     print(f"plain forward median          {plain:8.2f} ms")
     extra = median(totals) - plain
