@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -15,9 +16,16 @@ ROOT = Path(__file__).resolve().parents[2]
 BAD = sorted((ROOT / "tests/unit/fixtures/manifests").glob("*.yaml"))
 
 
-def splittracer(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+def splittracer(
+    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "splittracer", *args], capture_output=True, text=True, timeout=600, cwd=cwd
+        [sys.executable, "-m", "splittracer", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -78,9 +86,13 @@ def test_run_by_name_writes_results_and_charts(workspace):
     assert data["run"] in listed.stdout
     # The stored run carries what repeats it: rerun it, after the workspace's code changed.
     (workspace / "roles.py").write_text((workspace / "roles.py").read_text() + "\n# edited\n")
-    again = splittracer("rerun", data["run"], "--workspace", str(workspace), "--no-plot")
+    # With the agent allowed but none running (an empty agent directory), participants are
+    # spawned and the output says how to make launches fast.
+    no_agent = {"SPLITTRACER_AGENT": "on", "SPLITTRACER_AGENT_DIR": str(workspace / "no-agent")}
+    again = splittracer("rerun", data["run"], "--workspace", str(workspace), "--no-plot", env=no_agent)
     assert again.returncode == 0, again.stderr
     assert "code changed" in again.stdout and "roles.py" in again.stdout
+    assert "splittracer agent start" in " ".join(again.stdout.split())
     from splittracer.metrics.store import ResultsStore
 
     latest = ResultsStore(workspace / "results" / "splittracer.sqlite").get_run("latest")

@@ -17,6 +17,7 @@ from splittracer.participant.datalink import (
     ConnectionClosed,
     DataLinks,
     DataListener,
+    Reader,
     decode_frame,
     read_answer,
     read_frame,
@@ -53,7 +54,7 @@ def test_a_frame_arrives_whole_with_its_tensors_in_writable_buffers(pair):
     a, b = pair
     outgoing = prepare(_task(50_000), sender="phone", sender_stage=0, tags=Tags(inference=7, split=3))
     threading.Thread(target=send_frame, args=(a, outgoing)).start()
-    incoming = decode_frame(read_frame(b))
+    incoming = decode_frame(read_frame(Reader(b)))
     task = incoming.task
     assert isinstance(task, Pair) and task.name == "x"
     assert torch.equal(task.first, torch.arange(50_000, dtype=torch.float32))
@@ -63,22 +64,40 @@ def test_a_frame_arrives_whole_with_its_tensors_in_writable_buffers(pair):
     assert incoming.first_chunk_ns <= incoming.received_ns <= incoming.decoded_ns
 
 
+def test_frames_sent_back_to_back_are_read_apart(pair):
+    """One recv may take the end of one frame and the start of the next: nothing is lost or mixed."""
+    a, b = pair
+    sizes = [3, 40_000, 5, 1, 20_000]
+    frames = [
+        prepare(_task(n), sender="phone", sender_stage=0, tags=Tags(inference=i)) for i, n in enumerate(sizes)
+    ]
+    writer = threading.Thread(target=lambda: [send_frame(a, f) for f in frames])
+    writer.start()
+    reader = Reader(b)
+    for i, n in enumerate(sizes):
+        incoming = decode_frame(read_frame(reader))
+        task = incoming.task
+        assert isinstance(task, Pair) and incoming.envelope.tags.inference == i
+        assert torch.equal(task.first, torch.arange(n, dtype=torch.float32))
+    writer.join()
+
+
 def test_compressed_frames_decompress(pair):
     a, b = pair
     outgoing = prepare(_task(), sender="phone", sender_stage=0, codec="zstd")
     assert outgoing.bytes_wire < outgoing.bytes_raw
     send_frame(a, outgoing)
-    task = decode_frame(read_frame(b)).task
+    task = decode_frame(read_frame(Reader(b))).task
     assert isinstance(task, Pair) and torch.equal(task.first, torch.arange(1000, dtype=torch.float32))
 
 
 def test_an_answer_carries_a_reply_task_or_none(pair):
     a, b = pair
     send_answer(a, (Reply(ok=False, error="boom"), None))
-    reply, frame = read_answer(b)
+    reply, frame = read_answer(Reader(b))
     assert not reply.ok and reply.error == "boom" and frame is None
     send_answer(a, (Reply(), prepare(_task(10), sender="cloud", sender_stage=1, is_reply=True)))
-    reply, frame = read_answer(b)
+    reply, frame = read_answer(Reader(b))
     assert reply.ok and frame is not None
     assert decode_frame(frame).envelope.is_reply
 
@@ -87,7 +106,7 @@ def test_a_closed_connection_between_frames_is_a_normal_end(pair):
     a, b = pair
     a.close()
     with pytest.raises(ConnectionClosed):
-        read_frame(b)
+        read_frame(Reader(b))
 
 
 def test_a_frame_cut_short_is_an_error(pair):
@@ -97,21 +116,21 @@ def test_a_frame_cut_short_is_an_error(pair):
     a.sendall(len(header).to_bytes(4, "little") + header + b"\0" * 100)
     a.close()
     with pytest.raises(RunError, match="middle of a task"):
-        read_frame(b)
+        read_frame(Reader(b))
 
 
 def test_an_absurd_header_length_is_refused(pair):
     a, b = pair
     a.sendall((datalink.MAX_ENVELOPE_BYTES + 1).to_bytes(4, "little"))
     with pytest.raises(RunError, match="frame header"):
-        read_frame(b)
+        read_frame(Reader(b))
 
 
 def test_the_shaper_paces_a_frame_on_the_data_plane(pair):
     a, b = pair
     outgoing = prepare(_task(25_000), sender="phone", sender_stage=0)  # 100 KB
     expected_s = 8 * outgoing.bytes_wire / 8e6 + 0.02
-    reader = threading.Thread(target=read_frame, args=(b,))
+    reader = threading.Thread(target=read_frame, args=(Reader(b),))
     reader.start()
     start = time.perf_counter()
     send_frame(a, outgoing, LinkShaper(8e6, latency_s=0.02))
@@ -152,9 +171,9 @@ def test_a_holder_of_the_runs_certificate_exchanges_tasks(cloud):
         task = decode_frame(frame).task
         assert isinstance(task, Pair) and task.name == "back"
         assert torch.equal(task.first, 2 * torch.arange(1000, dtype=torch.float32))
-        assert sum(len(s) for s in links._idle.values()) == 1, round_
+        assert len(links.idle_connections("cloud")) == 1, round_
     # On loopback the authenticated connection continues in plain TCP (see the datalink docs).
-    (sock,) = links._idle["cloud"]
+    (sock,) = links.idle_connections("cloud")
     assert not isinstance(sock, ssl.SSLSocket)
     links.close()
 
@@ -181,7 +200,7 @@ def test_a_client_certificate_of_another_run_gets_no_answer(cloud):
         context.wrap_socket(raw, server_hostname="cloud") as sock,
     ):
         send_frame(sock, prepare(_task(), sender="phone", sender_stage=0))
-        read_answer(sock)
+        read_answer(Reader(sock))
 
 
 def test_plaintext_gets_no_answer(cloud):
@@ -189,7 +208,7 @@ def test_plaintext_gets_no_answer(cloud):
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         send_frame(sock, prepare(_task(), sender="phone", sender_stage=0))
         with pytest.raises((RunError, OSError)):
-            read_answer(sock)
+            read_answer(Reader(sock))
 
 
 def test_a_connection_that_is_not_loopback_stays_encrypted():

@@ -14,6 +14,7 @@ from ..controller.run import RunObserver, run_experiment
 from ..errors import RunError
 from ..manifest import Manifest, load_manifest
 from ..metrics.store import ResultsStore
+from ..participant.agent import agent_enabled
 from ..report.runs import run_summary, write_plots
 from ..workspace import Workspace, find_workspace
 from ._render import console, print_json
@@ -97,6 +98,11 @@ def _execute(ws: Workspace, plan: RunPlan, *, plot: bool, json: bool) -> None:
         warm = [name for name, how in launch.items() if how == "agent"]
         if warm:
             console.print(f"forked by the warm agent: {', '.join(warm)}", highlight=False)
+        elif "spawn" in launch.values() and agent_enabled():
+            console.print(
+                "[dim]tip: `splittracer agent start` keeps torch imported between runs: "
+                "local participants then start in well under a second[/]"
+            )
         for path in paths:
             console.print(f"wrote {path}")
     if outcome.status != "succeeded":

@@ -91,19 +91,19 @@ def send_frame(sock: socket.socket, outgoing: Outgoing, shaper: LinkShaper | Non
             sock.sendall(chunk)
 
 
-def read_frame(sock: socket.socket) -> RawFrame:
+def read_frame(reader: Reader) -> RawFrame:
     """Read one frame: its envelope and buffers, not yet decoded (decoding may fail on its own)."""
-    size = int.from_bytes(_read_exact(sock, _U32, at_boundary=True), "little")
+    size = int.from_bytes(reader.read_exact(_U32, at_boundary=True), "little")
     first_ns = now_ns()
     if size > MAX_ENVELOPE_BYTES:
         raise RunError(f"a peer sent a frame header of {size} bytes; the limit is {MAX_ENVELOPE_BYTES}")
-    envelope = _ENVELOPES.decode(_read_exact(sock, size))
+    envelope = _ENVELOPES.decode(reader.read_exact(size))
     buffers = []
     for length in envelope.wire_sizes:
         if not 0 <= length <= MAX_BUFFER_BYTES:
             raise RunError(f"a peer announced a buffer of {length} bytes")
         buffer = bytearray(length)
-        _read_into(sock, memoryview(buffer))
+        reader.read_into(memoryview(buffer))
         buffers.append(buffer)
     return envelope, buffers, first_ns, now_ns()
 
@@ -125,11 +125,11 @@ def send_answer(sock: socket.socket, answer: Answer, shaper: LinkShaper | None =
         send_frame(sock, outgoing, shaper)
 
 
-def read_answer(sock: socket.socket) -> tuple[Reply, RawFrame | None]:
+def read_answer(reader: Reader) -> tuple[Reply, RawFrame | None]:
     """Read a receiver's answer (see :func:`send_answer`)."""
-    head = _read_exact(sock, 1 + _U32)
-    reply = decoder(Reply).decode(_read_exact(sock, int.from_bytes(head[1:], "little")))
-    return reply, (read_frame(sock) if head[0] else None)
+    head = reader.read_exact(1 + _U32)
+    reply = decoder(Reply).decode(reader.read_exact(int.from_bytes(head[1:], "little")))
+    return reply, (read_frame(reader) if head[0] else None)
 
 
 def _send_all(sock: socket.socket, parts: list[bytes | memoryview]) -> None:
@@ -150,24 +150,61 @@ def _send_all(sock: socket.socket, parts: list[bytes | memoryview]) -> None:
         sock.sendall(b"".join(pending))
 
 
-def _read_exact(sock: socket.socket, n: int, *, at_boundary: bool = False) -> bytearray:
-    buffer = bytearray(n)
-    _read_into(sock, memoryview(buffer), at_boundary=at_boundary)
-    return buffer
+class Reader:
+    """Reads one connection: small reads served from one buffered ``recv``, tensors read in place.
 
+    A frame's length, envelope and first bytes usually arrive together; one
+    ``recv`` into a scratch buffer takes them all (one system call instead
+    of three). A tensor buffer gets what the scratch holds, then the rest
+    straight from the socket: on a plain socket with one ``MSG_WAITALL``
+    call, which waits in the kernel for the whole buffer (one system call
+    and one GIL round trip per tensor instead of one per segment; TLS
+    sockets take no flags).
+    """
 
-def _read_into(sock: socket.socket, view: memoryview, *, at_boundary: bool = False) -> None:
-    # On a plain socket one MSG_WAITALL call waits in the kernel for the whole buffer: one
-    # syscall and one GIL round trip per tensor instead of one per segment (TLS takes no flags).
-    flags = 0 if isinstance(sock, ssl.SSLSocket) else socket.MSG_WAITALL
-    filled, total = 0, view.nbytes
-    while filled < total:
-        got = sock.recv_into(view[filled:], total - filled, flags)
+    SCRATCH_BYTES = 64 << 10
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._scratch = bytearray(self.SCRATCH_BYTES)
+        self._view = memoryview(self._scratch)
+        self._start = self._end = 0
+        self._flags = 0 if isinstance(sock, ssl.SSLSocket) else socket.MSG_WAITALL
+
+    def read_exact(self, n: int, *, at_boundary: bool = False) -> bytearray:
+        """The next ``n`` bytes."""
+        buffer = bytearray(n)
+        self.read_into(memoryview(buffer), at_boundary=at_boundary)
+        return buffer
+
+    def read_into(self, view: memoryview, *, at_boundary: bool = False) -> None:
+        """Fill ``view`` (ConnectionClosed if the peer closed before its first byte at a boundary)."""
+        total = view.nbytes
+        filled = self._take(view)
+        if filled < total and total - filled < self.SCRATCH_BYTES:
+            self._fill(at_boundary=at_boundary and filled == 0)
+            filled += self._take(view[filled:])
+        while filled < total:
+            got = self.sock.recv_into(view[filled:], total - filled, self._flags)
+            if got == 0:
+                raise RunError("the peer closed the connection in the middle of a task")
+            filled += got
+
+    def _take(self, view: memoryview) -> int:
+        n = min(view.nbytes, self._end - self._start)
+        if n:
+            view[:n] = self._view[self._start : self._start + n]
+            self._start += n
+        return n
+
+    def _fill(self, *, at_boundary: bool) -> None:
+        """One ``recv`` of whatever has arrived (the scratch is empty when this is called)."""
+        got = self.sock.recv_into(self._view, self.SCRATCH_BYTES)
         if got == 0:
-            if at_boundary and filled == 0:
+            if at_boundary:
                 raise ConnectionClosed
             raise RunError("the peer closed the connection in the middle of a task")
-        filled += got
+        self._start, self._end = 0, got
 
 
 # -- security -------------------------------------------------------------------------
@@ -266,10 +303,11 @@ class DataListener:
         except (OSError, ssl.SSLError):
             sock.close()  # not one of this run's participants, or gone: refused
             return
+        reader = Reader(conn)
         with conn:
             while True:
                 try:
-                    frame = read_frame(conn)
+                    frame = read_frame(reader)
                 except (ConnectionClosed, OSError, RunError, msgspec.DecodeError):
                     return  # closed, or out of step: the sender sees its call fail
                 answer = self._handle(partial(decode_frame, frame))
@@ -296,7 +334,7 @@ class DataLinks:
 
     def __init__(self, tls: TlsBundle | None) -> None:
         self._context = _contexts(tls)[1] if tls is not None else None
-        self._idle: dict[str, list[socket.socket]] = {}
+        self._idle: dict[str, list[Reader]] = {}
         self._lock = threading.Lock()
 
     def exchange(
@@ -308,30 +346,35 @@ class DataLinks:
         timeout: float | None = None,
     ) -> tuple[Reply, RawFrame | None]:
         """Send ``outgoing`` to ``peer`` and read its answer."""
-        sock = self._take(peer) or self._connect(peer, address)
+        reader = self._take(peer) or Reader(self._connect(peer, address))
         try:
-            sock.settimeout(timeout)
-            send_frame(sock, outgoing, shaper)
-            answer = read_answer(sock)
+            reader.sock.settimeout(timeout)
+            send_frame(reader.sock, outgoing, shaper)
+            answer = read_answer(reader)
         except BaseException:
-            sock.close()  # its state is unknown: never reused
+            reader.sock.close()  # its state is unknown: never reused
             raise
         with self._lock:
-            self._idle.setdefault(peer, []).append(sock)
+            self._idle.setdefault(peer, []).append(reader)
         return answer
+
+    def idle_connections(self, peer: str) -> list[socket.socket]:
+        """The connections to ``peer`` waiting for the next call."""
+        with self._lock:
+            return [reader.sock for reader in self._idle.get(peer, [])]
 
     def close(self) -> None:
         """Close every idle connection."""
         with self._lock:
-            for socks in self._idle.values():
-                for sock in socks:
-                    sock.close()
+            for readers in self._idle.values():
+                for reader in readers:
+                    reader.sock.close()
             self._idle.clear()
 
-    def _take(self, peer: str) -> socket.socket | None:
+    def _take(self, peer: str) -> Reader | None:
         with self._lock:
-            socks = self._idle.get(peer)
-            return socks.pop() if socks else None
+            readers = self._idle.get(peer)
+            return readers.pop() if readers else None
 
     def _connect(self, peer: str, address: tuple[str, int]) -> socket.socket:
         sock = socket.create_connection(address, timeout=HANDSHAKE_TIMEOUT_S)
