@@ -57,6 +57,7 @@ CHUNK_BYTES = 256 << 10  # paced writes: the shaper's granularity on an emulated
 MAX_ENVELOPE_BYTES = 64 << 20
 MAX_BUFFER_BYTES = 1 << 36
 HANDSHAKE_TIMEOUT_S = 10.0
+_IOV_BATCH = 512  # below every platform's IOV_MAX
 _U32 = 4
 
 # (envelope, received buffers, time the frame's first bytes arrived, time its last did)
@@ -133,21 +134,25 @@ def read_answer(reader: Reader) -> tuple[Reply, RawFrame | None]:
 
 
 def _send_all(sock: socket.socket, parts: list[bytes | memoryview]) -> None:
-    # Small parts go out in one write (one segment, no Nagle wait); big buffers as they are, uncopied.
-    pending: list[bytes | memoryview] = []
-    pending_bytes = 0
-    for part in parts:
-        n = memoryview(part).nbytes
-        if n < 64 << 10:
-            pending.append(part)
-            pending_bytes += n
-            continue
-        if pending:
-            sock.sendall(b"".join(pending))
-            pending, pending_bytes = [], 0
-        sock.sendall(part)
-    if pending:
-        sock.sendall(b"".join(pending))
+    """Write ``parts`` in order, uncopied: one ``sendmsg`` (gather) call on a plain socket."""
+    views = [v for v in (memoryview(p).cast("B") for p in parts) if v.nbytes]
+    if isinstance(sock, ssl.SSLSocket):  # no sendmsg on TLS: small parts joined, big ones as they are
+        small = [v for v in views if v.nbytes < 64 << 10]
+        if len(small) == len(views):
+            sock.sendall(b"".join(views))
+            return
+        for view in views:
+            sock.sendall(view)
+        return
+    while views:
+        batch = views[:_IOV_BATCH]
+        sent = sock.sendmsg(batch)
+        while sent:  # drop what went out; a partial write leaves the rest of a view
+            if sent >= views[0].nbytes:
+                sent -= views.pop(0).nbytes
+            else:
+                views[0] = views[0][sent:]
+                sent = 0
 
 
 class Reader:
