@@ -69,6 +69,18 @@ class RunError(SplitTracerError):
     exit_code = RUN_FAILURE
 
 
+class PeerError(RunError):
+    """A task sent to another participant failed there, or the peer could not be reached.
+
+    ``peer`` names it, so the controller can report the peer's own error as
+    the cause rather than this consequence of it.
+    """
+
+    def __init__(self, message: str, *, peer: str, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.peer = peer
+
+
 class WireError(SplitTracerError):
     """Bytes from a peer are not a valid task: bad header, unknown type or field, bad tensor."""
 

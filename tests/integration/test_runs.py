@@ -101,7 +101,7 @@ def test_handler_exception_fails_the_run_and_keeps_spans(tmp_path):
     assert run_info.status == "failed" and "refuses" in run_info.error
     inferences = [s for s in store.spans(outcome.run_id) if s.kind == "inference"]
     # The warm-up and the first measured inference, then the failed one, marked as such.
-    assert [s.attrs.get("error") for s in inferences] == [None, None, "RunError"]
+    assert [s.attrs.get("error") for s in inferences] == [None, None, "PeerError"]  # the tail failed
     assert not any(alive(pid) for pid in participant_pids(store, outcome.run_id))
 
 

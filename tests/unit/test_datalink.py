@@ -236,3 +236,18 @@ def test_addresses_split_and_join():
     assert datalink.split_host_port("127.0.0.1:5000") == ("127.0.0.1", 5000)
     assert datalink.split_host_port("[::1]:5000") == ("::1", 5000)
     assert datalink.join_host_port("::1", 5000) == "[::1]:5000"
+
+
+def test_an_error_that_follows_from_a_peers_names_that_peer():
+    from splittracer.errors import PeerError, UserCodeError
+    from splittracer.participant.runtime import _failed_peer
+
+    assert _failed_peer(PeerError("'cloud' failed on RunLayers: boom", peer="cloud")) == "cloud"
+    try:
+        try:
+            raise PeerError("cannot reach 'edge'", peer="edge")
+        except PeerError as exc:
+            raise UserCodeError("my handler gave up") from exc
+    except UserCodeError as wrapped:
+        assert _failed_peer(wrapped) == "edge"  # through a handler's own exception
+    assert _failed_peer(ValueError("the handler's own mistake")) == ""

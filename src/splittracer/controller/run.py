@@ -40,6 +40,7 @@ from .plan import ParticipantPlan, RunPlan
 HEARTBEAT_TIMEOUT_S = 5.0
 CLOCK_RESYNC_S = 10.0
 STOP_GRACE_S = 3.0
+CAUSE_WAIT_S = 2.0  # how long a consequential error waits for the error of the peer it names
 CONTROL_TIMEOUT_S = 120.0
 
 
@@ -333,16 +334,40 @@ class _Run:
         elif event.kind == "log":
             self.observer.log(event.participant, event.message)
         elif event.kind == "error":
-            detail = f"\n{event.traceback.rstrip()}" if event.traceback else ""
-            error = f"participant '{event.participant}': {event.message}{detail}"
+            error = _error_text(event)
             # A peer that died makes its neighbours fail too; name the death as the cause.
             dead = self._exited(grace_s=0.5)
             if dead is not None:
                 raise RunError(f"{dead}\n(then {error})")
+            # A handler that failed because a peer's handler failed: the peer's error is the
+            # cause, and its event may still be on the way (the two race to the controller).
+            cause = self._error_from(event.caused_by, CAUSE_WAIT_S) if event.caused_by else None
+            if cause is not None:
+                raise RunError(f"{cause}\n(then {error})")
             raise RunError(error)
         elif event.kind == "stopped" and member is not None:
             member.stopped = True
         return event.kind
+
+    def _error_from(self, name: str, within_s: float) -> str | None:
+        """Wait up to ``within_s`` for an error event of participant ``name``; its text, or None.
+
+        Other events that come meanwhile are handled as usual (spans are kept).
+        """
+        deadline = time.monotonic() + within_s
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                item = self.events.get(timeout=left)
+            except queue.Empty:
+                return None
+            if isinstance(item, tuple):
+                continue
+            if item.kind == "error":
+                if item.participant == name:
+                    return _error_text(item)
+                continue
+            self._handle(item)
+        return None
 
     def _metric_on_our_clock(self, metric: Metric) -> Metric:
         estimate = self.clocks.get(metric.participant)
@@ -424,6 +449,12 @@ def _controller_facts() -> dict[str, Any]:
             "cpu_model": cpu_model(),
         }
     }
+
+
+def _error_text(event: Event) -> str:
+    """A participant's error event as the run's error text (with its traceback)."""
+    detail = f"\n{event.traceback.rstrip()}" if event.traceback else ""
+    return f"participant '{event.participant}': {event.message}{detail}"
 
 
 def _facts(

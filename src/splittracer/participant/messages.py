@@ -101,6 +101,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     label: str = ""
     message: str = ""
     traceback: str = ""
+    caused_by: str = ""  # error: the peer whose failure this one follows from (its error says why)
 
 
 class Reply(msgspec.Struct, frozen=True):

@@ -31,7 +31,7 @@ import torch
 
 from .. import __version__
 from ..clock import now_ns
-from ..errors import DeviceError, RunError, SplitTracerError, UserCodeError
+from ..errors import DeviceError, PeerError, RunError, SplitTracerError, UserCodeError
 from ..metrics.energy import EnergyProbe, probe_energy
 from ..metrics.system import SystemSampler
 from ..models import import_object
@@ -316,9 +316,9 @@ class Participant:
                 reply, incoming = self._send_over_grpc(peer, info.address, outgoing, timeout)
         except (OSError, grpc.RpcError) as exc:
             detail = exc.details() if isinstance(exc, grpc.RpcError) else str(exc) or type(exc).__name__
-            raise RunError(f"cannot reach '{peer}': {detail}") from exc
+            raise PeerError(f"cannot reach '{peer}': {detail}", peer=peer) from exc
         if not reply.ok:
-            raise RunError(f"'{peer}' failed on {task_name_of(outgoing)}: {reply.error}")
+            raise PeerError(f"'{peer}' failed on {task_name_of(outgoing)}: {reply.error}", peer=peer)
         if incoming is None:
             return None
         self._record_receive(incoming)
@@ -410,6 +410,7 @@ class Participant:
                     message=f"{type(self.role).__name__} of '{self._name}' failed on "
                     f"{task_name(task)}: {exc!r}",
                     traceback=traceback.format_exc(),
+                    caused_by=_failed_peer(exc),
                 )
                 return None, exc
         return (result if isinstance(result, Task) else None), None
@@ -573,6 +574,18 @@ def accelerator_name(device: torch.device) -> str:
     if device.type == "cuda":
         return str(torch.cuda.get_device_name(device))
     return "Apple MPS" if device.type == "mps" else ""
+
+
+def _failed_peer(exc: BaseException) -> str:
+    """The peer whose failure ``exc`` is a consequence of (through causes and contexts), or ''."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, PeerError):
+            return current.peer
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return ""
 
 
 def _error_reply(exc: BaseException) -> Reply:
