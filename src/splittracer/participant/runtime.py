@@ -1,10 +1,13 @@
-"""The participant process: a gRPC server, an inbox, and a worker running handlers.
+"""The participant process: a gRPC control server, a data plane, an inbox, and a worker.
 
-Threads: gRPC's pool serves calls (control from the controller, Deliver
-streams from peers); one worker thread takes tasks from the inbox, highest
-priority first (arrival order among equals), and runs the role's handler,
-so a role never sees two of its handlers at once. ``ctx.call`` may block
-the worker: replies bypass the inbox and wake it directly.
+Threads: gRPC's pool serves the controller's calls (and Deliver calls from a
+peer that has no data port); the data plane (:mod:`.datalink`) has a thread
+per connection from a peer. One worker thread takes tasks from the inbox,
+highest priority first (arrival order among equals), and runs the role's
+handler, so a role never sees two of its handlers at once; a call that finds
+the participant idle runs on the thread it arrived on instead (see
+``_claim_idle``). ``ctx.call`` may block the worker: the answer comes back
+on the connection the call went out on, not through the inbox.
 """
 
 from __future__ import annotations

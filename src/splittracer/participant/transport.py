@@ -1,17 +1,22 @@
-"""The data plane: tasks sent between participants as chunked gRPC streams.
+"""What travels between participants: envelopes, link emulation, and the gRPC fallback path.
 
-One ``Deliver`` call carries one task: the first message is an
-:class:`Envelope` (who sends, reply routing, trace tags, codec, buffer
-sizes, the task's header); every later message is a chunk of one tensor
-buffer, at most ``CHUNK_BYTES`` long, buffers in order. The receiver fills
-one ``bytearray`` per buffer, so tensors decode without another copy.
+A task leaves a participant as an :class:`Envelope` (who sends, reply
+routing, trace tags, codec, buffer sizes, the task's header) and its tensor
+buffers. Between participants they normally travel as frames on the data
+plane (:mod:`.datalink`). This module is the path through gRPC, used for a
+peer that announced no data port and for tasks from the controller: below
+``SINGLE_MESSAGE_BYTES`` one ``DeliverOne`` call carries envelope and
+buffers packed together; above it, a ``Deliver`` stream carries the
+envelope, then each buffer in chunks of at most ``CHUNK_BYTES``. The
+receiver fills one ``bytearray`` per buffer, so tensors decode without
+another copy.
 
-Link emulation happens here, on the sending side, so that one machine can
-play phone, link and cloud: a :class:`LinkShaper` holds each chunk until a
-link of the given rate would have finished transmitting it (a virtual-clock
-token bucket with no burst allowance, so a message of ``n`` bytes takes
-``8 n / rate`` however it is chunked), after waiting the one-way latency
-once per message. Replies and control traffic use the same path.
+Link emulation happens on the sending side, on either path, so that one
+machine can play phone, link and cloud: a :class:`LinkShaper` holds each
+chunk until a link of the given rate would have finished transmitting it (a
+virtual-clock token bucket with no burst allowance, so a message of ``n``
+bytes takes ``8 n / rate`` however it is chunked), after waiting the one-way
+latency once per message. Replies use the replying participant's shaper.
 """
 
 from __future__ import annotations
