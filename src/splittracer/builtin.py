@@ -151,7 +151,19 @@ class Finish(Task):
 
 
 class SplitHead(Role):
-    """The first device: runs the head of every inference and drives the sweep."""
+    """The first device: runs the head of every inference and drives the sweep.
+
+    Inference ids run on across the playbook's tasks (a second ``Infer``
+    starts where the first ended), so every inference of a run has its own.
+    """
+
+    _issued = 0  # inference ids handed out so far in this run
+
+    def _reserve(self, count: int) -> int:
+        """The first of ``count`` new inference ids."""
+        first = self._issued
+        self._issued = first + count
+        return first
 
     @handles(Sweep)
     def sweep(self, task: Sweep, ctx: ParticipantContext) -> None:
@@ -159,25 +171,27 @@ class SplitHead(Role):
         repeats = task.repeats if task.repeats >= 0 else ctx.options.repeats
         warmup = task.warmup if task.warmup >= 0 else ctx.options.warmup
         per_point = warmup + repeats
-        total, index = len(points) * per_point, 0
+        total, done = len(points) * per_point, 0
+        first = self._reserve(total)
         for cuts in points:
             for r in range(per_point):
-                _infer(ctx, index, cuts, task.next, warmup=r < warmup)
-                index += 1
-                ctx.progress(index, total, f"split {cuts[0]}" if len(cuts) == 1 else f"cuts {cuts}")
+                _infer(ctx, first + done, cuts, task.next, warmup=r < warmup)
+                done += 1
+                ctx.progress(done, total, f"split {cuts[0]}" if len(cuts) == 1 else f"cuts {cuts}")
         if task.finish:
             ctx.finish()
 
     @handles(Infer)
     def infer(self, task: Infer, ctx: ParticipantContext) -> None:
         mode = planned_mode(task)
+        first = self._reserve(task.count)
         if mode is not None:
-            _infer_planned(task, ctx, mode)
+            _infer_planned(task, ctx, mode, first)
         else:
             cuts = _fixed_cuts(task, ctx.num_layers)
             for i in range(task.count):
                 _apply_uplink_trace(task, ctx, i)
-                _infer(ctx, i, cuts, task.next, warmup=False)
+                _infer(ctx, first + i, cuts, task.next, warmup=False)
                 ctx.progress(i + 1, task.count, f"split {cuts[0]}")
         if task.finish:
             ctx.finish()
@@ -262,7 +276,7 @@ def planned_mode(task: Infer) -> str | None:
     return word
 
 
-def _infer_planned(task: Infer, ctx: ParticipantContext, mode: str) -> None:
+def _infer_planned(task: Infer, ctx: ParticipantContext, mode: str, first: int = 0) -> None:
     inputs = decode_inputs(task.planner)
     if inputs.hops != len(task.next):
         raise RunError(f"the planner's inputs describe {inputs.hops} hop(s) but next names {len(task.next)}")
@@ -271,14 +285,14 @@ def _infer_planned(task: Infer, ctx: ParticipantContext, mode: str) -> None:
     planner = AdaptivePlanner(
         inputs, [p.bytes for p in points], [p.allowed for p in points], [f.bandwidth_bps for f in fits]
     )
-    _record_plan(ctx, planner, mode, "start", 0)
+    _record_plan(ctx, planner, mode, "start", first)
     for i in range(task.count):
         _apply_uplink_trace(task, ctx, i)
-        took, result = _infer(ctx, i, planner.cuts, task.next, warmup=False)
+        took, result = _infer(ctx, first + i, planner.cuts, task.next, warmup=False)
         if mode == "adaptive":
-            _observe(ctx, planner, fits, [took - result.busy_s, *result.hops_s], i)
+            _observe(ctx, planner, fits, [took - result.busy_s, *result.hops_s], first + i)
             if planner.replan() is not None:
-                _record_plan(ctx, planner, mode, "bandwidth", i + 1)
+                _record_plan(ctx, planner, mode, "bandwidth", first + i + 1)
         ctx.progress(i + 1, task.count, f"{mode} split {planner.cuts[0]}")
 
 

@@ -264,3 +264,28 @@ def test_tail_computes_on_cuda(tmp_path):
     assert sorted(rows) == [0, 13, 21] and all(r.count == 3 for r in rows.values())
     # With the whole model on the GPU (split 0) the tail must beat the phone's CPU head at split 21.
     assert rows[0].tail.median < rows[21].head.median
+
+
+TWO_INFERS = """
+name: twice
+model: {source: torchvision:alexnet}
+participants:
+  phone: {role: splittracer.builtin:SplitHead, limits: {threads: 1}}
+  cloud: {role: splittracer.builtin:SplitTail, limits: {threads: 1}}
+playbook:
+  phone:
+    - task: Infer
+      params: {next: [cloud], split: 13, count: 2}
+    - task: Sweep
+      params: {splits: [3, 21], next: [cloud], repeats: 1, warmup: 0}
+    - task: Infer
+      params: {next: [cloud], split: 5, count: 2, finish: true}
+"""
+
+
+def test_inference_ids_run_on_across_the_playbooks_tasks(tmp_path):
+    ws = workspace_with(tmp_path, {"twice": TWO_INFERS})
+    outcome, store = run(ws, "twice")
+    assert outcome.status == "succeeded", outcome.error
+    inferences = sorted(store.spans(outcome.run_id, kind="inference"), key=lambda s: s.start_ns)
+    assert [(s.inference, s.split) for s in inferences] == [(0, 13), (1, 13), (2, 3), (3, 21), (4, 5), (5, 5)]
