@@ -277,7 +277,7 @@ playbook:
     - task: Infer
       params: {next: [cloud], split: 13, count: 2}
     - task: Sweep
-      params: {splits: [3, 21], next: [cloud], repeats: 1, warmup: 0}
+      params: {splits: [3, 21], next: [cloud], repeats: 1, warmup: 0, finish: false}
     - task: Infer
       params: {next: [cloud], split: 5, count: 2, finish: true}
 """
@@ -288,4 +288,5 @@ def test_inference_ids_run_on_across_the_playbooks_tasks(tmp_path):
     outcome, store = run(ws, "twice")
     assert outcome.status == "succeeded", outcome.error
     inferences = sorted(store.spans(outcome.run_id, kind="inference"), key=lambda s: s.start_ns)
-    assert [(s.inference, s.split) for s in inferences] == [(0, 13), (1, 13), (2, 3), (3, 21), (4, 5), (5, 5)]
+    got = [(s.inference, s.split) for s in inferences]
+    assert got == [(0, 13), (1, 13), (2, 3), (3, 21), (4, 5), (5, 5)], got
