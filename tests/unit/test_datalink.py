@@ -191,7 +191,7 @@ def test_a_client_certificate_of_another_run_gets_no_answer(cloud):
     """Even a client that skips checking the server cannot get a task through with a foreign certificate."""
     _, port = cloud
     stranger = issue_run_certificates("run-b", ["phone"])["phone"]
-    _, context = datalink._contexts(stranger)
+    context = datalink._context(stranger, server=False)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     raw = socket.create_connection(("127.0.0.1", port), timeout=5)
@@ -214,8 +214,8 @@ def test_plaintext_gets_no_answer(cloud):
 def test_a_connection_that_is_not_loopback_stays_encrypted():
     """A socket pair has no IP addresses: the link is treated as leaving the machine."""
     bundles = issue_run_certificates("run-a", ["phone", "cloud"])
-    server_ctx, _ = datalink._contexts(bundles["cloud"])
-    _, client_ctx = datalink._contexts(bundles["phone"])
+    server_ctx = datalink._context(bundles["cloud"], server=True)
+    client_ctx = datalink._context(bundles["phone"], server=False)
     a, b = socket.socketpair()
     result: dict[str, socket.socket] = {}
 

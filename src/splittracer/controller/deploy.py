@@ -107,11 +107,7 @@ class LocalDeployment:
 
     def output_tail(self, lines: int = 20) -> str:
         """Last lines of its stderr."""
-        try:
-            text = Path(self._log.name).read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.rstrip().splitlines()[-lines:])
+        return "\n".join(_log_tail(self._log, lines) or [])
 
 
 class AgentDeployment:
@@ -210,11 +206,9 @@ class AgentDeployment:
 
     def output_tail(self, lines: int = 20) -> str:
         """Last lines of its stderr."""
-        try:
-            text = Path(self._log.name).read_text(errors="replace")
-        except OSError:
+        tail = _log_tail(self._log, lines)
+        if tail is None:
             return ""
-        tail = text.rstrip().splitlines()[-lines:]
         if self._status == LOST:
             tail.append("(the warm agent ended before reporting how this participant ended)")
         return "\n".join(tail)
@@ -321,6 +315,15 @@ class LocalDeployer:
     def workspace_path(self, local: Path | None) -> str | None:
         """Local processes read the workspace where it is."""
         return str(local) if local else None
+
+
+def _log_tail(log: IO[bytes], lines: int) -> list[str] | None:
+    """The last ``lines`` lines of a participant's log file (None if it cannot be read)."""
+    try:
+        text = Path(log.name).read_text(errors="replace")
+    except OSError:
+        return None
+    return text.rstrip().splitlines()[-lines:]
 
 
 def describe_exit(status: int | None) -> str:

@@ -35,7 +35,6 @@ chunk before it is written, as on the gRPC path.
 from __future__ import annotations
 
 import ipaddress
-import os
 import shutil
 import socket
 import ssl
@@ -215,26 +214,20 @@ class Reader:
 # -- security -------------------------------------------------------------------------
 
 
-def _contexts(tls: TlsBundle) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """Server and client contexts for ``tls`` (mutual: each side proves it holds a run certificate)."""
-    # ssl loads a certificate chain from files only: written to a private directory, read, removed.
-    directory = Path(tempfile.mkdtemp(prefix="splittracer-tls-"))
+def _context(tls: TlsBundle, *, server: bool) -> ssl.SSLContext:
+    """A TLS context for ``tls``, mutual: each side proves it holds a run certificate."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    # ssl loads a certificate chain from files only: written privately, read, removed.
+    directory = tls.write(Path(tempfile.mkdtemp(prefix="splittracer-tls-")))
     try:
-        cert, key = directory / "cert.pem", directory / "key.pem"
-        for path, data in ((cert, tls.cert), (key, tls.key)):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-        server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        for context in (server, client):
-            context.minimum_version = ssl.TLSVersion.TLSv1_3
-            context.load_cert_chain(cert, key)
-            context.load_verify_locations(cadata=tls.ca.decode())
-        server.verify_mode = ssl.CERT_REQUIRED
-        return server, client
+        context.load_cert_chain(directory / "cert.pem", directory / "key.pem")
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+    context.load_verify_locations(cadata=tls.ca.decode())
+    if server:
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 def _both_loopback(sock: socket.socket) -> bool:
@@ -274,7 +267,7 @@ class DataListener:
 
     def __init__(self, handle: Handler, tls: TlsBundle | None, shaper: Callable[[], LinkShaper]) -> None:
         self._handle = handle
-        self._context = _contexts(tls)[0] if tls is not None else None
+        self._context = _context(tls, server=True) if tls is not None else None
         self._shaper = shaper
         self._server: socket.socket | None = None
         self._closed = threading.Event()
@@ -338,7 +331,7 @@ class DataLinks:
     """Connections to peers' data ports, opened on first use and reused; one per call in flight."""
 
     def __init__(self, tls: TlsBundle | None) -> None:
-        self._context = _contexts(tls)[1] if tls is not None else None
+        self._context = _context(tls, server=False) if tls is not None else None
         self._idle: dict[str, list[Reader]] = {}
         self._lock = threading.Lock()
 
@@ -353,7 +346,8 @@ class DataLinks:
         """Send ``outgoing`` to ``peer`` and read its answer."""
         reader = self._take(peer) or Reader(self._connect(peer, address))
         try:
-            reader.sock.settimeout(timeout)
+            if reader.sock.gettimeout() != timeout:  # setting it costs a system call: only on change
+                reader.sock.settimeout(timeout)
             send_frame(reader.sock, outgoing, shaper)
             answer = read_answer(reader)
         except BaseException:

@@ -87,6 +87,7 @@ class Participant:
         self._seq = itertools.count()
         self._channels: dict[str, grpc.Channel] = {}
         self._links = DataLinks(tls)
+        self._data_addresses: dict[str, tuple[str, int]] = {}  # peers with a data port (see _apply)
         self._data: DataListener | None = None
         self.data_port = 0
         self._shaper = LinkShaper()
@@ -170,6 +171,11 @@ class Participant:
 
     def _apply(self, config: RunConfig) -> None:
         self.config = config
+        self._data_addresses = {
+            name: (split_host_port(peer.address)[0], peer.data_port)
+            for name, peer in config.peers.items()
+            if peer.data_port
+        }
         if config.threads:
             torch.set_num_threads(config.threads)
         self._shaper = LinkShaper(config.uplink_bps, config.latency_s)
@@ -309,14 +315,15 @@ class Participant:
 
     def _send(self, peer: str, outgoing: Outgoing, timeout: float | None = None) -> Task | None:
         assert self.config is not None
-        info = self.config.peers[peer]
+        data_address = self._data_addresses.get(peer)
         try:
-            if info.data_port:
-                address = (split_host_port(info.address)[0], info.data_port)
-                reply, frame = self._links.exchange(peer, address, outgoing, self._shaper, timeout)
+            if data_address is not None:
+                reply, frame = self._links.exchange(peer, data_address, outgoing, self._shaper, timeout)
                 incoming = decode_frame(frame) if frame is not None else None
             else:
-                reply, incoming = self._send_over_grpc(peer, info.address, outgoing, timeout)
+                reply, incoming = self._send_over_grpc(
+                    peer, self.config.peers[peer].address, outgoing, timeout
+                )
         except (OSError, grpc.RpcError) as exc:
             detail = exc.details() if isinstance(exc, grpc.RpcError) else str(exc) or type(exc).__name__
             raise PeerError(f"cannot reach '{peer}': {detail}", peer=peer) from exc
