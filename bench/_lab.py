@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from splittracer.controller.plan import plan_from_manifest
+from splittracer.controller.resolve import plan_from_manifest
 from splittracer.controller.run import RunOutcome, run_experiment
 from splittracer.metrics.store import ResultsStore
 from splittracer.participant.runtime import cpu_model

@@ -27,10 +27,10 @@ from pathlib import Path
 
 from _lab import machine, median, workspace
 
-from splittracer.controller.plan import plan_from_manifest
+from splittracer.controller.resolve import plan_from_manifest
 from splittracer.controller.run import RunObserver, run_experiment
+from splittracer.deploy import agent
 from splittracer.metrics.store import ResultsStore
-from splittracer.participant import agent
 from splittracer.workspace import Workspace
 
 MANIFEST = """

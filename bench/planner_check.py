@@ -19,7 +19,7 @@ import argparse
 
 from _lab import machine, run, workspace
 
-from splittracer.plan.check import check_run
+from splittracer.controller.plancheck import check_run
 from splittracer.plan.profiles import DeviceProfile, profile_local
 
 MANIFEST = """

@@ -10,9 +10,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .errors import SplitTracerError
+from .version import __version__
 
 if TYPE_CHECKING:  # the real names for type checkers; at run time they load lazily
-    from .controller.plan import plan_from_manifest
+    from .controller.resolve import plan_from_manifest
     from .controller.run import run_experiment
     from .manifest import load_manifest
     from .metrics.store import ResultsStore
@@ -25,8 +26,6 @@ if TYPE_CHECKING:  # the real names for type checkers; at run time they load laz
     from .tasks import Task
     from .workspace import Workspace, find_workspace, init_workspace
 
-__version__ = "0.1.0"
-
 _LAZY = {
     "Task": "splittracer.tasks",
     "Role": "splittracer.roles",
@@ -37,7 +36,7 @@ _LAZY = {
     "init_workspace": "splittracer.workspace",
     "load_manifest": "splittracer.manifest",
     "run_experiment": "splittracer.controller.run",
-    "plan_from_manifest": "splittracer.controller.plan",
+    "plan_from_manifest": "splittracer.controller.resolve",
     "ResultsStore": "splittracer.metrics.store",
     "summarize": "splittracer.report.summary",
     "SplitModel": "splittracer.split",

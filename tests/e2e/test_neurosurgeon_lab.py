@@ -15,12 +15,12 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from splittracer.controller.deployers import deployer_for
-from splittracer.controller.plan import plan_from_manifest
+from splittracer.controller.resolve import plan_from_manifest
 from splittracer.controller.run import run_experiment
+from splittracer.deploy.select import deployer_for
 from splittracer.devices.registry import Device, Registry
+from splittracer.lab.testbed import Testbed, TestbedState
 from splittracer.metrics.store import ResultsStore
-from splittracer.netem.testbed import Testbed, TestbedState
 from splittracer.workspace import init_workspace
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

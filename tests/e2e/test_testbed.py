@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from splittracer.cli import main
-from splittracer.netem.testbed import (
+from splittracer.lab.testbed import (
     LabNetwork,
     Testbed,
     TestbedError,

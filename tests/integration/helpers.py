@@ -6,7 +6,7 @@ import os
 import textwrap
 from pathlib import Path
 
-from splittracer.controller.plan import plan_from_manifest
+from splittracer.controller.resolve import plan_from_manifest
 from splittracer.controller.run import RunOutcome, run_experiment
 from splittracer.metrics.store import ResultsStore
 from splittracer.workspace import Workspace, init_workspace

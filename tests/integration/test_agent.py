@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from splittracer.cli import main
-from splittracer.controller.deploy import AgentDeployment, LocalDeployer, LocalDeployment
+from splittracer.deploy import agent
+from splittracer.deploy.local import AgentDeployment, LocalDeployer, LocalDeployment
 from splittracer.metrics.store import ResultsStore
-from splittracer.participant import agent
-from splittracer.participant.tls import issue_run_certificates
+from splittracer.wire.tls import issue_run_certificates
 
 from .helpers import alive, participant_pids, run, workspace_with
 
@@ -186,7 +186,7 @@ def test_an_incompatible_agent_is_not_used(warm, monkeypatch, caplog):
     monkeypatch.setenv("SPLITTRACER_CLOCK_SHIFT_NS", "1000")
     assert main(["agent", "status", "--json"]) == 0
     bundles = issue_run_certificates("run-a", ["cloud"])
-    with caplog.at_level(logging.DEBUG, logger="splittracer.controller.deploy"):
+    with caplog.at_level(logging.DEBUG, logger="splittracer.deploy.local"):
         deployment = LocalDeployer().start("cloud", bundles["cloud"])
     try:
         assert isinstance(deployment, LocalDeployment) and deployment.launch == "spawn"

@@ -7,9 +7,9 @@ import statistics
 import pytest
 
 from splittracer.clock import SHIFT_ENV
-from splittracer.controller.deploy import LocalDeployer
-from splittracer.controller.plan import plan_from_manifest
+from splittracer.controller.resolve import plan_from_manifest
 from splittracer.controller.run import run_experiment
+from splittracer.deploy.local import LocalDeployer
 from splittracer.metrics.store import ResultsStore
 
 from .helpers import workspace_with

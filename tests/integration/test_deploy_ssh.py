@@ -12,18 +12,18 @@ import pytest
 import torch
 from torchvision.io import encode_jpeg, write_png
 
-from splittracer.controller.deployers import deployer_for
-from splittracer.controller.plan import plan_from_manifest
+from splittracer.controller.resolve import plan_from_manifest
 from splittracer.controller.run import run_experiment
+from splittracer.deploy.select import deployer_for
 from splittracer.deploy.ssh import SSHDeployer
 from splittracer.devices.errors import DeviceError
 from splittracer.devices.registry import Device, fingerprint_of
 from splittracer.errors import ConfigError
 from splittracer.metrics.store import ResultsStore
 from splittracer.participant.inputs import InputSource
-from splittracer.participant.messages import ParticipantInfo, decoder, method
 from splittracer.participant.runtime import open_channel
-from splittracer.participant.tls import CONTROLLER, TlsBundle, issue_run_certificates
+from splittracer.wire.messages import ParticipantInfo, decoder, method
+from splittracer.wire.tls import CONTROLLER, TlsBundle, issue_run_certificates
 
 from .helpers import alive, workspace_with
 from .sshd_fixture import Sshd, ssh_env_fixture, sshd_fixture  # noqa: F401  (fixtures)

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from splittracer.plan.check import check_run
+from splittracer.controller.plancheck import check_run
 from splittracer.plan.profiles import DeviceProfile, ProfileStore, default_profile_dir, profile_local
 from splittracer.split.load import load_split_model
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from splittracer.controller.profiling import profile_device
 from splittracer.devices.errors import DeviceNotReady
 from splittracer.plan.profiles import DeviceProfile
-from splittracer.plan.remote import profile_device
 from splittracer.workspace import init_workspace
 
 from .sshd_fixture import Sshd, ssh_env_fixture, sshd_fixture  # noqa: F401  (fixtures)

@@ -7,13 +7,13 @@ import ssl
 import grpc
 import pytest
 
-from splittracer.controller.deploy import LocalDeployer
-from splittracer.participant.datalink import DataLinks
-from splittracer.participant.messages import ParticipantInfo, decoder, method
+from splittracer.deploy.local import LocalDeployer
 from splittracer.participant.runtime import open_channel
-from splittracer.participant.tls import CONTROLLER, issue_run_certificates
-from splittracer.participant.transport import prepare
 from splittracer.tasks import Task
+from splittracer.wire.datalink import DataLinks
+from splittracer.wire.messages import ParticipantInfo, decoder, method
+from splittracer.wire.tls import CONTROLLER, issue_run_certificates
+from splittracer.wire.transport import prepare
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import pytest
 
 from splittracer.cli import main
 from splittracer.cli.agent import parse_idle_timeout
+from splittracer.deploy import agent
 from splittracer.errors import ConfigError
-from splittracer.participant import agent
 
 
 def test_agent_dir_prefers_the_override_then_the_runtime_dir_then_the_cache(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 
 from splittracer.builtin import Infer
 from splittracer.cli import main
-from splittracer.controller.plan import plan_from_manifest
+from splittracer.controller.resolve import plan_from_manifest
 from splittracer.errors import ConfigError
 from splittracer.plan.online import MEASURE, decode_inputs
 from splittracer.plan.profiles import DeviceProfile, ProfileStore, default_profile_dir, profile_local

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from splittracer.errors import RunError
-from splittracer.participant import datalink
-from splittracer.participant.datalink import (
+from splittracer.tasks import Task
+from splittracer.wire import datalink
+from splittracer.wire.datalink import (
     ConnectionClosed,
     DataLinks,
     DataListener,
@@ -24,10 +25,9 @@ from splittracer.participant.datalink import (
     send_answer,
     send_frame,
 )
-from splittracer.participant.messages import Reply
-from splittracer.participant.tls import issue_run_certificates
-from splittracer.participant.transport import Incoming, LinkShaper, Tags, prepare
-from splittracer.tasks import Task
+from splittracer.wire.messages import Reply
+from splittracer.wire.tls import issue_run_certificates
+from splittracer.wire.transport import Incoming, LinkShaper, Tags, prepare
 
 
 class Pair(Task):

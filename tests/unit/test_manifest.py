@@ -236,7 +236,7 @@ def test_workspace_tasks_register_before_playbook_checks(tmp_path: Path) -> None
 
 
 def test_torch_device_reaches_the_plan(tmp_path: Path) -> None:
-    from splittracer.controller.plan import plan_from_manifest
+    from splittracer.controller.resolve import plan_from_manifest
 
     path = tmp_path / "m.yaml"
     path.write_text(

@@ -8,9 +8,9 @@ import textwrap
 
 import pytest
 
+from splittracer.controller.plancheck import CutCheck, PlanCheck, measured_cuts, run_links
 from splittracer.metrics.spans import Span
 from splittracer.plan.chain import Link
-from splittracer.plan.check import CutCheck, PlanCheck, measured_cuts, run_links
 
 
 def _inference(index: int, cuts: list[int], total_ms: float, *, warmup: bool = False, layers: int = 10):

@@ -9,6 +9,7 @@ import msgspec
 import pytest
 import torch
 
+from splittracer.controller.profiling import _Session, measure_command
 from splittracer.devices.errors import DeviceNotReady
 from splittracer.devices.registry import Device
 from splittracer.metrics.energy import EnergyProbe, EnergyReader, EnergyReading
@@ -22,7 +23,6 @@ from splittracer.plan.measure import (
     measure_loaded,
 )
 from splittracer.plan.profiles import model_record
-from splittracer.plan.remote import _Session, measure_command
 
 TOY = "tests.unit.toy_models:chain_of_opaque"
 

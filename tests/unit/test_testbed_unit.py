@@ -11,8 +11,8 @@ import pytest
 
 from splittracer.cli import main
 from splittracer.errors import RUN_FAILURE, USER_ERROR
-from splittracer.netem import testbed as tb
-from splittracer.netem.testbed import LabHost, LabNetwork, Testbed, TestbedCommandError, TestbedError
+from splittracer.lab import testbed as tb
+from splittracer.lab.testbed import LabHost, LabNetwork, Testbed, TestbedCommandError, TestbedError
 
 
 def _host(index: int = 1) -> LabHost:

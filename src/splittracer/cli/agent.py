@@ -13,8 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
+from ..deploy import agent as agent_mod
 from ..errors import ConfigError, RunError
-from ..participant import agent as agent_mod
 from ._render import console, print_json, print_table
 
 app = typer.Typer(
@@ -65,7 +65,7 @@ def start(
         _stop(int(found["pid"]))
         replaced = int(found["pid"])
     directory = agent_mod.ensure_private_dir(agent_mod.agent_dir())
-    command = [sys.executable, "-m", "splittracer.participant.agent", "--detach"]
+    command = [sys.executable, "-m", "splittracer.deploy.agent", "--detach"]
     command += ["--idle-timeout", str(seconds)]
     try:
         done = subprocess.run(

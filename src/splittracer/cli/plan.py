@@ -8,11 +8,11 @@ from typing import Annotated
 
 import typer
 
+from ..controller.plancheck import check_run, check_to_dict
 from ..errors import SplitTracerError
 from ..metrics.store import ResultsStore
 from ..models import parse_input_shape
 from ..plan.chain import Link
-from ..plan.check import check_run, check_to_dict
 from ..plan.energy import RADIOS, Objective, RadioPower, parse_tx_power
 from ..plan.estimate import Estimator
 from ..plan.planner import ModelPlan, load_profiles, parse_links, plan_model, plan_to_dict

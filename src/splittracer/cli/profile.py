@@ -9,12 +9,12 @@ from typing import Annotated, Any
 import typer
 from rich.progress import Progress
 
+from ..controller.profiling import profile_device
 from ..devices.registry import Registry
 from ..errors import SplitTracerError
 from ..manifest import find_workspace_root
 from ..models import parse_input_shape
 from ..plan.profiles import DeviceProfile, HostFacts, ModelRecord, host_facts, profile_local, profile_store
-from ..plan.remote import profile_device
 from ._render import console, print_json, print_table
 
 __all__ = ["profile"]

@@ -8,13 +8,13 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..controller.plan import RunPlan, plan_from_manifest
 from ..controller.provenance import changed_code
+from ..controller.resolve import RunPlan, plan_from_manifest
 from ..controller.run import RunObserver, run_experiment
+from ..deploy.agent import agent_enabled
 from ..errors import RunError
 from ..manifest import Manifest, load_manifest
 from ..metrics.store import ResultsStore
-from ..participant.agent import agent_enabled
 from ..report.runs import run_summary, write_plots
 from ..workspace import Workspace, find_workspace
 from ._render import console, print_json

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..netem.testbed import Testbed, TestbedState, TestbedStatus, default_state_dir, describe_rate
+from ..lab.testbed import Testbed, TestbedState, TestbedStatus, default_state_dir, describe_rate
 from ._render import console, print_json, print_table
 
 app = typer.Typer(

@@ -23,19 +23,19 @@ from typing import Any
 import grpc
 import msgspec
 
-from .. import __version__
 from ..clock import now_ns
+from ..deploy.local import Deployer, Deployment, describe_exit
+from ..deploy.select import deployer_for
 from ..errors import RunError, SplitTracerError
 from ..metrics.spans import Metric
 from ..metrics.store import ResultsStore
-from ..participant.messages import Event, ParticipantInfo, PeerInfo, Reply, RunConfig, decoder, encode, method
 from ..participant.runtime import cpu_model, open_channel
-from ..participant.tls import CONTROLLER, issue_run_certificates
-from ..participant.transport import deliver, prepare
+from ..version import __version__
+from ..wire.messages import Event, ParticipantInfo, PeerInfo, Reply, RunConfig, decoder, encode, method
+from ..wire.tls import CONTROLLER, issue_run_certificates
+from ..wire.transport import deliver, prepare
 from .clocksync import ClockEstimate, estimate_offset, to_controller_clock
-from .deploy import Deployer, Deployment, describe_exit
-from .deployers import deployer_for
-from .plan import ParticipantPlan, RunPlan
+from .resolve import ParticipantPlan, RunPlan
 
 HEARTBEAT_TIMEOUT_S = 5.0
 CLOCK_RESYNC_S = 10.0

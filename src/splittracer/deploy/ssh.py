@@ -34,15 +34,15 @@ from typing import Any, TypeVar
 
 import asyncssh
 
-from ..controller.deploy import PORT_PREFIX
 from ..devices.errors import DeviceError, UnknownDevice
 from ..devices.probe import RUNTIME_DIR, select_python
 from ..devices.registry import Device
 from ..devices.ssh import Target, connect, quote, remote_home, run, translate, watched_python
 from ..errors import ConfigError
 from ..participant.inputs import image_files
-from ..participant.tls import FILES as TLS_FILES
-from ..participant.tls import TlsBundle
+from ..wire.tls import FILES as TLS_FILES
+from ..wire.tls import TlsBundle
+from .local import PORT_PREFIX
 
 __all__ = ["SSHDeployer", "SSHDeployment"]
 

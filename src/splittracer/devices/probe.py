@@ -17,7 +17,7 @@ from pathlib import Path
 
 import asyncssh
 
-from .. import __version__
+from ..version import __version__
 from .errors import DeviceError, DeviceNotReady
 from .registry import Device, DeviceFacts, Registry, utcnow
 from .ssh import Completed, Target, connect, quote, run

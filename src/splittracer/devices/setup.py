@@ -28,7 +28,7 @@ from pathlib import Path
 
 import asyncssh
 
-from .. import __version__
+from ..version import __version__
 from .errors import DeviceError, DeviceNotReady
 from .probe import _INSTALL_PYTHON, MIN_PYTHON, RUNTIME_DIR, probe, select_python
 from .registry import Device, Registry, utcnow

@@ -5,7 +5,7 @@ deployer that started it (a local subprocess or an SSH session) learns
 where to connect; everything else goes to stderr.
 
 :func:`serve` is the same thing without the command line: the warm agent
-(:mod:`splittracer.participant.agent`) calls it in each process it forks,
+(:mod:`splittracer.deploy.agent`) calls it in each process it forks,
 and reports the port over its socket instead of stdout.
 """
 
@@ -16,8 +16,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from ..wire.tls import TlsBundle
 from .runtime import Participant
-from .tls import TlsBundle
 
 PORT_PREFIX = "SPLITTRACER_PORT="
 

@@ -20,10 +20,10 @@ from ..errors import RunError, SplitError
 from ..split.model import SplitModel
 from ..split.parts import Part
 from ..tasks import Task, task_name
+from ..wire.messages import RunConfig
+from ..wire.transport import Outgoing, Tags, prepare
 from .inputs import InputSource
-from .messages import RunConfig
 from .recorder import TaggedRecorder
-from .transport import Outgoing, Tags, prepare
 
 SendFn = Callable[[str, Outgoing, "float | None"], "Task | None"]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..metrics.spans import Attrs, Span, SpanRecorder
-from .transport import Tags
+from ..wire.transport import Tags
 
 
 class TaggedRecorder(SpanRecorder):

@@ -32,7 +32,6 @@ import grpc
 import msgspec
 import torch
 
-from .. import __version__
 from ..clock import now_ns
 from ..errors import DeviceError, PeerError, RunError, SplitTracerError, UserCodeError
 from ..metrics.energy import EnergyProbe, probe_energy
@@ -40,13 +39,11 @@ from ..metrics.system import SystemSampler
 from ..models import import_object
 from ..roles import Role
 from ..tasks import Task, decode_task, task_name
-from .context import ParticipantContext
-from .datalink import Answer, DataLinks, DataListener, decode_frame, split_host_port
-from .inputs import InputSource
-from .messages import Event, ParticipantInfo, Reply, RunConfig, decoder, encode
-from .recorder import TaggedRecorder
-from .tls import TlsBundle
-from .transport import (
+from ..version import __version__
+from ..wire.datalink import Answer, DataLinks, DataListener, decode_frame, split_host_port
+from ..wire.messages import Event, ParticipantInfo, Reply, RunConfig, decoder, encode
+from ..wire.tls import TlsBundle
+from ..wire.transport import (
     GRPC_OPTIONS,
     Incoming,
     LinkShaper,
@@ -58,6 +55,9 @@ from .transport import (
     receive,
     unpack,
 )
+from .context import ParticipantContext
+from .inputs import InputSource
+from .recorder import TaggedRecorder
 
 FLUSH_INTERVAL_S = 0.1
 HEARTBEAT_INTERVAL_S = 1.0

@@ -1,19 +1,18 @@
-"""Split planning: predict per-layer latency, choose cuts, check the choice against measurement.
+"""Split planning, pure prediction: per-layer latency, cuts and placements, objectives.
+
+Checking a plan against a run and profiling a device over SSH live in :mod:`splittracer.controller`.
 
 * :mod:`~splittracer.plan.profiles` — device profiles (per-layer timings with features), stored as JSON;
 * :mod:`~splittracer.plan.measure` — what a device measures for its profile (times, energy where sensed);
-* :mod:`~splittracer.plan.remote` — profiling a paired device over SSH;
 * :mod:`~splittracer.plan.energy` — the first device's energy (compute + radio) for the energy objective;
 * :mod:`~splittracer.plan.regression` — per-kind latency regression fitted on profiles;
 * :mod:`~splittracer.plan.chain` — best cuts over a chain of devices (dynamic programming);
-* :mod:`~splittracer.plan.dag` — two-device placement of a DAG by minimum cut (DADS);
-* :mod:`~splittracer.plan.check` — a plan against a measured sweep.
+* :mod:`~splittracer.plan.dag` — two-device placement of a DAG by minimum cut (DADS).
 """
 
 from __future__ import annotations
 
 from .chain import ChainEstimate, ChainPlan, FirstDeviceEnergy, Link, estimate_cuts, plan_chain
-from .check import PlanCheck, check_run
 from .dag import DagPlan, plan_dag
 from .energy import Objective, RadioPower, parse_tx_power
 from .estimate import LayerCosts, layer_costs
@@ -21,7 +20,6 @@ from .graph import ModelGraph, model_graph
 from .planner import ModelPlan, load_profiles, parse_links, plan_model
 from .profiles import DeviceProfile, ProfileStore, profile_local, profile_store
 from .regression import LatencyModel, fit_latency_model
-from .remote import profile_device
 
 __all__ = [
     "ChainEstimate",
@@ -35,10 +33,8 @@ __all__ = [
     "ModelGraph",
     "ModelPlan",
     "Objective",
-    "PlanCheck",
     "ProfileStore",
     "RadioPower",
-    "check_run",
     "estimate_cuts",
     "fit_latency_model",
     "layer_costs",
@@ -49,7 +45,6 @@ __all__ = [
     "plan_chain",
     "plan_dag",
     "plan_model",
-    "profile_device",
     "profile_local",
     "profile_store",
 ]

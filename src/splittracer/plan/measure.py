@@ -3,7 +3,7 @@
 This runs wherever the model runs: in the controller's process for the
 ``local`` device, and on a paired device as ``python -m
 splittracer.plan.measure REQUEST`` (started over SSH by
-:mod:`splittracer.plan.remote`). Only measurements leave the device; the
+:mod:`splittracer.controller.profiling`). Only measurements leave the device; the
 layers' features are computed where the profile is stored.
 
 Energy: after the timings, each layer runs alone in a loop for at least
@@ -35,10 +35,10 @@ from typing import Any
 
 import msgspec
 
-from .. import __version__
 from ..errors import SplitTracerError
 from ..metrics.energy import NOT_AVAILABLE, EnergyProbe, EnergyReading, probe_energy
 from ..split.load import LoadedSplit
+from ..version import __version__
 from .energy import whole_device_domains
 
 __all__ = [

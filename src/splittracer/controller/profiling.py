@@ -29,8 +29,8 @@ from ..devices.probe import not_ready, problems, select_python
 from ..devices.registry import Device
 from ..devices.ssh import Target, connect, quote, translate, watched_python
 from ..errors import SplitTracerError
-from .measure import ERROR, HOST, MEASURED, PROGRESS, MeasuredModel, MeasureRequest
-from .profiles import HostFacts, ModelRecord, model_record
+from ..plan.measure import ERROR, HOST, MEASURED, PROGRESS, MeasuredModel, MeasureRequest
+from ..plan.profiles import HostFacts, ModelRecord, model_record
 
 __all__ = ["DeviceMeasurement", "measure_command", "measure_on_device", "profile_device"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..controller.resolve import RunPlan
 from ..devices.registry import Registry
-from ..participant.tls import TlsBundle
-from .deploy import Deployment, LocalDeployer, route_source
-from .plan import RunPlan
+from ..wire.tls import TlsBundle
+from .local import Deployment, LocalDeployer, route_source
 
 LOCAL = "local"
 
@@ -43,7 +43,7 @@ def deployer_for(
     remote = {p.name: p.device for p in plan.participants if p.device != LOCAL}
     if not remote:
         return LocalDeployer()
-    from ..deploy.ssh import SSHDeployer
+    from .ssh import SSHDeployer
 
     registry = registry or Registry.locate(workspace=workspace)
     placements = {name: registry.get(device) for name, device in remote.items()}

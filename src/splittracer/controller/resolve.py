@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..manifest import Manifest, build_task
-from ..participant.messages import ModelConfig, RunOptions
 from ..tasks import Task
+from ..wire.messages import ModelConfig, RunOptions
 from .autosplit import resolve_planned_splits
 from .provenance import code_fingerprint
 

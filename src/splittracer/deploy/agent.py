@@ -32,7 +32,7 @@ The agent is single-threaded (one ``selectors`` loop) and ends by itself
 after ``idle_timeout`` seconds with no child and no request, and on SIGTERM
 (its children are terminated first, their exits reported).
 
-    python -m splittracer.participant.agent [--idle-timeout SECONDS] [--detach]
+    python -m splittracer.deploy.agent [--idle-timeout SECONDS] [--detach]
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .. import __version__
+from ..version import __version__
 
 DIR_ENV = "SPLITTRACER_AGENT_DIR"
 """Overrides the agent's directory (tests, or several agents side by side)."""
@@ -311,8 +311,8 @@ def preload() -> None:
     import torchvision  # noqa: F401
 
     from .. import builtin  # noqa: F401
+    from ..participant import __main__, runtime  # noqa: F401
     from ..split import load  # noqa: F401
-    from . import __main__, runtime  # noqa: F401
 
     for name in CAPTURE_MODULES:
         with contextlib.suppress(ImportError):
@@ -622,7 +622,7 @@ class Agent:
             sys.argv = [str(Path(__file__).with_name("__main__.py")), "--host", str(request["host"])]
             sys.argv += ["--port", "0", "--tls-dir", str(tls_dir)]
             _reseed()
-            from .__main__ import serve
+            from ..participant.__main__ import serve
 
             def announce(port: int) -> None:
                 with contextlib.suppress(OSError):
@@ -699,7 +699,7 @@ def _detach() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m splittracer.participant.agent", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m splittracer.deploy.agent", description=__doc__)
     parser.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S, help="seconds")
     parser.add_argument(
         "--detach", action="store_true", help="run in the background; print its pid once it listens"

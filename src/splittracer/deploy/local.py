@@ -6,7 +6,7 @@ the controller, whether it is still alive, how it ended, and the tail of
 what it printed. The controller never cares which implementation it has.
 
 Local participants come from the warm agent
-(:mod:`splittracer.participant.agent`) when one runs and matches this
+(:mod:`splittracer.deploy.agent`) when one runs and matches this
 controller's code and environment (an :class:`AgentDeployment`), else
 from a fresh subprocess (a :class:`LocalDeployment`).
 """
@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from ..errors import RunError
-from ..participant import agent
-from ..participant.tls import TlsBundle
+from ..wire.tls import TlsBundle
+from . import agent
 
 PORT_PREFIX = "SPLITTRACER_PORT="
 START_TIMEOUT_S = 60.0

@@ -25,10 +25,10 @@ from ..errors import SplitTracerError
 from ..manifest import Limits, ModelSection
 from ..metrics.spans import Span
 from ..metrics.store import ResultsStore
-from .chain import Link, estimate_cuts
-from .estimate import Estimator
-from .planner import ModelPlan, plan_model
-from .profiles import DeviceProfile
+from ..plan.chain import Link, estimate_cuts
+from ..plan.estimate import Estimator
+from ..plan.planner import ModelPlan, plan_model
+from ..plan.profiles import DeviceProfile
 
 __all__ = [
     "CutCheck",

@@ -32,7 +32,7 @@ import msgspec
 
 from ..clock import now_ns
 from ..tasks import Task, decode_task, encode_task
-from ..wire.codecs import get_codec
+from .codecs import get_codec
 
 CHUNK_BYTES = 1 << 20
 # Below this size a task travels as one unary call: a gRPC stream costs ~1-2 ms more
