@@ -96,3 +96,31 @@ def test_usage_error_exits_2():
     result = splittracer("model", "inspect")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def test_torch_noise_stays_off_the_terminal_unless_debug():
+    args = ["model", "inspect", "tests.unit.toy_models:Uncapturable", "--input-shape", "2,8"]
+    quiet = splittracer(*args)
+    assert quiet.returncode == 2
+    # only SplitTracer's own paragraph: no graph dump, no torch log line, no warning
+    assert quiet.stderr.lstrip().startswith("error: no capture method"), quiet.stderr
+    assert "def forward" not in quiet.stderr and "symbolic_shapes" not in quiet.stderr
+    loud = splittracer("--debug", *args)
+    assert loud.returncode == 2
+    assert "def forward" in loud.stderr  # --debug lets torch's own output through
+
+
+def test_verify_chosen_splits_only():
+    result = splittracer("model", "verify", "torchvision:alexnet", "--splits", "0,5,21", "--json")
+    assert result.returncode == 0, result.stderr
+    assert [s["index"] for s in json.loads(result.stdout)["splits"]] == [0, 5, 21]
+    outside = splittracer("model", "verify", "torchvision:alexnet", "--splits", "3,99")
+    assert outside.returncode == 2 and "split 99 is not a split point" in outside.stderr
+    assert "Traceback" not in outside.stderr
+
+
+def test_version():
+    from splittracer import __version__
+
+    result = splittracer("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"splittracer {__version__}"

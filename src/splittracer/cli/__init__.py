@@ -7,11 +7,14 @@ and the error's exit code (2 for a user's mistake), never a traceback.
 
 from __future__ import annotations
 
+import logging
 import sys
+from typing import Annotated
 
 import typer
 
 from ..errors import SplitTracerError
+from ..version import __version__
 from . import agent as agent_commands
 from . import compare as _compare  # noqa: F401  (adds 'results compare')
 from . import device as device_commands
@@ -22,7 +25,7 @@ from . import results as results_commands
 from . import run as run_command
 from . import testbed as testbed_commands
 from . import workspace as workspace_commands
-from ._render import print_error
+from ._render import console, print_error, settings
 
 app = typer.Typer(
     name="splittracer",
@@ -31,6 +34,29 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        console.print(f"splittracer {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit"),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show third-party output and log messages on stderr")
+    ] = False,
+) -> None:
+    settings.debug = debug
+    if debug:
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+
+
 app.add_typer(agent_commands.app, name="agent")
 app.add_typer(device_commands.app, name="device")
 app.add_typer(model_commands.app, name="model")

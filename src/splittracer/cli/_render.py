@@ -11,6 +11,16 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+
+@dataclasses.dataclass
+class CliSettings:
+    """Options that apply to every command (set by the top-level callback)."""
+
+    debug: bool = False
+
+
+settings = CliSettings()
+
 # Rich assumes 80 columns when output is piped; tables are wider than that,
 # and a truncated number in a log is worse than a long line.
 console = Console(width=None if sys.stdout.isatty() else 200)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,10 +10,11 @@ import typer
 from rich.progress import Progress
 
 from ..models import parse_input_shape
+from ..split.capture import muffled
 from ..split.load import LoadedSplit, load_split_model
 from ..split.model import SplitModel
 from ..split.profile import profile_layers, verify_splits
-from ._render import console, print_json, print_table
+from ._render import console, print_json, print_table, settings
 
 app = typer.Typer(help="Inspect, verify and profile where a model can be split.", no_args_is_help=True)
 
@@ -30,7 +32,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 def _load(
     model: str, shape: str | None, granularity: str, override: Path | None, weights: Path | None
 ) -> LoadedSplit:
-    with console.status(f"capturing {model}…", spinner="dots"):
+    quiet = contextlib.nullcontext() if settings.debug else muffled()
+    with console.status(f"capturing {model}…", spinner="dots"), quiet:
         return load_split_model(
             model,
             input_shape=parse_input_shape(shape) if shape else None,
@@ -108,19 +111,23 @@ def verify(
     granularity: GranularityOpt = "leaf",
     override: OverrideOpt = None,
     tolerance: Annotated[float, typer.Option(help="Largest allowed absolute difference")] = 1e-4,
+    splits: Annotated[
+        str | None, typer.Option("--splits", help="Only these split points, e.g. 3,5,21 (default: every one)")
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
-    """Run head then tail at every split and compare with the full model."""
+    """Run head then tail at every split (or the chosen ones) and compare with the full model."""
     loaded = _load(model, input_shape, granularity, override, None)
-    with console.status("running every split…", spinner="dots"):
-        checks = verify_splits(loaded.split, loaded.example, tolerance=tolerance)
+    chosen = _split_list(splits) if splits else None
+    with console.status("running the splits…", spinner="dots"):
+        checks = verify_splits(loaded.split, loaded.example, tolerance=tolerance, splits=chosen)
     bad = [c for c in checks if not c.ok]
     if json:
         print_json({"model": model, "tolerance": tolerance, "ok": not bad, "splits": checks})
     else:
         rows = [[c.index, c.after, c.max_abs_diff, "ok" if c.ok else "DIFFERS"] for c in checks]
         print_table(
-            f"{model} — every split vs the full model",
+            f"{model} — {'every split' if chosen is None else 'chosen splits'} vs the full model",
             ["split", "after layer", "max |diff|", "result"],
             rows,
         )
@@ -194,6 +201,13 @@ def describe(model: str, loaded: LoadedSplit) -> dict[str, Any]:
             for p in sm.points
         ],
     }
+
+
+def _split_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"'{text}' is not a list of split indices; write e.g. 3,5,21") from None
 
 
 def _shape(point: Any) -> str:

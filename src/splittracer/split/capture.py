@@ -19,8 +19,12 @@ everything downstream treats the three the same way.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import traceback
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +34,7 @@ from torch import fx, nn
 from ..errors import CaptureError
 
 METHODS = ("export", "fx", "hooks")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,37 @@ def capture(
         hint="Write an override file (allowed splits, layer groups or an explicit `sequence:` "
         "of modules) and pass it with --override; see 'Split overrides' in the README." + override_hint,
     )
+
+
+@contextlib.contextmanager
+def muffled() -> Iterator[None]:
+    """Keep what torch prints while it tries to capture a model off the terminal.
+
+    A failed ``torch.export`` prints graph dumps to stderr, logs through its own
+    handlers and raises warnings before SplitTracer can say what went wrong; a
+    user needs the one paragraph that follows, not those. What was printed is
+    kept in this module's log at DEBUG level (``splittracer --debug`` shows it).
+    Python-level only: it is meant for a command's foreground work, not for a
+    participant whose other threads write while it captures.
+    """
+    printed = io.StringIO()
+    torch_log = logging.getLogger("torch")
+    was_disabled, torch_log.disabled = torch_log.disabled, True
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with (
+            contextlib.redirect_stdout(printed),
+            contextlib.redirect_stderr(printed),
+            warnings.catch_warnings(record=True) as caught,
+        ):
+            warnings.simplefilter("always")
+            yield
+    finally:
+        torch_log.disabled = was_disabled
+        for warning in caught:
+            log.debug("warning during capture: %s", warning.message)
+        if printed.getvalue():
+            log.debug("printed during capture:\n%s", printed.getvalue())
 
 
 def node_owner(node: fx.Node) -> str:

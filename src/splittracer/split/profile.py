@@ -12,13 +12,14 @@ from __future__ import annotations
 import itertools
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.utils import _pytree as pytree
 
+from ..errors import SplitError
 from .model import SplitModel
 
 
@@ -96,18 +97,39 @@ def profile_layers(
     return ModelProfile(layers, repeats, warmup, statistics.median(forward) / 1e6)
 
 
-def verify_splits(sm: SplitModel, x: torch.Tensor, *, tolerance: float = 1e-4) -> list[SplitCheck]:
-    """Run head then tail at every allowed split and compare with the full model."""
+def verify_splits(
+    sm: SplitModel, x: torch.Tensor, *, tolerance: float = 1e-4, splits: Sequence[int] | None = None
+) -> list[SplitCheck]:
+    """Run head then tail at every allowed split (or at ``splits``) and compare with the full model.
+
+    A chosen split outside ``0..num_layers``, or one the model does not allow, is a
+    :class:`SplitError` naming it.
+    """
+    chosen = set(range(sm.num_layers + 1)) if splits is None else _checked_splits(sm, splits)
     with torch.no_grad():
         reference = _tensor_leaves(sm.model(x))
     checks = []
     for point in sm.points:
-        if not point.allowed:
+        if not point.allowed or point.index not in chosen:
             continue
         leaves = _tensor_leaves(sm.run_split(point.index, x))
         diff = _max_diff(reference, leaves)
         checks.append(SplitCheck(point.index, point.after, diff, diff <= tolerance))
     return checks
+
+
+def _checked_splits(sm: SplitModel, splits: Sequence[int]) -> set[int]:
+    last = sm.num_layers
+    outside = [s for s in splits if not 0 <= s <= last]
+    if outside:
+        raise SplitError(
+            f"split {outside[0]} is not a split point of this model (it has 0..{last})",
+            hint=f"Choose splits between 0 (send the input) and {last} (all on the first device).",
+        )
+    refused = [sm.points[s] for s in splits if not sm.points[s].allowed]
+    if refused:
+        raise SplitError(f"split {refused[0].index} is not allowed: {refused[0].reason}")
+    return set(splits)
 
 
 def _timed_chain(parts: list[Any], x: torch.Tensor) -> list[int]:
