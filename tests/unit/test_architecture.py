@@ -48,7 +48,6 @@ PENDING = {
     "controller -> deploy -> controller",
     "tasks -> wire -> tasks",
     "splittracer.deploy.agent",
-    "splittracer.metrics.energy",
     "splittracer.participant.runtime",
     "splittracer.lab.testbed",
     "experiment",
