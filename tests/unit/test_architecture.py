@@ -49,7 +49,6 @@ PENDING = {
     "tasks -> wire -> tasks",
     "splittracer.deploy.agent",
     "splittracer.participant.runtime",
-    "splittracer.lab.testbed",
     "experiment",
     "splittracer.builtin imports splittracer.participant.context",
 }
