@@ -26,7 +26,7 @@ from splittracer.controller.resolve import plan_from_manifest
 from splittracer.controller.run import run_experiment
 from splittracer.deploy.select import deployer_for
 from splittracer.devices.registry import Device, Registry
-from splittracer.lab.testbed import Testbed
+from splittracer.lab import Testbed
 from splittracer.metrics.store import ResultsStore
 
 MANIFEST = """

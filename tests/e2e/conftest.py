@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from splittracer.lab.testbed import Testbed, TestbedError, TestbedState, check_environment
+from splittracer.lab import Testbed, TestbedError, TestbedState, check_environment
 
 LAB_HOSTS = 2
 LAB_BANDWIDTH = "10mbit"

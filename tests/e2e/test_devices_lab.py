@@ -15,7 +15,7 @@ from splittracer.devices.errors import HostKeyChanged
 from splittracer.devices.probe import check_device
 from splittracer.devices.registry import Registry, fingerprint_of
 from splittracer.devices.ssh import pairing_key_path, public_key_of
-from splittracer.lab.testbed import Testbed, TestbedState
+from splittracer.lab import Testbed, TestbedState
 
 from ..integration.sshd_fixture import keygen, ssh_env_fixture  # noqa: F401  (fixtures)
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from splittracer.cli import main
-from splittracer.lab.testbed import (
+from splittracer.lab import (
     LabNetwork,
     Testbed,
     TestbedError,

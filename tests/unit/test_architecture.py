@@ -48,9 +48,7 @@ PENDING = {
     "controller -> deploy -> controller",
     "tasks -> wire -> tasks",
     "splittracer.deploy.agent",
-    "splittracer.metrics.energy",
     "splittracer.participant.runtime",
-    "splittracer.lab.testbed",
     "experiment",
     "splittracer.builtin imports splittracer.participant.context",
 }

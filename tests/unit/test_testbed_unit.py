@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -11,8 +12,22 @@ import pytest
 
 from splittracer.cli import main
 from splittracer.errors import RUN_FAILURE, USER_ERROR
-from splittracer.lab import testbed as tb
-from splittracer.lab.testbed import LabHost, LabNetwork, Testbed, TestbedCommandError, TestbedError
+from splittracer.lab import (
+    HostStatus,
+    LabHost,
+    LabNetwork,
+    Testbed,
+    TestbedCommandError,
+    TestbedError,
+    TestbedStatus,
+    describe_rate,
+    network,
+    shaping,
+    sshd,
+    status_document,
+    system,
+)
+from splittracer.lab import state as saved
 
 
 def _host(index: int = 1) -> LabHost:
@@ -37,8 +52,8 @@ def _host(index: int = 1) -> LabHost:
     )
 
 
-def _state(tmp_path: Path) -> tb.TestbedState:
-    return tb.TestbedState(
+def _state(tmp_path: Path) -> saved.TestbedState:
+    return saved.TestbedState(
         state_dir=tmp_path,
         prefix="st",
         subnet=0,
@@ -80,16 +95,16 @@ def test_bad_lab_names_are_refused(prefix: str, subnet: int) -> None:
 
 def test_interface_names_fit_the_kernel_limit() -> None:
     net = LabNetwork(prefix="abcd", subnet=255)
-    assert len(net.bridge_veth(tb.MAX_HOSTS)) <= 15
+    assert len(net.bridge_veth(network.MAX_HOSTS)) <= 15
 
 
 def test_link_commands_put_one_veth_end_in_the_namespace() -> None:
-    assert tb.bridge_commands(LabNetwork()) == [
+    assert network.bridge_commands(LabNetwork()) == [
         ["ip", "link", "add", "st-br0", "type", "bridge"],
         ["ip", "addr", "add", "198.18.0.1/24", "dev", "st-br0"],
         ["ip", "link", "set", "st-br0", "up"],
     ]
-    assert tb.host_link_commands(LabNetwork(), 2) == [
+    assert network.host_link_commands(LabNetwork(), 2) == [
         ["ip", "netns", "add", "st-h2"],
         ["ip", "link", "add", "st-h2-br", "type", "veth", "peer", "name", "eth0", "netns", "st-h2"],
         ["ip", "link", "set", "st-h2-br", "master", "st-br0", "up"],
@@ -102,17 +117,17 @@ def test_link_commands_put_one_veth_end_in_the_namespace() -> None:
 
 def test_tbf_shapes_both_ends_with_a_small_burst() -> None:
     tbf = ["root", "tbf", "rate", "10000000bit", "burst", "1600", "latency", "1000ms"]
-    assert tb.shaping_commands(LabNetwork(), 1, 10e6) == [
+    assert shaping.shaping_commands(LabNetwork(), 1, 10e6) == [
         ["tc", "-n", "st-h1", "qdisc", "add", "dev", "eth0", *tbf],
         ["tc", "qdisc", "add", "dev", "st-h1-br", *tbf],
     ]
-    assert tb.tbf_burst_bytes(1e6) == tb.TBF_MIN_BURST
-    assert tb.tbf_burst_bytes(1e9) == 125_000
-    assert tb.tbf_args(5.85e6)[3] == "5850000bit"
+    assert shaping.tbf_burst_bytes(1e6) == shaping.TBF_MIN_BURST
+    assert shaping.tbf_burst_bytes(1e9) == 125_000
+    assert shaping.tbf_args(5.85e6)[3] == "5850000bit"
 
 
 def test_sshd_config_allows_only_the_hosts_user_on_its_address() -> None:
-    text = tb.sshd_config(
+    text = sshd.sshd_config(
         name="st-h1",
         address="198.18.0.11",
         host_key=Path("/s/st-h1/key"),
@@ -142,7 +157,7 @@ def test_sshd_config_allows_only_the_hosts_user_on_its_address() -> None:
         "    AuthorizedKeysFile /s/st-h1/root_authorized_keys",
     ]
     assert "PerSourcePenalties no" not in lines
-    with_penalties = tb.sshd_config(
+    with_penalties = sshd.sshd_config(
         name="h",
         address="a",
         host_key=Path("k"),
@@ -164,19 +179,19 @@ def test_sshd_config_allows_only_the_hosts_user_on_its_address() -> None:
     ],
 )
 def test_per_source_penalties_only_where_sshd_knows_them(version: str, expected: bool) -> None:
-    assert tb.supports_per_source_penalties(version) is expected
+    assert sshd.supports_per_source_penalties(version) is expected
 
 
 def test_fingerprint_is_read_as_ssh_keygen_prints_it() -> None:
     out = "256 SHA256:uJ1zkQ4PLyAgkT7T2D2eXhJ0rWr7vJq7sQ+Xx1x/abc st-h1-testbed (ED25519)\n"
-    assert tb.parse_fingerprint(out) == "SHA256:uJ1zkQ4PLyAgkT7T2D2eXhJ0rWr7vJq7sQ+Xx1x/abc"
+    assert sshd.parse_fingerprint(out) == "SHA256:uJ1zkQ4PLyAgkT7T2D2eXhJ0rWr7vJq7sQ+Xx1x/abc"
     with pytest.raises(TestbedError, match="no SHA256"):
-        tb.parse_fingerprint("garbage")
+        sshd.parse_fingerprint("garbage")
 
 
 def test_registry_and_known_hosts() -> None:
     hosts = [_host(1), _host(2)]
-    assert tb.registry_document(hosts)["devices"]["st-h2"] == {
+    assert saved.registry_document(hosts)["devices"]["st-h2"] == {
         "host": "198.18.0.12",
         "port": 22,
         "user": "splittracer-st-h2",
@@ -184,30 +199,30 @@ def test_registry_and_known_hosts() -> None:
         "fingerprint": hosts[1].host_key_fingerprint,
         "tags": ["testbed"],
     }
-    assert tb.known_hosts_text(hosts).splitlines()[0] == f"198.18.0.11 {hosts[0].host_key}"
+    assert saved.known_hosts_text(hosts).splitlines()[0] == f"198.18.0.11 {hosts[0].host_key}"
 
 
 def test_bandwidth_and_host_count() -> None:
-    assert tb.parse_bandwidth("10mbit") == 10e6
-    assert tb.parse_bandwidth("lte") == 5.85e6
-    assert tb.parse_bandwidth(None) is None
-    assert tb.parse_bandwidth("unlimited") is None
+    assert shaping.parse_bandwidth("10mbit") == 10e6
+    assert shaping.parse_bandwidth("lte") == 5.85e6
+    assert shaping.parse_bandwidth(None) is None
+    assert shaping.parse_bandwidth("unlimited") is None
     with pytest.raises(TestbedError, match="--bandwidth"):
-        tb.parse_bandwidth("10mb")
-    assert tb.check_host_count(2) == 2
-    for bad in (0, tb.MAX_HOSTS + 1):
+        shaping.parse_bandwidth("10mb")
+    assert network.check_host_count(2) == 2
+    for bad in (0, network.MAX_HOSTS + 1):
         with pytest.raises(TestbedError, match="--hosts"):
-            tb.check_host_count(bad)
+            network.check_host_count(bad)
 
 
 def test_state_survives_json(tmp_path: Path) -> None:
     state = _state(tmp_path)
-    text = json.dumps(tb.state_to_json(state))
-    assert tb.state_from_json(json.loads(text)) == state
+    text = json.dumps(saved.state_to_json(state))
+    assert saved.state_from_json(json.loads(text)) == state
 
 
 def test_a_corrupt_state_says_how_to_recover(tmp_path: Path) -> None:
-    (tmp_path / tb.STATE_FILE).write_text('{"prefix": "st"}')
+    (tmp_path / saved.STATE_FILE).write_text('{"prefix": "st"}')
     with pytest.raises(TestbedError) as info:
         Testbed(tmp_path).status()
     assert "testbed down" in info.value.render()
@@ -215,45 +230,45 @@ def test_a_corrupt_state_says_how_to_recover(tmp_path: Path) -> None:
 
 def test_default_state_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
-    assert tb.default_state_dir() == tmp_path / "xdg" / "splittracer" / "testbed"
+    assert saved.default_state_dir() == tmp_path / "xdg" / "splittracer" / "testbed"
     monkeypatch.delenv("XDG_STATE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert tb.default_state_dir() == tmp_path / ".local" / "state" / "splittracer" / "testbed"
+    assert saved.default_state_dir() == tmp_path / ".local" / "state" / "splittracer" / "testbed"
 
 
 def test_environment_errors_say_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "platform", "darwin")
     with pytest.raises(TestbedError, match="needs Linux") as info:
-        tb.check_environment()
+        system.check_environment()
     assert info.value.exit_code == USER_ERROR
     monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(TestbedError, match="needs root") as info:
-        tb.check_environment()
+        system.check_environment()
     assert "sudo" in info.value.render()
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    monkeypatch.setattr(tb, "_which", lambda name: None if name in ("ip", "sshd") else f"/usr/bin/{name}")
+    monkeypatch.setattr(system, "which", lambda name: None if name in ("ip", "sshd") else f"/usr/bin/{name}")
     with pytest.raises(TestbedError, match="'ip' command"):
-        tb.check_environment()
-    monkeypatch.setattr(tb, "_which", lambda name: None if name == "sshd" else f"/usr/bin/{name}")
+        system.check_environment()
+    monkeypatch.setattr(system, "which", lambda name: None if name == "sshd" else f"/usr/bin/{name}")
     with pytest.raises(TestbedError, match="sshd") as info:
-        tb.check_environment()
+        system.check_environment()
     assert "openssh-server" in info.value.render()
 
 
 def test_netem_is_unavailable_without_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    assert tb.netem_available() is False
+    assert shaping.netem_available() is False
 
 
 def test_a_failing_command_reports_command_status_and_output() -> None:
     with pytest.raises(TestbedCommandError) as info:
-        tb._run([sys.executable, "-c", "import sys; print('boom', file=sys.stderr); sys.exit(3)"])
+        system.run([sys.executable, "-c", "import sys; print('boom', file=sys.stderr); sys.exit(3)"])
     assert info.value.status == 3
     assert info.value.exit_code == RUN_FAILURE
     assert "exited with status 3" in info.value.message and "boom" in info.value.message
     with pytest.raises(TestbedCommandError, match="timed out"):
-        tb._run([sys.executable, "-c", "import time; time.sleep(5)"], timeout=0.2)
+        system.run([sys.executable, "-c", "import time; time.sleep(5)"], timeout=0.2)
 
 
 def test_cli_refuses_a_bad_host_count_before_touching_anything(tmp_path: Path) -> None:
@@ -266,3 +281,30 @@ def test_cli_status_without_a_lab(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "No testbed is up" in capsys.readouterr().out
     assert main(["testbed", "status", "--json", "--state-dir", str(tmp_path)]) == 0
     assert json.loads(capsys.readouterr().out)["up"] is False
+
+
+def test_status_document_joins_the_saved_hosts_with_what_was_found(tmp_path: Path) -> None:
+    found = TestbedStatus(
+        state=_state(tmp_path),
+        hosts=(
+            HostStatus("st-h2", "198.18.0.12", True, False, None, True),
+            HostStatus("st-h1", "198.18.0.11", True, True, "SSH-2.0-OpenSSH_9.2", True),
+        ),
+    )
+    doc = status_document(found, tmp_path / "elsewhere")
+    assert (doc["up"], doc["healthy"], doc["state_dir"]) == (True, False, str(tmp_path))
+    assert (doc["bandwidth"], doc["rate_bps"], doc["registry"]) == (
+        "10mbit",
+        10e6,
+        str(tmp_path / "devices.yaml"),
+    )
+    first, second = doc["hosts"]
+    assert (first["name"], first["sshd_running"], first["banner"]) == ("st-h1", True, "SSH-2.0-OpenSSH_9.2")
+    assert (second["name"], second["sshd_running"], second["banner"]) == ("st-h2", False, None)
+    assert first["sshd_pid"] == 4242 and first["host_key_fingerprint"] == "SHA256:" + "a" * 43
+    json.dumps(doc)
+
+
+def test_the_rate_is_described_with_its_tbf_parameters(tmp_path: Path) -> None:
+    assert describe_rate(_state(tmp_path)) == "10 Mbit/s (tbf, burst 1600 B, latency 1000ms)"
+    assert describe_rate(dataclasses.replace(_state(tmp_path), rate_bps=None)) == "unshaped"

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from ..lab.testbed import Testbed, TestbedState, TestbedStatus, default_state_dir, describe_rate
+from ..lab import Testbed, TestbedState, TestbedStatus, default_state_dir, describe_rate, status_document
 from ._render import console, print_json, print_table
 
 app = typer.Typer(
@@ -55,7 +55,7 @@ def status(
     testbed = _testbed(state_dir)
     found = testbed.status()
     if json:
-        print_json(_status_dict(testbed, found))
+        print_json(status_document(found, testbed.state_dir))
     elif found.state is None:
         console.print(f"No testbed is up from {testbed.state_dir}.", highlight=False)
     else:
@@ -95,35 +95,3 @@ def _print_status(found: TestbedStatus) -> None:
 
 def _yes(value: bool) -> str:
     return "yes" if value else "NO"
-
-
-def _status_dict(testbed: Testbed, found: TestbedStatus) -> dict[str, Any]:
-    state = found.state
-    if state is None:
-        return {"up": False, "healthy": False, "state_dir": str(testbed.state_dir), "hosts": []}
-    by_name = {h.name: h for h in found.hosts}
-    return {
-        "up": True,
-        "healthy": found.healthy,
-        "state_dir": str(state.state_dir),
-        "bandwidth": state.bandwidth,
-        "rate_bps": state.rate_bps,
-        "netem": state.netem,
-        "registry": str(state.registry),
-        "known_hosts": str(state.known_hosts),
-        "hosts": [
-            {
-                "name": h.name,
-                "address": h.address,
-                "port": h.port,
-                "user": h.user,
-                "namespace": h.namespace,
-                "sshd_pid": h.sshd_pid,
-                "host_key_fingerprint": h.host_key_fingerprint,
-                "sshd_running": by_name[h.name].sshd_running,
-                "banner": by_name[h.name].banner,
-                "shaped": by_name[h.name].shaped,
-            }
-            for h in state.hosts
-        ],
-    }

@@ -1,19 +1,31 @@
-"""Link emulation: a lab of real SSH hosts on one Linux machine (:mod:`.testbed`)."""
+"""The lab: real SSH hosts on one Linux machine, in network namespaces on a bridge, links shaped with ``tc``.
+
+* :mod:`.testbed` — :class:`Testbed`, the facade that builds, checks and removes a lab;
+* :mod:`.network` — names and addresses (:class:`LabNetwork`), the bridge, namespaces and veths;
+* :mod:`.sshd` — each host's system user and real OpenSSH server;
+* :mod:`.shaping` — ``tbf`` link shaping with ``tc``, and whether ``netem`` exists;
+* :mod:`.state` — what a lab is (:class:`TestbedState`, :class:`TestbedStatus`) and its saved files;
+* :mod:`.system` — running commands and stopping processes on this machine, and what the lab needs of it;
+* :mod:`.errors` — :class:`TestbedError` and :class:`TestbedCommandError`.
+"""
 
 from __future__ import annotations
 
-from .testbed import (
+from .errors import TestbedCommandError, TestbedError
+from .network import LabNetwork
+from .shaping import netem_available
+from .sshd import read_ssh_banner
+from .state import (
     HostStatus,
     LabHost,
-    LabNetwork,
-    Testbed,
-    TestbedCommandError,
-    TestbedError,
     TestbedState,
     TestbedStatus,
     default_state_dir,
-    netem_available,
+    describe_rate,
+    status_document,
 )
+from .system import check_environment, check_platform
+from .testbed import Testbed
 
 __all__ = [
     "HostStatus",
@@ -24,6 +36,11 @@ __all__ = [
     "TestbedError",
     "TestbedState",
     "TestbedStatus",
+    "check_environment",
+    "check_platform",
     "default_state_dir",
+    "describe_rate",
     "netem_available",
+    "read_ssh_banner",
+    "status_document",
 ]

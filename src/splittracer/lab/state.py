@@ -1,0 +1,305 @@
+"""What a lab is, as saved in its state directory and as found when checked.
+
+Files in ``state_dir``:
+
+* ``testbed.json`` (mode 0600): the :class:`TestbedState` — hosts, addresses, sshd pids,
+  host keys and their ``SHA256:`` fingerprints (as ``ssh-keygen -lf`` prints them),
+  users, the password;
+* ``known_hosts``: one line per host, ``198.18.0.11 ssh-ed25519 AAAA…``;
+* ``devices.yaml``: the hosts as a device registry in the format of
+  :mod:`splittracer.devices.registry`, host keys pinned (the lab made them), no client key::
+
+      devices:
+        st-h1:
+          host: 198.18.0.11
+          port: 22
+          user: splittracer-st-h1
+          host_key: ssh-ed25519 AAAAC3Nz...
+          fingerprint: SHA256:3q9...
+          tags: [testbed]
+
+and one directory per host with its sshd's files (:class:`~splittracer.lab.sshd.SshdFiles`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import TestbedError
+from .network import LabNetwork
+from .shaping import describe_shaping
+from .sshd import SSH_PORT
+
+__all__ = [
+    "KNOWN_HOSTS_FILE",
+    "REGISTRY_FILE",
+    "STATE_FILE",
+    "HostStatus",
+    "LabHost",
+    "TestbedState",
+    "TestbedStatus",
+    "default_state_dir",
+    "describe_rate",
+    "known_hosts_text",
+    "load_state",
+    "registry_document",
+    "remove_state_files",
+    "save_state",
+    "state_files",
+    "state_from_json",
+    "state_to_json",
+    "status_document",
+]
+
+STATE_FILE = "testbed.json"
+REGISTRY_FILE = "devices.yaml"
+KNOWN_HOSTS_FILE = "known_hosts"
+
+
+@dataclass(frozen=True)
+class LabHost:
+    """One lab host as built: where it is, who may log in, how to check its identity."""
+
+    name: str
+    index: int
+    address: str
+    port: int
+    namespace: str
+    interface: str
+    bridge_veth: str
+    user: str
+    home: Path
+    authorized_keys: Path
+    root_authorized_keys: Path
+    sshd_pid: int
+    sshd_config: Path
+    sshd_log: Path
+    host_key: str
+    host_key_fingerprint: str
+
+
+@dataclass(frozen=True)
+class TestbedState:
+    """What ``up`` made; saved as ``testbed.json`` and read back by ``status`` and ``down``."""
+
+    __test__ = False
+
+    state_dir: Path
+    prefix: str
+    subnet: int
+    bridge: str
+    bridge_address: str
+    bandwidth: str | None
+    rate_bps: float | None
+    tbf_burst: int | None
+    password: str
+    hosts: tuple[LabHost, ...]
+    registry: Path
+    known_hosts: Path
+    netem: bool
+    privsep_dir_created: Path | None
+    created_at: float
+
+    @property
+    def network(self) -> LabNetwork:
+        return LabNetwork(self.prefix, self.subnet)
+
+    def host(self, name: str) -> LabHost:
+        for host in self.hosts:
+            if name in (host.name, host.address):
+                return host
+        raise TestbedError(f"no lab host '{name}'; hosts: {', '.join(h.name for h in self.hosts)}")
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    """A lab host as found now."""
+
+    name: str
+    address: str
+    namespace: bool
+    sshd_running: bool
+    banner: str | None
+    shaped: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.namespace and self.sshd_running and self.banner is not None
+
+
+@dataclass(frozen=True)
+class TestbedStatus:
+    """``status()``: the saved state (``None`` when no lab is up) and each host's health."""
+
+    __test__ = False
+
+    state: TestbedState | None
+    hosts: tuple[HostStatus, ...]
+
+    @property
+    def up(self) -> bool:
+        return self.state is not None
+
+    @property
+    def healthy(self) -> bool:
+        return self.up and all(h.ok for h in self.hosts)
+
+
+def default_state_dir() -> Path:
+    """``$XDG_STATE_HOME/splittracer/testbed``, else ``~/.local/state/splittracer/testbed``."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "splittracer" / "testbed"
+
+
+def describe_rate(state: TestbedState) -> str:
+    """``10 Mbit/s (tbf, burst 1600 B, latency 1000ms)`` or ``unshaped``."""
+    return describe_shaping(state.rate_bps, state.tbf_burst)
+
+
+def registry_document(hosts: Sequence[LabHost]) -> dict[str, Any]:
+    """The hosts as a device registry, host keys pinned."""
+    return {
+        "devices": {
+            h.name: {
+                "host": h.address,
+                "port": h.port,
+                "user": h.user,
+                "host_key": h.host_key,
+                "fingerprint": h.host_key_fingerprint,
+                "tags": ["testbed"],
+            }
+            for h in hosts
+        }
+    }
+
+
+def known_hosts_text(hosts: Sequence[LabHost]) -> str:
+    """One ``known_hosts`` line per host."""
+    return "".join(
+        f"{h.address if h.port == SSH_PORT else f'[{h.address}]:{h.port}'} {h.host_key}\n" for h in hosts
+    )
+
+
+def state_to_json(state: TestbedState) -> dict[str, Any]:
+    """The state as JSON-ready data (paths as strings)."""
+    plain: dict[str, Any] = _plain(asdict(state))
+    return plain
+
+
+def state_from_json(data: dict[str, Any]) -> TestbedState:
+    """The state :func:`state_to_json` wrote; :class:`TestbedError` saying how to recover if unreadable."""
+    try:
+        hosts = tuple(LabHost(**_typed(LabHost, h)) for h in data["hosts"])
+        return TestbedState(**{**_typed(TestbedState, data), "hosts": hosts})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TestbedError(
+            f"the testbed state is not readable ({exc})",
+            hint="run 'splittracer testbed down' to remove the lab by name",
+        ) from exc
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value) if isinstance(value, Path) else value
+
+
+def _typed(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in fields(cls):
+        value = data[f.name]
+        path_field = "Path" in str(f.type)
+        out[f.name] = Path(value) if path_field and value is not None else value
+    return out
+
+
+def save_state(state: TestbedState, state_file: Path) -> None:
+    """Write the registry, ``known_hosts`` and, readable by root only, the state itself."""
+    state.registry.write_text(
+        "# SplitTracer testbed hosts, written by 'splittracer testbed up'\n"
+        + yaml.safe_dump(registry_document(state.hosts), sort_keys=False)
+    )
+    state.known_hosts.write_text(known_hosts_text(state.hosts))
+    fd = os.open(state_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(state_to_json(state), out, indent=2)
+
+
+def load_state(state_file: Path) -> TestbedState | None:
+    """The saved state, or ``None`` when there is none."""
+    if not state_file.exists():
+        return None
+    try:
+        data = json.loads(state_file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TestbedError(f"{state_file}: not readable ({exc})") from exc
+    return state_from_json(data)
+
+
+def state_files(state_dir: Path) -> list[Path]:
+    """The lab's own files in ``state_dir`` that exist (not the host directories)."""
+    files = (state_dir / n for n in (STATE_FILE, REGISTRY_FILE, KNOWN_HOSTS_FILE))
+    return [f for f in files if f.exists()]
+
+
+def remove_state_files(state_dir: Path, net: LabNetwork) -> list[str]:
+    """Remove the lab's files and host directories, then ``state_dir`` if nothing else is in it."""
+    if not state_dir.is_dir():
+        return []
+    removed = []
+    for path in state_dir.iterdir():
+        if path.is_dir() and net.owns_namespace(path.name):
+            shutil.rmtree(path)
+        elif path.name in (STATE_FILE, REGISTRY_FILE, KNOWN_HOSTS_FILE):
+            path.unlink()
+        else:
+            continue
+        removed.append(f"file {path}")
+    with contextlib.suppress(OSError):
+        state_dir.rmdir()
+    return removed
+
+
+def status_document(found: TestbedStatus, state_dir: Path) -> dict[str, Any]:
+    """``status`` as JSON for scripts: the saved state and each host's health."""
+    state = found.state
+    if state is None:
+        return {"up": False, "healthy": False, "state_dir": str(state_dir), "hosts": []}
+    by_name = {h.name: h for h in found.hosts}
+    return {
+        "up": True,
+        "healthy": found.healthy,
+        "state_dir": str(state.state_dir),
+        "bandwidth": state.bandwidth,
+        "rate_bps": state.rate_bps,
+        "netem": state.netem,
+        "registry": str(state.registry),
+        "known_hosts": str(state.known_hosts),
+        "hosts": [_host_document(h, by_name[h.name]) for h in state.hosts],
+    }
+
+
+def _host_document(host: LabHost, found: HostStatus) -> dict[str, Any]:
+    return {
+        "name": host.name,
+        "address": host.address,
+        "port": host.port,
+        "user": host.user,
+        "namespace": host.namespace,
+        "sshd_pid": host.sshd_pid,
+        "host_key_fingerprint": host.host_key_fingerprint,
+        "sshd_running": found.sshd_running,
+        "banner": found.banner,
+        "shaped": found.shaped,
+    }
