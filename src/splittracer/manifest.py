@@ -36,7 +36,7 @@ import sys
 import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from pydantic import (
@@ -52,11 +52,12 @@ from pydantic import (
 
 from .config import KeyPath, LocatedYaml, Strict, did_you_mean, load_typed, read_yaml
 from .errors import ConfigError, SplitTracerError, UserCodeError
-from .models import import_object
-from .roles import Role
-from .tasks import Task, task_registry
 from .units import parse_duration, parse_rate
 from .wire.codecs import CODECS
+
+if TYPE_CHECKING:  # user code, roles and tasks import torch: loaded only when the code is checked
+    from .roles import Role
+    from .tasks import Task
 
 __all__ = [
     "WORKSPACE_FILE",
@@ -421,6 +422,9 @@ def _import_workspace_tasks(workspace: Path) -> None:
 
 
 def _load_role(manifest: Manifest, participant: Participant, workspace: Path) -> type[Role]:
+    from .models import import_object
+    from .roles import Role
+
     module, _, attr = participant.role.partition(":")
     where = _where_text(manifest, ("participants", participant.name, "role"))
     _forget_foreign(module.split(".")[0], workspace)
@@ -484,6 +488,8 @@ def _describe(found: object) -> str:
 
 
 def _check_playbook_tasks(manifest: Manifest, source: LocatedYaml) -> None:
+    from .tasks import task_registry
+
     for participant, entries in manifest.playbook.items():
         for index, entry in enumerate(entries):
             key: KeyPath = ("playbook", participant, index)
@@ -524,6 +530,8 @@ def build_task(entry: PlaybookEntry) -> Task:
     A value of the wrong type, or a task that rejects its values, becomes a
     ConfigError at the entry's line in the manifest.
     """
+    from .tasks import task_registry
+
     where = entry._where or _Where(None, ("playbook",))
     cls = task_registry().get(entry.task)
     if cls is None:

@@ -1,15 +1,6 @@
-"""How tasks and tensors travel between participants: no pickle, raw tensor buffers, codecs."""
+"""Everything between two processes: no pickle, raw tensor buffers, codecs, envelopes, TLS, links.
 
-from splittracer.wire.codecs import CODECS, Codec, get_codec
-from splittracer.wire.tensors import DTYPE_NAMES, TensorMeta, decode_tensor, dtype_of, encode_tensor
-
-__all__ = [
-    "CODECS",
-    "DTYPE_NAMES",
-    "Codec",
-    "TensorMeta",
-    "decode_tensor",
-    "dtype_of",
-    "encode_tensor",
-    "get_codec",
-]
+Import the modules themselves (``splittracer.wire.codecs``, ``.tensors``, ...):
+this package imports nothing at import time, so reading a manifest (which
+checks codec names) does not load torch.
+"""
