@@ -51,8 +51,6 @@ PENDING = {
     "splittracer.metrics.energy",
     "splittracer.participant.runtime",
     "splittracer.lab.testbed",
-    "experiment",
-    "splittracer.builtin imports splittracer.participant.context",
 }
 MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 60
