@@ -176,6 +176,8 @@ def test_every_layer_exists_and_the_checker_sees_imports():
 def test_builtin_roles_use_the_public_context():
     """Built-in roles are written as a user's would be: against ``Context``, not the runtime's class."""
     path = _modules()["splittracer.builtin"]
-    private = sorted(t for t in _imported("splittracer.builtin", path, set(_modules())) if ".participant" in t)
+    private = sorted(
+        t for t in _imported("splittracer.builtin", path, set(_modules())) if ".participant" in t
+    )
     private = [t for t in private if f"splittracer.builtin imports {t}" not in PENDING]
     assert not private, f"splittracer.builtin imports the participant runtime: {private}"
