@@ -1,7 +1,8 @@
 """SplitTracer: cooperative-inference and split-computing experiments on real edge devices.
 
 The names here are the public API; everything else may change between
-releases. Heavy modules (torch) load on first use of a name, not at import.
+releases. ``tests/unit/public_api.txt`` pins them with their signatures.
+Heavy modules (torch, pandas) load on first use of a name, not at import.
 """
 
 from __future__ import annotations
@@ -9,53 +10,156 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import SplitTracerError
+from .errors import (
+    CaptureError,
+    CodecError,
+    ConfigError,
+    DeviceError,
+    ModelError,
+    PeerError,
+    RunError,
+    SplitError,
+    SplitTracerError,
+    UserCodeError,
+    WireError,
+)
 from .version import __version__
 
 if TYPE_CHECKING:  # the real names for type checkers; at run time they load lazily
-    from .controller.resolve import plan_from_manifest
-    from .controller.run import run_experiment
-    from .manifest import load_manifest
-    from .metrics.store import ResultsStore
-    from .models import load_model
-    from .report.summary import summarize
-    from .roles import Context, Role, handles
-    from .split import Granularity, SplitModel
-    from .split.load import load_split_model
-    from .split.profile import profile_layers, verify_splits
+    from .builtin import (
+        Finish,
+        Infer,
+        LinkProbe,
+        LinkReport,
+        MeasureLink,
+        Result,
+        RunLayers,
+        SplitHead,
+        SplitTail,
+        Sweep,
+    )
+    from .controller.resolve import ParticipantPlan, RunPlan, plan_from_manifest
+    from .controller.run import RunObserver, RunOutcome, run_experiment
+    from .deploy.local import Deployer
+    from .experiment import Experiment, RunFailedError, RunResult
+    from .manifest import Manifest, load_manifest
+    from .metrics.spans import Metric, Span
+    from .metrics.store import ResultsStore, RunInfo
+    from .models import ModelSpec, load_model
+    from .report.export import spans_to_frame
+    from .report.runs import RunSummary, SplitPlan, run_summary
+    from .report.summary import Quantiles, SplitRow, summarize
+    from .roles import Context, Handler, Role, RunOptions, Tensors, handles
+    from .split import Granularity, GraphValues, Layer, Part, SplitModel, SplitPoint, TensorInfo
+    from .split.load import LoadedSplit, load_split_model
+    from .split.profile import LayerTiming, ModelProfile, SplitCheck, profile_layers, verify_splits
     from .tasks import Task
-    from .workspace import Workspace, find_workspace, init_workspace
+    from .workspace import ExperimentInfo, Workspace, WorkspaceSettings, find_workspace, init_workspace
 
 _LAZY = {
+    **dict.fromkeys(
+        [
+            "Finish",
+            "Infer",
+            "LinkProbe",
+            "LinkReport",
+            "MeasureLink",
+            "Result",
+            "RunLayers",
+            "SplitHead",
+            "SplitTail",
+            "Sweep",
+        ],
+        "splittracer.builtin",
+    ),
+    **dict.fromkeys(["ParticipantPlan", "RunPlan", "plan_from_manifest"], "splittracer.controller.resolve"),
+    **dict.fromkeys(["RunObserver", "RunOutcome", "run_experiment"], "splittracer.controller.run"),
+    "Deployer": "splittracer.deploy.local",
+    **dict.fromkeys(["Experiment", "RunFailedError", "RunResult"], "splittracer.experiment"),
+    **dict.fromkeys(["Manifest", "load_manifest"], "splittracer.manifest"),
+    **dict.fromkeys(["Metric", "Span"], "splittracer.metrics.spans"),
+    **dict.fromkeys(["ResultsStore", "RunInfo"], "splittracer.metrics.store"),
+    **dict.fromkeys(["ModelSpec", "load_model"], "splittracer.models"),
+    "spans_to_frame": "splittracer.report.export",
+    **dict.fromkeys(["RunSummary", "SplitPlan", "run_summary"], "splittracer.report.runs"),
+    **dict.fromkeys(["Quantiles", "SplitRow", "summarize"], "splittracer.report.summary"),
+    **dict.fromkeys(["Context", "Handler", "Role", "RunOptions", "Tensors", "handles"], "splittracer.roles"),
+    **dict.fromkeys(
+        ["GraphValues", "Granularity", "Layer", "Part", "SplitModel", "SplitPoint", "TensorInfo"],
+        "splittracer.split",
+    ),
+    **dict.fromkeys(["LoadedSplit", "load_split_model"], "splittracer.split.load"),
+    **dict.fromkeys(
+        ["LayerTiming", "ModelProfile", "SplitCheck", "profile_layers", "verify_splits"],
+        "splittracer.split.profile",
+    ),
     "Task": "splittracer.tasks",
-    "Role": "splittracer.roles",
-    "Context": "splittracer.roles",
-    "handles": "splittracer.roles",
-    "Workspace": "splittracer.workspace",
-    "find_workspace": "splittracer.workspace",
-    "init_workspace": "splittracer.workspace",
-    "load_manifest": "splittracer.manifest",
-    "run_experiment": "splittracer.controller.run",
-    "plan_from_manifest": "splittracer.controller.resolve",
-    "ResultsStore": "splittracer.metrics.store",
-    "summarize": "splittracer.report.summary",
-    "SplitModel": "splittracer.split",
-    "Granularity": "splittracer.split",
-    "load_split_model": "splittracer.split.load",
-    "load_model": "splittracer.models",
-    "profile_layers": "splittracer.split.profile",
-    "verify_splits": "splittracer.split.profile",
+    **dict.fromkeys(
+        ["ExperimentInfo", "Workspace", "WorkspaceSettings", "find_workspace", "init_workspace"],
+        "splittracer.workspace",
+    ),
 }
 
 __all__ = [
+    "CaptureError",
+    "CodecError",
+    "ConfigError",
     "Context",
+    "Deployer",
+    "DeviceError",
+    "Experiment",
+    "ExperimentInfo",
+    "Finish",
     "Granularity",
+    "GraphValues",
+    "Handler",
+    "Infer",
+    "Layer",
+    "LayerTiming",
+    "LinkProbe",
+    "LinkReport",
+    "LoadedSplit",
+    "Manifest",
+    "MeasureLink",
+    "Metric",
+    "ModelError",
+    "ModelProfile",
+    "ModelSpec",
+    "Part",
+    "ParticipantPlan",
+    "PeerError",
+    "Quantiles",
+    "Result",
     "ResultsStore",
     "Role",
+    "RunError",
+    "RunFailedError",
+    "RunInfo",
+    "RunLayers",
+    "RunObserver",
+    "RunOptions",
+    "RunOutcome",
+    "RunPlan",
+    "RunResult",
+    "RunSummary",
+    "Span",
+    "SplitCheck",
+    "SplitError",
+    "SplitHead",
     "SplitModel",
+    "SplitPlan",
+    "SplitPoint",
+    "SplitRow",
+    "SplitTail",
     "SplitTracerError",
+    "Sweep",
     "Task",
+    "TensorInfo",
+    "Tensors",
+    "UserCodeError",
+    "WireError",
     "Workspace",
+    "WorkspaceSettings",
     "__version__",
     "find_workspace",
     "handles",
@@ -66,6 +170,8 @@ __all__ = [
     "plan_from_manifest",
     "profile_layers",
     "run_experiment",
+    "run_summary",
+    "spans_to_frame",
     "summarize",
     "verify_splits",
 ]
@@ -76,3 +182,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'splittracer' has no attribute '{name}'")
     return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

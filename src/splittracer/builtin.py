@@ -28,7 +28,6 @@ import torch
 from torch.utils import _pytree as pytree
 
 from .errors import RunError
-from .participant.context import ParticipantContext
 from .plan.online import (
     DEFAULT_THRESHOLD,
     MEASURE,
@@ -39,7 +38,7 @@ from .plan.online import (
     decode_inputs,
     fit_link,
 )
-from .roles import Role, handles
+from .roles import Context, Role, handles
 from .tasks import Task
 from .units import parse_rate
 
@@ -166,7 +165,7 @@ class SplitHead(Role):
         return first
 
     @handles(Sweep)
-    def sweep(self, task: Sweep, ctx: ParticipantContext) -> None:
+    def sweep(self, task: Sweep, ctx: Context) -> None:
         points = _sweep_points(task, ctx.num_layers, len(task.next))
         repeats = task.repeats if task.repeats >= 0 else ctx.options.repeats
         warmup = task.warmup if task.warmup >= 0 else ctx.options.warmup
@@ -182,7 +181,7 @@ class SplitHead(Role):
             ctx.finish()
 
     @handles(Infer)
-    def infer(self, task: Infer, ctx: ParticipantContext) -> None:
+    def infer(self, task: Infer, ctx: Context) -> None:
         mode = planned_mode(task)
         first = self._reserve(task.count)
         if mode is not None:
@@ -197,7 +196,7 @@ class SplitHead(Role):
             ctx.finish()
 
     @handles(Finish)
-    def finish(self, task: Finish, ctx: ParticipantContext) -> None:
+    def finish(self, task: Finish, ctx: Context) -> None:
         ctx.finish()
 
 
@@ -205,7 +204,7 @@ class SplitTail(Role):
     """Any later device: runs its layers, forwards or answers."""
 
     @handles(RunLayers)
-    def run(self, task: RunLayers, ctx: ParticipantContext) -> Task:
+    def run(self, task: RunLayers, ctx: Context) -> Task:
         started = time.perf_counter()
         end = task.cuts[0] if task.route else ctx.num_layers
         out = ctx.run_layers(task.start, end, *task.tensors, final=not task.route)
@@ -222,21 +221,21 @@ class SplitTail(Role):
         return Result(outputs=outputs, busy_s=time.perf_counter() - started)
 
     @handles(LinkProbe)
-    def probed(self, task: LinkProbe, ctx: ParticipantContext) -> None:
+    def probed(self, task: LinkProbe, ctx: Context) -> None:
         """Nothing to do: the sender timed the delivery."""
 
     @handles(MeasureLink)
-    def measure(self, task: MeasureLink, ctx: ParticipantContext) -> LinkReport:
+    def measure(self, task: MeasureLink, ctx: Context) -> LinkReport:
         fit = probe_link(ctx, task.peer, task.bandwidth_bps, task.latency_s)
         return LinkReport(bandwidth_bps=fit.bandwidth_bps, overhead_s=fit.overhead_s, samples=fit.samples)
 
     @handles(Finish)
-    def finish(self, task: Finish, ctx: ParticipantContext) -> None:
+    def finish(self, task: Finish, ctx: Context) -> None:
         ctx.finish()
 
 
 def _infer(
-    ctx: ParticipantContext, index: int, cuts: list[int], route: list[str], *, warmup: bool
+    ctx: Context, index: int, cuts: list[int], route: list[str], *, warmup: bool
 ) -> tuple[float, Result]:
     """One inference; the seconds its call took and the Result."""
     x = ctx.example(index)  # made before the clock starts: inputs exist before inference
@@ -276,7 +275,7 @@ def planned_mode(task: Infer) -> str | None:
     return word
 
 
-def _infer_planned(task: Infer, ctx: ParticipantContext, mode: str, first: int = 0) -> None:
+def _infer_planned(task: Infer, ctx: Context, mode: str, first: int = 0) -> None:
     inputs = decode_inputs(task.planner)
     if inputs.hops != len(task.next):
         raise RunError(f"the planner's inputs describe {inputs.hops} hop(s) but next names {len(task.next)}")
@@ -296,9 +295,7 @@ def _infer_planned(task: Infer, ctx: ParticipantContext, mode: str, first: int =
         ctx.progress(i + 1, task.count, f"{mode} split {planner.cuts[0]}")
 
 
-def _start_links(
-    ctx: ParticipantContext, inputs: PlannerInputs, route: list[str], *, adaptive: bool
-) -> list[LinkFit]:
+def _start_links(ctx: Context, inputs: PlannerInputs, route: list[str], *, adaptive: bool) -> list[LinkFit]:
     """Every hop's rate (measured where none was given) and, for ``adaptive``, its message cost."""
     fits = []
     senders = [ctx.participant, *route[:-1]]
@@ -329,7 +326,7 @@ def _start_links(
     return fits
 
 
-def probe_link(ctx: ParticipantContext, peer: str, known_bps: float, latency_s: float) -> LinkFit:
+def probe_link(ctx: Context, peer: str, known_bps: float, latency_s: float) -> LinkFit:
     """Time :class:`LinkProbe` deliveries to ``peer``: the link's rate (unless ``known_bps``
     gives it) and the cost of one message beyond ``latency_s``.
 
@@ -355,7 +352,7 @@ def probe_link(ctx: ParticipantContext, peer: str, known_bps: float, latency_s: 
     return LinkFit(fit.bandwidth_bps, max(fit.overhead_s - latency_s, 0.0), fit.samples)
 
 
-def _timed_probe(ctx: ParticipantContext, peer: str, nbytes: int) -> float:
+def _timed_probe(ctx: Context, peer: str, nbytes: int) -> float:
     # Random bytes: a compressing codec must not make the link look faster than it is.
     payload = torch.randint(
         0, 256, (nbytes,), dtype=torch.uint8, generator=torch.Generator().manual_seed(nbytes)
@@ -366,7 +363,7 @@ def _timed_probe(ctx: ParticipantContext, peer: str, nbytes: int) -> float:
 
 
 def _observe(
-    ctx: ParticipantContext, planner: AdaptivePlanner, fits: list[LinkFit], network_s: list[float], index: int
+    ctx: Context, planner: AdaptivePlanner, fits: list[LinkFit], network_s: list[float], index: int
 ) -> None:
     """Fold one inference's transfers into the bandwidth estimates.
 
@@ -384,9 +381,7 @@ def _observe(
         ctx.record("bandwidth_estimate_bps", _finite(planner.estimate_bps(hop)), hop=hop, inference=index)
 
 
-def _record_plan(
-    ctx: ParticipantContext, planner: AdaptivePlanner, mode: str, reason: str, first: int
-) -> None:
+def _record_plan(ctx: Context, planner: AdaptivePlanner, mode: str, reason: str, first: int) -> None:
     """A ``split_plan`` metric: the first cut, from inference ``first`` on, and why."""
     best = planner.best
     ctx.record(
@@ -404,7 +399,7 @@ def _record_plan(
     )
 
 
-def _apply_uplink_trace(task: Infer, ctx: ParticipantContext, index: int) -> None:
+def _apply_uplink_trace(task: Infer, ctx: Context, index: int) -> None:
     for at, rate in task.uplink_trace:
         if at == index:
             bps = parse_rate(rate)

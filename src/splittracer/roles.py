@@ -30,14 +30,21 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from types import MappingProxyType
-from typing import Any, ClassVar, Protocol, TypeVar, final
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar, final, overload
 
 import torch
 
 from splittracer.errors import UserCodeError
 from splittracer.tasks import Task
+from splittracer.wire.messages import RunOptions
 
-__all__ = ["Context", "Handler", "Role", "handles"]
+if TYPE_CHECKING:  # loading a model's graph machinery is the participant's business, not an import's
+    from splittracer.split.model import SplitModel
+
+__all__ = ["Context", "Handler", "Role", "RunOptions", "Tensors", "handles"]
+
+Tensors = tuple[torch.Tensor, ...]
+"""The tensors live across one cut, as :meth:`Context.run_layers` returns them."""
 
 _MARK = "__splittracer_handles__"  # attribute @handles leaves on a function
 _HOOKS = ("setup", "teardown")
@@ -80,8 +87,14 @@ class Context(Protocol):
         ...
 
     @property
-    def options(self) -> Any:
+    def options(self) -> RunOptions:
         """The run's options: ``repeats``, ``warmup``, ``compression``, ``seed``."""
+        ...
+
+    @property
+    def model(self) -> SplitModel:
+        """The experiment's model, captured and ready to split (its ``points`` say what crosses
+        each cut); SplitError when the manifest names no model."""
         ...
 
     @property
@@ -93,8 +106,19 @@ class Context(Protocol):
         """Input number ``index`` (synthetic and seeded, or from the manifest's dataset)."""
         ...
 
+    @overload
+    def run_layers(self, start: int, end: int, *tensors: torch.Tensor, final: Literal[False]) -> Tensors: ...
+
+    @overload
+    def run_layers(self, start: int, end: int, *tensors: torch.Tensor, final: bool | None = None) -> Any: ...
+
     def run_layers(self, start: int, end: int, *tensors: torch.Tensor, final: bool | None = None) -> Any:
-        """Run layers ``start+1..end`` of the model on the tensors live across cut ``start``."""
+        """Run layers ``start+1..end`` of the model on the tensors live across cut ``start``.
+
+        With ``final=False`` it returns the tensors live across cut ``end``
+        (:data:`Tensors`); a final part (by default: when ``end`` is the last
+        layer) returns the model's own output, whatever type the model gives.
+        """
         ...
 
     def inference(self, index: int, *, split: int = -1, warmup: bool = False) -> AbstractContextManager[None]:
@@ -130,8 +154,11 @@ class Context(Protocol):
         ...
 
 
-Handler = Callable[[Task, Context], None]
-"""A bound handler method, as :meth:`Role.handler_for` returns it."""
+Handler = Callable[[Task, Context], Task | None]
+"""A bound handler method, as :meth:`Role.handler_for` returns it.
+
+A handler may return a task: that is the reply a peer's :meth:`Context.call` waits for.
+"""
 
 
 def handles(*task_types: type[Task]) -> Callable[[F], F]:

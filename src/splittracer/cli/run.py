@@ -10,12 +10,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..controller.provenance import changed_code
 from ..controller.resolve import RunPlan, plan_from_manifest
-from ..controller.run import RunObserver, run_experiment
+from ..controller.run import RunObserver
 from ..deploy.agent import agent_enabled
-from ..errors import RunError
+from ..experiment import Experiment, RunFailedError, execute
 from ..manifest import Manifest, load_manifest
 from ..metrics.store import ResultsStore
-from ..report.runs import run_summary, write_plots
+from ..report.runs import write_plots
 from ..workspace import Workspace, find_workspace
 from ._render import console, print_json
 from .results import print_run_summary
@@ -50,8 +50,8 @@ def run(
     json: JsonOpt = False,
 ) -> None:
     """Run an experiment: start participants, feed them, record everything, tear down."""
-    ws = find_workspace(explicit=workspace)
-    _execute(ws, plan_from_manifest(ws.load_manifest(name), ws.root), plot=plot, json=json)
+    experiment = Experiment.load(workspace, name)
+    _execute(experiment.workspace, experiment.plan(), plot=plot, json=json)
 
 
 def rerun(
@@ -74,11 +74,11 @@ def rerun(
 
 
 def _execute(ws: Workspace, plan: RunPlan, *, plot: bool, json: bool) -> None:
-    store = ResultsStore(ws.results_db)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True, disable=json) as progress:
-        outcome = run_experiment(plan, store, workspace=ws.root, observer=_ProgressObserver(progress))
-    summary = run_summary(store, outcome.run_id)
+        outcome = execute(ws, plan, observer=_ProgressObserver(progress))
+    store = ResultsStore(ws.results_db)
+    summary = outcome.summary
     paths = write_plots(store, outcome.run_id, ws.results_dir) if plot and summary.rows else []
     launch: dict[str, str] = store.get_run(outcome.run_id).metadata.get("launch", {})
     if json:
@@ -105,8 +105,8 @@ def _execute(ws: Workspace, plan: RunPlan, *, plot: bool, json: bool) -> None:
             )
         for path in paths:
             console.print(f"wrote {path}")
-    if outcome.status != "succeeded":
-        raise RunError(f"run {outcome.run_id} failed: {outcome.error}")
+    if not outcome.succeeded:
+        raise RunFailedError(outcome)
 
 
 def load_snapshot(ws: Workspace, run_id: str, text: str) -> Manifest:

@@ -11,16 +11,17 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 
 from ..clock import now_ns
 from ..errors import RunError, SplitError
+from ..roles import Tensors
 from ..split.model import SplitModel
 from ..split.parts import Part
 from ..tasks import Task, task_name
-from ..wire.messages import RunConfig
+from ..wire.messages import RunConfig, RunOptions
 from ..wire.transport import Outgoing, Tags, prepare
 from .inputs import InputSource
 from .recorder import TaggedRecorder
@@ -79,7 +80,7 @@ class ParticipantContext:
         return self._config.params
 
     @property
-    def options(self) -> Any:
+    def options(self) -> RunOptions:
         """The run's options: repeats, warmup, compression, seed."""
         return self._config.options
 
@@ -102,6 +103,12 @@ class ParticipantContext:
         if self._inputs is None:
             raise SplitError("this experiment's manifest names no model, so there are no inputs")
         return self._inputs.get(index)
+
+    @overload
+    def run_layers(self, start: int, end: int, *tensors: torch.Tensor, final: Literal[False]) -> Tensors: ...
+
+    @overload
+    def run_layers(self, start: int, end: int, *tensors: torch.Tensor, final: bool | None = None) -> Any: ...
 
     def run_layers(self, start: int, end: int, *tensors: torch.Tensor, final: bool | None = None) -> Any:
         """Run layers ``start+1..end`` on ``tensors``, recorded as a compute span.

@@ -1,4 +1,4 @@
-"""Export a run's spans for analysis elsewhere: CSV (stdlib) or Parquet (pyarrow).
+"""Export a run's spans for analysis elsewhere: CSV (stdlib), Parquet (pyarrow) or a pandas DataFrame.
 
 Every file is written next to its destination under a temporary name and
 renamed into place, so a reader never sees half a file, and an interrupted
@@ -14,11 +14,16 @@ import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import SplitTracerError
 from ..metrics.spans import Span
 from ..metrics.store import ResultsStore
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["COLUMNS", "ExportFormat", "atomic_path", "export_run", "export_spans", "spans_to_frame"]
 
 ExportFormat = Literal["csv", "parquet"]
 
@@ -73,6 +78,20 @@ def export_run(store: ResultsStore, run_id: str, path: str | Path, fmt: ExportFo
     return export_spans(store.spans(run_id), path, fmt)
 
 
+def spans_to_frame(spans: Sequence[Span]) -> pd.DataFrame:
+    """The spans as a DataFrame: one row per span, the columns of :data:`COLUMNS`.
+
+    ``attrs`` holds each span's attributes as a dict (the files write them as
+    JSON text); an empty run still gives the columns, typed.
+    """
+    import pandas as pd  # only for those who ask for a frame: the import takes a while
+
+    records = [{name: getattr(span, name) for name in COLUMNS} for span in spans]
+    frame = pd.DataFrame.from_records(records, columns=list(COLUMNS))
+    typed: pd.DataFrame = frame.astype({name: _PANDAS_TYPES.get(name, "int64") for name in COLUMNS})
+    return typed
+
+
 def _format_of(path: Path) -> ExportFormat:
     suffix = path.suffix.lower()
     if suffix == ".csv":
@@ -121,4 +140,13 @@ _ARROW_TYPES = {
     "kind": "string",
     "duration_ms": "float64",
     "attrs": "string",
+}
+
+# "str" is each pandas version's own text type; attrs stay Python dicts.
+_PANDAS_TYPES = {
+    "run_id": "str",
+    "participant": "str",
+    "kind": "str",
+    "duration_ms": "float64",
+    "attrs": "object",
 }
