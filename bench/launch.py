@@ -66,7 +66,7 @@ def once(ws: Workspace, store: ResultsStore, name: str, mode: str) -> dict[str, 
     )
     if outcome.status != "succeeded":
         raise SystemExit(f"run failed: {outcome.error}")
-    launch = store.get_run(outcome.run_id).metadata["launch"]
+    launch = store.get_run(outcome.run_id).record.launch
     if set(launch.values()) != {mode}:
         raise SystemExit(f"expected every participant from {mode}, got {launch}")
     inferences = sorted(

@@ -79,7 +79,7 @@ def test_neurosurgeon_across_two_lab_hosts(registry: Registry, tmp_path: Path):
     # At most two splits may still miss, by no more than 8 ms.
     best: dict[int, float] = {}
     for _ in range(3):
-        excess, meta = _sweep_on_the_lab(plan, store, ws.root, registry)
+        excess, record = _sweep_on_the_lab(plan, store, ws.root, registry)
         best = {k: min(v, best.get(k, v)) for k, v in excess.items()}
         missed = {k: v for k, v in best.items() if v > 0}
         if len(missed) <= 2 and all(v <= 8.0 for v in best.values()):
@@ -87,18 +87,18 @@ def test_neurosurgeon_across_two_lab_hosts(registry: Registry, tmp_path: Path):
             break
     assert not missed, missed
     # Nothing is left on the hosts: no participant process, no per-run directory.
-    for participant in meta["participants"].values():
-        assert not Path(f"/proc/{participant['pid']}").exists() or _zombie(participant["pid"])
+    for participant in record.participants.values():
+        assert not Path(f"/proc/{participant.pid}").exists() or _zombie(participant.pid)
     assert _run_dirs() <= before
 
 
 def _sweep_on_the_lab(plan, store: ResultsStore, root: Path, registry: Registry):
     """Run the sweep: per split, by how many ms its forward transfer missed the target around
-    8 x bytes / rate (negative: within it), and the run's metadata."""
+    8 x bytes / rate (negative: within it), and the run's record."""
     outcome = run_experiment(plan, store, workspace=root, deployer=deployer_for(plan, root, registry))
     assert outcome.status == "succeeded", outcome.error
-    meta = store.get_run(outcome.run_id).metadata
-    assert {p["hostname"] for p in meta["participants"].values()}  # probed on the hosts
+    record = store.get_run(outcome.run_id).record
+    assert {p.hostname for p in record.participants.values()}  # probed on the hosts
     forward: dict[int, list[tuple[float, int]]] = defaultdict(list)
     for s in store.spans(outcome.run_id, kind="transfer"):
         if s.attrs.get("direction") == "forward" and s.split >= 0 and not s.attrs.get("warmup"):
@@ -109,7 +109,7 @@ def _sweep_on_the_lab(plan, store: ResultsStore, root: Path, registry: Registry)
         measured = statistics.median(ms for ms, _ in samples)
         expected = 8 * samples[0][1] / RATE_BPS * 1000
         excess[split] = abs(measured - expected) - (0.10 * expected + 2.0)
-    return excess, meta
+    return excess, record
 
 
 def test_participant_killed_on_a_lab_host(registry: Registry, tmp_path: Path):
@@ -178,8 +178,7 @@ def _wait_for_inferences(store: ResultsStore, minimum: int) -> tuple[str, int]:
     while time.monotonic() < deadline:
         runs = store.list_runs()
         if runs and len(store.spans(runs[-1].id, kind="inference")) >= minimum:
-            meta = store.get_run(runs[-1].id).metadata
-            return runs[-1].id, meta["participants"]["cloud"]["pid"]
+            return runs[-1].id, store.get_run(runs[-1].id).record.participants["cloud"].pid
         time.sleep(0.2)
     raise AssertionError("no inference recorded in time")
 

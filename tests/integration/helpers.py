@@ -39,4 +39,4 @@ def alive(pid: int) -> bool:
 
 def participant_pids(store: ResultsStore, run_id: str) -> list[int]:
     """PIDs of a run's participants, from its metadata."""
-    return [p["pid"] for p in store.get_run(run_id).metadata.get("participants", {}).values()]
+    return [p.pid for p in store.get_run(run_id).record.participants.values()]

@@ -89,7 +89,7 @@ def test_a_run_through_the_agent_succeeds_and_says_so(warm, tmp_path, capsys):
     assert result["status"] == "succeeded"
     assert result["launch"] == {"phone": "agent", "cloud": "agent"}
     store = ResultsStore(ws.results_db)
-    assert store.get_run(result["run"]).metadata["launch"] == {"phone": "agent", "cloud": "agent"}
+    assert store.get_run(result["run"]).record.launch == {"phone": "agent", "cloud": "agent"}
     assert len([s for s in store.spans(result["run"]) if s.kind == "inference"]) == 5
     pids = participant_pids(store, result["run"])
     assert len(pids) == 2 and pid not in pids
@@ -112,16 +112,16 @@ def test_forked_participants_are_the_agents_children_and_a_kill_fails_the_run(wa
             break
         time.sleep(0.2)
     run_id = store.list_runs()[-1].id
-    meta = store.get_run(run_id).metadata
-    assert meta["launch"] == {"phone": "agent", "cloud": "agent"}
-    pids = meta["participants"]
-    assert {_parent(p["pid"]) for p in pids.values()} == {agent_pid}
-    assert all(os.getsid(p["pid"]) == p["pid"] for p in pids.values())  # a session of its own
+    record = store.get_run(run_id).record
+    assert record.launch == {"phone": "agent", "cloud": "agent"}
+    pids = {name: p.pid for name, p in record.participants.items()}
+    assert {_parent(pid) for pid in pids.values()} == {agent_pid}
+    assert all(os.getsid(pid) == pid for pid in pids.values())  # a session of its own
     status = agent.agent_status()
     assert status is not None
-    assert {c["pid"] for c in status["children"]} == {p["pid"] for p in pids.values()}
+    assert {c["pid"] for c in status["children"]} == set(pids.values())
     killed_at = time.monotonic()
-    os.kill(pids["cloud"]["pid"], signal.SIGKILL)
+    os.kill(pids["cloud"], signal.SIGKILL)
     thread.join(timeout=60)
     ended_in = time.monotonic() - killed_at
     outcome = result["outcome"]

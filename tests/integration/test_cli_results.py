@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from splittracer.metrics import ResultsStore, Span
+from splittracer.metrics import ResultsStore, RunRecord, Span
 from splittracer.workspace import init_workspace
 
 MS = 1_000_000
@@ -56,14 +57,14 @@ def inference(run_id: str, split: int, i: int, scale: float, nbytes: int, warmup
 def filled(tmp_path_factory: pytest.TempPathFactory) -> Filled:
     ws = init_workspace(tmp_path_factory.mktemp("cli-results") / "ws")
     with ResultsStore(ws.results_db) as store:
-        good = store.create_run("neurosurgeon", "name: neurosurgeon\n", {"layers": ["conv1", "relu1"]})
+        good = store.create_run("neurosurgeon", "name: neurosurgeon\n", RunRecord(layers=("conv1", "relu1")))
         spans: list[Span] = []
         for split, nbytes in ((1, 8000), (2, 2000)):
             for i, scale in enumerate((50.0, 1.0, 2.0)):
                 spans += inference(good, split, 10 * split + i, scale, nbytes, warmup=i == 0)
         store.append_spans(good, spans)
         store.finish_run(good, "succeeded")
-        failed = store.create_run("neurosurgeon", "name: neurosurgeon\n", {})
+        failed = store.create_run("neurosurgeon", "name: neurosurgeon\n")
         store.append_spans(failed, inference(failed, 1, 0, 1.0, 8000))
         store.finish_run(failed, "failed", "participant 'cloud' exited with status 1")
     return Filled(ws.root, ws.results_dir, good, failed)
@@ -171,3 +172,21 @@ def test_plot_defaults_to_the_results_folder(filled: Filled) -> None:
     result = splittracer(filled, "plot", filled.good)
     assert result.returncode == 0, result.stderr
     assert (filled.results / f"{filled.good}-bytes.png").is_file()
+
+
+def test_show_and_ls_on_a_store_written_before_records_were_typed(tmp_path: Path) -> None:
+    ws = init_workspace(tmp_path / "ws")
+    ws.results_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(__file__).parents[1] / "unit" / "fixtures" / "store_v1.sqlite", ws.results_db)
+    old = Filled(ws.root, ws.results_dir, "20261127-110550-b185", "20261127-110550-8209")
+    table = splittracer(old, "show", old.good)
+    assert table.returncode == 0, table.stderr
+    for text in ("succeeded", "conv1", "pool1", "fc", "total IQR ms", "Planned splits"):
+        assert text in table.stdout
+    data = json.loads(splittracer(old, "show", old.good, "--json").stdout)
+    assert data["run"]["metadata"]["participants"]["phone"]["uplink_bps"] == 20e6
+    assert data["run"]["metadata"]["layers"] == ["conv1", "relu1", "pool1", "fc"]
+    listed = json.loads(splittracer(old, "ls", "--json").stdout)
+    assert [(r["id"], r["status"]) for r in listed] == [(old.good, "succeeded"), (old.failed, "failed")]
+    failed = splittracer(old, "show", "latest")
+    assert failed.returncode == 0 and "exited with status 1" in failed.stdout

@@ -96,8 +96,8 @@ def test_run_by_name_writes_results_and_charts(workspace):
     from splittracer.metrics.store import ResultsStore
 
     latest = ResultsStore(workspace / "results" / "splittracer.sqlite").get_run("latest")
-    assert latest.metadata["rerun_of"] == data["run"] and latest.status == "succeeded"
-    assert set(latest.metadata["code"]) >= {"roles.py", "tasks.py", "splittracer.builtin"}
+    assert latest.record.rerun_of == data["run"] and latest.status == "succeeded"
+    assert set(latest.record.code) >= {"roles.py", "tasks.py", "splittracer.builtin"}
 
 
 def test_example_by_hand_fits_in_40_lines():

@@ -38,10 +38,10 @@ def test_shifted_clock_is_recovered_within_1ms(tmp_path):
         plan_from_manifest(ws.load_manifest("shifted")), store, workspace=ws.root, deployer=deployer
     )
     assert outcome.status == "succeeded", outcome.error
-    clocks = store.get_run(outcome.run_id).metadata["clocks"]
-    assert abs(clocks["cloud"]["offset_ns"] - SHIFT_NS) < 1_000_000
-    assert abs(clocks["phone"]["offset_ns"]) < 1_000_000
-    assert clocks["cloud"]["uncertainty_ns"] < 1_000_000
+    clocks = store.get_run(outcome.run_id).record.clocks
+    assert abs(clocks["cloud"].offset_ns - SHIFT_NS) < 1_000_000
+    assert abs(clocks["phone"].offset_ns) < 1_000_000
+    assert clocks["cloud"].uncertainty_ns < 1_000_000
     spans = store.spans(outcome.run_id)
     forward = [
         s for s in spans if s.kind == "transfer" and s.attrs.get("direction") == "forward" and s.split == 3

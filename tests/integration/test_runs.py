@@ -64,9 +64,11 @@ def test_neurosurgeon_sweep_records_every_split(tmp_path):
     by_split = {r.split: r for r in rows}
     assert by_split[0].head.median < by_split[21].head.median  # more layers on the phone
     assert by_split[21].tail.median < by_split[0].tail.median
-    meta = store.get_run(outcome.run_id).metadata
-    assert len(meta["layers"]) == 21 and meta["split_bytes"][13] == 36_864
-    assert {"phone", "cloud"} <= set(meta["participants"])
+    record = store.get_run(outcome.run_id).record
+    assert len(record.layers) == 21 and record.split_bytes[13] == 36_864
+    assert {"phone", "cloud"} <= set(record.participants)
+    assert record.controller.splittracer and record.participants["phone"].pid > 0
+    assert set(record.launch) == set(record.clocks) == set(record.participants)
     assert not any(alive(pid) for pid in participant_pids(store, outcome.run_id))
 
 
@@ -116,7 +118,7 @@ def test_participant_killed_mid_run(tmp_path):
     thread.start()
     store = _wait_for_spans(ws, minimum=20)
     run_id = store.list_runs()[-1].id
-    cloud = store.get_run(run_id).metadata["participants"]["cloud"]["pid"]
+    cloud = store.get_run(run_id).record.participants["cloud"].pid
     recorded_before = len(store.spans(run_id))
     killed_at = time.monotonic()
     os.kill(cloud, signal.SIGKILL)
@@ -256,10 +258,10 @@ def test_tail_computes_on_cuda(tmp_path):
     ws = workspace_with(tmp_path, {"gpu": CUDA_TWO})
     outcome, store = run(ws, "gpu")
     assert outcome.status == "succeeded", outcome.error
-    participants = store.get_run(outcome.run_id).metadata["participants"]
-    assert participants["cloud"]["torch_device"] == "cuda"
-    assert participants["cloud"]["accelerator"] == torch.cuda.get_device_name(0)
-    assert participants["phone"]["accelerator"] == ""
+    participants = store.get_run(outcome.run_id).record.participants
+    assert participants["cloud"].torch_device == "cuda"
+    assert participants["cloud"].accelerator == torch.cuda.get_device_name(0)
+    assert participants["phone"].accelerator == ""
     rows = {r.split: r for r in summarize(store.spans(outcome.run_id))}
     assert sorted(rows) == [0, 13, 21] and all(r.count == 3 for r in rows.values())
     # With the whole model on the GPU (split 0) the tail must beat the phone's CPU head at split 21.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from splittracer.metrics import Metric, ResultsStore, Span
+from splittracer.metrics import ControllerHost, Metric, ParticipantRecord, ResultsStore, RunRecord, Span
 
 MS = 1_000_000
 LAYERS = ["conv1", "relu1", "pool1", "fc"]
@@ -15,15 +15,18 @@ MANIFEST = "name: neurosurgeon\nmodel: {source: toy}\nparticipants: {phone: {}, 
 INFERENCES_PER_SPLIT = 3  # after one warm-up each
 
 
-def metadata(**extra: Any) -> dict[str, Any]:
-    facts = {"hostname": "host-a", "python": "3.11.7", "torch": "2.14.1", "pid": 1234}
-    return {
-        "layers": LAYERS,
-        "split_bytes": SPLIT_BYTES,
-        "controller": {"hostname": "laptop", "splittracer": "0.1.0", "torch": "2.14.1"},
-        "participants": {"phone": {**facts, "torch_threads": 1}, "cloud": {**facts, "torch_threads": 2}},
+def metadata(**extra: Any) -> RunRecord:
+    facts: dict[str, Any] = {"hostname": "host-a", "python": "3.11.7", "torch": "2.14.1", "pid": 1234}
+    return RunRecord(
+        layers=tuple(LAYERS),
+        split_bytes=tuple(SPLIT_BYTES),
+        controller=ControllerHost(hostname="laptop", splittracer="0.1.0", torch="2.14.1"),
+        participants={
+            "phone": ParticipantRecord(**facts, torch_threads=1),
+            "cloud": ParticipantRecord(**facts, torch_threads=2),
+        },
         **extra,
-    }
+    )
 
 
 class _Spans:

@@ -101,7 +101,7 @@ def test_export_that_fails_midway_keeps_the_previous_file(
 
 def test_export_run_from_the_store(tmp_path: Path) -> None:
     with ResultsStore(tmp_path / "runs.sqlite") as store:
-        run_id = store.create_run("e", "", {})
+        run_id = store.create_run("e", "")
         spans = [Span(**{**_fields(s), "run_id": run_id}) for s in SPANS]
         store.append_spans(run_id, spans)
         path = export_run(store, "latest", tmp_path / "latest.csv")

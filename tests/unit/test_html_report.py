@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from splittracer.cli import main
 from splittracer.errors import SplitTracerError
-from splittracer.metrics import ResultsStore
+from splittracer.metrics import EnergySensors, ResultsStore
 from splittracer.report.html import ReportFiles, choose_inference, write_html_report
 from splittracer.workspace import init_workspace
 
@@ -106,11 +107,12 @@ def test_energy_per_inference_is_power_times_compute_time(full: Written) -> None
 
 
 def test_run_without_metrics_says_what_is_not_available(store: ResultsStore, tmp_path: Path) -> None:
-    why = {"missing": {"rapl": "no intel-rapl zones", "nvml": "pynvml is not installed"}}
+    why = {"rapl": "no intel-rapl zones", "nvml": "pynvml is not installed"}
     run_id = make_run(store, system=False, energy=False, single_layers=False)
-    meta = store.get_run(run_id).metadata
-    meta["participants"]["phone"]["energy"] = {"available": False, "domains": [], **why}
-    store.update_metadata(run_id, {"participants": meta["participants"]})
+    record = store.get_run(run_id).record
+    phone = msgspec.structs.replace(record.participants["phone"], energy=EnergySensors(missing=why))
+    participants = {**record.participants, "phone": phone}
+    store.update_record(run_id, msgspec.structs.replace(record, participants=participants))
     text = write_html_report(store, run_id, tmp_path / "r.html").html.read_text(encoding="utf-8")
     assert figures_in(text) == ["splits", "layers", "timeline"]
     assert "The run recorded no system metrics." in section(text, "system")
@@ -140,7 +142,7 @@ def test_custom_metrics_are_plotted_and_said_not_to_be_system_ones(
 
 
 def test_empty_failed_run_still_gets_a_report(store: ResultsStore, tmp_path: Path) -> None:
-    run_id = store.create_run("broken <b>", "name: <script>alert(1)</script>\n", {})
+    run_id = store.create_run("broken <b>", "name: <script>alert(1)</script>\n")
     store.finish_run(run_id, "failed", "participant 'cloud' exited with status 1")
     files = write_html_report(store, run_id, tmp_path / "r.html")
     text = files.html.read_text(encoding="utf-8")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from splittracer.errors import SplitTracerError
-from splittracer.metrics import ResultsStore, Span
+from splittracer.metrics import ResultsStore, RunRecord, Span
 from splittracer.report.runs import (
     format_duration,
     list_runs,
@@ -80,7 +80,7 @@ def store(tmp_path: Path) -> Iterator[ResultsStore]:
 
 @pytest.fixture
 def run_id(store: ResultsStore) -> str:
-    run_id = store.create_run("neurosurgeon", "name: neurosurgeon\n", {"layers": LAYERS})
+    run_id = store.create_run("neurosurgeon", "name: neurosurgeon\n", RunRecord(layers=tuple(LAYERS)))
     store.append_spans(run_id, sweep(run_id))
     store.finish_run(run_id, "succeeded")
     return run_id
@@ -116,7 +116,7 @@ def test_summary_dict_labels_every_split(store: ResultsStore, run_id: str) -> No
 
 
 def test_failed_run_shows_what_it_completed(store: ResultsStore) -> None:
-    run_id = store.create_run("neurosurgeon", "", {})
+    run_id = store.create_run("neurosurgeon", "")
     spans = inference(run_id, 1, 0, (1, 2, 3, 1, 8), 100)
     spans.append(span(run_id, "compute", 0, 2, 1, 5.0))  # cut short: no total
     store.append_spans(run_id, spans)
@@ -128,7 +128,7 @@ def test_failed_run_shows_what_it_completed(store: ResultsStore) -> None:
 
 
 def test_list_runs_counts_measured_inferences(store: ResultsStore, run_id: str) -> None:
-    other = store.create_run("other", "", {})
+    other = store.create_run("other", "")
     listings = list_runs(store)
     assert [(x.run.id, x.inferences) for x in listings] == [(run_id, 4), (other, 0)]
     assert listings[0].duration_s is not None and listings[1].duration_s is None
@@ -145,7 +145,7 @@ def test_write_plots_names_files_after_the_run(store: ResultsStore, run_id: str,
 
 
 def test_write_plots_of_an_empty_run_says_so(store: ResultsStore, tmp_path: Path) -> None:
-    run_id = store.create_run("neurosurgeon", "", {})
+    run_id = store.create_run("neurosurgeon", "")
     with pytest.raises(SplitTracerError, match="nothing to plot"):
         write_plots(store, run_id, tmp_path)
 
@@ -170,7 +170,7 @@ def test_format_duration(seconds: float | None, text: str) -> None:
 def test_plans_a_run_made_are_in_its_summary(store: ResultsStore) -> None:
     from splittracer.metrics.spans import Metric
 
-    run_id = store.create_run("adaptive", "", {})
+    run_id = store.create_run("adaptive", "")
 
     def plan(at: int, cut: int, reason: str, bps: float, time_ns: int) -> Metric:
         attrs: dict[str, str | int | float | bool] = {

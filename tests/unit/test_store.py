@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -10,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from splittracer.errors import RunError, SplitTracerError
-from splittracer.metrics import SCHEMA_VERSION, Metric, ResultsStore, Span
+from splittracer.metrics import (
+    SCHEMA_VERSION,
+    ControllerHost,
+    Metric,
+    ParticipantRecord,
+    ResultsStore,
+    RunRecord,
+    Span,
+)
 
 
 def make_span(run_id: str, inference: int = 0, kind: str = "compute") -> Span:
@@ -37,7 +46,8 @@ def store(tmp_path: Path) -> Iterator[ResultsStore]:
 
 
 def test_create_run_records_manifest_and_metadata(store: ResultsStore) -> None:
-    run_id = store.create_run("neurosurgeon", "experiment: neurosurgeon\n", {"torch": "2.4"})
+    record = RunRecord(controller=ControllerHost(torch="2.4"), layers=("conv1", "fc"))
+    run_id = store.create_run("neurosurgeon", "experiment: neurosurgeon\n", record)
     info = store.get_run(run_id)
     assert (info.experiment, info.status, info.ended_at, info.error) == (
         "neurosurgeon",
@@ -46,7 +56,7 @@ def test_create_run_records_manifest_and_metadata(store: ResultsStore) -> None:
         None,
     )
     assert info.manifest == "experiment: neurosurgeon\n"
-    assert info.metadata == {"torch": "2.4"}
+    assert info.record == record and info.record.controller.torch == "2.4"
     assert len(run_id) == len("20261126-121530-ab12")
     assert run_id[8] == "-" and run_id[:8].isdigit()
 
@@ -60,7 +70,7 @@ def test_store_uses_wal_and_records_schema_version(store: ResultsStore) -> None:
 def test_appended_spans_are_visible_to_another_connection_at_once(
     store: ResultsStore,
 ) -> None:
-    run_id = store.create_run("e", "", {})
+    run_id = store.create_run("e", "")
     store.append_spans(run_id, [make_span(run_id, 0), make_span(run_id, 1)])
     # A second store on the same file (as a report in another process would be)
     # sees the rows while the run is still going and the writer is still open.
@@ -74,7 +84,7 @@ def test_appended_spans_are_visible_to_another_connection_at_once(
 
 
 def test_spans_round_trip_and_filter_by_kind(store: ResultsStore) -> None:
-    run_id = store.create_run("e", "", {})
+    run_id = store.create_run("e", "")
     spans = [make_span(run_id, 0), make_span(run_id, 1, "transfer"), make_span(run_id, 2)]
     store.append_spans(run_id, spans)
     assert store.spans(run_id) == spans
@@ -83,14 +93,14 @@ def test_spans_round_trip_and_filter_by_kind(store: ResultsStore) -> None:
 
 
 def test_metrics_round_trip(store: ResultsStore) -> None:
-    run_id = store.create_run("e", "", {})
+    run_id = store.create_run("e", "")
     metrics = [Metric(run_id=run_id, participant="P", name="joules", value=2.5, time_ns=3)]
     store.append_metrics(run_id, metrics)
     assert store.metrics(run_id) == metrics
 
 
 def test_finish_run(store: ResultsStore) -> None:
-    ok, bad = store.create_run("e", "", {}), store.create_run("e", "", {})
+    ok, bad = store.create_run("e", ""), store.create_run("e", "")
     store.finish_run(ok, "succeeded")
     store.finish_run(bad, "failed", error="EDGE1 died")
     assert store.get_run(ok).status == "succeeded"
@@ -102,15 +112,15 @@ def test_finish_run(store: ResultsStore) -> None:
 
 
 def test_list_runs_by_experiment_oldest_first(store: ResultsStore) -> None:
-    first = store.create_run("a", "", {})
-    second = store.create_run("b", "", {})
-    third = store.create_run("a", "", {})
+    first = store.create_run("a", "")
+    second = store.create_run("b", "")
+    third = store.create_run("a", "")
     assert [r.id for r in store.list_runs()] == [first, second, third]
     assert {r.id for r in store.list_runs("a")} == {first, third}
 
 
 def test_get_run_by_full_id_and_latest(store: ResultsStore) -> None:
-    ids = [store.create_run("e", "", {}) for _ in range(5)]
+    ids = [store.create_run("e", "") for _ in range(5)]
     # Runs made within one second differ only in a random tail: 'latest'
     # must still be the one started last.
     assert store.get_run("latest").id == ids[-1]
@@ -126,8 +136,8 @@ def test_prefix_lookup_with_controlled_ids(store: ResultsStore) -> None:
         for run_id in ("20260101-000000-aaaa", "20260101-000000-aabb", "20260102-000000-cccc"):
             started = f"{run_id[:4]}-{run_id[4:6]}-{run_id[6:8]}T00:00:00+00:00"
             conn.execute(
-                "INSERT INTO runs VALUES (?, 'e', 'running', ?, NULL, NULL, '', '{}')",
-                (run_id, started),
+                "INSERT INTO runs VALUES (?, 'e', 'running', ?, NULL, NULL, '', ?)",
+                (run_id, started, '{"version": 2}'),
             )
     assert store.get_run("20260102").id == "20260102-000000-cccc"
     assert store.get_run("20260101-000000-aab").id == "20260101-000000-aabb"
@@ -145,7 +155,7 @@ def test_prefix_lookup_with_controlled_ids(store: ResultsStore) -> None:
 
 
 def test_prefix_is_not_a_like_pattern(store: ResultsStore) -> None:
-    store.create_run("e", "", {})
+    store.create_run("e", "")
     with pytest.raises(SplitTracerError):
         store.get_run("%")
 
@@ -158,7 +168,7 @@ def test_unknown_run_in_an_empty_store(store: ResultsStore) -> None:
 def test_append_to_unknown_run_or_with_mixed_run_ids(store: ResultsStore) -> None:
     with pytest.raises(RunError, match="no such run"):
         store.append_spans("missing", [make_span("missing")])
-    run_id = store.create_run("e", "", {})
+    run_id = store.create_run("e", "")
     with pytest.raises(RunError, match="other"):
         store.append_spans(run_id, [make_span(run_id), make_span("other")])
     assert store.spans(run_id) == []  # nothing half-appended
@@ -167,11 +177,12 @@ def test_append_to_unknown_run_or_with_mixed_run_ids(store: ResultsStore) -> Non
 def test_data_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "runs.sqlite"
     with ResultsStore(path) as first:
-        run_id = first.create_run("e", "m", {"host": "pi"})
+        record = RunRecord(participants={"pi": ParticipantRecord(hostname="pi", uplink_bps=math.inf)})
+        run_id = first.create_run("e", "m", record)
         first.append_spans(run_id, [make_span(run_id)])
     with ResultsStore(path) as second:
         assert len(second.spans(run_id)) == 1
-        assert second.get_run(run_id).metadata == {"host": "pi"}
+        assert second.get_run(run_id).record == record
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -192,7 +203,7 @@ def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_one_writer_thread_and_concurrent_readers(store: ResultsStore) -> None:
-    run_id = store.create_run("e", "", {})
+    run_id = store.create_run("e", "")
     seen: list[int] = []
     failures: list[BaseException] = []
 

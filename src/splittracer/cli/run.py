@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
+import msgspec
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -66,11 +68,11 @@ def rerun(
     previous = store.get_run(run_id)
     manifest = load_snapshot(ws, previous.id, previous.manifest)
     plan = plan_from_manifest(manifest, ws.root)
-    changed = changed_code(previous.metadata.get("code", {}), plan.metadata.get("code", {}))  # type: ignore[arg-type]
+    changed = changed_code(previous.record.code, plan.provenance.code)
     if changed and not json:
         console.print(f"[yellow]code changed since {previous.id}:[/] {', '.join(changed)}")
-    plan.metadata["rerun_of"] = previous.id
-    _execute(ws, plan, plot=plot, json=json)
+    provenance = msgspec.structs.replace(plan.provenance, rerun_of=previous.id)
+    _execute(ws, dataclasses.replace(plan, provenance=provenance), plot=plot, json=json)
 
 
 def _execute(ws: Workspace, plan: RunPlan, *, plot: bool, json: bool) -> None:
@@ -80,7 +82,7 @@ def _execute(ws: Workspace, plan: RunPlan, *, plot: bool, json: bool) -> None:
     store = ResultsStore(ws.results_db)
     summary = outcome.summary
     paths = write_plots(store, outcome.run_id, ws.results_dir) if plot and summary.rows else []
-    launch: dict[str, str] = store.get_run(outcome.run_id).metadata.get("launch", {})
+    launch = store.get_run(outcome.run_id).record.launch
     if json:
         print_json(
             {

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..manifest import Manifest, build_task
+from ..metrics.record import RunProvenance
 from ..tasks import Task
 from ..wire.messages import ModelConfig, RunOptions
 from .autosplit import resolve_planned_splits
@@ -39,7 +40,7 @@ class RunPlan:
     model: ModelConfig | None = None
     manifest_text: str = ""
     timeout_s: float = 3600.0
-    metadata: dict[str, object] = field(default_factory=dict)  # stored with the run
+    provenance: RunProvenance = field(default_factory=RunProvenance)  # stored with the run
 
 
 def plan_from_manifest(manifest: Manifest, workspace: Path | None = None) -> RunPlan:
@@ -83,10 +84,10 @@ def plan_from_manifest(manifest: Manifest, workspace: Path | None = None) -> Run
         model=_model_config(manifest),
         manifest_text=manifest.manifest_text,
         timeout_s=o.timeout_s if math.isfinite(o.timeout_s) else 24 * 3600.0,
-        metadata={
-            "code": code_fingerprint(manifest, workspace),
-            "manifest_file": str(manifest.path) if manifest.path else None,
-        },
+        provenance=RunProvenance(
+            code=code_fingerprint(manifest, workspace),
+            manifest_file=str(manifest.path) if manifest.path else None,
+        ),
     )
 
 

@@ -10,7 +10,6 @@ heartbeats, or the run's deadline passes.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import getpass
 import platform
 import queue
@@ -27,6 +26,7 @@ from ..clock import now_ns
 from ..deploy.local import Deployer, Deployment, describe_exit
 from ..deploy.select import deployer_for
 from ..errors import RunError, SplitTracerError
+from ..metrics.record import ClockRecord, ControllerHost, EnergySensors, ParticipantRecord, RunRecord
 from ..metrics.spans import Metric
 from ..metrics.store import ResultsStore
 from ..participant.runtime import cpu_model, open_channel
@@ -111,13 +111,13 @@ class _Run:
         self.members: dict[str, _Member] = {}
         self.events: queue.Queue[Event | tuple[str, BaseException]] = queue.Queue()
         self.info: dict[str, ParticipantInfo] = {}
-        self.model_facts: dict[str, Any] = {}
+        self.layers: tuple[str, ...] = ()
+        self.split_bytes: tuple[int, ...] = ()
         self.clocks: dict[str, ClockEstimate] = {}
         self.energy: dict[str, dict[str, Any]] = {}
         self.accelerators: dict[str, str] = {}
-        self.run_id = store.create_run(
-            plan.experiment, plan.manifest_text, {**_controller_facts(), **plan.metadata}
-        )
+        self.record = RunRecord.starting(_controller_facts(), plan.provenance)
+        self.run_id = store.create_run(plan.experiment, plan.manifest_text, self.record)
         self.certificates = issue_run_certificates(self.run_id, [p.name for p in plan.participants])
 
     def execute(self) -> RunOutcome:
@@ -161,23 +161,23 @@ class _Run:
         }
         self.observer.phase("configuring participants (loading the model)")
         self._configure_all(peers)
-        self.store.update_metadata(
-            self.run_id,
-            {
-                **self.model_facts,
-                "launch": {n: getattr(m.deployment, "launch", "spawn") for n, m in self.members.items()},
-                "clocks": {n: dataclasses.asdict(c) for n, c in self.clocks.items()},
-                "participants": {
-                    m.plan.name: _facts(
-                        self.info[m.plan.name],
-                        m.plan,
-                        self.energy.get(m.plan.name, {}),
-                        self.accelerators.get(m.plan.name, ""),
-                    )
-                    for m in self.members.values()
-                },
+        self.record = msgspec.structs.replace(
+            self.record,
+            layers=self.layers,
+            split_bytes=self.split_bytes,
+            launch={n: getattr(m.deployment, "launch", "spawn") for n, m in self.members.items()},
+            clocks={n: ClockRecord(c.offset_ns, c.uncertainty_ns, c.samples) for n, c in self.clocks.items()},
+            participants={
+                m.plan.name: _facts(
+                    self.info[m.plan.name],
+                    m.plan,
+                    self.energy.get(m.plan.name, {}),
+                    self.accelerators.get(m.plan.name, ""),
+                )
+                for m in self.members.values()
             },
         )
+        self.store.update_record(self.run_id, self.record)
 
     def _start_one(self, p: ParticipantPlan) -> None:
         try:
@@ -239,7 +239,7 @@ class _Run:
                 self.energy[member.plan.name] = reply.energy
                 self.accelerators[member.plan.name] = reply.accelerator
                 if reply.layers:
-                    self.model_facts = {"layers": reply.layers, "split_bytes": reply.split_bytes}
+                    self.layers, self.split_bytes = tuple(reply.layers), tuple(reply.split_bytes)
 
         threads = [threading.Thread(target=configure, args=(m,)) for m in self.members.values()]
         for t in threads:
@@ -436,19 +436,17 @@ class _Run:
             timeout = 0.0
 
 
-def _controller_facts() -> dict[str, Any]:
+def _controller_facts() -> ControllerHost:
     import torch
 
-    return {
-        "controller": {
-            "hostname": platform.node(),
-            "user": getpass.getuser(),
-            "python": platform.python_version(),
-            "torch": str(torch.__version__),
-            "splittracer": __version__,
-            "cpu_model": cpu_model(),
-        }
-    }
+    return ControllerHost(
+        hostname=platform.node(),
+        user=getpass.getuser(),
+        python=platform.python_version(),
+        torch=str(torch.__version__),
+        splittracer=__version__,
+        cpu_model=cpu_model(),
+    )
 
 
 def _error_text(event: Event) -> str:
@@ -459,19 +457,19 @@ def _error_text(event: Event) -> str:
 
 def _facts(
     info: ParticipantInfo, plan: ParticipantPlan, energy: dict[str, Any], accelerator: str
-) -> dict[str, Any]:
-    return {
-        "energy": energy,
-        "torch_threads": plan.threads,
-        "torch_device": plan.torch_device,
-        "accelerator": accelerator,
-        "uplink_bps": plan.uplink_bps,
-        "latency_s": plan.latency_s,
-        "hostname": info.hostname,
-        "platform": info.platform,
-        "python": info.python,
-        "torch": info.torch,
-        "cpu_model": info.cpu_model,
-        "cpu_count": info.cpu_count,
-        "pid": info.pid,
-    }
+) -> ParticipantRecord:
+    return ParticipantRecord(
+        energy=msgspec.convert(energy, EnergySensors),
+        torch_threads=plan.threads,
+        torch_device=plan.torch_device,
+        accelerator=accelerator,
+        uplink_bps=plan.uplink_bps,
+        latency_s=plan.latency_s,
+        hostname=info.hostname,
+        platform=info.platform,
+        python=info.python,
+        torch=info.torch,
+        cpu_model=info.cpu_model,
+        cpu_count=info.cpu_count,
+        pid=info.pid,
+    )

@@ -1,4 +1,4 @@
-"""The results store: one SQLite file holding runs, their spans and metrics.
+"""The results store: one SQLite file holding runs (each with its typed record), their spans and metrics.
 
 Rows are committed as they arrive, so a crash loses nothing already appended.
 The database runs in WAL mode: one writer (the controller's collecting
@@ -15,7 +15,7 @@ import json
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,61 +23,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import RunError, SplitTracerError
+from .record import RunRecord, decode_record, encode_record
+from .schema import migrate
 from .spans import Attrs, Metric, Span
 
 RunStatus = Literal["running", "succeeded", "failed"]
 
-# Each entry upgrades the schema by one version; append, never edit, so a
-# store written by an older release can be opened by a newer one.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE runs (
-            id TEXT PRIMARY KEY,
-            experiment TEXT NOT NULL,
-            status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
-            started_at TEXT NOT NULL,
-            ended_at TEXT,
-            error TEXT,
-            manifest TEXT NOT NULL,
-            metadata TEXT NOT NULL
-        )""",
-        """CREATE TABLE spans (
-            seq INTEGER PRIMARY KEY,
-            run_id TEXT NOT NULL REFERENCES runs (id),
-            participant TEXT NOT NULL,
-            stage INTEGER NOT NULL,
-            kind TEXT NOT NULL,
-            inference INTEGER NOT NULL,
-            split INTEGER NOT NULL,
-            start_layer INTEGER NOT NULL,
-            end_layer INTEGER NOT NULL,
-            start_ns INTEGER NOT NULL,
-            end_ns INTEGER NOT NULL,
-            bytes_raw INTEGER NOT NULL,
-            bytes_wire INTEGER NOT NULL,
-            attrs TEXT NOT NULL
-        )""",
-        "CREATE INDEX spans_by_run ON spans (run_id, kind)",
-        """CREATE TABLE metrics (
-            seq INTEGER PRIMARY KEY,
-            run_id TEXT NOT NULL REFERENCES runs (id),
-            participant TEXT NOT NULL,
-            name TEXT NOT NULL,
-            value REAL NOT NULL,
-            time_ns INTEGER NOT NULL,
-            attrs TEXT NOT NULL
-        )""",
-        "CREATE INDEX metrics_by_run ON metrics (run_id)",
-    ),
-)
-SCHEMA_VERSION = len(_MIGRATIONS)
 
 _SPAN_COLUMNS = (
     "run_id, participant, stage, kind, inference, split, start_layer, end_layer, "
     "start_ns, end_ns, bytes_raw, bytes_wire, attrs"
 )
 _METRIC_COLUMNS = "run_id, participant, name, value, time_ns, attrs"
-_RUN_COLUMNS = "id, experiment, status, started_at, ended_at, error, manifest, metadata"
+_RUN_COLUMNS = "id, experiment, status, started_at, ended_at, error, manifest, record"
 
 
 @dataclass(frozen=True)
@@ -91,7 +49,7 @@ class RunInfo:
     ended_at: str | None
     error: str | None
     manifest: str
-    metadata: dict[str, Any]
+    record: RunRecord
 
 
 class ResultsStore:
@@ -154,25 +112,14 @@ class ResultsStore:
 
     def _migrate(self) -> None:
         with self._write() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
-            current = row[0] or 0
-            if current > SCHEMA_VERSION:
-                raise SplitTracerError(
-                    f"results store {self.path} has schema version {current}, "
-                    f"newer than this SplitTracer understands ({SCHEMA_VERSION})",
-                    hint="Upgrade SplitTracer to read it.",
-                )
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[version - 1]:
-                    conn.execute(statement)
-                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+            migrate(conn, self.path)
 
     # -- writing ------------------------------------------------------------
 
-    def create_run(self, experiment: str, manifest_text: str, metadata: Mapping[str, Any]) -> str:
-        """Record a new running run and return its id (sortable by start time)."""
-        meta = json.dumps(dict(metadata), sort_keys=True, default=str)
+    def create_run(self, experiment: str, manifest_text: str, record: RunRecord | None = None) -> str:
+        """Record a new running run (with an empty record if none is given) and return its id,
+        which sorts by start time."""
+        meta = encode_record(record or RunRecord())
         while True:
             now = datetime.now(timezone.utc)
             run_id = f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
@@ -216,15 +163,11 @@ class ResultsStore:
         except sqlite3.IntegrityError as exc:
             raise RunError(f"cannot append to run '{run_id}': no such run") from exc
 
-    def update_metadata(self, run_id: str, extra: Mapping[str, Any]) -> None:
-        """Merge ``extra`` into a run's metadata (facts learnt after it started)."""
-        info = self.get_run(run_id)
-        merged = {**info.metadata, **extra}
+    def update_record(self, run_id: str, record: RunRecord) -> None:
+        """Replace a run's record (with facts learnt after it started)."""
+        resolved = self.get_run(run_id).id
         with self._write() as conn:
-            conn.execute(
-                "UPDATE runs SET metadata = ? WHERE id = ?",
-                (json.dumps(merged, sort_keys=True, default=str), info.id),
-            )
+            conn.execute("UPDATE runs SET record = ? WHERE id = ?", (encode_record(record), resolved))
 
     def finish_run(
         self, run_id: str, status: Literal["succeeded", "failed"], error: str | None = None
@@ -380,8 +323,12 @@ def _attrs(text: str) -> Attrs:
 
 
 def _run_info(row: tuple[Any, ...]) -> RunInfo:
-    run_id, experiment, status, started_at, ended_at, error, manifest, metadata = row
-    return RunInfo(run_id, experiment, status, started_at, ended_at, error, manifest, json.loads(metadata))
+    run_id, experiment, status, started_at, ended_at, error, manifest, text = row
+    try:
+        record = decode_record(text)
+    except ValueError as exc:
+        raise SplitTracerError(f"run {run_id} has a record this SplitTracer cannot read: {exc}") from exc
+    return RunInfo(run_id, experiment, status, started_at, ended_at, error, manifest, record)
 
 
 def _lookup_error(run_id: str, matches: list[str], known: list[str]) -> SplitTracerError:

@@ -29,6 +29,7 @@ from typing import Any
 
 from ..errors import SplitTracerError
 from ..metrics.energy import ENERGY_METRICS, attribute_run_energy, energy_to_power, readings_from_metrics
+from ..metrics.record import RunRecord, record_to_dict
 from ..metrics.spans import Metric, Span
 from ..metrics.store import ResultsStore, RunInfo
 from ..metrics.system import SYSTEM_METRICS
@@ -85,8 +86,7 @@ def write_html_report(
     target = Path(path)
     info = store.get_run(run_id)
     spans = store.spans(info.id)
-    layers = _layers(info.metadata)
-    run = _Run(info, spans, store.metrics(info.id), summarize(spans), layers)
+    run = _Run(info, spans, store.metrics(info.id), summarize(spans), info.record.layers)
     chosen = choose_inference(spans, inference)  # a bad --inference fails before anything is written
     figures: list[Path] = []
     stem = target.with_name(target.stem)
@@ -101,13 +101,6 @@ def write_html_report(
     with atomic_path(target) as temp:
         temp.write_text(_page(run.info, sections), encoding="utf-8")
     return ReportFiles(target, tuple(figures))
-
-
-def _layers(metadata: dict[str, Any]) -> tuple[str, ...]:
-    layers = metadata.get("layers")
-    if isinstance(layers, list) and all(isinstance(name, str) for name in layers):
-        return tuple(layers)
-    return ()
 
 
 def _figure(saved_paths: Sequence[Path], svg: str, name: str, caption: str, figures: list[Path]) -> str:
@@ -199,17 +192,15 @@ def _layer_times(spans: Iterable[Span]) -> dict[str, dict[int, float]]:
     return {who: {k: statistics.median(v) for k, v in sorted(found[who].items())} for who in order}
 
 
-def _split_bytes(metadata: dict[str, Any]) -> list[int] | None:
-    sizes = metadata.get("split_bytes")
-    if isinstance(sizes, list) and len(sizes) >= 2 and all(isinstance(b, int) for b in sizes):
-        return sizes
-    return None
+def _split_bytes(record: RunRecord) -> tuple[int, ...] | None:
+    # The input and at least one layer's output, or there is no split table to draw.
+    return record.split_bytes if len(record.split_bytes) >= 2 else None
 
 
 def _layers_section(run: _Run, stem: Path, figures: list[Path]) -> _Section:
     title = "Per-layer profile"
     times = _layer_times(run.spans)
-    sizes = _split_bytes(run.info.metadata)
+    sizes = _split_bytes(run.info.record)
     count = max([len(run.layers), len(sizes) - 1 if sizes else 0, *(max(t) for t in times.values())])
     if count == 0:
         return _Section(
@@ -387,15 +378,11 @@ def _energy_section(run: _Run, stem: Path, figures: list[Path]) -> _Section:
 
 
 def _energy_reasons(run: _Run) -> str:
-    participants = run.info.metadata.get("participants")
-    if not isinstance(participants, dict):
-        return ""
     reasons = []
-    for who, facts in sorted(participants.items()):
-        energy = facts.get("energy") if isinstance(facts, dict) else None
-        if isinstance(energy, dict) and isinstance(energy.get("missing"), dict):
-            why = "; ".join(f"{k}: {v}" for k, v in energy["missing"].items())
-            reasons.append([who, why])
+    for who, facts in sorted(run.info.record.participants.items()):
+        missing = facts.energy.missing
+        if missing:
+            reasons.append([who, "; ".join(f"{k}: {v}" for k, v in missing.items())])
     return _table(["participant", "why not"], reasons) if reasons else ""
 
 
@@ -454,17 +441,16 @@ def _metadata_section(run: _Run) -> _Section:
     if info.error:
         facts.append(["error", info.error])
     body = _table(["", ""], facts)
-    controller = info.metadata.get("controller")
-    if isinstance(controller, dict):
-        body += "<h3>Controller</h3>" + _table(["", ""], sorted(controller.items()))
-    participants = info.metadata.get("participants")
-    if isinstance(participants, dict) and participants:
-        keys = sorted({k for facts in participants.values() if isinstance(facts, dict) for k in facts})
-        rows = [[who, *[_plain(facts.get(k)) for k in keys]] for who, facts in sorted(participants.items())]
-        body += "<h3>Participants</h3>" + _table(["participant", *keys], rows)
+    record = record_to_dict(info.record)
+    body += "<h3>Controller</h3>" + _table(["", ""], sorted(record["controller"].items()))
+    participants: dict[str, dict[str, Any]] = record["participants"]
+    if participants:
+        names = sorted(next(iter(participants.values())))  # every participant has every field
+        rows = [[who, *[_plain(facts[k]) for k in names]] for who, facts in sorted(participants.items())]
+        body += "<h3>Participants</h3>" + _table(["participant", *names], rows)
     manifest = html.escape(info.manifest or "(no manifest recorded)")
     body += f"<h3>Manifest snapshot</h3><pre>{manifest}</pre>"
-    everything = html.escape(json.dumps(info.metadata, indent=2, sort_keys=True, default=str))
+    everything = html.escape(json.dumps(record, indent=2, sort_keys=True))
     body += f"<details><summary>All metadata (JSON)</summary><pre>{everything}</pre></details>"
     return _Section("metadata", "Run metadata", body)
 

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..metrics.record import record_to_dict
 from ..metrics.spans import Metric, Span
 from ..metrics.store import ResultsStore, RunInfo
 from .summary import SplitRow, summarize, summary_to_dicts
@@ -92,7 +93,7 @@ def run_summary(store: ResultsStore, run_id: str) -> RunSummary:
     """The per-split summary of a run; a failed run gives whatever it completed."""
     run = store.get_run(run_id)
     rows = summarize(store.spans(run.id))
-    return RunSummary(run, tuple(rows), _layer_names(run.metadata), split_plans(store.metrics(run.id)))
+    return RunSummary(run, tuple(rows), run.record.layers, split_plans(store.metrics(run.id)))
 
 
 def split_plans(metrics: Sequence[Metric]) -> tuple[SplitPlan, ...]:
@@ -108,15 +109,6 @@ def split_plans(metrics: Sequence[Metric]) -> tuple[SplitPlan, ...]:
         )
         for m in made
     )
-
-
-def _layer_names(metadata: dict[str, Any]) -> tuple[str, ...]:
-    # Written by the controller when it knows the model; anything else is ignored
-    # rather than trusted, so an odd store still gives numeric labels.
-    layers = metadata.get("layers")
-    if isinstance(layers, list) and all(isinstance(name, str) for name in layers):
-        return tuple(layers)
-    return ()
 
 
 def split_label(split: int, layers: Sequence[str]) -> str:
@@ -193,7 +185,7 @@ def summary_to_dict(summary: RunSummary) -> dict[str, Any]:
     splits = [{"after": label, **flat} for label, flat in zip(summary.labels, summary_to_dicts(summary.rows))]
     plans = [dataclasses.asdict(plan) for plan in summary.plans]
     return {
-        "run": {**run_to_dict(summary.run), "metadata": summary.run.metadata},
+        "run": {**run_to_dict(summary.run), "metadata": record_to_dict(summary.run.record)},
         "splits": splits,
         "plans": plans,
     }
