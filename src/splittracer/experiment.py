@@ -118,7 +118,8 @@ class Experiment:
         if not overrides:
             return plan
         recorded = msgspec.to_builtins(dict(overrides), str_keys=True)
-        return dataclasses.replace(plan, metadata={**plan.metadata, "overrides": recorded})
+        provenance = msgspec.structs.replace(plan.provenance, overrides=recorded)
+        return dataclasses.replace(plan, provenance=provenance)
 
     def run(self, **overrides: object) -> RunResult:
         """Run the experiment once and return its result; RunFailedError if the run fails."""

@@ -52,7 +52,7 @@ def test_run_with_an_override_returns_the_summary_and_the_spans(workspace):
     assert sorted(inferences["split"]) == [0, 1, 2]
     assert (frame["duration_ms"] >= 0).all() and frame["attrs"].map(type).eq(dict).all()
     with ResultsStore(workspace.results_db) as store:
-        assert store.get_run(result.run_id).metadata["overrides"] == {"repeats": 1}
+        assert store.get_run(result.run_id).record.overrides == {"repeats": 1}
 
 
 def test_a_failed_run_raises_with_what_it_measured(workspace):

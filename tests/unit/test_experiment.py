@@ -89,6 +89,6 @@ def test_the_plan_carries_the_overrides(workspace):
     experiment = Experiment.load(workspace.root, "extra")
     plan = experiment.plan(repeats=2, next=["cloud"])
     assert plan.playbook[0][1].repeats == 2  # type: ignore[attr-defined]
-    assert plan.metadata["overrides"] == {"repeats": 2, "next": ["cloud"]}
-    assert "overrides" not in experiment.plan().metadata
+    assert plan.provenance.overrides == {"repeats": 2, "next": ["cloud"]}
+    assert experiment.plan().provenance.overrides == {}
     assert experiment.manifest.playbook["phone"][0].params["repeats"] == 4  # the manifest is unchanged

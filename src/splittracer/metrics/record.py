@@ -89,6 +89,7 @@ class RunProvenance(msgspec.Struct, frozen=True):
     code: dict[str, str] = {}  # SHA-256 of each file of user code, by a readable name
     manifest_file: str | None = None
     rerun_of: str | None = None
+    overrides: dict[str, Any] = {}  # what ``Experiment.run(**overrides)`` changed in the playbook
 
 
 class RunRecord(msgspec.Struct, frozen=True):
@@ -99,6 +100,7 @@ class RunRecord(msgspec.Struct, frozen=True):
     code: dict[str, str] = {}
     manifest_file: str | None = None
     rerun_of: str | None = None
+    overrides: dict[str, Any] = {}  # playbook fields set for this run only (not in the manifest text)
     layers: tuple[str, ...] = ()  # the model's layer names, when it has a model
     split_bytes: tuple[int, ...] = ()  # bytes crossing each split point (0: the input)
     launch: dict[str, str] = {}  # how each participant was started: spawn, agent, ssh
@@ -113,6 +115,7 @@ class RunRecord(msgspec.Struct, frozen=True):
             code=dict(provenance.code),
             manifest_file=provenance.manifest_file,
             rerun_of=provenance.rerun_of,
+            overrides=dict(provenance.overrides),
         )
 
 
