@@ -13,7 +13,7 @@ import torch
 from splittracer.controller.resolve import plan_from_manifest
 from splittracer.controller.run import RunOutcome, run_experiment
 from splittracer.metrics.store import ResultsStore
-from splittracer.participant.runtime import cpu_model
+from splittracer.metrics.system import cpu_model
 from splittracer.workspace import Workspace, init_workspace
 
 

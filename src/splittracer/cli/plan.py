@@ -16,9 +16,9 @@ from ..plan.chain import Link
 from ..plan.energy import RADIOS, Objective, RadioPower, parse_tx_power
 from ..plan.estimate import Estimator
 from ..plan.planner import ModelPlan, load_profiles, parse_links, plan_model, plan_to_dict
-from ..plan.profiles import DeviceProfile, profile_store
+from ..plan.profiles import DeviceProfile
 from ..units import format_rate
-from ..workspace import find_workspace
+from ..workspace import find_workspace, profile_store
 from ._render import console, print_json, print_table
 from .profile import profile
 

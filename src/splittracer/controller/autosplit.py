@@ -31,10 +31,11 @@ from ..plan.energy import RADIOS, parse_tx_power
 from ..plan.estimate import LayerCosts, layer_costs, with_energy
 from ..plan.graph import ModelGraph, granularity_name, model_graph
 from ..plan.online import MEASURE, MODES, PlannerInputs, encode_inputs
-from ..plan.profiles import ProfileStore, profile_store
+from ..plan.profiles import ProfileStore
 from ..split.load import load_split_model
 from ..tasks import Task
 from ..units import parse_rate
+from ..workspace import profile_store
 
 __all__ = ["resolve_planned_splits"]
 

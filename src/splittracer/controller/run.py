@@ -29,7 +29,8 @@ from ..deploy.select import deployer_for
 from ..errors import RunError, SplitTracerError
 from ..metrics.spans import Metric
 from ..metrics.store import ResultsStore
-from ..participant.runtime import cpu_model, open_channel
+from ..metrics.system import cpu_model
+from ..participant.runtime import open_channel
 from ..version import __version__
 from ..wire.messages import Event, ParticipantInfo, PeerInfo, Reply, RunConfig, decoder, encode, method
 from ..wire.tls import CONTROLLER, issue_run_certificates
