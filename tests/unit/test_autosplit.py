@@ -10,8 +10,10 @@ import pytest
 
 from splittracer.builtin import Infer
 from splittracer.cli import main
+from splittracer.controller.autosplit import resolve_planned_splits
 from splittracer.controller.resolve import plan_from_manifest
 from splittracer.errors import ConfigError
+from splittracer.manifest import build_task
 from splittracer.plan.online import MEASURE, decode_inputs
 from splittracer.plan.profiles import DeviceProfile, ProfileStore, default_profile_dir, profile_local
 from splittracer.workspace import init_workspace
@@ -84,6 +86,19 @@ def test_bandwidth_given_or_measured_where_nothing_is_emulated(ws):
 
 def test_fixed_splits_carry_no_planner_inputs(ws):
     assert planned(ws, "{split: 2, next: [cloud]}").planner == b""
+
+
+def test_resolving_leaves_the_manifest_and_the_given_tasks_as_they_were(ws):
+    m = manifest(ws, "{split: auto, next: [cloud], count: 3}")
+    before = m.model_dump()
+    given = [(name, build_task(entry)) for name, entries in m.playbook.items() for entry in entries]
+    resolved = resolve_planned_splits(m, given, ws.root)
+    (_, task), (_, copy) = given[0], resolved[0]
+    assert isinstance(task, Infer) and isinstance(copy, Infer)
+    assert task.planner == b"" and decode_inputs(copy.planner).devices == ["toy-a", "toy-b"]
+    assert copy is not task and copy.split == "auto" and copy.next == task.next
+    plan_from_manifest(m, ws.root)
+    assert m.model_dump() == before
 
 
 def located(ws, params: str, **kwargs) -> ConfigError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -69,7 +70,7 @@ def rerun(
     changed = changed_code(previous.metadata.get("code", {}), plan.metadata.get("code", {}))  # type: ignore[arg-type]
     if changed and not json:
         console.print(f"[yellow]code changed since {previous.id}:[/] {', '.join(changed)}")
-    plan.metadata["rerun_of"] = previous.id
+    plan = dataclasses.replace(plan, metadata={**plan.metadata, "rerun_of": previous.id})
     _execute(ws, plan, plot=plot, json=json)
 
 
