@@ -13,7 +13,7 @@ from .errors import SplitTracerError
 from .version import __version__
 
 if TYPE_CHECKING:  # the real names for type checkers; at run time they load lazily
-    from .controller.resolve import plan_from_manifest
+    from .controller.resolve import resolve_run
     from .controller.run import run_experiment
     from .manifest import load_manifest
     from .metrics.store import ResultsStore
@@ -36,7 +36,7 @@ _LAZY = {
     "init_workspace": "splittracer.workspace",
     "load_manifest": "splittracer.manifest",
     "run_experiment": "splittracer.controller.run",
-    "plan_from_manifest": "splittracer.controller.resolve",
+    "resolve_run": "splittracer.controller.resolve",
     "ResultsStore": "splittracer.metrics.store",
     "summarize": "splittracer.report.summary",
     "SplitModel": "splittracer.split",
@@ -63,8 +63,8 @@ __all__ = [
     "load_manifest",
     "load_model",
     "load_split_model",
-    "plan_from_manifest",
     "profile_layers",
+    "resolve_run",
     "run_experiment",
     "summarize",
     "verify_splits",

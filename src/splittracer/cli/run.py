@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..controller.provenance import changed_code
-from ..controller.resolve import RunPlan, plan_from_manifest
+from ..controller.resolve import ResolvedRun, resolve_run
 from ..controller.run import RunObserver, run_experiment
 from ..deploy.agent import agent_enabled
 from ..errors import RunError
@@ -52,7 +52,7 @@ def run(
 ) -> None:
     """Run an experiment: start participants, feed them, record everything, tear down."""
     ws = find_workspace(explicit=workspace)
-    _execute(ws, plan_from_manifest(ws.load_manifest(name), ws.root), plot=plot, json=json)
+    _execute(ws, resolve_run(ws.load_manifest(name), ws.root), plot=plot, json=json)
 
 
 def rerun(
@@ -66,7 +66,7 @@ def rerun(
     store = ResultsStore(ws.results_db)
     previous = store.get_run(run_id)
     manifest = load_snapshot(ws, previous.id, previous.manifest)
-    plan = plan_from_manifest(manifest, ws.root)
+    plan = resolve_run(manifest, ws.root)
     changed = changed_code(previous.metadata.get("code", {}), plan.metadata.get("code", {}))  # type: ignore[arg-type]
     if changed and not json:
         console.print(f"[yellow]code changed since {previous.id}:[/] {', '.join(changed)}")
@@ -74,7 +74,7 @@ def rerun(
     _execute(ws, plan, plot=plot, json=json)
 
 
-def _execute(ws: Workspace, plan: RunPlan, *, plot: bool, json: bool) -> None:
+def _execute(ws: Workspace, plan: ResolvedRun, *, plot: bool, json: bool) -> None:
     store = ResultsStore(ws.results_db)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True, disable=json) as progress:

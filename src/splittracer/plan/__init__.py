@@ -18,7 +18,7 @@ from .dag import DagPlan, plan_dag
 from .energy import Objective, RadioPower, parse_tx_power
 from .estimate import LayerCosts, layer_costs
 from .graph import ModelGraph, model_graph
-from .planner import ModelPlan, load_profiles, parse_links, plan_model
+from .planner import SplitPrediction, load_profiles, parse_links, predict_splits
 from .profiles import DeviceProfile, ProfileStore, profile_local
 from .regression import LatencyModel, fit_latency_model
 
@@ -32,10 +32,10 @@ __all__ = [
     "LayerCosts",
     "Link",
     "ModelGraph",
-    "ModelPlan",
     "Objective",
     "ProfileStore",
     "RadioPower",
+    "SplitPrediction",
     "estimate_cuts",
     "fit_latency_model",
     "layer_costs",
@@ -45,6 +45,6 @@ __all__ = [
     "parse_tx_power",
     "plan_chain",
     "plan_dag",
-    "plan_model",
+    "predict_splits",
     "profile_local",
 ]
