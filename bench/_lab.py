@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 
-from splittracer.controller.resolve import plan_from_manifest
+from splittracer.controller.resolve import resolve_run
 from splittracer.controller.run import RunOutcome, run_experiment
 from splittracer.metrics.store import ResultsStore
-from splittracer.participant.runtime import cpu_model
+from splittracer.metrics.system import cpu_model
 from splittracer.workspace import Workspace, init_workspace
 
 
@@ -37,7 +37,7 @@ def workspace(manifests: dict[str, str], files: dict[str, str] | None = None) ->
 def run(ws: Workspace, name: str) -> tuple[RunOutcome, ResultsStore]:
     """Run one experiment and fail loudly if it failed."""
     store = ResultsStore(ws.results_db)
-    outcome = run_experiment(plan_from_manifest(ws.load_manifest(name)), store, workspace=ws.root)
+    outcome = run_experiment(resolve_run(ws.load_manifest(name)), store, workspace=ws.root)
     if outcome.status != "succeeded":
         raise SystemExit(f"run failed: {outcome.error}")
     return outcome, store

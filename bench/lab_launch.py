@@ -22,7 +22,7 @@ from pathlib import Path
 import asyncssh
 from _lab import machine, median, workspace
 
-from splittracer.controller.resolve import plan_from_manifest
+from splittracer.controller.resolve import resolve_run
 from splittracer.controller.run import run_experiment
 from splittracer.deploy.select import deployer_for
 from splittracer.devices.registry import Device, Registry
@@ -70,7 +70,7 @@ def launch_s(ws_root: Path, name: str, registry: Registry) -> float:
     from splittracer.workspace import open_workspace
 
     ws = open_workspace(ws_root)
-    plan = plan_from_manifest(ws.load_manifest(name), ws.root)
+    plan = resolve_run(ws.load_manifest(name), ws.root)
     store = ResultsStore(ws.results_db)
     started = time.perf_counter_ns()
     outcome = run_experiment(plan, store, workspace=ws.root, deployer=deployer_for(plan, ws.root, registry))

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from _lab import machine, median, workspace
 
-from splittracer.controller.resolve import plan_from_manifest
+from splittracer.controller.resolve import resolve_run
 from splittracer.controller.run import RunObserver, run_experiment
 from splittracer.deploy import agent
 from splittracer.metrics.store import ResultsStore
@@ -61,9 +61,7 @@ def once(ws: Workspace, store: ResultsStore, name: str, mode: str) -> dict[str, 
     os.environ[agent.USE_ENV] = "off" if mode == "spawn" else "on"
     phases = _Phases()
     launched = time.perf_counter_ns()
-    outcome = run_experiment(
-        plan_from_manifest(ws.load_manifest(name)), store, workspace=ws.root, observer=phases
-    )
+    outcome = run_experiment(resolve_run(ws.load_manifest(name)), store, workspace=ws.root, observer=phases)
     if outcome.status != "succeeded":
         raise SystemExit(f"run failed: {outcome.error}")
     launch = store.get_run(outcome.run_id).record.launch

@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # the real names for type checkers; at run time they load laz
         SplitTail,
         Sweep,
     )
-    from .controller.resolve import ParticipantPlan, RunPlan, plan_from_manifest
+    from .controller.resolve import ResolvedParticipant, ResolvedRun, resolve_run
     from .controller.run import RunObserver, RunOutcome, run_experiment
     from .deploy.local import Deployer
     from .experiment import Experiment, RunFailedError, RunResult
@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # the real names for type checkers; at run time they load laz
     from .metrics.store import ResultsStore, RunInfo
     from .models import ModelSpec, load_model
     from .report.export import spans_to_frame
-    from .report.runs import RunSummary, SplitPlan, run_summary
+    from .report.runs import RunSummary, SplitDecision, run_summary
     from .report.summary import Quantiles, SplitRow, summarize
     from .roles import Context, Handler, Role, RunOptions, Tensors, handles
     from .split import Granularity, GraphValues, Layer, Part, SplitModel, SplitPoint, TensorInfo
@@ -72,7 +72,7 @@ _LAZY = {
         ],
         "splittracer.builtin",
     ),
-    **dict.fromkeys(["ParticipantPlan", "RunPlan", "plan_from_manifest"], "splittracer.controller.resolve"),
+    **dict.fromkeys(["ResolvedParticipant", "ResolvedRun", "resolve_run"], "splittracer.controller.resolve"),
     **dict.fromkeys(["RunObserver", "RunOutcome", "run_experiment"], "splittracer.controller.run"),
     "Deployer": "splittracer.deploy.local",
     **dict.fromkeys(["Experiment", "RunFailedError", "RunResult"], "splittracer.experiment"),
@@ -81,7 +81,7 @@ _LAZY = {
     **dict.fromkeys(["ResultsStore", "RunInfo"], "splittracer.metrics.store"),
     **dict.fromkeys(["ModelSpec", "load_model"], "splittracer.models"),
     "spans_to_frame": "splittracer.report.export",
-    **dict.fromkeys(["RunSummary", "SplitPlan", "run_summary"], "splittracer.report.runs"),
+    **dict.fromkeys(["RunSummary", "SplitDecision", "run_summary"], "splittracer.report.runs"),
     **dict.fromkeys(["Quantiles", "SplitRow", "summarize"], "splittracer.report.summary"),
     **dict.fromkeys(["Context", "Handler", "Role", "RunOptions", "Tensors", "handles"], "splittracer.roles"),
     **dict.fromkeys(
@@ -126,9 +126,10 @@ __all__ = [
     "ModelProfile",
     "ModelSpec",
     "Part",
-    "ParticipantPlan",
     "PeerError",
     "Quantiles",
+    "ResolvedParticipant",
+    "ResolvedRun",
     "Result",
     "ResultsStore",
     "Role",
@@ -139,15 +140,14 @@ __all__ = [
     "RunObserver",
     "RunOptions",
     "RunOutcome",
-    "RunPlan",
     "RunResult",
     "RunSummary",
     "Span",
     "SplitCheck",
+    "SplitDecision",
     "SplitError",
     "SplitHead",
     "SplitModel",
-    "SplitPlan",
     "SplitPoint",
     "SplitRow",
     "SplitTail",
@@ -167,8 +167,8 @@ __all__ = [
     "load_manifest",
     "load_model",
     "load_split_model",
-    "plan_from_manifest",
     "profile_layers",
+    "resolve_run",
     "run_experiment",
     "run_summary",
     "spans_to_frame",

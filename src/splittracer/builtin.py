@@ -284,14 +284,14 @@ def _infer_planned(task: Infer, ctx: Context, mode: str, first: int = 0) -> None
     planner = AdaptivePlanner(
         inputs, [p.bytes for p in points], [p.allowed for p in points], [f.bandwidth_bps for f in fits]
     )
-    _record_plan(ctx, planner, mode, "start", first)
+    _record_decision(ctx, planner, mode, "start", first)
     for i in range(task.count):
         _apply_uplink_trace(task, ctx, i)
         took, result = _infer(ctx, first + i, planner.cuts, task.next, warmup=False)
         if mode == "adaptive":
             _observe(ctx, planner, fits, [took - result.busy_s, *result.hops_s], first + i)
             if planner.replan() is not None:
-                _record_plan(ctx, planner, mode, "bandwidth", first + i + 1)
+                _record_decision(ctx, planner, mode, "bandwidth", first + i + 1)
         ctx.progress(i + 1, task.count, f"{mode} split {planner.cuts[0]}")
 
 
@@ -381,7 +381,7 @@ def _observe(
         ctx.record("bandwidth_estimate_bps", _finite(planner.estimate_bps(hop)), hop=hop, inference=index)
 
 
-def _record_plan(ctx: Context, planner: AdaptivePlanner, mode: str, reason: str, first: int) -> None:
+def _record_decision(ctx: Context, planner: AdaptivePlanner, mode: str, reason: str, first: int) -> None:
     """A ``split_plan`` metric: the first cut, from inference ``first`` on, and why."""
     best = planner.best
     ctx.record(

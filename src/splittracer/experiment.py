@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from .config import did_you_mean
-from .controller.resolve import RunPlan, plan_from_manifest
+from .controller.resolve import ResolvedRun, resolve_run
 from .controller.run import RunObserver, run_experiment
 from .errors import ConfigError, RunError
 from .manifest import Manifest, PlaybookEntry
@@ -112,9 +112,9 @@ class Experiment:
         """Each name :meth:`run` takes as an override, and the playbook tasks that have it."""
         return overridable(self.manifest)
 
-    def plan(self, **overrides: object) -> RunPlan:
+    def plan(self, **overrides: object) -> ResolvedRun:
         """What the controller runs: the manifest resolved, with ``overrides`` applied."""
-        plan = plan_from_manifest(with_overrides(self.manifest, overrides), self.workspace.root)
+        plan = resolve_run(with_overrides(self.manifest, overrides), self.workspace.root)
         if not overrides:
             return plan
         recorded = msgspec.to_builtins(dict(overrides), str_keys=True)
@@ -129,7 +129,7 @@ class Experiment:
         return result
 
 
-def execute(workspace: Workspace, plan: RunPlan, *, observer: RunObserver | None = None) -> RunResult:
+def execute(workspace: Workspace, plan: ResolvedRun, *, observer: RunObserver | None = None) -> RunResult:
     """Run ``plan`` in ``workspace`` (results into its store) and read the result back.
 
     A failed run is returned, not raised: the caller decides (the CLI prints

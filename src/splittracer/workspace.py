@@ -18,10 +18,14 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Strict, did_you_mean, load_typed, read_yaml
 from .errors import ConfigError, SplitTracerError
 from .manifest import WORKSPACE_FILE, Manifest, find_workspace_root, load_manifest
+
+if TYPE_CHECKING:
+    from .plan.profiles import ProfileStore
 
 __all__ = [
     "ExperimentInfo",
@@ -30,6 +34,7 @@ __all__ = [
     "find_workspace",
     "init_workspace",
     "open_workspace",
+    "profile_store",
 ]
 
 EXPERIMENTS_DIR = "experiments"
@@ -137,6 +142,17 @@ def find_workspace(start: Path | None = None, explicit: Path | None = None) -> W
             f"no {WORKSPACE_FILE} in {begin.resolve()} or any folder above it", hint=_NO_WORKSPACE_HINT
         )
     return open_workspace(root)
+
+
+def profile_store(workspace: Path | None = None) -> ProfileStore:
+    """The device profiles of workspace ``workspace``, else of the one around the current
+    directory, else the user's own (when no workspace is in sight)."""
+    from .plan.profiles import ProfileStore, default_profile_dir  # plan/ loads torch: only when asked
+
+    root = workspace if workspace is not None else find_workspace_root(Path.cwd())
+    if root is None:
+        return ProfileStore(default_profile_dir())
+    return ProfileStore(default_profile_dir(open_workspace(root).results_dir))
 
 
 def init_workspace(directory: str | Path, *, force: bool = False) -> Workspace:

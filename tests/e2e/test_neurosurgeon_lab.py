@@ -15,7 +15,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from splittracer.controller.resolve import plan_from_manifest
+from splittracer.controller.resolve import resolve_run
 from splittracer.controller.run import run_experiment
 from splittracer.deploy.select import deployer_for
 from splittracer.devices.registry import Device, Registry
@@ -71,7 +71,7 @@ def test_neurosurgeon_across_two_lab_hosts(registry: Registry, tmp_path: Path):
     before = _run_dirs()
     ws = init_workspace(tmp_path / "ws")
     (ws.experiments_dir / "lab.yaml").write_text(textwrap.dedent(MANIFEST))
-    plan = plan_from_manifest(ws.load_manifest("lab"), ws.root)
+    plan = resolve_run(ws.load_manifest("lab"), ws.root)
     store = ResultsStore(ws.results_db)
     # Target: within 10% + 2 ms. The shared 2-core host's late wake-ups only ever add time to a
     # split, and not to the same split in every sweep: a split counts as measured right when one
@@ -118,7 +118,7 @@ def test_participant_killed_on_a_lab_host(registry: Registry, tmp_path: Path):
     (ws.experiments_dir / "lab.yaml").write_text(
         textwrap.dedent(MANIFEST).replace("repeats: 4", "repeats: 50")
     )
-    plan = plan_from_manifest(ws.load_manifest("lab"), ws.root)
+    plan = resolve_run(ws.load_manifest("lab"), ws.root)
     store = ResultsStore(ws.results_db)
     result: dict[str, object] = {}
 
@@ -159,7 +159,7 @@ def test_a_lab_host_sends_to_a_participant_on_the_controller(registry: Registry,
     """The phone on a device, the cloud on this machine: the phone's tasks reach the cloud directly."""
     ws = init_workspace(tmp_path / "ws")
     (ws.experiments_dir / "mixed.yaml").write_text(textwrap.dedent(MIXED))
-    plan = plan_from_manifest(ws.load_manifest("mixed"), ws.root)
+    plan = resolve_run(ws.load_manifest("mixed"), ws.root)
     deployer = deployer_for(plan, ws.root, registry)
     assert deployer.local.advertise == lab.bridge_address  # the address the lab hosts reach us at
     store = ResultsStore(ws.results_db)

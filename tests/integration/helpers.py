@@ -6,7 +6,7 @@ import os
 import textwrap
 from pathlib import Path
 
-from splittracer.controller.resolve import plan_from_manifest
+from splittracer.controller.resolve import resolve_run
 from splittracer.controller.run import RunOutcome, run_experiment
 from splittracer.metrics.store import ResultsStore
 from splittracer.workspace import Workspace, init_workspace
@@ -23,7 +23,7 @@ def workspace_with(tmp_path: Path, manifests: dict[str, str]) -> Workspace:
 def run(ws: Workspace, name: str) -> tuple[RunOutcome, ResultsStore]:
     """Run experiment ``name`` of ``ws`` through the library, as ``splittracer run`` does."""
     store = ResultsStore(ws.results_db)
-    outcome = run_experiment(plan_from_manifest(ws.load_manifest(name)), store, workspace=ws.root)
+    outcome = run_experiment(resolve_run(ws.load_manifest(name)), store, workspace=ws.root)
     return outcome, store
 
 

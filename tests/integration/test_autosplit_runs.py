@@ -17,7 +17,7 @@ import pytest
 
 from splittracer.plan.chain import Link
 from splittracer.plan.energy import parse_tx_power
-from splittracer.plan.planner import plan_model
+from splittracer.plan.planner import predict_splits
 from splittracer.plan.profiles import DeviceProfile, ProfileStore, default_profile_dir, profile_local
 
 from .helpers import run, workspace_with
@@ -98,7 +98,7 @@ def lab(tmp_path_factory):
 
 
 def planned_cut(profiles, bandwidth_bps: float) -> int:
-    plan = plan_model(ALEXNET, profiles, [Link(bandwidth_bps, 0.010)])
+    plan = predict_splits(ALEXNET, profiles, [Link(bandwidth_bps, 0.010)])
     return plan.chain.best.cuts[0]
 
 
@@ -192,7 +192,9 @@ def test_auto_with_the_energy_objective_uses_the_planners_split(lab):
     assert outcome.status == "succeeded", outcome.error
     powered = ProfileStore(default_profile_dir(ws.results_dir)).load("phone-2w")
     radio = parse_tx_power("wifi", 18.88e6)  # the phone's uplink names its radio
-    plan = plan_model(ALEXNET, [powered, cloud], [Link(18.88e6, 0.010)], objective="energy", tx_power=radio)
+    plan = predict_splits(
+        ALEXNET, [powered, cloud], [Link(18.88e6, 0.010)], objective="energy", tx_power=radio
+    )
     (made,) = metrics(store, outcome.run_id, "split_plan")
     assert made.value == plan.chain.best.cuts[0] and made.attrs["objective"] == "energy"
     assert made.attrs["energy_mj"] == pytest.approx(plan.chain.best.energy_mj, rel=1e-6)

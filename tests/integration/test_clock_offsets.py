@@ -7,7 +7,7 @@ import statistics
 import pytest
 
 from splittracer.clock import SHIFT_ENV
-from splittracer.controller.resolve import plan_from_manifest
+from splittracer.controller.resolve import resolve_run
 from splittracer.controller.run import run_experiment
 from splittracer.deploy.local import LocalDeployer
 from splittracer.metrics.store import ResultsStore
@@ -35,7 +35,7 @@ def test_shifted_clock_is_recovered_within_1ms(tmp_path):
     store = ResultsStore(ws.results_db)
     deployer = LocalDeployer(extra_env={"cloud": {SHIFT_ENV: str(SHIFT_NS)}})
     outcome = run_experiment(
-        plan_from_manifest(ws.load_manifest("shifted")), store, workspace=ws.root, deployer=deployer
+        resolve_run(ws.load_manifest("shifted")), store, workspace=ws.root, deployer=deployer
     )
     assert outcome.status == "succeeded", outcome.error
     clocks = store.get_run(outcome.run_id).record.clocks

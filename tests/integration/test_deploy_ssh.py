@@ -12,7 +12,7 @@ import pytest
 import torch
 from torchvision.io import encode_jpeg, write_png
 
-from splittracer.controller.resolve import plan_from_manifest
+from splittracer.controller.resolve import resolve_run
 from splittracer.controller.run import run_experiment
 from splittracer.deploy.select import deployer_for
 from splittracer.deploy.ssh import SSHDeployer
@@ -137,7 +137,7 @@ def test_a_run_over_ssh(sshd: Sshd, tmp_path: Path):
     (ws.root / "roles.py").write_text(
         "from splittracer.builtin import SplitTail\n\n\nclass Tail(SplitTail):\n    pass\n"
     )
-    plan = plan_from_manifest(ws.load_manifest("two"))
+    plan = resolve_run(ws.load_manifest("two"))
     store = ResultsStore(ws.results_db)
     placements = {p.name: registry.get(p.device) for p in plan.participants}
     with SSHDeployer(placements, workspace=ws.root) as deployer:
@@ -221,7 +221,7 @@ def test_a_run_on_a_device_reads_the_image_folder(sshd: Sshd, tmp_path: Path):
         "        ctx.record('reads_the_copy', float(ctx._config.model.dataset == 'images'))\n"
         "        ctx.finish()\n"
     )
-    plan = plan_from_manifest(ws.load_manifest("look"), ws.root)
+    plan = resolve_run(ws.load_manifest("look"), ws.root)
     store = ResultsStore(ws.results_db)
     outcome = run_experiment(plan, store, workspace=ws.root, deployer=deployer_for(plan, ws.root, registry))
     assert outcome.status == "succeeded", outcome.error

@@ -10,8 +10,10 @@ import pytest
 
 from splittracer.builtin import Infer
 from splittracer.cli import main
-from splittracer.controller.resolve import plan_from_manifest
+from splittracer.controller.autosplit import resolve_planned_splits
+from splittracer.controller.resolve import resolve_run
 from splittracer.errors import ConfigError
+from splittracer.manifest import build_task
 from splittracer.plan.online import MEASURE, decode_inputs
 from splittracer.plan.profiles import DeviceProfile, ProfileStore, default_profile_dir, profile_local
 from splittracer.workspace import init_workspace
@@ -54,7 +56,7 @@ def manifest(ws, params: str, *, head: str = "toy-a", uplink: str = "5.85mbit", 
 
 
 def planned(ws, params: str, **kwargs) -> Infer:
-    plan = plan_from_manifest(manifest(ws, params, **kwargs), ws.root)
+    plan = resolve_run(manifest(ws, params, **kwargs), ws.root)
     (_, task), *_ = plan.playbook
     assert isinstance(task, Infer)
     return task
@@ -86,9 +88,22 @@ def test_fixed_splits_carry_no_planner_inputs(ws):
     assert planned(ws, "{split: 2, next: [cloud]}").planner == b""
 
 
+def test_resolving_leaves_the_manifest_and_the_given_tasks_as_they_were(ws):
+    m = manifest(ws, "{split: auto, next: [cloud], count: 3}")
+    before = m.model_dump()
+    given = [(name, build_task(entry)) for name, entries in m.playbook.items() for entry in entries]
+    resolved = resolve_planned_splits(m, given, ws.root)
+    (_, task), (_, copy) = given[0], resolved[0]
+    assert isinstance(task, Infer) and isinstance(copy, Infer)
+    assert task.planner == b"" and decode_inputs(copy.planner).devices == ["toy-a", "toy-b"]
+    assert copy is not task and copy.split == "auto" and copy.next == task.next
+    resolve_run(m, ws.root)
+    assert m.model_dump() == before
+
+
 def located(ws, params: str, **kwargs) -> ConfigError:
     with pytest.raises(ConfigError) as caught:
-        plan_from_manifest(manifest(ws, params, **kwargs), ws.root)
+        resolve_run(manifest(ws, params, **kwargs), ws.root)
     return caught.value
 
 
@@ -112,7 +127,7 @@ def test_missing_profile_says_what_to_add(ws):
     )
     (ws.experiments_dir / "m.yaml").write_text(textwrap.dedent(text).replace("    profile: toy-b\n", ""))
     with pytest.raises(ConfigError) as caught:
-        plan_from_manifest(ws.load_manifest("m"), ws.root)
+        resolve_run(ws.load_manifest("m"), ws.root)
     assert caught.value.key == "participants.cloud.profile"
     assert "names no device profile" in caught.value.message and "profile: cloud" in caught.value.render()
 

@@ -236,12 +236,12 @@ def test_workspace_tasks_register_before_playbook_checks(tmp_path: Path) -> None
 
 
 def test_torch_device_reaches_the_plan(tmp_path: Path) -> None:
-    from splittracer.controller.resolve import plan_from_manifest
+    from splittracer.controller.resolve import resolve_run
 
     path = tmp_path / "m.yaml"
     path.write_text(
         "name: x\nparticipants:\n  p: {role: 'a:B', torch_device: 'cuda:1'}\n"
         "  q: {role: 'a:B'}\nplaybook: {}\n"
     )
-    plan = plan_from_manifest(load_manifest(path, check_code=False))
+    plan = resolve_run(load_manifest(path, check_code=False))
     assert [p.torch_device for p in plan.participants] == ["cuda:1", "cpu"]

@@ -10,7 +10,7 @@ import pytest
 from splittracer.errors import SplitTracerError
 from splittracer.plan.chain import FirstDeviceEnergy, Link, estimate_cuts, plan_chain
 from splittracer.plan.energy import RadioPower, compute_energy, parse_tx_power, whole_device_domains
-from splittracer.plan.planner import plan_loaded, plan_to_dict
+from splittracer.plan.planner import predict_loaded, prediction_to_dict
 from splittracer.plan.profiles import DeviceProfile, ModelRecord, profile_local
 from splittracer.split.load import load_split_model
 
@@ -100,16 +100,16 @@ def test_a_plan_for_energy_differs_from_the_plan_for_latency(toy):
     phone = DeviceProfile(name="phone").with_models([_record(record, [1.0, 1.0, 100.0], [1.0, 1.0, 2000.0])])
     cloud = DeviceProfile(name="cloud").with_models([_record(record, [0.1, 0.1, 0.1])])
     link = [Link(1000.0)]  # 64 bytes take 512 ms
-    fast = plan_loaded(TOY, loaded, [phone, cloud], link, tx_power=WATT)
-    frugal = plan_loaded(TOY, loaded, [phone, cloud], link, objective="energy", tx_power=WATT)
+    fast = predict_loaded(TOY, loaded, [phone, cloud], link, tx_power=WATT)
+    frugal = predict_loaded(TOY, loaded, [phone, cloud], link, objective="energy", tx_power=WATT)
     assert fast.chain.best.cuts == (3,) and frugal.chain.best.cuts == (0,)
     assert frugal.costs[0].energy_method == "measured"
     assert frugal.chain.best.energy_mj == pytest.approx(512.0)
-    data = plan_to_dict(frugal)
+    data = prediction_to_dict(frugal)
     assert data["objective"] == "energy" and data["best"]["cuts"] == [0]
     assert data["tx_power"] == {"watts": 1.0, "source": "given"}
     assert [layer["energy_mj"] for layer in data["layers"]] == [1.0, 1.0, 2000.0]
-    assert "energy_mj" not in plan_to_dict(plan_loaded(TOY, loaded, [phone, cloud], link))["best"]
+    assert "energy_mj" not in prediction_to_dict(predict_loaded(TOY, loaded, [phone, cloud], link))["best"]
 
 
 def test_a_predicted_model_gets_the_devices_mean_power(toy):
@@ -119,7 +119,7 @@ def test_a_predicted_model_gets_the_devices_mean_power(toy):
     energy, method = compute_energy(phone, None, [1.0, 3.0])
     assert energy == pytest.approx((2.0, 6.0)) and "2.00 W" in method
     cloud = DeviceProfile(name="cloud").with_models([_record(other, [1.0, 1.0, 1.0])])
-    plan = plan_loaded(TOY, loaded, [phone, cloud], [Link(1e6)], objective="energy", tx_power=WATT)
+    plan = predict_loaded(TOY, loaded, [phone, cloud], [Link(1e6)], objective="energy", tx_power=WATT)
     assert plan.costs[0].method == "regression" and plan.costs[0].energy_method.startswith("mean power")
 
 
@@ -134,12 +134,13 @@ def test_no_energy_in_the_profile_is_a_clear_error(toy):
     )
     cloud = DeviceProfile(name="cloud").with_models([_record(record, [0.1, 0.1, 0.1])])
     with pytest.raises(SplitTracerError, match="holds no energy measurement") as caught:
-        plan_loaded(TOY, loaded, [phone, cloud], [Link(1e6)], objective="energy", tx_power=WATT)
+        predict_loaded(TOY, loaded, [phone, cloud], [Link(1e6)], objective="energy", tx_power=WATT)
     assert "rapl: none" in caught.value.message and "--objective latency" in (caught.value.hint or "")
     assert caught.value.exit_code == 2
-    quiet = plan_loaded(TOY, loaded, [phone, cloud], [Link(1e6)], tx_power=WATT)  # latency: energy if known
+    # the latency objective: energy reported when known
+    quiet = predict_loaded(TOY, loaded, [phone, cloud], [Link(1e6)], tx_power=WATT)
     assert quiet.radio is None and quiet.chain.best.energy_mj is None
     with pytest.raises(SplitTracerError, match="radio power"):
-        plan_loaded(TOY, loaded, [phone, cloud], [Link(1e6)], objective="energy")
+        predict_loaded(TOY, loaded, [phone, cloud], [Link(1e6)], objective="energy")
     with pytest.raises(SplitTracerError, match="latency only"):
-        plan_loaded(TOY, loaded, [phone, cloud], [Link(1e6)], objective="energy", tx_power=WATT, dag=True)
+        predict_loaded(TOY, loaded, [phone, cloud], [Link(1e6)], objective="energy", tx_power=WATT, dag=True)

@@ -14,9 +14,8 @@ from splittracer.plan.profiles import (
     ProfileStore,
     default_profile_dir,
     profile_local,
-    profile_store,
 )
-from splittracer.workspace import init_workspace
+from splittracer.workspace import init_workspace, profile_store
 
 TOY = "tests.unit.toy_models:chain_of_opaque"
 

@@ -185,7 +185,7 @@ def test_plans_a_run_made_are_in_its_summary(store: ResultsStore) -> None:
         )
 
     store.append_metrics(run_id, [plan(5, 21, "bandwidth", 8.0e6, 2), plan(0, 13, "start", 18.88e6, 1)])
-    plans = run_summary(store, run_id).plans
+    plans = run_summary(store, run_id).decisions
     assert [(p.inference, p.cuts, p.reason, p.bandwidth_bps) for p in plans] == [
         (0, "13", "start", 18.88e6),
         (5, "21", "bandwidth", 8.0e6),

@@ -15,10 +15,10 @@ from ..models import parse_input_shape
 from ..plan.chain import Link
 from ..plan.energy import RADIOS, Objective, RadioPower, parse_tx_power
 from ..plan.estimate import Estimator
-from ..plan.planner import ModelPlan, load_profiles, parse_links, plan_model, plan_to_dict
-from ..plan.profiles import DeviceProfile, profile_store
+from ..plan.planner import SplitPrediction, load_profiles, parse_links, predict_splits, prediction_to_dict
+from ..plan.profiles import DeviceProfile
 from ..units import format_rate
-from ..workspace import find_workspace
+from ..workspace import find_workspace, profile_store
 from ._render import console, print_json, print_table
 from .profile import profile
 
@@ -104,7 +104,7 @@ def plan(
     links = parse_links(bandwidth.split(","), latency.split(","), len(profiles) - 1)
     radio = _radio(tx_power, bandwidth.split(",")[0], links[0], objective is ObjectiveChoice.energy)
     with console.status(f"planning {model}…", spinner="dots"):
-        result = plan_model(
+        result = predict_splits(
             model,
             profiles,
             links,
@@ -116,7 +116,7 @@ def plan(
             tx_power=radio,
         )
     if json:
-        print_json(plan_to_dict(result))
+        print_json(prediction_to_dict(result))
     else:
         _show_plan(result)
 
@@ -136,7 +136,7 @@ def _radio(text: str | None, bandwidth: str, link: Link, needed: bool) -> RadioP
     return None
 
 
-def _show_plan(result: ModelPlan) -> None:
+def _show_plan(result: SplitPrediction) -> None:
     stages = [c.profile for c in result.costs]
     energy = result.radio is not None
     rows = [

@@ -14,7 +14,8 @@ from ..devices.registry import Registry
 from ..errors import SplitTracerError
 from ..manifest import find_workspace_root
 from ..models import parse_input_shape
-from ..plan.profiles import DeviceProfile, HostFacts, ModelRecord, host_facts, profile_local, profile_store
+from ..plan.profiles import DeviceProfile, HostFacts, ModelRecord, host_facts, profile_local
+from ..workspace import profile_store
 from ._render import console, print_json, print_table
 
 __all__ = ["profile"]

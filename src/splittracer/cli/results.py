@@ -117,10 +117,10 @@ def print_run_summary(summary: RunSummary) -> None:
     columns = ["split", "after layer", "n", "head ms", "transfer ms", "tail ms", "total ms"]
     columns += ["total IQR ms", "other ms", "bytes", "wire bytes"]
     print_table("Median per split point (bytes: forward transfers only)", columns, rows)
-    if summary.plans:
+    if summary.decisions:
         plans = [
             [p.inference, p.cuts, p.reason, format_rate(p.bandwidth_bps or math.inf), p.predicted_ms]
-            for p in summary.plans
+            for p in summary.decisions
         ]
         print_table("Planned splits", ["from inference", "cuts", "why", "bandwidth", "predicted ms"], plans)
 

@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..controller.provenance import changed_code
-from ..controller.resolve import RunPlan, plan_from_manifest
+from ..controller.resolve import ResolvedRun, resolve_run
 from ..controller.run import RunObserver
 from ..deploy.agent import agent_enabled
 from ..experiment import Experiment, RunFailedError, execute
@@ -67,7 +67,7 @@ def rerun(
     store = ResultsStore(ws.results_db)
     previous = store.get_run(run_id)
     manifest = load_snapshot(ws, previous.id, previous.manifest)
-    plan = plan_from_manifest(manifest, ws.root)
+    plan = resolve_run(manifest, ws.root)
     changed = changed_code(previous.record.code, plan.provenance.code)
     if changed and not json:
         console.print(f"[yellow]code changed since {previous.id}:[/] {', '.join(changed)}")
@@ -75,7 +75,7 @@ def rerun(
     _execute(ws, dataclasses.replace(plan, provenance=provenance), plot=plot, json=json)
 
 
-def _execute(ws: Workspace, plan: RunPlan, *, plot: bool, json: bool) -> None:
+def _execute(ws: Workspace, plan: ResolvedRun, *, plot: bool, json: bool) -> None:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True, disable=json) as progress:
         outcome = execute(ws, plan, observer=_ProgressObserver(progress))

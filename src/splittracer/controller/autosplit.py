@@ -17,6 +17,7 @@ ConfigError at the manifest's line.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,10 +32,11 @@ from ..plan.energy import RADIOS, parse_tx_power
 from ..plan.estimate import LayerCosts, layer_costs, with_energy
 from ..plan.graph import ModelGraph, granularity_name, model_graph
 from ..plan.online import MEASURE, MODES, PlannerInputs, encode_inputs
-from ..plan.profiles import ProfileStore, profile_store
+from ..plan.profiles import ProfileStore
 from ..split.load import load_split_model
 from ..tasks import Task
 from ..units import parse_rate
+from ..workspace import profile_store
 
 __all__ = ["resolve_planned_splits"]
 
@@ -45,13 +47,17 @@ def resolve_planned_splits(
     manifest: Manifest, playbook: Sequence[tuple[str, Task]], workspace: Path | None = None
 ) -> tuple[tuple[str, Task], ...]:
     """``playbook`` (built from ``manifest``, in its order) with planner inputs on every
-    ``Infer`` that asks for planned cuts; ConfigError for a mistake, at its line."""
+    ``Infer`` that asks for planned cuts; ConfigError for a mistake, at its line.
+
+    The tasks given are left as they are: a planned ``Infer`` is replaced by a copy
+    that carries its inputs.
+    """
     resolver = _Resolver(manifest, workspace)
     keys = [("playbook", name, i) for name, entries in manifest.playbook.items() for i in range(len(entries))]
-    for key, (name, task) in zip(keys, playbook):
-        if isinstance(task, Infer):
-            resolver.resolve(key, name, task)
-    return tuple(playbook)
+    return tuple(
+        (name, resolver.resolve(key, name, task) if isinstance(task, Infer) else task)
+        for key, (name, task) in zip(keys, playbook)
+    )
 
 
 @dataclass
@@ -59,7 +65,8 @@ class _Resolver:
     manifest: Manifest
     workspace: Path | None
 
-    def resolve(self, key: KeyPath, head: str, task: Infer) -> None:
+    def resolve(self, key: KeyPath, head: str, task: Infer) -> Infer:
+        """``task`` itself when it gives its split; else a copy carrying the planner's inputs."""
         self._check_trace(key, task)
         field = _planned_field(task)
         if field is None:
@@ -69,7 +76,7 @@ class _Resolver:
                     "objective and tx_power choose planned splits, but this task gives its split",
                     "Write split: auto (or adaptive) to have it planned, or drop them.",
                 )
-            return
+            return task
         self._check_mode(key, field, task)
         route = [
             self._participant(key, head, "next"),
@@ -83,7 +90,7 @@ class _Resolver:
             *(self._bandwidth(key, a, b, g) for a, b, g in zip(route, route[1:], given))
         )
         energy_mj, tx_power = self._energy(key, task, route[0], costs[0], bandwidths[0])
-        task.planner = encode_inputs(
+        planner = encode_inputs(
             PlannerInputs(
                 devices=[c.profile for c in costs],
                 methods=[c.method for c in costs],
@@ -99,6 +106,7 @@ class _Resolver:
                 tx_power=tx_power,
             )
         )
+        return dataclasses.replace(task, planner=planner)
 
     # -- checks ---------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from ..metrics.spans import Span
 from ..metrics.store import ResultsStore
 from ..plan.chain import Link, estimate_cuts
 from ..plan.estimate import Estimator
-from ..plan.planner import ModelPlan, plan_model
+from ..plan.planner import SplitPrediction, predict_splits
 from ..plan.profiles import DeviceProfile
 
 __all__ = [
@@ -72,7 +72,7 @@ class PlanCheck:
 
     run_id: str
     experiment: str
-    plan: ModelPlan
+    plan: SplitPrediction
     rows: tuple[CutCheck, ...] = field(repr=False)
 
     @property
@@ -193,7 +193,7 @@ def check_run(
             f"run {run.id} splits the model over {hops + 1} devices but {len(profiles)} profiles were given",
             hint="Name one profile per participant, in the manifest's order.",
         )
-    plan = plan_model(
+    plan = predict_splits(
         model.source,
         profiles,
         list(links) if links is not None else forward[:hops],
@@ -206,7 +206,7 @@ def check_run(
     return PlanCheck(run.id, run.experiment, plan, tuple(_compare(plan, m) for m in measured))
 
 
-def _compare(plan: ModelPlan, measured: MeasuredCuts) -> CutCheck:
+def _compare(plan: SplitPrediction, measured: MeasuredCuts) -> CutCheck:
     predicted = estimate_cuts(
         measured.cuts,
         [c.ms for c in plan.costs],

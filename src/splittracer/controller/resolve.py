@@ -1,4 +1,8 @@
-"""What the controller executes: a manifest resolved into plain, checked facts."""
+"""What the controller executes: a manifest resolved into plain, checked facts (a :class:`ResolvedRun`).
+
+Not to be confused with a split prediction (:mod:`splittracer.plan.planner`) or the split
+decisions a run records (:class:`splittracer.report.runs.SplitDecision`).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from .provenance import code_fingerprint
 
 
 @dataclass(frozen=True)
-class ParticipantPlan:
+class ResolvedParticipant:
     """One participant: where it runs, what it plays, and its emulated limits."""
 
     name: str
@@ -30,11 +34,11 @@ class ParticipantPlan:
 
 
 @dataclass(frozen=True)
-class RunPlan:
+class ResolvedRun:
     """A whole run: participants in stage order, the model, options and initial tasks."""
 
     experiment: str
-    participants: tuple[ParticipantPlan, ...]
+    participants: tuple[ResolvedParticipant, ...]
     playbook: tuple[tuple[str, Task], ...]
     options: RunOptions = field(default_factory=RunOptions)
     model: ModelConfig | None = None
@@ -43,14 +47,14 @@ class RunPlan:
     provenance: RunProvenance = field(default_factory=RunProvenance)  # stored with the run
 
 
-def plan_from_manifest(manifest: Manifest, workspace: Path | None = None) -> RunPlan:
-    """Resolve a validated manifest into the controller's plan (tasks built here).
+def resolve_run(manifest: Manifest, workspace: Path | None = None) -> ResolvedRun:
+    """Resolve a validated manifest into the run the controller executes (tasks built here).
 
     ``workspace`` is where the user's code lives; its fingerprint is kept
     with the run so that a rerun can tell whether the code changed.
     """
     participants = tuple(
-        ParticipantPlan(
+        ResolvedParticipant(
             name=p.name,
             stage=p.stage,
             role=p.role,
@@ -76,7 +80,7 @@ def plan_from_manifest(manifest: Manifest, workspace: Path | None = None) -> Run
         seed=o.seed,
         sample_interval_s=o.sample_interval_s,
     )
-    return RunPlan(
+    return ResolvedRun(
         experiment=manifest.name,
         participants=participants,
         playbook=playbook,

@@ -1,6 +1,6 @@
 """The controller's side of a run: start, configure, feed, watch, record, tear down.
 
-:func:`run_experiment` drives one run of a :class:`RunPlan` through a
+:func:`run_experiment` drives one run of a :class:`ResolvedRun` through a
 :class:`Deployer`. Spans go into the results store as they arrive. The run
 fails — with the reason, every span already recorded kept, and no process
 left behind — when a handler raises, a participant exits or stops sending
@@ -29,13 +29,14 @@ from ..errors import RunError, SplitTracerError
 from ..metrics.record import ClockRecord, ControllerHost, EnergySensors, ParticipantRecord, RunRecord
 from ..metrics.spans import Metric
 from ..metrics.store import ResultsStore
-from ..participant.runtime import cpu_model, open_channel
+from ..metrics.system import cpu_model
+from ..participant.runtime import open_channel
 from ..version import __version__
 from ..wire.messages import Event, ParticipantInfo, PeerInfo, Reply, RunConfig, decoder, encode, method
 from ..wire.tls import CONTROLLER, issue_run_certificates
 from ..wire.transport import deliver, prepare
 from .clocksync import ClockEstimate, estimate_offset, to_controller_clock
-from .resolve import ParticipantPlan, RunPlan
+from .resolve import ResolvedParticipant, ResolvedRun
 
 HEARTBEAT_TIMEOUT_S = 5.0
 CLOCK_RESYNC_S = 10.0
@@ -70,7 +71,7 @@ class RunObserver:
 
 @dataclass
 class _Member:
-    plan: ParticipantPlan
+    plan: ResolvedParticipant
     deployment: Deployment
     channel: grpc.Channel
     last_seen: float = field(default_factory=time.monotonic)
@@ -80,7 +81,7 @@ class _Member:
 
 
 def run_experiment(
-    plan: RunPlan,
+    plan: ResolvedRun,
     store: ResultsStore,
     *,
     workspace: Path | None = None,
@@ -100,7 +101,7 @@ def run_experiment(
 class _Run:
     def __init__(
         self,
-        plan: RunPlan,
+        plan: ResolvedRun,
         store: ResultsStore,
         deployer: Deployer,
         observer: RunObserver,
@@ -179,7 +180,7 @@ class _Run:
         )
         self.store.update_record(self.run_id, self.record)
 
-    def _start_one(self, p: ParticipantPlan) -> None:
+    def _start_one(self, p: ResolvedParticipant) -> None:
         try:
             deployment = self.deployer.start(p.name, self.certificates[p.name])
         except SplitTracerError as exc:
@@ -249,7 +250,7 @@ class _Run:
         if errors:
             raise RunError("\n".join(errors))
 
-    def _config_for(self, p: ParticipantPlan, peers: dict[str, PeerInfo]) -> RunConfig:
+    def _config_for(self, p: ResolvedParticipant, peers: dict[str, PeerInfo]) -> RunConfig:
         deployment = self.members[p.name].deployment
         remote_dir: str | None = getattr(deployment, "workspace", None)
         model = self.plan.model
@@ -456,7 +457,7 @@ def _error_text(event: Event) -> str:
 
 
 def _facts(
-    info: ParticipantInfo, plan: ParticipantPlan, energy: dict[str, Any], accelerator: str
+    info: ParticipantInfo, plan: ResolvedParticipant, energy: dict[str, Any], accelerator: str
 ) -> ParticipantRecord:
     return ParticipantRecord(
         energy=msgspec.convert(energy, EnergySensors),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..controller.resolve import RunPlan
+from ..controller.resolve import ResolvedRun
 from ..devices.registry import Registry
 from ..wire.tls import TlsBundle
 from .local import Deployment, LocalDeployer, route_source
@@ -37,7 +37,7 @@ class MixedDeployer:
 
 
 def deployer_for(
-    plan: RunPlan, workspace: Path | None, registry: Registry | None = None, run_id: str | None = None
+    plan: ResolvedRun, workspace: Path | None, registry: Registry | None = None, run_id: str | None = None
 ) -> LocalDeployer | MixedDeployer:
     """The deployer a plan needs: plain local, or local plus SSH for paired devices."""
     remote = {p.name: p.device for p in plan.participants if p.device != LOCAL}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import threading
 import time
 from collections import deque
@@ -38,6 +39,7 @@ from .spans import Attrs, Metric
 __all__ = [
     "SYSTEM_METRICS",
     "SystemSampler",
+    "cpu_model",
     "read_temperatures",
 ]
 
@@ -48,6 +50,17 @@ SYSTEM_METRICS = (
     "cpu_freq_mhz",
     "temperature_c",
 )
+
+
+def cpu_model() -> str:
+    """The CPU's model name, from /proc/cpuinfo where there is one."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") or line.startswith("Model"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def read_temperatures(root: str | Path = "/") -> dict[str, float]:

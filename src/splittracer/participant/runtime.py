@@ -35,7 +35,7 @@ import torch
 from ..clock import now_ns
 from ..errors import DeviceError, PeerError, RunError, SplitTracerError, UserCodeError
 from ..metrics.energy import EnergyProbe, probe_energy
-from ..metrics.system import SystemSampler
+from ..metrics.system import SystemSampler, cpu_model
 from ..models import import_object
 from ..roles import Role
 from ..tasks import Task, decode_task, task_name
@@ -509,17 +509,6 @@ def host_info(name: str) -> ParticipantInfo:
         cpu_model=cpu_model(),
         cpu_count=os.cpu_count() or 0,
     )
-
-
-def cpu_model() -> str:
-    """The CPU's model name, from /proc/cpuinfo where there is one."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") or line.startswith("Model"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _import_role(spec: str, workspace: str | None) -> type[Role]:

@@ -1,6 +1,7 @@
 """Split planning, pure prediction: per-layer latency, cuts and placements, objectives.
 
-Checking a plan against a run and profiling a device over SSH live in :mod:`splittracer.controller`.
+Checking a plan against a run and profiling a device over SSH live in :mod:`splittracer.controller`;
+finding a workspace's profiles is :func:`splittracer.workspace.profile_store`.
 
 * :mod:`~splittracer.plan.profiles` — device profiles (per-layer timings with features), stored as JSON;
 * :mod:`~splittracer.plan.measure` — what a device measures for its profile (times, energy where sensed);
@@ -17,8 +18,8 @@ from .dag import DagPlan, plan_dag
 from .energy import Objective, RadioPower, parse_tx_power
 from .estimate import LayerCosts, layer_costs
 from .graph import ModelGraph, model_graph
-from .planner import ModelPlan, load_profiles, parse_links, plan_model
-from .profiles import DeviceProfile, ProfileStore, profile_local, profile_store
+from .planner import SplitPrediction, load_profiles, parse_links, predict_splits
+from .profiles import DeviceProfile, ProfileStore, profile_local
 from .regression import LatencyModel, fit_latency_model
 
 __all__ = [
@@ -31,10 +32,10 @@ __all__ = [
     "LayerCosts",
     "Link",
     "ModelGraph",
-    "ModelPlan",
     "Objective",
     "ProfileStore",
     "RadioPower",
+    "SplitPrediction",
     "estimate_cuts",
     "fit_latency_model",
     "layer_costs",
@@ -44,7 +45,6 @@ __all__ = [
     "parse_tx_power",
     "plan_chain",
     "plan_dag",
-    "plan_model",
+    "predict_splits",
     "profile_local",
-    "profile_store",
 ]

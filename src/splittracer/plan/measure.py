@@ -6,15 +6,21 @@ splittracer.plan.measure REQUEST`` (started over SSH by
 :mod:`splittracer.controller.profiling`). Only measurements leave the device; the
 layers' features are computed where the profile is stored.
 
-Energy: after the timings, each layer runs alone in a loop for at least
-:data:`ENERGY_WINDOW_S`, in :data:`ENERGY_ROUNDS` rounds, while the
-device's energy sensors are read (:mod:`splittracer.metrics.energy`); a
-round's energy divided by its calls is one sample and the median of the
-rounds is the layer's energy per call. Only the domains that together cover the
-whole device are summed (:func:`splittracer.plan.energy.whole_device_domains`).
-It is the device's energy while it computes, idle power included: what a
-battery pays for the layer. Without a sensor the profile says why, and has
-no energy.
+Energy is measured over the very executions that are timed. With a sensor,
+the model runs as the same chain of one-layer parts in :data:`ENERGY_ROUNDS`
+rounds of at least :data:`ENERGY_WINDOW_S` together, every layer timed as
+without one, while the device's energy sensors are read
+(:mod:`splittracer.metrics.energy`) between the chain's passes. A sensor
+only gives a round's energy, so each layer gets the share of it that its time
+is of the round's layer time; divided by the round's passes that is one
+sample, and the median of the rounds is the layer's energy per call. A layer
+timed in the chain (its weights out of cache after the others ran) and
+metered in a loop of its own would be two different executions: on a device
+of constant power their ratio was far from its power. Only the domains that
+together cover the whole device are summed
+(:func:`splittracer.plan.energy.whole_device_domains`). It is the device's
+energy while it computes, idle power included: what a battery pays for the
+layer. Without a sensor the profile says why, and has no energy.
 
 The protocol on stdout, one JSON document per line after a prefix:
 ``SPLITTRACER_HOST=`` (the device), ``SPLITTRACER_PROGRESS=`` (model,
@@ -31,7 +37,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -41,6 +47,10 @@ from ..split.load import LoadedSplit
 from ..version import __version__
 from .energy import whole_device_domains
 
+if TYPE_CHECKING:
+    from ..split.model import SplitModel
+    from ..split.profile import LayerTiming, ModelProfile
+
 __all__ = [
     "ENERGY_ROUNDS",
     "ENERGY_WINDOW_S",
@@ -49,9 +59,9 @@ __all__ = [
     "MeasuredLayer",
     "MeasuredModel",
     "main",
-    "measure_layer_energy",
     "measure_loaded",
     "measure_model",
+    "measure_with_energy",
 ]
 
 ENERGY_WINDOW_S = 0.25  # RAPL counters tick every ~1 ms and rails are sampled: a window of many ticks
@@ -135,20 +145,23 @@ def measure_loaded(
     progress: Progress | None = None,
     energy: EnergyProbe | None = None,
 ) -> MeasuredModel:
-    """Time every layer (medians over ``repeats`` after ``warmup``), then its energy if ``energy`` can."""
+    """Time every layer (medians over ``repeats`` after ``warmup``) and, if ``energy`` can,
+    measure its energy over the same executions (:func:`measure_with_energy`)."""
     from ..split.profile import profile_layers
     from .graph import granularity_name
 
     report = None if progress is None else (lambda done, total: progress(source, done, total))
-    timed = profile_layers(loaded.split, loaded.example, repeats=repeats, warmup=warmup, progress=report)
-    joules: Sequence[float | None] = [None] * len(timed.layers)
-    domains: tuple[str, ...] = ()
-    note = f"energy {NOT_AVAILABLE}: not asked for"
-    if energy is not None:
-        domains = whole_device_domains(energy.domains)
-        note = "" if domains else energy.describe()
-        if domains:
-            joules = measure_layer_energy(loaded, energy, domains, minimum_calls=repeats, progress=progress)
+    domains = whole_device_domains(energy.domains) if energy is not None else ()
+    note = (
+        f"energy {NOT_AVAILABLE}: not asked for" if energy is None else "" if domains else energy.describe()
+    )
+    if energy is not None and domains:
+        timed, joules = measure_with_energy(
+            loaded, energy, domains, repeats=repeats, warmup=warmup, progress=report
+        )
+    else:
+        timed = profile_layers(loaded.split, loaded.example, repeats=repeats, warmup=warmup, progress=report)
+        joules = [None] * len(timed.layers)
     layers = tuple(
         MeasuredLayer(t.index, t.name, t.type, t.median_ms, t.p25_ms, t.p75_ms, e)
         for t, e in zip(timed.layers, joules)
@@ -166,66 +179,122 @@ def measure_loaded(
     )
 
 
-def measure_layer_energy(
+def measure_with_energy(
     loaded: LoadedSplit,
     energy: EnergyProbe,
     domains: Sequence[str],
     *,
+    repeats: int = 10,
+    warmup: int = 2,
     window_s: float = ENERGY_WINDOW_S,
-    minimum_calls: int = 1,
-    progress: Progress | None = None,
+    progress: Callable[[int, int], None] | None = None,
     clock: Callable[[], int] = time.perf_counter_ns,
-) -> list[float | None]:
-    """Millijoules per call of every layer: each runs alone for ``window_s`` while ``domains`` are read.
+) -> tuple[ModelProfile, list[float | None]]:
+    """Every layer's times and millijoules per call, from the same metered passes of the chain.
 
-    None for a layer whose loop no sensor covered (a reading failed).
+    At least ``repeats`` passes after ``warmup``, in :data:`ENERGY_ROUNDS` rounds
+    that last ``window_s`` together; energy is None for a layer when a reading failed.
     """
     import torch
 
-    sm = loaded.split
+    from ..split.profile import ModelProfile
+
+    sm, x = loaded.split, loaded.example
     parts = [sm.part(k - 1, k) for k in range(1, sm.num_layers + 1)]
-    found: list[float | None] = []
+    total = warmup + ENERGY_ROUNDS
+    rounds: list[_Round] = []
     with torch.no_grad():
-        values: Any = (loaded.example,)
-        for i, part in enumerate(parts):
-            found.append(_layer_energy(part, values, energy, set(domains), window_s, minimum_calls, clock))
-            values = part(*values)
+        for done in range(total):
+            if done < warmup:
+                _timed_pass(parts, x, clock)
+                sm.model(x.clone())
+            else:
+                minimum = -(-repeats // ENERGY_ROUNDS)
+                rounds.append(_metered_round(parts, x, energy, set(domains), minimum, window_s, clock))
             if progress:
-                progress(f"{loaded.spec.source} (energy)", i + 1, len(parts))
-    return found
+                progress(done + 1, total)
+        forward = [_timed_forward(sm.model, x, clock) for _ in range(max(repeats, 1))]
+    timings = _layer_timings(sm, [p for r in rounds for p in r.passes])
+    profile = ModelProfile(timings, repeats, warmup, statistics.median(forward) / 1e6)
+    return profile, [_energy_per_call(rounds, i) for i in range(len(parts))]
 
 
-def _layer_energy(
-    part: Callable[..., Any],
-    values: tuple[Any, ...],
+@dataclass(frozen=True)
+class _Round:
+    """Passes of the chain (each layer's nanoseconds) and the joules the sensors saw meanwhile."""
+
+    passes: list[list[int]]
+    joules: float | None
+
+    def millijoules_per_call(self, layer: int) -> float | None:
+        """The layer's share of the round's energy by its share of the layers' time, per pass."""
+        spent = sum(sum(p) for p in self.passes)
+        if self.joules is None or not spent:
+            return None
+        share = sum(p[layer] for p in self.passes) / spent
+        return self.joules * 1000 * share / len(self.passes)
+
+
+def _metered_round(
+    parts: Sequence[Callable[..., Any]],
+    x: Any,
     energy: EnergyProbe,
     domains: set[str],
+    minimum: int,
     window_s: float,
-    minimum_calls: int,
     clock: Callable[[], int],
-) -> float | None:
-    """The median over :data:`ENERGY_ROUNDS` rounds of one round's energy per call.
+) -> _Round:
+    """At least ``minimum`` passes and ``window_s / ENERGY_ROUNDS`` seconds of the chain.
 
-    A sensor only gives the energy of a whole loop, a mean; other work on
-    the device that stalls a round makes it an outlier the median leaves out.
+    The sensors are read between passes only, so no reading lands inside a timed layer.
     """
-    per_call = []
-    for _ in range(ENERGY_ROUNDS):
-        readings = _read(energy, domains)
-        start = last = clock()
-        calls = 0
-        while calls * ENERGY_ROUNDS < minimum_calls or clock() - start < window_s * 1e9 / ENERGY_ROUNDS:
-            part(*values)
-            calls += 1
-            if clock() - last >= _SAMPLE_EVERY_NS:
-                readings += _read(energy, domains)
-                last = clock()
-        readings += _read(energy, domains)
-        joules = _joules(readings, domains)
-        if joules is None:
-            return None
-        per_call.append(joules * 1000 / calls)
-    return statistics.median(per_call)
+    readings = _read(energy, domains)
+    passes: list[list[int]] = []
+    start = last = clock()
+    while len(passes) < minimum or clock() - start < window_s * 1e9 / ENERGY_ROUNDS:
+        passes.append(_timed_pass(parts, x, clock))
+        if clock() - last >= _SAMPLE_EVERY_NS:
+            readings += _read(energy, domains)
+            last = clock()
+    readings += _read(energy, domains)
+    return _Round(passes, _joules(readings, domains))
+
+
+def _timed_pass(parts: Sequence[Callable[..., Any]], x: Any, clock: Callable[[], int]) -> list[int]:
+    """One pass of the chain on a copy of ``x`` (a part may work in place): each layer's ns."""
+    values: Any = (x.clone(),)
+    stamps = [clock()]
+    for part in parts:
+        values = part(*values)
+        stamps.append(clock())
+    return [b - a for a, b in itertools.pairwise(stamps)]
+
+
+def _timed_forward(model: Callable[..., Any], x: Any, clock: Callable[[], int]) -> int:
+    values = x.clone()
+    start = clock()
+    model(values)
+    return clock() - start
+
+
+def _layer_timings(sm: SplitModel, passes: Sequence[Sequence[int]]) -> list[LayerTiming]:
+    from ..split.profile import LayerTiming
+
+    timings = []
+    for i, layer in enumerate(sm.layers):
+        ms = sorted(p[i] / 1e6 for p in passes)
+        p25, _, p75 = statistics.quantiles(ms, n=4) if len(ms) > 1 else (ms[0], ms[0], ms[0])
+        out = layer.output.bytes if layer.output else 0
+        timings.append(LayerTiming(layer.index, layer.name, layer.type, statistics.median(ms), p25, p75, out))
+    return timings
+
+
+def _energy_per_call(rounds: Sequence[_Round], layer: int) -> float | None:
+    """The median over rounds: other work that stalls a round makes it an outlier it leaves out."""
+    per_call = [r.millijoules_per_call(layer) for r in rounds]
+    if not per_call or any(e is None for e in per_call):
+        return None
+    return statistics.median(e for e in per_call if e is not None)
 
 
 def _read(energy: EnergyProbe, domains: set[str]) -> list[EnergyReading]:

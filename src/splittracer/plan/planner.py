@@ -1,4 +1,4 @@
-"""One call from a model and device profiles to a plan: what ``splittracer plan`` prints."""
+"""One call from a model and device profiles to a split prediction: what ``splittracer plan`` prints."""
 
 from __future__ import annotations
 
@@ -18,11 +18,18 @@ from .estimate import Estimator, LayerCosts, ModelKey, check_profiles, layer_cos
 from .graph import ModelGraph, granularity_name, model_graph
 from .profiles import DeviceProfile, ProfileStore
 
-__all__ = ["ModelPlan", "load_profiles", "parse_links", "plan_loaded", "plan_model", "plan_to_dict"]
+__all__ = [
+    "SplitPrediction",
+    "load_profiles",
+    "parse_links",
+    "predict_loaded",
+    "predict_splits",
+    "prediction_to_dict",
+]
 
 
 @dataclass(frozen=True)
-class ModelPlan:
+class SplitPrediction:
     """A model's per-layer costs on each device, its chain plan and (two devices) its DAG plan.
 
     ``objective`` is what the chain plan's ``best`` minimises; ``radio`` the
@@ -68,7 +75,7 @@ def parse_links(bandwidths: Sequence[str], latencies: Sequence[str], hops: int) 
         raise SplitTracerError(str(exc)) from exc
 
 
-def plan_model(
+def predict_splits(
     source: str,
     profiles: Sequence[DeviceProfile],
     links: Sequence[Link],
@@ -81,7 +88,7 @@ def plan_model(
     dag: bool = False,
     objective: Objective = "latency",
     tx_power: RadioPower | None = None,
-) -> ModelPlan:
+) -> SplitPrediction:
     """Capture ``source`` and plan it over ``profiles`` (first device first).
 
     ``objective="energy"`` picks the split that spends least of the first
@@ -90,7 +97,7 @@ def plan_model(
     when the first device's profile has energy measurements.
     """
     loaded = load_split_model(source, input_shape=input_shape, granularity=granularity, override=override)
-    return plan_loaded(
+    return predict_loaded(
         source,
         loaded,
         profiles,
@@ -103,7 +110,7 @@ def plan_model(
     )
 
 
-def plan_loaded(
+def predict_loaded(
     source: str,
     loaded: LoadedSplit,
     profiles: Sequence[DeviceProfile],
@@ -114,8 +121,8 @@ def plan_loaded(
     dag: bool = False,
     objective: Objective = "latency",
     tx_power: RadioPower | None = None,
-) -> ModelPlan:
-    """Plan an already captured model (see :func:`plan_model`)."""
+) -> SplitPrediction:
+    """Plan an already captured model (see :func:`predict_splits`)."""
     check_profiles(profiles)
     _check_objective(objective, tx_power, dag, len(profiles))
     grain = granularity_name(loaded.split)
@@ -141,7 +148,7 @@ def plan_loaded(
     )
     placement = plan_dag(graph, costs[0].ms, costs[1].ms, links[0], reply=back[0]) if dag else None
     radio = tx_power if energy is not None else None
-    return ModelPlan(
+    return SplitPrediction(
         source, shape, grain, graph, costs, tuple(links), back, chain, placement, objective, radio
     )
 
@@ -160,8 +167,8 @@ def _check_objective(objective: Objective, tx_power: RadioPower | None, dag: boo
         )
 
 
-def plan_to_dict(plan: ModelPlan) -> dict[str, Any]:
-    """A plan as JSON-ready data."""
+def prediction_to_dict(plan: SplitPrediction) -> dict[str, Any]:
+    """A prediction as JSON-ready data."""
     best = plan.chain.best
     data: dict[str, Any] = {
         "model": plan.source,
@@ -205,7 +212,7 @@ def plan_to_dict(plan: ModelPlan) -> dict[str, Any]:
     return data
 
 
-def _estimate_dict(row: ChainEstimate, plan: ModelPlan) -> dict[str, Any]:
+def _estimate_dict(row: ChainEstimate, plan: SplitPrediction) -> dict[str, Any]:
     return {
         "cuts": list(row.cuts),
         "after": [plan.label(k) for k in row.cuts],
@@ -228,7 +235,7 @@ def _energy_dict(row: ChainEstimate) -> dict[str, Any]:
     }
 
 
-def _layer_energy(plan: ModelPlan, i: int) -> dict[str, Any]:
+def _layer_energy(plan: SplitPrediction, i: int) -> dict[str, Any]:
     energy = plan.costs[0].energy_mj
     return {} if energy is None else {"energy_mj": energy[i]}
 

@@ -8,7 +8,9 @@ timings come from the device, so a remote device fills the same format.
 
 Profiles live in the workspace (``results/profiles/NAME.json``) or, outside
 one, in ``$SPLITTRACER_CONFIG_DIR/profiles`` (default
-``$XDG_CONFIG_HOME/splittracer`` or ``~/.config/splittracer``).
+``$XDG_CONFIG_HOME/splittracer`` or ``~/.config/splittracer``). Finding the
+workspace is :func:`splittracer.workspace.profile_store`'s job: this package
+knows no workspace.
 """
 
 from __future__ import annotations
@@ -46,7 +48,6 @@ __all__ = [
     "host_facts",
     "model_record",
     "profile_local",
-    "profile_store",
 ]
 
 FORMAT = 1
@@ -212,18 +213,6 @@ def default_profile_dir(results_dir: Path | None = None) -> Path:
     return Path(xdg) / "splittracer" / "profiles"
 
 
-def profile_store(workspace: Path | None = None) -> ProfileStore:
-    """The profiles of workspace ``workspace``, else of the one around the current
-    directory, else the user's own (when no workspace is in sight)."""
-    from ..manifest import find_workspace_root
-    from ..workspace import open_workspace
-
-    root = workspace if workspace is not None else find_workspace_root(Path.cwd())
-    if root is None:
-        return ProfileStore(default_profile_dir())
-    return ProfileStore(default_profile_dir(open_workspace(root).results_dir))
-
-
 def profile_local(
     sources: Sequence[str],
     *,
@@ -304,7 +293,7 @@ def host_facts() -> HostFacts:
     """This machine, as a profile records it."""
     import torch
 
-    from ..participant.runtime import cpu_model
+    from ..metrics.system import cpu_model
 
     return HostFacts(
         hostname=platform.node(),

@@ -24,15 +24,15 @@ from .summary import SplitRow, summarize, summary_to_dicts
 __all__ = [
     "RunListing",
     "RunSummary",
-    "SplitPlan",
+    "SplitDecision",
     "format_duration",
     "format_timestamp",
     "list_runs",
     "run_duration_s",
     "run_summary",
     "run_to_dict",
+    "split_decisions",
     "split_label",
-    "split_plans",
     "summary_to_dict",
     "write_plots",
 ]
@@ -52,7 +52,7 @@ class RunListing:
 
 
 @dataclass(frozen=True)
-class SplitPlan:
+class SplitDecision:
     """One choice of cuts a run made itself (``split: auto`` or ``adaptive``), and why."""
 
     inference: int  # the first inference it applies to
@@ -64,12 +64,12 @@ class SplitPlan:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """A run, its per-split rows, the names of its model's layers (when recorded) and its plans."""
+    """A run, its per-split rows, the names of its model's layers (when recorded) and its split decisions."""
 
     run: RunInfo
     rows: tuple[SplitRow, ...]
     layers: tuple[str, ...]
-    plans: tuple[SplitPlan, ...] = ()
+    decisions: tuple[SplitDecision, ...] = ()
 
     @property
     def labels(self) -> list[str]:
@@ -93,14 +93,14 @@ def run_summary(store: ResultsStore, run_id: str) -> RunSummary:
     """The per-split summary of a run; a failed run gives whatever it completed."""
     run = store.get_run(run_id)
     rows = summarize(store.spans(run.id))
-    return RunSummary(run, tuple(rows), run.record.layers, split_plans(store.metrics(run.id)))
+    return RunSummary(run, tuple(rows), run.record.layers, split_decisions(store.metrics(run.id)))
 
 
-def split_plans(metrics: Sequence[Metric]) -> tuple[SplitPlan, ...]:
+def split_decisions(metrics: Sequence[Metric]) -> tuple[SplitDecision, ...]:
     """The ``split_plan`` metrics of a run, in the order they were made."""
     made = sorted((m for m in metrics if m.name == "split_plan"), key=lambda m: m.time_ns)
     return tuple(
-        SplitPlan(
+        SplitDecision(
             inference=int(m.attrs.get("inference", 0)),
             cuts=str(m.attrs.get("cuts", int(m.value))),
             reason=str(m.attrs.get("reason", "")),
@@ -183,9 +183,9 @@ def run_to_dict(run: RunInfo) -> dict[str, Any]:
 def summary_to_dict(summary: RunSummary) -> dict[str, Any]:
     """A run summary as JSON-ready data: the run, then one flat dict per split with its label."""
     splits = [{"after": label, **flat} for label, flat in zip(summary.labels, summary_to_dicts(summary.rows))]
-    plans = [dataclasses.asdict(plan) for plan in summary.plans]
+    decisions = [dataclasses.asdict(decision) for decision in summary.decisions]
     return {
         "run": {**run_to_dict(summary.run), "metadata": record_to_dict(summary.run.record)},
         "splits": splits,
-        "plans": plans,
+        "plans": decisions,  # the key users read since runs first recorded them
     }
