@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..controller.provenance import changed_code
 from ..controller.resolve import RunPlan, plan_from_manifest
 from ..controller.run import RunObserver, run_experiment
-from ..deploy.agent import agent_enabled
+from ..deploy.agent_client import agent_enabled
 from ..errors import RunError
 from ..manifest import Manifest, load_manifest
 from ..metrics.store import ResultsStore
