@@ -22,9 +22,9 @@ from pathlib import Path
 import asyncssh
 from _lab import machine, median, workspace
 
+from splittracer.controller.placement import deployer_for_plan
 from splittracer.controller.resolve import resolve_run
 from splittracer.controller.run import run_experiment
-from splittracer.deploy.select import deployer_for
 from splittracer.devices.registry import Device, Registry
 from splittracer.lab import Testbed
 from splittracer.metrics.store import ResultsStore
@@ -73,7 +73,9 @@ def launch_s(ws_root: Path, name: str, registry: Registry) -> float:
     plan = resolve_run(ws.load_manifest(name), ws.root)
     store = ResultsStore(ws.results_db)
     started = time.perf_counter_ns()
-    outcome = run_experiment(plan, store, workspace=ws.root, deployer=deployer_for(plan, ws.root, registry))
+    outcome = run_experiment(
+        plan, store, workspace=ws.root, deployer=deployer_for_plan(plan, ws.root, registry)
+    )
     if outcome.status != "succeeded":
         raise SystemExit(f"run failed: {outcome.error}")
     first = min(s.start_ns for s in store.spans(outcome.run_id, kind="inference"))

@@ -29,7 +29,7 @@ from _lab import machine, median, workspace
 
 from splittracer.controller.resolve import resolve_run
 from splittracer.controller.run import RunObserver, run_experiment
-from splittracer.deploy import agent
+from splittracer.deploy import agent_client as agent
 from splittracer.metrics.store import ResultsStore
 from splittracer.workspace import Workspace
 

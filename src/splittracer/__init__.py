@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # the real names for type checkers; at run time they load laz
     )
     from .controller.resolve import ResolvedParticipant, ResolvedRun, resolve_run
     from .controller.run import RunObserver, RunOutcome, run_experiment
-    from .deploy.local import Deployer
+    from .deploy.base import Deployer, Deployment
     from .experiment import Experiment, RunFailedError, RunResult
     from .manifest import Manifest, load_manifest
     from .metrics.spans import Metric, Span
@@ -74,7 +74,8 @@ _LAZY = {
     ),
     **dict.fromkeys(["ResolvedParticipant", "ResolvedRun", "resolve_run"], "splittracer.controller.resolve"),
     **dict.fromkeys(["RunObserver", "RunOutcome", "run_experiment"], "splittracer.controller.run"),
-    "Deployer": "splittracer.deploy.local",
+    "Deployer": "splittracer.deploy.base",
+    "Deployment": "splittracer.deploy.base",
     **dict.fromkeys(["Experiment", "RunFailedError", "RunResult"], "splittracer.experiment"),
     **dict.fromkeys(["Manifest", "load_manifest"], "splittracer.manifest"),
     **dict.fromkeys(["Metric", "Span"], "splittracer.metrics.spans"),
@@ -106,6 +107,7 @@ __all__ = [
     "ConfigError",
     "Context",
     "Deployer",
+    "Deployment",
     "DeviceError",
     "Experiment",
     "ExperimentInfo",

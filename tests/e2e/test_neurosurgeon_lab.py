@@ -15,9 +15,9 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from splittracer.controller.placement import deployer_for_plan
 from splittracer.controller.resolve import resolve_run
 from splittracer.controller.run import run_experiment
-from splittracer.deploy.select import deployer_for
 from splittracer.devices.registry import Device, Registry
 from splittracer.lab import Testbed, TestbedState
 from splittracer.metrics.store import ResultsStore
@@ -94,8 +94,8 @@ def test_neurosurgeon_across_two_lab_hosts(registry: Registry, tmp_path: Path):
 
 def _sweep_on_the_lab(plan, store: ResultsStore, root: Path, registry: Registry):
     """Run the sweep: per split, by how many ms its forward transfer missed the target around
-    8 x bytes / rate (negative: within it), and the run's record."""
-    outcome = run_experiment(plan, store, workspace=root, deployer=deployer_for(plan, root, registry))
+    8 x bytes / rate (negative: within it), and the run's metadata."""
+    outcome = run_experiment(plan, store, workspace=root, deployer=deployer_for_plan(plan, root, registry))
     assert outcome.status == "succeeded", outcome.error
     record = store.get_run(outcome.run_id).record
     assert {p.hostname for p in record.participants.values()}  # probed on the hosts
@@ -124,7 +124,7 @@ def test_participant_killed_on_a_lab_host(registry: Registry, tmp_path: Path):
 
     def go() -> None:
         result["outcome"] = run_experiment(
-            plan, store, workspace=ws.root, deployer=deployer_for(plan, ws.root, registry)
+            plan, store, workspace=ws.root, deployer=deployer_for_plan(plan, ws.root, registry)
         )
 
     thread = threading.Thread(target=go)
@@ -160,7 +160,7 @@ def test_a_lab_host_sends_to_a_participant_on_the_controller(registry: Registry,
     ws = init_workspace(tmp_path / "ws")
     (ws.experiments_dir / "mixed.yaml").write_text(textwrap.dedent(MIXED))
     plan = resolve_run(ws.load_manifest("mixed"), ws.root)
-    deployer = deployer_for(plan, ws.root, registry)
+    deployer = deployer_for_plan(plan, ws.root, registry)
     assert deployer.local.advertise == lab.bridge_address  # the address the lab hosts reach us at
     store = ResultsStore(ws.results_db)
     outcome = run_experiment(plan, store, workspace=ws.root, deployer=deployer)

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from splittracer.cli import main
-from splittracer.deploy import agent
-from splittracer.deploy.local import AgentDeployment, LocalDeployer, LocalDeployment
+from splittracer.deploy import agent_client as agent
+from splittracer.deploy.agent_client import AgentDeployment
+from splittracer.deploy.local import LocalDeployer, LocalDeployment
 from splittracer.metrics.store import ResultsStore
 from splittracer.wire.tls import issue_run_certificates
 
@@ -186,7 +187,7 @@ def test_an_incompatible_agent_is_not_used(warm, monkeypatch, caplog):
     monkeypatch.setenv("SPLITTRACER_CLOCK_SHIFT_NS", "1000")
     assert main(["agent", "status", "--json"]) == 0
     bundles = issue_run_certificates("run-a", ["cloud"])
-    with caplog.at_level(logging.DEBUG, logger="splittracer.deploy.local"):
+    with caplog.at_level(logging.DEBUG, logger="splittracer.deploy.agent_client"):
         deployment = LocalDeployer().start("cloud", bundles["cloud"])
     try:
         assert isinstance(deployment, LocalDeployment) and deployment.launch == "spawn"

@@ -12,9 +12,9 @@ import pytest
 import torch
 from torchvision.io import encode_jpeg, write_png
 
+from splittracer.controller.placement import deployer_for_plan
 from splittracer.controller.resolve import resolve_run
 from splittracer.controller.run import run_experiment
-from splittracer.deploy.select import deployer_for
 from splittracer.deploy.ssh import SSHDeployer
 from splittracer.devices.errors import DeviceError
 from splittracer.devices.registry import Device, fingerprint_of
@@ -223,7 +223,9 @@ def test_a_run_on_a_device_reads_the_image_folder(sshd: Sshd, tmp_path: Path):
     )
     plan = resolve_run(ws.load_manifest("look"), ws.root)
     store = ResultsStore(ws.results_db)
-    outcome = run_experiment(plan, store, workspace=ws.root, deployer=deployer_for(plan, ws.root, registry))
+    outcome = run_experiment(
+        plan, store, workspace=ws.root, deployer=deployer_for_plan(plan, ws.root, registry)
+    )
     assert outcome.status == "succeeded", outcome.error
     metrics = store.metrics(outcome.run_id)
     means = {int(m.attrs["index"]): m.value for m in metrics if m.name == "input_mean"}

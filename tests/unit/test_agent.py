@@ -12,7 +12,7 @@ import pytest
 
 from splittracer.cli import main
 from splittracer.cli.agent import parse_idle_timeout
-from splittracer.deploy import agent
+from splittracer.deploy import agent_client as agent
 from splittracer.errors import ConfigError
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..deploy import agent as agent_mod
+from ..deploy import agent_client as agent_mod
 from ..errors import ConfigError, RunError
 from ._render import console, print_json, print_table
 
@@ -65,7 +65,7 @@ def start(
         _stop(int(found["pid"]))
         replaced = int(found["pid"])
     directory = agent_mod.ensure_private_dir(agent_mod.agent_dir())
-    command = [sys.executable, "-m", "splittracer.deploy.agent", "--detach"]
+    command = [sys.executable, "-m", "splittracer.deploy.agent_server", "--detach"]
     command += ["--idle-timeout", str(seconds)]
     try:
         done = subprocess.run(

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..controller.provenance import changed_code
 from ..controller.resolve import ResolvedRun, resolve_run
 from ..controller.run import RunObserver
-from ..deploy.agent import agent_enabled
+from ..deploy.agent_client import agent_enabled
 from ..experiment import Experiment, RunFailedError, execute
 from ..manifest import Manifest, load_manifest
 from ..metrics.store import ResultsStore

@@ -23,8 +23,7 @@ import grpc
 import msgspec
 
 from ..clock import now_ns
-from ..deploy.local import Deployer, Deployment, describe_exit
-from ..deploy.select import deployer_for
+from ..deploy.base import Deployer, Deployment, describe_exit
 from ..errors import RunError, SplitTracerError
 from ..metrics.record import ClockRecord, ControllerHost, EnergySensors, ParticipantRecord, RunRecord
 from ..metrics.spans import Metric
@@ -36,6 +35,7 @@ from ..wire.messages import Event, ParticipantInfo, PeerInfo, Reply, RunConfig, 
 from ..wire.tls import CONTROLLER, issue_run_certificates
 from ..wire.transport import deliver, prepare
 from .clocksync import ClockEstimate, estimate_offset, to_controller_clock
+from .placement import deployer_for_plan
 from .resolve import ResolvedParticipant, ResolvedRun
 
 HEARTBEAT_TIMEOUT_S = 5.0
@@ -89,13 +89,11 @@ def run_experiment(
     observer: RunObserver | None = None,
 ) -> RunOutcome:
     """Run ``plan`` once; the run and its spans are in ``store`` whatever happens."""
-    chosen = deployer or deployer_for(plan, workspace)
+    chosen = deployer or deployer_for_plan(plan, workspace)
     try:
         return _Run(plan, store, chosen, observer or RunObserver(), workspace).execute()
     finally:
-        close = getattr(chosen, "close", None)
-        if close is not None:
-            close()
+        chosen.close()
 
 
 class _Run:
@@ -154,7 +152,7 @@ class _Run:
         # Peers talk directly: a remote participant's peer address is not the controller's tunnel.
         peers = {
             m.plan.name: PeerInfo(
-                getattr(m.deployment, "peer_address", "") or m.deployment.address,
+                m.deployment.peer_address,
                 m.plan.stage,
                 data_port=self.info[m.plan.name].data_port,
             )
@@ -166,7 +164,7 @@ class _Run:
             self.record,
             layers=self.layers,
             split_bytes=self.split_bytes,
-            launch={n: getattr(m.deployment, "launch", "spawn") for n, m in self.members.items()},
+            launch={n: m.deployment.launch for n, m in self.members.items()},
             clocks={n: ClockRecord(c.offset_ns, c.uncertainty_ns, c.samples) for n, c in self.clocks.items()},
             participants={
                 m.plan.name: _facts(
@@ -252,7 +250,7 @@ class _Run:
 
     def _config_for(self, p: ResolvedParticipant, peers: dict[str, PeerInfo]) -> RunConfig:
         deployment = self.members[p.name].deployment
-        remote_dir: str | None = getattr(deployment, "workspace", None)
+        remote_dir = deployment.workspace
         model = self.plan.model
         if remote_dir and model is not None:
             # Files (and the dataset folder) named by the manifest were uploaded beside the user code,
@@ -276,7 +274,7 @@ class _Run:
             torch_device=p.torch_device,
             uplink_bps=p.uplink_bps,
             latency_s=p.latency_s,
-            workspace=remote_dir or self.deployer.workspace_path(self.workspace),
+            workspace=remote_dir or (str(self.workspace) if self.workspace else None),
         )
 
     def _submit_playbook(self) -> None:

@@ -1,1 +1,3 @@
-"""Starting participants on devices: the SSH implementation of the controller's Deployer interface."""
+"""Everything that starts and stops participants: the Deployer protocol (:mod:`.base`) and its
+implementations, local (:mod:`.local`), the warm agent (:mod:`.agent_client`, :mod:`.agent_server`)
+and SSH (:mod:`.ssh`), and the choice between them (:mod:`.select`)."""

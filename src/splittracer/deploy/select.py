@@ -2,53 +2,63 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-from ..controller.resolve import ResolvedRun
 from ..devices.registry import Registry
 from ..wire.tls import TlsBundle
-from .local import Deployment, LocalDeployer, route_source
+from .base import Deployer, Deployment
+from .local import LocalDeployer, route_source
+
+__all__ = ["LOCAL", "MixedDeployer", "deployer_for"]
 
 LOCAL = "local"
+"""The device name of this machine: its participants are started as local processes."""
 
 
 class MixedDeployer:
-    """Starts ``local`` participants as subprocesses and the others over SSH."""
+    """Starts the ``remote_names`` participants with ``remote``, every other one with ``local``."""
 
-    def __init__(self, local: LocalDeployer, remote: Any, remote_names: set[str]) -> None:
+    def __init__(self, local: Deployer, remote: Deployer, remote_names: set[str]) -> None:
         self.local = local
         self.remote = remote
         self.remote_names = remote_names
 
     def start(self, name: str, tls: TlsBundle) -> Deployment:
-        """Start ``name`` where the manifest placed it."""
-        deployment: Deployment = (self.remote if name in self.remote_names else self.local).start(name, tls)
-        return deployment
-
-    def workspace_path(self, local: Path | None) -> str | None:
-        """Local participants read the workspace in place (remote ones get their own copy)."""
-        return str(local) if local else None
+        """Start ``name`` where the run placed it."""
+        return (self.remote if name in self.remote_names else self.local).start(name, tls)
 
     def close(self) -> None:
-        """Close the SSH connections."""
-        if self.remote is not None:
+        """Close both deployers (the SSH connections above all)."""
+        try:
             self.remote.close()
+        finally:
+            self.local.close()
 
 
 def deployer_for(
-    plan: ResolvedRun, workspace: Path | None, registry: Registry | None = None, run_id: str | None = None
-) -> LocalDeployer | MixedDeployer:
-    """The deployer a plan needs: plain local, or local plus SSH for paired devices."""
-    remote = {p.name: p.device for p in plan.participants if p.device != LOCAL}
+    devices: Mapping[str, str],
+    workspace: Path | None,
+    *,
+    files: Sequence[Path] = (),
+    dataset: Path | None = None,
+    registry: Registry | None = None,
+    run_id: str | None = None,
+) -> Deployer:
+    """The deployer a run needs: plain local, or local plus SSH for paired devices.
+
+    ``devices``: participant name -> the device it runs on (``local`` for this
+    machine). Participants on devices get a copy of ``workspace``'s user code,
+    of ``files`` and of the ``dataset`` folder; ``registry`` (default: the one
+    ``workspace`` uses) names the devices.
+    """
+    remote = {name: device for name, device in devices.items() if device != LOCAL}
     if not remote:
         return LocalDeployer()
-    from .ssh import SSHDeployer
+    from .ssh import SSHDeployer  # asyncssh is imported only when a run uses a device
 
     registry = registry or Registry.locate(workspace=workspace)
     placements = {name: registry.get(device) for name, device in remote.items()}
-    files = [Path(f) for f in (plan.model.override, plan.model.weights) if f] if plan.model else []
-    dataset = Path(plan.model.dataset) if plan.model and plan.model.dataset else None
     ssh = SSHDeployer(placements, workspace=workspace, files=files, dataset=dataset, run_id=run_id)
     # Local participants must be reachable from the devices: a device's participant sends
     # its tasks straight to them, not through the controller.

@@ -1,4 +1,4 @@
-"""Participants on paired devices over SSH: the controller's Deployer interface, remote.
+"""Participants on paired devices over SSH: the :class:`~.base.Deployer` protocol, remote.
 
 For each participant :class:`SSHDeployer` uploads the workspace's user code
 (and any run files, and the images of an image-folder dataset) to a per-run
@@ -40,15 +40,16 @@ from ..devices.registry import Device
 from ..devices.ssh import Target, connect, quote, remote_home, run, translate, watched_python
 from ..errors import ConfigError
 from ..participant.inputs import image_files
+from ..wire.datalink import join_host_port
 from ..wire.tls import FILES as TLS_FILES
 from ..wire.tls import TlsBundle
-from .local import PORT_PREFIX
+from .base import LOST, PORT_PREFIX
 
 __all__ = ["SSHDeployer", "SSHDeployment"]
 
 T = TypeVar("T")
 PID_PREFIX = "SPLITTRACER_PID="
-START_TIMEOUT_S = 120.0  # torch's first import on a Raspberry Pi takes a while
+DEVICE_START_TIMEOUT_S = 120.0  # torch's first import on a Raspberry Pi takes a while
 CALL_MARGIN_S = 30.0
 TAIL_LINES = 200
 KEEPALIVE_S = 5.0  # a device that stops answering is seen within ~15 s, and its participants as ended
@@ -92,6 +93,8 @@ class _Remote:
 
 class SSHDeployment:
     """A participant running on a device; ``address`` is the local end of its SSH tunnel."""
+
+    launch = "spawn"  # a fresh process on the device: devices run no warm agent
 
     def __init__(self, name: str, device: Device, remote: _Remote, loop: _LoopThread) -> None:
         self.name = name
@@ -137,12 +140,12 @@ class SSHDeployment:
         stderr = asyncio.ensure_future(self._pump_stderr(remote.process))
         self._tasks.add(asyncio.ensure_future(self._pump_stdout(remote.process, port, stderr)))
         self._tasks.add(stderr)
-        remote_port = await asyncio.wait_for(port, START_TIMEOUT_S)
+        remote_port = await asyncio.wait_for(port, DEVICE_START_TIMEOUT_S)
         forward_to = "127.0.0.1" if listen in _ANY_ADDRESS else listen
         remote.listener = await remote.conn.forward_local_port("127.0.0.1", 0, forward_to, remote_port)
         self.address = f"127.0.0.1:{remote.listener.get_port()}"
         peer_host = remote.conn.get_extra_info("peername")[0] if listen in _ANY_ADDRESS else listen
-        self.peer_address = _host_port(str(peer_host), remote_port)
+        self.peer_address = join_host_port(str(peer_host), remote_port)
 
     async def _pump_stdout(
         self, process: asyncssh.SSHClientProcess[str], port: asyncio.Future[int], stderr: asyncio.Future[None]
@@ -248,11 +251,8 @@ class SSHDeployer:
         if device is None:
             raise UnknownDevice(f"participant '{name}' is not placed on any device")
         upload_s = self._dataset_bytes / SLOWEST_UPLOAD_BPS
-        return self._loop.call(self._start(name, device, tls), START_TIMEOUT_S + 3 * CALL_MARGIN_S + upload_s)
-
-    def workspace_path(self, local: Path | None) -> str | None:
-        """Relative: each participant runs in its own per-run directory, which holds the user code."""
-        return "." if local is not None else None
+        timeout = DEVICE_START_TIMEOUT_S + 3 * CALL_MARGIN_S + upload_s
+        return self._loop.call(self._start(name, device, tls), timeout)
 
     def close(self) -> None:
         """Stop every participant still running, close the connections and the loop (idempotent)."""
@@ -396,10 +396,6 @@ async def _put_secrets(sftp: asyncssh.SFTPClient, directory: str, tls: TlsBundle
             await f.write(data)
 
 
-def _host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _exit_status(process: asyncssh.SSHClientProcess[str]) -> int:
     status = process.exit_status
     if status is not None and status >= 0:
@@ -407,14 +403,16 @@ def _exit_status(process: asyncssh.SSHClientProcess[str]) -> int:
     if process.exit_signal is not None:
         with contextlib.suppress(KeyError):
             return -int(signal.Signals["SIG" + process.exit_signal[0]])
-    return 255
+    return LOST
 
 
 def _start_error(exc: BaseException, deployment: SSHDeployment, target: Target, command: str) -> DeviceError:
     shown = f"python -m splittracer.participant (in {deployment.workspace})"
     tail = deployment.output_tail()
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-        message = f"participant '{deployment.name}' did not report its port within {START_TIMEOUT_S:g} s"
+        message = (
+            f"participant '{deployment.name}' did not report its port within {DEVICE_START_TIMEOUT_S:g} s"
+        )
     elif isinstance(exc, EOFError):
         message = f"participant '{deployment.name}' ended before it listened"
     elif isinstance(exc, DeviceError):

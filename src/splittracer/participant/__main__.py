@@ -5,7 +5,7 @@ deployer that started it (a local subprocess or an SSH session) learns
 where to connect; everything else goes to stderr.
 
 :func:`serve` is the same thing without the command line: the warm agent
-(:mod:`splittracer.deploy.agent`) calls it in each process it forks,
+(:mod:`splittracer.deploy.agent_server`) calls it in each process it forks,
 and reports the port over its socket instead of stdout.
 """
 
@@ -17,9 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..wire.tls import TlsBundle
+from . import PORT_PREFIX
 from .runtime import Participant
-
-PORT_PREFIX = "SPLITTRACER_PORT="
 
 
 def _print_port(port: int) -> None:

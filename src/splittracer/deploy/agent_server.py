@@ -1,4 +1,4 @@
-"""The warm agent: a per-user process that forks ready-made local participants.
+"""The warm agent itself: a per-user process that forks ready-made local participants.
 
 A participant started with ``python -m splittracer.participant`` spends
 seconds importing torch and torchvision before it listens. The agent pays
@@ -8,31 +8,19 @@ a participant exactly as the command would (working directory, environment,
 stderr to the run's log file, stdin from ``/dev/null``, a session of its
 own) and answers with its port; the agent answers with the child's pid and,
 when the child ends, its exit status (negative: killed by that signal, as
-:mod:`subprocess` reports it).
+:mod:`subprocess` reports it). Where it lives, its fingerprint and its
+protocol are in :mod:`.agent_client`, which controllers and the CLI use.
 
 Fork safety: before forking the agent has imported modules only. It has
 started no thread of its own, created no gRPC object and run no torch op.
 (Importing numpy starts OpenBLAS's thread pool, which OpenBLAS itself
 shuts down and restarts around ``fork`` with ``pthread_atfork``.)
 
-Compatibility: the agent records a :func:`fingerprint` (the Python
-executable, SplitTracer's version, package directory and the mtimes and
-sizes of its ``.py`` files, torch's version, and environment variables read
-at import time). A controller whose fingerprint differs does not use the
-agent, so an edited checkout never runs stale code.
-
-Protocol: one request per connection, newline-terminated JSON both ways.
-``{"op": "status"}`` answers :meth:`Agent.status`; ``{"op": "start", ...}``
-answers ``{"ok": true, "pid": N}`` (from the agent), ``{"port": P}`` (from
-the child, once it listens) and ``{"exit": S}`` (from the agent, when the
-child ended), or ``{"ok": false, "error": ...}``. A controller that closes
-the connection while its child runs gets the child terminated.
-
 The agent is single-threaded (one ``selectors`` loop) and ends by itself
 after ``idle_timeout`` seconds with no child and no request, and on SIGTERM
 (its children are terminated first, their exits reported).
 
-    python -m splittracer.deploy.agent [--idle-timeout SECONDS] [--detach]
+    python -m splittracer.deploy.agent_server [--idle-timeout SECONDS] [--detach]
 """
 
 from __future__ import annotations
@@ -40,9 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
-import hashlib
 import importlib
-import importlib.metadata
 import io
 import json
 import os
@@ -50,7 +36,6 @@ import random
 import selectors
 import signal
 import socket
-import stat
 import sys
 import time
 import traceback
@@ -60,238 +45,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ..version import __version__
+from .agent_client import (
+    LOG_NAME,
+    MAX_REQUEST_BYTES,
+    SOCKET_NAME,
+    AgentError,
+    agent_dir,
+    differences,
+    ensure_private_dir,
+    fingerprint,
+    send_message,
+)
 
-DIR_ENV = "SPLITTRACER_AGENT_DIR"
-"""Overrides the agent's directory (tests, or several agents side by side)."""
-USE_ENV = "SPLITTRACER_AGENT"
-"""``0``/``off``/``no``/``false``: controllers never use an agent."""
-SOCKET_NAME = "agent.sock"
 LOCK_NAME = "agent.lock"
-LOG_NAME = "agent.log"
 DEFAULT_IDLE_TIMEOUT_S = 900.0
 STOP_GRACE_S = 5.0
 REQUEST_TIMEOUT_S = 10.0
-MAX_REQUEST_BYTES = 4 << 20
-# Environment variables that may take effect when modules are imported: the agent imported
-# them with its own environment, so a child may only be forked for a controller that agrees.
-IMPORT_ENV_PREFIXES = ("SPLITTRACER_", "PYTHON", "OMP_", "MKL_", "OPENBLAS_", "TORCH", "PYTORCH_")
-IGNORED_ENV = frozenset({DIR_ENV, USE_ENV, "PYTHONUNBUFFERED"})
-_PACKAGE_DIR = Path(__file__).resolve().parent.parent
-
-
-class AgentError(Exception):
-    """The agent cannot start, or its directory is not safe to use."""
-
-
-# -- where it lives -----------------------------------------------------------------
-
-
-def agent_dir(env: Mapping[str, str] | None = None) -> Path:
-    """The per-user directory of the agent's socket, lock and log.
-
-    ``$SPLITTRACER_AGENT_DIR`` if set, else ``$XDG_RUNTIME_DIR/splittracer``
-    when that directory exists, else ``~/.cache/splittracer``.
-    """
-    env = os.environ if env is None else env
-    if explicit := env.get(DIR_ENV):
-        return Path(explicit)
-    runtime = env.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isdir(runtime):
-        return Path(runtime) / "splittracer"
-    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
-    return home / ".cache" / "splittracer"
-
-
-def socket_path(env: Mapping[str, str] | None = None) -> Path:
-    """The agent's Unix socket."""
-    return agent_dir(env) / SOCKET_NAME
-
-
-def agent_enabled(env: Mapping[str, str] | None = None) -> bool:
-    """False when ``$SPLITTRACER_AGENT`` turns the agent off for controllers."""
-    env = os.environ if env is None else env
-    return env.get(USE_ENV, "").strip().lower() not in ("0", "off", "no", "false")
-
-
-def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (mode 0700) if needed; refuse one owned by someone else."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = path.lstat()
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
-        raise AgentError(f"{path} is not a directory of this user")
-    if stat.S_IMODE(info.st_mode) & 0o077:
-        os.chmod(path, 0o700)
-    return path
-
-
-def is_private_dir(path: Path) -> bool:
-    """Whether ``path`` is a directory of this user that nobody else can enter."""
-    try:
-        info = path.lstat()
-    except OSError:
-        return False
-    return (
-        stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not stat.S_IMODE(info.st_mode) & 0o077
-    )
-
-
-# -- compatibility ------------------------------------------------------------------
-
-
-def source_digest(package_dir: Path = _PACKAGE_DIR) -> str:
-    """A hash of the relative path, mtime and size of every ``.py`` file of the package."""
-    digest = hashlib.sha256()
-    for path in sorted(package_dir.rglob("*.py")):
-        try:
-            info = path.stat()
-        except OSError:
-            continue
-        digest.update(f"{path.relative_to(package_dir)}\0{info.st_mtime_ns}\0{info.st_size}\n".encode())
-    return digest.hexdigest()[:20]
-
-
-def import_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The variables of ``env`` that imports may read (see ``IMPORT_ENV_PREFIXES``)."""
-    env = os.environ if env is None else env
-    return {
-        k: v for k, v in sorted(env.items()) if k.startswith(IMPORT_ENV_PREFIXES) and k not in IGNORED_ENV
-    }
-
-
-def interpreter(python: str) -> str:
-    """The interpreter behind the path ``python``: its real file, and its virtual environment if any.
-
-    ``.../bin/python`` and ``.../bin/python3.11`` of one installation are the
-    same; two virtual environments made from one Python are not (they see
-    different packages), as Python itself tells them apart by ``pyvenv.cfg``.
-    """
-    path = Path(os.path.abspath(python))
-    venv = next((c for c in (path.parent, path.parent.parent) if (c / "pyvenv.cfg").is_file()), None)
-    return f"{os.path.realpath(path)}" + (f" (venv {venv})" if venv else "")
-
-
-def fingerprint(python: str | None = None, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """What a forked participant shares with the agent: a controller's must match the agent's.
-
-    ``python``: the interpreter a spawned participant would run (default:
-    this one); ``env``: the environment it would get (default: this one).
-    """
-    try:
-        torch_version = importlib.metadata.version("torch")
-    except importlib.metadata.PackageNotFoundError:
-        torch_version = ""
-    return {
-        "python": interpreter(python or sys.executable),
-        "splittracer": __version__,
-        "package": str(_PACKAGE_DIR),
-        "source": source_digest(),
-        "torch": torch_version,
-        "env": import_env(env),
-    }
-
-
-def differences(agent: Mapping[str, Any], mine: Mapping[str, Any]) -> list[str]:
-    """Readable differences between two fingerprints (empty: compatible)."""
-    found = [
-        f"{key}: agent {agent.get(key)!r}, here {mine.get(key)!r}"
-        for key in sorted(set(agent) | set(mine))
-        if key != "env" and agent.get(key) != mine.get(key)
-    ]
-    theirs, ours = agent.get("env", {}), mine.get("env", {})
-    for name in sorted(set(theirs) | set(ours)):
-        if theirs.get(name) != ours.get(name):
-            found.append(f"${name}: agent {theirs.get(name)!r}, here {ours.get(name)!r}")
-    return found
-
-
-# -- client side --------------------------------------------------------------------
-
-
-class LineReader:
-    """Newline-terminated JSON messages from a socket, with deadlines."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self._buffer = b""
-        self.closed = False
-        self.pending: list[dict[str, Any]] = []  # messages to hand out before reading more
-
-    def read(self, timeout: float | None) -> dict[str, Any] | None:
-        """The next message; None at end of stream. Raises ``TimeoutError`` after ``timeout``."""
-        if self.pending:
-            return self.pending.pop(0)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while b"\n" not in self._buffer:
-            if self.closed:
-                return None
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise TimeoutError("no answer from the agent")
-            self.sock.settimeout(remaining)
-            chunk = self.sock.recv(65536)  # socket.timeout is TimeoutError
-            if not chunk:
-                self.closed = True
-                continue
-            self._buffer += chunk
-            if len(self._buffer) > MAX_REQUEST_BYTES:
-                raise ValueError("message from the agent too long")
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        message = json.loads(line)
-        if not isinstance(message, dict):
-            raise ValueError("malformed message from the agent")
-        return message
-
-
-def send_message(sock: socket.socket, message: Mapping[str, Any]) -> None:
-    """Write one message (a JSON object on one line)."""
-    sock.sendall(json.dumps(message).encode() + b"\n")
-
-
-def connect(path: Path | None = None, timeout: float = 2.0) -> socket.socket | None:
-    """A connection to the agent at ``path``; None when no agent answers there or it is unsafe."""
-    path = path or socket_path()
-    if not is_private_dir(path.parent):
-        return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(str(path))
-    except OSError:  # no file, or a stale one: nobody listens
-        sock.close()
-        return None
-    return sock
-
-
-def agent_status(path: Path | None = None, timeout: float = 5.0) -> dict[str, Any] | None:
-    """The running agent's :meth:`Agent.status`, or None when there is none."""
-    sock = connect(path, timeout)
-    if sock is None:
-        return None
-    with sock:
-        try:
-            send_message(sock, {"op": "status"})
-            return LineReader(sock).read(timeout)
-        except (OSError, ValueError, TimeoutError):
-            return None
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return True
-    return fields[0] != "Z"
-
-
-# -- the agent ----------------------------------------------------------------------
 
 
 # Modules torch.export loads on a model's first capture (0.2 s of it here); internal names that
@@ -619,17 +388,18 @@ class Agent:
             os.environ.update({str(k): str(v) for k, v in request["env"].items()})
             sys.path[0] = cwd  # as `python -m` sets it
             tls_dir = Path(request["tls_dir"])
-            sys.argv = [str(Path(__file__).with_name("__main__.py")), "--host", str(request["host"])]
+            from ..participant import __main__ as participant_main
+
+            sys.argv = [str(participant_main.__file__), "--host", str(request["host"])]  # as `python -m`
             sys.argv += ["--port", "0", "--tls-dir", str(tls_dir)]
             _reseed()
-            from ..participant.__main__ import serve
 
             def announce(port: int) -> None:
                 with contextlib.suppress(OSError):
                     send_message(conn.sock, {"port": port})
                 conn.sock.close()
 
-            code = serve(str(request["host"]), 0, tls_dir, announce=announce)
+            code = participant_main.serve(str(request["host"]), 0, tls_dir, announce=announce)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
@@ -699,7 +469,7 @@ def _detach() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m splittracer.deploy.agent", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m splittracer.deploy.agent_server", description=__doc__)
     parser.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S, help="seconds")
     parser.add_argument(
         "--detach", action="store_true", help="run in the background; print its pid once it listens"

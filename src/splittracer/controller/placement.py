@@ -1,0 +1,33 @@
+"""Where a run's participants start: the deployer for a :class:`ResolvedRun`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..deploy.base import Deployer
+from ..deploy.select import deployer_for
+from ..devices.registry import Registry
+from .resolve import ResolvedRun
+
+__all__ = ["deployer_for_plan"]
+
+
+def deployer_for_plan(
+    plan: ResolvedRun, workspace: Path | None, registry: Registry | None = None, run_id: str | None = None
+) -> Deployer:
+    """The deployer ``plan`` needs: its participants' devices, and the files devices need a copy of.
+
+    The model's override and weights files and its dataset folder go to every
+    participant on a device, beside the workspace's user code.
+    """
+    model = plan.model
+    files = [Path(f) for f in (model.override, model.weights) if f] if model else []
+    dataset = Path(model.dataset) if model and model.dataset else None
+    return deployer_for(
+        {p.name: p.device for p in plan.participants},
+        workspace,
+        files=files,
+        dataset=dataset,
+        registry=registry,
+        run_id=run_id,
+    )
