@@ -32,7 +32,7 @@ import msgspec
 from .config import did_you_mean
 from .controller.resolve import ResolvedRun, resolve_run
 from .controller.run import RunObserver, run_experiment
-from .errors import ConfigError, RunError
+from .errors import INTERRUPTED, ConfigError, RunError
 from .manifest import Manifest, PlaybookEntry
 from .metrics.spans import Span
 from .metrics.store import ResultsStore
@@ -60,7 +60,7 @@ class RunResult:
 
     run_id: str
     experiment: str
-    status: str  # "succeeded" or "failed"
+    status: str  # "succeeded", "failed" or "interrupted" (Ctrl-C)
     error: str | None
     elapsed_s: float
     summary: RunSummary
@@ -78,11 +78,16 @@ class RunResult:
 
 
 class RunFailedError(RunError):
-    """A run started and then failed; ``result`` holds what it measured until then."""
+    """A run started and then failed or was interrupted; ``result`` holds what it measured until then.
+
+    An interrupted run (Ctrl-C) exits with 130, as shells expect; a failed one with 1.
+    """
 
     def __init__(self, result: RunResult) -> None:
-        super().__init__(f"run {result.run_id} failed: {result.error}")
+        super().__init__(f"run {result.run_id} {result.status}: {result.error}")
         self.result = result
+        if result.status == "interrupted":
+            self.exit_code = INTERRUPTED
 
 
 @dataclass(frozen=True)

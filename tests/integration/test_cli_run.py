@@ -115,3 +115,42 @@ def test_example_by_hand_runs(workspace):
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)["summary"]
     assert [row["split"] for row in summary] == list(range(22))
+
+
+def test_ctrl_c_ends_the_run_as_interrupted_with_exit_130(workspace):
+    import signal
+    import time
+
+    from splittracer.metrics.store import ResultsStore
+
+    manifest = (workspace / "experiments" / "neurosurgeon.yaml").read_text()
+    (workspace / "experiments" / "long.yaml").write_text(
+        manifest.replace("name: neurosurgeon", "name: long").replace("uplink: lte", "uplink: 100mbit")
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "splittracer", "run", "long", "--workspace", str(workspace), "--no-plot"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    db = workspace / "results" / "splittracer.sqlite"
+    deadline = time.monotonic() + 180
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            if db.exists():
+                with ResultsStore(db) as store:
+                    runs = store.list_runs()
+                    if runs and len(store.spans(runs[0].id)) > 20:  # past start-up: inferences recorded
+                        break
+            time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    with ResultsStore(db) as store:
+        run = store.get_run("latest")
+    assert run.status == "interrupted"

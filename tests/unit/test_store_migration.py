@@ -127,3 +127,16 @@ def test_unreadable_old_metadata_is_refused_and_the_store_left_as_it_was(old_sto
         ResultsStore(old_store)
     assert _applied(old_store) == [1]
     assert _v1_metadata(old_store, DONE)["layers"] == ["conv1", "relu1", "pool1", "fc"]
+
+
+def test_a_migrated_store_records_an_interrupted_run_and_keeps_every_span(old_store: Path) -> None:
+    with ResultsStore(old_store) as store:
+        before = {run.id: len(store.spans(run.id)) for run in store.list_runs()}
+        run_id = store.create_run("again", "name: again\n")
+        store.finish_run(run_id, "interrupted", "interrupted by the user")
+        assert store.get_run(run_id).status == "interrupted"
+        assert {run.id: len(store.spans(run.id)) for run in store.list_runs() if run.id != run_id} == before
+    with sqlite3.connect(old_store) as conn:
+        assert conn.execute("PRAGMA foreign_keys").fetchone() == (0,)  # a fresh connection's default
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    conn.close()

@@ -45,7 +45,7 @@ WorkspaceOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 
-_STATUS_STYLE = {"running": "yellow", "succeeded": "green", "failed": "bold red"}
+_STATUS_STYLE = {"running": "yellow", "succeeded": "green", "failed": "bold red", "interrupted": "magenta"}
 
 
 def _store(workspace: Path | None) -> ResultsStore:

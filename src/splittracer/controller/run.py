@@ -27,7 +27,7 @@ from ..deploy.base import Deployer, Deployment, describe_exit
 from ..errors import RunError, SplitTracerError
 from ..metrics.record import ClockRecord, ControllerHost, EnergySensors, ParticipantRecord, RunRecord
 from ..metrics.spans import Metric
-from ..metrics.store import ResultsStore
+from ..metrics.store import EndStatus, ResultsStore
 from ..metrics.system import cpu_model
 from ..participant.runtime import open_channel
 from ..version import __version__
@@ -122,6 +122,7 @@ class _Run:
     def execute(self) -> RunOutcome:
         started = time.monotonic()
         error: str | None = None
+        interrupted = False
         try:
             self._start_all()
             self._submit_playbook()
@@ -129,11 +130,11 @@ class _Run:
         except SplitTracerError as exc:
             error = exc.render()
         except KeyboardInterrupt:
-            error = "interrupted by the user"
+            error, interrupted = "interrupted by the user", True
         finally:
             self._teardown()
-        status = "failed" if error else "succeeded"
-        self.store.finish_run(self.run_id, status, error)  # type: ignore[arg-type]
+        status: EndStatus = "interrupted" if interrupted else "failed" if error else "succeeded"
+        self.store.finish_run(self.run_id, status, error)
         return RunOutcome(self.run_id, status, error, self.info, time.monotonic() - started)
 
     # -- start ------------------------------------------------------------------

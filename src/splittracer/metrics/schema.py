@@ -79,6 +79,24 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     ),
     # 2: run metadata became a typed, versioned record (see record.py).
     ("ALTER TABLE runs RENAME COLUMN metadata TO record", _typed_records),
+    # 3: a run stopped by Ctrl-C is 'interrupted', not 'failed'. SQLite cannot change a CHECK
+    # constraint in place: the table is rebuilt (spans and metrics refer to it by name).
+    (
+        """CREATE TABLE runs_new (
+            id TEXT PRIMARY KEY,
+            experiment TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'interrupted')),
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            error TEXT,
+            manifest TEXT NOT NULL,
+            record TEXT NOT NULL
+        )""",
+        """INSERT INTO runs_new
+            SELECT id, experiment, status, started_at, ended_at, error, manifest, record FROM runs""",
+        "DROP TABLE runs",
+        "ALTER TABLE runs_new RENAME TO runs",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

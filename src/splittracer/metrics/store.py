@@ -27,7 +27,8 @@ from .record import RunRecord, decode_record, encode_record
 from .schema import migrate
 from .spans import Attrs, Metric, Span
 
-RunStatus = Literal["running", "succeeded", "failed"]
+EndStatus = Literal["succeeded", "failed", "interrupted"]
+RunStatus = Literal["running", "succeeded", "failed", "interrupted"]
 
 
 _SPAN_COLUMNS = (
@@ -111,8 +112,17 @@ class ResultsStore:
             yield conn
 
     def _migrate(self) -> None:
-        with self._write() as conn:
-            migrate(conn, self.path)
+        # SQLite's way to rebuild a table others refer to: foreign keys off outside the
+        # transaction, checked by hand before it commits, on again after.
+        self._conn.execute("PRAGMA foreign_keys = OFF")
+        try:
+            with self._write() as conn:
+                migrate(conn, self.path)
+                broken = conn.execute("PRAGMA foreign_key_check").fetchone()
+                if broken:
+                    raise SplitTracerError(f"results store {self.path}: a row of {broken[0]} lost its run")
+        finally:
+            self._conn.execute("PRAGMA foreign_keys = ON")
 
     # -- writing ------------------------------------------------------------
 
@@ -170,10 +180,10 @@ class ResultsStore:
             conn.execute("UPDATE runs SET record = ? WHERE id = ?", (encode_record(record), resolved))
 
     def finish_run(
-        self, run_id: str, status: Literal["succeeded", "failed"], error: str | None = None
+        self, run_id: str, status: EndStatus, error: str | None = None
     ) -> None:
         """Mark a run as ended with ``status`` (and the reason, when it failed)."""
-        if status not in ("succeeded", "failed"):
+        if status not in ("succeeded", "failed", "interrupted"):
             raise ValueError(f"a run finishes as 'succeeded' or 'failed', not '{status}'")
         ended = datetime.now(timezone.utc).isoformat()
         with self._write() as conn:
