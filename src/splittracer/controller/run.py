@@ -29,11 +29,12 @@ from ..deploy.select import deployer_for
 from ..errors import RunError, SplitTracerError
 from ..metrics.spans import Metric
 from ..metrics.store import ResultsStore
-from ..participant.runtime import cpu_model, open_channel
+from ..participant.delivery import prepare_task
+from ..participant.runtime import cpu_model
 from ..version import __version__
+from ..wire.grpc_path import deliver, open_channel
 from ..wire.messages import Event, ParticipantInfo, PeerInfo, Reply, RunConfig, decoder, encode, method
 from ..wire.tls import CONTROLLER, issue_run_certificates
-from ..wire.transport import deliver, prepare
 from .clocksync import ClockEstimate, estimate_offset, to_controller_clock
 from .resolve import ParticipantPlan, RunPlan
 
@@ -281,7 +282,7 @@ class _Run:
     def _submit_playbook(self) -> None:
         self.observer.phase("running")
         for name, task in self.plan.playbook:
-            outgoing = prepare(task, sender="controller", sender_stage=-1)
+            outgoing = prepare_task(task, sender="controller", sender_stage=-1)
             raw = deliver(self.members[name].channel, outgoing, timeout=CONTROL_TIMEOUT_S)
             reply = decoder(Reply).decode(raw)
             if not reply.ok:

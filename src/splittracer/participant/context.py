@@ -20,8 +20,9 @@ from ..errors import RunError, SplitError
 from ..split.model import SplitModel
 from ..split.parts import Part
 from ..tasks import Task, task_name
+from ..wire.envelope import Outgoing, Tags
 from ..wire.messages import RunConfig
-from ..wire.transport import Outgoing, Tags, prepare
+from .delivery import prepare_task
 from .inputs import InputSource
 from .recorder import TaggedRecorder
 
@@ -223,7 +224,7 @@ class ParticipantContext:
             known = ", ".join(sorted(self.peers))
             raise RunError(f"'{self.participant}' has no peer named '{peer}' (peers: {known})")
         tags = self.tags
-        outgoing = prepare(
+        outgoing = prepare_task(
             task,
             sender=self.participant,
             sender_stage=self.stage,
