@@ -45,6 +45,7 @@ import msgspec
 import torch
 
 from splittracer.errors import UserCodeError, WireError
+from splittracer.wire.envelope import EncodedTask
 from splittracer.wire.tensors import TensorMeta, decode_tensor, encode_tensor
 
 if sys.version_info >= (3, 11):
@@ -114,19 +115,6 @@ class Task:
         cls._st_spec = spec
 
 
-@dataclasses.dataclass(frozen=True)
-class EncodedTask:
-    """A task on the wire: a msgpack header and the raw tensor buffers it refers to, in order."""
-
-    header: bytes
-    buffers: list[memoryview | bytes]
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of header and buffers together."""
-        return len(self.header) + sum(memoryview(b).nbytes for b in self.buffers)
-
-
 class _Header(msgspec.Struct, array_like=True, forbid_unknown_fields=True, frozen=True):
     version: int
     type: str
@@ -169,7 +157,7 @@ def encode_task(task: Task) -> EncodedTask:
         tensors=collector.metas,
         fields=msgspec.Raw(fields),
     )
-    return EncodedTask(header=msgspec.msgpack.encode(header), buffers=list(collector.buffers))
+    return EncodedTask(header=msgspec.msgpack.encode(header), buffers=list(collector.buffers), name=spec.name)
 
 
 def decode_task(header: bytes | memoryview, buffers: Sequence[bytes | bytearray | memoryview]) -> Task:

@@ -21,7 +21,7 @@ from splittracer.devices.registry import Device, fingerprint_of
 from splittracer.errors import ConfigError
 from splittracer.metrics.store import ResultsStore
 from splittracer.participant.inputs import InputSource
-from splittracer.participant.runtime import open_channel
+from splittracer.wire.grpc_path import open_channel
 from splittracer.wire.messages import ParticipantInfo, decoder, method
 from splittracer.wire.tls import CONTROLLER, TlsBundle, issue_run_certificates
 

@@ -8,12 +8,13 @@ import grpc
 import pytest
 
 from splittracer.deploy.local import LocalDeployer
-from splittracer.participant.runtime import open_channel
+from splittracer.errors import PeerError
+from splittracer.participant.delivery import prepare_task
 from splittracer.tasks import Task
-from splittracer.wire.datalink import DataLinks
+from splittracer.wire.datalink import SocketLink, client_context
+from splittracer.wire.grpc_path import open_channel
 from splittracer.wire.messages import ParticipantInfo, decoder, method
 from splittracer.wire.tls import CONTROLLER, issue_run_certificates
-from splittracer.wire.transport import prepare
 
 
 @pytest.fixture
@@ -70,15 +71,15 @@ def test_the_data_port_serves_only_holders_of_the_runs_certificate(participant):
         port = hello(channel).data_port
     assert port > 0
     address = ("127.0.0.1", port)
-    links = DataLinks(bundles[CONTROLLER])
+    link = SocketLink("cloud", address, client_context(bundles[CONTROLLER]))
     for _ in range(2):  # an unknown task is an error answer; the connection stays usable
-        reply, frame = links.exchange(
-            "cloud", address, prepare(Stray(note="hi"), sender="x", sender_stage=0), None
-        )
+        reply, frame = link.exchange(prepare_task(Stray(note="hi"), sender="x", sender_stage=0))
         assert not reply.ok and "unknown task type 'Stray'" in reply.error and frame is None
-    links.close()
-    stranger = issue_run_certificates("run-b", ["cloud"])[CONTROLLER]
+    with pytest.raises(PeerError, match=r"'cloud' failed on Stray: .*unknown task type 'Stray'"):
+        link.send(prepare_task(Stray(note="hi"), sender="x", sender_stage=0))
+    link.close()
+    stranger = SocketLink(
+        "cloud", address, client_context(issue_run_certificates("run-b", ["cloud"])[CONTROLLER])
+    )
     with pytest.raises(ssl.SSLError):
-        DataLinks(stranger).exchange(
-            "cloud", address, prepare(Stray(note="hi"), sender="x", sender_stage=0), None
-        )
+        stranger.exchange(prepare_task(Stray(note="hi"), sender="x", sender_stage=0))

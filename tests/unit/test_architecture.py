@@ -37,13 +37,6 @@ LAYERS: list[set[str]] = [
     {"errors"},
 ]
 USER_CODE = {"__main__", "examples"}
-# What the reorganisation still has to remove; each entry goes when its fix lands, and the
-# list ends empty. A new violation fails at once.
-PENDING = {
-    "splittracer.wire.transport imports splittracer.tasks",
-    "tasks -> wire -> tasks",
-    "splittracer.participant.runtime",
-}
 MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 60
 
@@ -114,7 +107,6 @@ def test_imports_flow_down_the_layers():
         for module, target in sorted(pairs):
             if _layer_of(_package_of(target)) <= _layer_of(source_pkg):
                 upward.append(f"{module} imports {target}")
-    upward = [u for u in upward if u not in PENDING]
     assert not upward, "imports against the layer order (see ARCHITECTURE.md):\n" + "\n".join(upward)
 
 
@@ -131,16 +123,11 @@ def test_no_import_cycle_between_packages():
 
     for start in sorted(graph):
         visit(start, [start])
-    cycles = [c for c in cycles if c not in PENDING]
     assert not cycles, "import cycles between packages:\n" + "\n".join(cycles)
 
 
 def test_no_module_over_the_limit():
-    long = {
-        m: n
-        for m, p in _modules().items()
-        if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES and m not in PENDING
-    }
+    long = {m: n for m, p in _modules().items() if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
     assert not long, f"modules over {MAX_MODULE_LINES} lines (split them by concern): {long}"
 
 
@@ -159,7 +146,7 @@ def test_every_layer_exists_and_the_checker_sees_imports():
     """Guards the checker itself: a package renamed away or a parser that sees nothing passes vacuously."""
     packages = {_package_of(m) for m in _modules()}
     for layer in LAYERS:
-        for package in layer - PENDING:
+        for package in layer:
             assert package in packages, f"{package} is listed in LAYERS but does not exist"
     edges = _package_edges()
     assert ("splittracer.controller.run", "splittracer.metrics.store") in edges["controller"]
@@ -170,5 +157,4 @@ def test_builtin_roles_use_the_public_context():
     path = _modules()["splittracer.builtin"]
     imported = _imported("splittracer.builtin", path, set(_modules()))
     private = sorted(t for t in imported if ".participant" in t)
-    private = [t for t in private if f"splittracer.builtin imports {t}" not in PENDING]
     assert not private, f"splittracer.builtin imports the participant runtime: {private}"

@@ -11,23 +11,26 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from splittracer.errors import RunError
+from splittracer.errors import PeerError, RunError
+from splittracer.participant.delivery import open_incoming, prepare_task
 from splittracer.tasks import Task
 from splittracer.wire import datalink
 from splittracer.wire.datalink import (
     ConnectionClosed,
-    DataLinks,
     DataListener,
     Reader,
+    SocketLink,
+    client_context,
     decode_frame,
     read_answer,
     read_frame,
     send_answer,
     send_frame,
 )
+from splittracer.wire.envelope import Incoming, Tags, encode_envelope
 from splittracer.wire.messages import Reply
+from splittracer.wire.shaping import LinkShaper
 from splittracer.wire.tls import issue_run_certificates
-from splittracer.wire.transport import Incoming, LinkShaper, Tags, prepare
 
 
 class Pair(Task):
@@ -52,16 +55,17 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
 
 def test_a_frame_arrives_whole_with_its_tensors_in_writable_buffers(pair):
     a, b = pair
-    outgoing = prepare(_task(50_000), sender="phone", sender_stage=0, tags=Tags(inference=7, split=3))
+    outgoing = prepare_task(_task(50_000), sender="phone", sender_stage=0, tags=Tags(inference=7, split=3))
     threading.Thread(target=send_frame, args=(a, outgoing)).start()
     incoming = decode_frame(read_frame(Reader(b)))
-    task = incoming.task
+    received = open_incoming(incoming)
+    task = received.task
     assert isinstance(task, Pair) and task.name == "x"
     assert torch.equal(task.first, torch.arange(50_000, dtype=torch.float32))
     assert torch.equal(task.second, torch.ones(3, 4, dtype=torch.int64))
     task.first[0] = -1  # handlers may change what they received
-    assert incoming.envelope.tags == Tags(inference=7, split=3)
-    assert incoming.first_chunk_ns <= incoming.received_ns <= incoming.decoded_ns
+    assert received.envelope.tags == Tags(inference=7, split=3) and incoming.via == "socket"
+    assert incoming.first_chunk_ns <= incoming.received_ns <= incoming.decompressed_ns <= received.decoded_ns
 
 
 def test_frames_sent_back_to_back_are_read_apart(pair):
@@ -69,25 +73,26 @@ def test_frames_sent_back_to_back_are_read_apart(pair):
     a, b = pair
     sizes = [3, 40_000, 5, 1, 20_000]
     frames = [
-        prepare(_task(n), sender="phone", sender_stage=0, tags=Tags(inference=i)) for i, n in enumerate(sizes)
+        prepare_task(_task(n), sender="phone", sender_stage=0, tags=Tags(inference=i))
+        for i, n in enumerate(sizes)
     ]
     writer = threading.Thread(target=lambda: [send_frame(a, f) for f in frames])
     writer.start()
     reader = Reader(b)
     for i, n in enumerate(sizes):
-        incoming = decode_frame(read_frame(reader))
-        task = incoming.task
-        assert isinstance(task, Pair) and incoming.envelope.tags.inference == i
+        received = open_incoming(decode_frame(read_frame(reader)))
+        task = received.task
+        assert isinstance(task, Pair) and received.envelope.tags.inference == i
         assert torch.equal(task.first, torch.arange(n, dtype=torch.float32))
     writer.join()
 
 
 def test_compressed_frames_decompress(pair):
     a, b = pair
-    outgoing = prepare(_task(), sender="phone", sender_stage=0, codec="zstd")
+    outgoing = prepare_task(_task(), sender="phone", sender_stage=0, codec="zstd")
     assert outgoing.bytes_wire < outgoing.bytes_raw
     send_frame(a, outgoing)
-    task = decode_frame(read_frame(Reader(b))).task
+    task = open_incoming(decode_frame(read_frame(Reader(b)))).task
     assert isinstance(task, Pair) and torch.equal(task.first, torch.arange(1000, dtype=torch.float32))
 
 
@@ -96,7 +101,7 @@ def test_an_answer_carries_a_reply_task_or_none(pair):
     send_answer(a, (Reply(ok=False, error="boom"), None))
     reply, frame = read_answer(Reader(b))
     assert not reply.ok and reply.error == "boom" and frame is None
-    send_answer(a, (Reply(), prepare(_task(10), sender="cloud", sender_stage=1, is_reply=True)))
+    send_answer(a, (Reply(), prepare_task(_task(10), sender="cloud", sender_stage=1, is_reply=True)))
     reply, frame = read_answer(Reader(b))
     assert reply.ok and frame is not None
     assert decode_frame(frame).envelope.is_reply
@@ -111,8 +116,8 @@ def test_a_closed_connection_between_frames_is_a_normal_end(pair):
 
 def test_a_frame_cut_short_is_an_error(pair):
     a, b = pair
-    outgoing = prepare(_task(10_000), sender="phone", sender_stage=0)
-    header = datalink._ENCODER.encode(outgoing.envelope)
+    outgoing = prepare_task(_task(10_000), sender="phone", sender_stage=0)
+    header = encode_envelope(outgoing.envelope)
     a.sendall(len(header).to_bytes(4, "little") + header + b"\0" * 100)
     a.close()
     with pytest.raises(RunError, match="middle of a task"):
@@ -128,7 +133,7 @@ def test_an_absurd_header_length_is_refused(pair):
 
 def test_the_shaper_paces_a_frame_on_the_data_plane(pair):
     a, b = pair
-    outgoing = prepare(_task(25_000), sender="phone", sender_stage=0)  # 100 KB
+    outgoing = prepare_task(_task(25_000), sender="phone", sender_stage=0)  # 100 KB
     expected_s = 8 * outgoing.bytes_wire / 8e6 + 0.02
     reader = threading.Thread(target=read_frame, args=(Reader(b),))
     reader.start()
@@ -145,10 +150,10 @@ def test_the_shaper_paces_a_frame_on_the_data_plane(pair):
 def _echo(read) -> tuple[Reply, object]:
     """A receiver that answers every task with a reply carrying the first tensor doubled."""
     incoming: Incoming = read()
-    task = incoming.task
+    task = open_incoming(incoming).task
     assert isinstance(task, Pair)
     answer = Pair(name="back", first=task.first * 2, second=task.second)
-    return Reply(), prepare(answer, sender="cloud", sender_stage=1, is_reply=True)
+    return Reply(), prepare_task(answer, sender="cloud", sender_stage=1, is_reply=True)
 
 
 @pytest.fixture
@@ -162,29 +167,31 @@ def cloud():
 
 def test_a_holder_of_the_runs_certificate_exchanges_tasks(cloud):
     bundles, port = cloud
-    links = DataLinks(bundles["phone"])
+    link = SocketLink("cloud", ("127.0.0.1", port), client_context(bundles["phone"]))
     for round_ in range(3):  # the connection is kept and reused
-        reply, frame = links.exchange(
-            "cloud", ("127.0.0.1", port), prepare(_task(), sender="phone", sender_stage=0), None
-        )
+        reply, frame = link.exchange(prepare_task(_task(), sender="phone", sender_stage=0))
         assert reply.ok and frame is not None
-        task = decode_frame(frame).task
+        task = open_incoming(decode_frame(frame)).task
         assert isinstance(task, Pair) and task.name == "back"
         assert torch.equal(task.first, 2 * torch.arange(1000, dtype=torch.float32))
-        assert len(links.idle_connections("cloud")) == 1, round_
+        assert len(link.idle_connections()) == 1, round_
     # On loopback the authenticated connection continues in plain TCP (see the datalink docs).
-    (sock,) = links.idle_connections("cloud")
+    (sock,) = link.idle_connections()
     assert not isinstance(sock, ssl.SSLSocket)
-    links.close()
+    link.close()
+    assert link.idle_connections() == []
 
 
 def test_a_peer_with_another_runs_certificate_is_refused(cloud):
     _, port = cloud
     stranger = issue_run_certificates("run-b", ["phone", "cloud"])["phone"]
+    link = SocketLink("cloud", ("127.0.0.1", port), client_context(stranger))
+    outgoing = prepare_task(_task(), sender="phone", sender_stage=0)
     with pytest.raises(ssl.SSLError):
-        DataLinks(stranger).exchange(
-            "cloud", ("127.0.0.1", port), prepare(_task(), sender="phone", sender_stage=0), None
-        )
+        link.exchange(outgoing)
+    with pytest.raises(PeerError, match="cannot reach 'cloud'") as info:
+        link.send(outgoing)  # through the Link interface: the sender's error, naming the peer
+    assert info.value.peer == "cloud"
 
 
 def test_a_client_certificate_of_another_run_gets_no_answer(cloud):
@@ -199,14 +206,14 @@ def test_a_client_certificate_of_another_run_gets_no_answer(cloud):
         pytest.raises((ssl.SSLError, OSError, RunError, ConnectionClosed)),
         context.wrap_socket(raw, server_hostname="cloud") as sock,
     ):
-        send_frame(sock, prepare(_task(), sender="phone", sender_stage=0))
+        send_frame(sock, prepare_task(_task(), sender="phone", sender_stage=0))
         read_answer(Reader(sock))
 
 
 def test_plaintext_gets_no_answer(cloud):
     _, port = cloud
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        send_frame(sock, prepare(_task(), sender="phone", sender_stage=0))
+        send_frame(sock, prepare_task(_task(), sender="phone", sender_stage=0))
         with pytest.raises((RunError, OSError)):
             read_answer(Reader(sock))
 

@@ -60,7 +60,9 @@ def test_energy_per_layer_is_the_sensors_energy_per_call(resnet18_split):
     # loop), which the layers' shares carry too; a single layer is a median over few rounds.
     ratios = [(layer.energy_mj or 0.0) / (2 * layer.median_ms) for layer in measured.layers]
     assert 0.75 < statistics.median(ratios) < 1.25, ratios
-    assert all(0.5 < r < 2.0 for r in ratios), ratios
+    # One layer is a median of five rounds: a busy machine can skew a short layer's share
+    # twofold; a unit slip (J for mJ, per loop for per call) is off by 5x or more.
+    assert all(0.25 < r < 4.0 for r in ratios), ratios
     record = model_record(measured, resnet18_split)
     assert record.has_energy and record.energy_domains == ("rapl/package-0",)
 

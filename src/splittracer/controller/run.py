@@ -29,11 +29,11 @@ from ..metrics.record import ClockRecord, ControllerHost, EnergySensors, Partici
 from ..metrics.spans import Metric
 from ..metrics.store import EndStatus, ResultsStore
 from ..metrics.system import cpu_model
-from ..participant.runtime import open_channel
+from ..participant.delivery import prepare_task
 from ..version import __version__
+from ..wire.grpc_path import deliver, open_channel
 from ..wire.messages import Event, ParticipantInfo, PeerInfo, Reply, RunConfig, decoder, encode, method
 from ..wire.tls import CONTROLLER, issue_run_certificates
-from ..wire.transport import deliver, prepare
 from .clocksync import ClockEstimate, estimate_offset, to_controller_clock
 from .placement import deployer_for_plan
 from .resolve import ResolvedParticipant, ResolvedRun
@@ -281,7 +281,7 @@ class _Run:
     def _submit_playbook(self) -> None:
         self.observer.phase("running")
         for name, task in self.plan.playbook:
-            outgoing = prepare(task, sender="controller", sender_stage=-1)
+            outgoing = prepare_task(task, sender="controller", sender_stage=-1)
             raw = deliver(self.members[name].channel, outgoing, timeout=CONTROL_TIMEOUT_S)
             reply = decoder(Reply).decode(raw)
             if not reply.ok:

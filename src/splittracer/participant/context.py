@@ -21,8 +21,9 @@ from ..roles import Tensors
 from ..split.model import SplitModel
 from ..split.parts import Part
 from ..tasks import Task, task_name
+from ..wire.envelope import Outgoing, Tags
 from ..wire.messages import RunConfig, RunOptions
-from ..wire.transport import Outgoing, Tags, prepare
+from .delivery import prepare_task
 from .inputs import InputSource
 from .recorder import TaggedRecorder
 
@@ -230,7 +231,7 @@ class ParticipantContext:
             known = ", ".join(sorted(self.peers))
             raise RunError(f"'{self.participant}' has no peer named '{peer}' (peers: {known})")
         tags = self.tags
-        outgoing = prepare(
+        outgoing = prepare_task(
             task,
             sender=self.participant,
             sender_stage=self.stage,

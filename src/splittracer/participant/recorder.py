@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..metrics.spans import Attrs, Span, SpanRecorder
-from ..wire.transport import Tags
+from ..wire.envelope import Tags
 
 
 class TaggedRecorder(SpanRecorder):

@@ -1,13 +1,16 @@
 """The participant process: a gRPC control server, a data plane, an inbox, and a worker.
 
 Threads: gRPC's pool serves the controller's calls (and Deliver calls from a
-peer that has no data port); the data plane (:mod:`.datalink`) has a thread
-per connection from a peer. One worker thread takes tasks from the inbox,
-highest priority first (arrival order among equals), and runs the role's
-handler, so a role never sees two of its handlers at once; a call that finds
-the participant idle runs on the thread it arrived on instead (see
+peer that has no data port); the data plane (:mod:`splittracer.wire.datalink`)
+has a thread per connection from a peer. One worker thread takes tasks from
+the inbox, highest priority first (arrival order among equals), and runs the
+role's handler, so a role never sees two of its handlers at once; a call that
+finds the participant idle runs on the thread it arrived on instead (see
 ``_claim_idle``). ``ctx.call`` may block the worker: the answer comes back
 on the connection the call went out on, not through the inbox.
+
+Tasks go out through one :class:`~splittracer.wire.link.Link` per peer:
+the data plane for a peer that announced a data port, gRPC otherwise.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from collections.abc import Callable, Iterator
 from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -33,30 +35,22 @@ import msgspec
 import torch
 
 from ..clock import now_ns
-from ..errors import DeviceError, PeerError, RunError, SplitTracerError, UserCodeError
+from ..errors import PeerError, RunError, SplitTracerError, UserCodeError
 from ..metrics.energy import EnergyProbe, probe_energy
 from ..metrics.system import SystemSampler, cpu_model
-from ..models import import_object
 from ..roles import Role
-from ..tasks import Task, decode_task, task_name
+from ..tasks import Task, task_name
 from ..version import __version__
-from ..wire.datalink import Answer, DataLinks, DataListener, decode_frame, split_host_port
-from ..wire.messages import Event, ParticipantInfo, Reply, RunConfig, decoder, encode
+from ..wire.datalink import DataListener, SocketLink, client_context, split_host_port
+from ..wire.envelope import Incoming, Outgoing, Tags
+from ..wire.grpc_path import GRPC_OPTIONS, GrpcLink, delivery_handlers
+from ..wire.link import Answer, Link
+from ..wire.messages import Event, ParticipantInfo, PeerInfo, Reply, RunConfig, decoder, encode
+from ..wire.shaping import LinkShaper
 from ..wire.tls import TlsBundle
-from ..wire.transport import (
-    GRPC_OPTIONS,
-    Incoming,
-    LinkShaper,
-    Outgoing,
-    Tags,
-    deliver,
-    pack,
-    prepare,
-    receive,
-    unpack,
-)
 from .context import ParticipantContext
-from .inputs import InputSource
+from .delivery import Received, open_incoming, prepare_task, record_received
+from .loading import accelerator_name, import_role, load_model
 from .recorder import TaggedRecorder
 
 FLUSH_INTERVAL_S = 0.1
@@ -68,7 +62,7 @@ ORPHAN_TIMEOUT_S = 30.0
 class _Queued:
     priority: int
     seq: int
-    incoming: Incoming | None = field(compare=False)  # None: stop the worker
+    received: Received | None = field(compare=False)  # None: stop the worker
     result: Future[Task | None] | None = field(default=None, compare=False)  # set when the sender waits
 
 
@@ -85,9 +79,8 @@ class Participant:
         self._events: queue.Queue[Event] = queue.Queue()
         self._inbox: queue.PriorityQueue[_Queued] = queue.PriorityQueue()
         self._seq = itertools.count()
-        self._channels: dict[str, grpc.Channel] = {}
-        self._links = DataLinks(tls)
-        self._data_addresses: dict[str, tuple[str, int]] = {}  # peers with a data port (see _apply)
+        self._links: dict[str, Link] = {}  # one per peer (see _apply)
+        self._link_context = client_context(tls)
         self._data: DataListener | None = None
         self.data_port = 0
         self._shaper = LinkShaper()
@@ -112,14 +105,9 @@ class Participant:
             "Hello": grpc.unary_unary_rpc_method_handler(self._hello),
             "Configure": grpc.unary_unary_rpc_method_handler(self._configure),
             "Watch": grpc.unary_stream_rpc_method_handler(self._watch),
-            "Deliver": grpc.stream_unary_rpc_method_handler(
-                lambda m, _c: self._accept_call(lambda: receive(m))
-            ),
-            "DeliverOne": grpc.unary_unary_rpc_method_handler(
-                lambda m, _c: self._accept_call(lambda: unpack(m))
-            ),
             "Shutdown": grpc.unary_unary_rpc_method_handler(self._shutdown),
             "Clock": grpc.unary_unary_rpc_method_handler(_clock),
+            **delivery_handlers(self._accept, lambda: self._shaper),
         }
         self.server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler("splittracer.Participant", handlers),)
@@ -140,7 +128,8 @@ class Participant:
         self._stopped.wait()
         if self._data is not None:
             self._data.close()
-        self._links.close()
+        for link in self._links.values():
+            link.close()
         if self.server is not None:
             self.server.stop(grace=1.0).wait()
 
@@ -171,17 +160,14 @@ class Participant:
 
     def _apply(self, config: RunConfig) -> None:
         self.config = config
-        self._data_addresses = {
-            name: (split_host_port(peer.address)[0], peer.data_port)
-            for name, peer in config.peers.items()
-            if peer.data_port
-        }
         if config.threads:
             torch.set_num_threads(config.threads)
         self._shaper = LinkShaper(config.uplink_bps, config.latency_s)
+        peers = {name: peer for name, peer in config.peers.items() if name != config.name}
+        self._links = {name: self._link(name, peer) for name, peer in peers.items()}
         self.recorder = TaggedRecorder(config.run_id, config.name, config.stage, clock=now_ns)
-        role_class = _import_role(config.role, config.workspace)
-        model, inputs = _load_model(config)
+        role_class = import_role(config.role, config.workspace)
+        model, inputs = load_model(config)
         self.ctx = ParticipantContext(
             config, self.recorder, self._send, self._emit, model, inputs, set_uplink=self._set_uplink
         )
@@ -196,6 +182,13 @@ class Participant:
         ).start()
         self._worker = threading.Thread(target=self._work, name="worker", daemon=True)
         self._worker.start()
+
+    def _link(self, peer: str, info: PeerInfo) -> Link:
+        """How tasks reach ``peer``: its data port when it announced one, gRPC otherwise."""
+        if info.data_port:
+            address = (split_host_port(info.address)[0], info.data_port)
+            return SocketLink(peer, address, self._link_context, self._shaper)
+        return GrpcLink(peer, info.address, self.tls, self._shaper)
 
     def _watch(self, _request: bytes, context: Any) -> Iterator[bytes]:
         self._watchers += 1
@@ -230,41 +223,34 @@ class Participant:
 
     # -- data plane -----------------------------------------------------------------
 
-    def _accept_call(self, read: Callable[[], Incoming]) -> bytes:
-        """A task that came over gRPC: the answer on the call's response, a reply task packed in it."""
-        reply, outgoing = self._accept(read)
-        if outgoing is not None:
-            reply = msgspec.structs.replace(reply, payload=pack(outgoing, self._shaper))
-        return encode(reply)
-
     def _accept(self, read: Callable[[], Incoming]) -> Answer:
         """Take a task (over gRPC or the data plane): queue it, or run it here; what to answer."""
         try:
-            incoming = read()
+            received = open_incoming(read())
         except Exception as exc:
             self._emit(
                 "error", message=f"'{self._name}' rejected a task: {exc}", traceback=traceback.format_exc()
             )
             return _error_reply(exc), None
-        self._record_receive(incoming)
-        priority = incoming.task.priority
-        if not incoming.envelope.expects_reply:
-            self._enqueue(_Queued(-priority, next(self._seq), incoming))
+        self._record_receive(received)
+        priority = received.task.priority
+        if not received.envelope.expects_reply:
+            self._enqueue(_Queued(-priority, next(self._seq), received))
             return Reply(), None
         if self._claim_idle():
-            return self._answer(incoming, *self._handle_inline(incoming))
+            return self._answer(received, *self._handle_inline(received))
         result: Future[Task | None] = Future()
-        self._enqueue(_Queued(-priority, next(self._seq), incoming, result))
+        self._enqueue(_Queued(-priority, next(self._seq), received, result))
         try:
             answer = result.result()
         except Exception as exc:
             return _error_reply(exc), None
-        return self._answer(incoming, answer, None)
+        return self._answer(received, answer, None)
 
-    def _answer(self, incoming: Incoming, answer: Task | None, error: Exception | None) -> Answer:
+    def _answer(self, received: Received, answer: Task | None, error: Exception | None) -> Answer:
         if error is not None:
             return _error_reply(error), None
-        return Reply(), (self._prepare_reply(answer, incoming) if answer is not None else None)
+        return Reply(), (self._prepare_reply(answer, received) if answer is not None else None)
 
     def _enqueue(self, item: _Queued) -> None:
         with self._busy_lock:
@@ -287,19 +273,19 @@ class Participant:
             self._busy = 1
             return True
 
-    def _handle_inline(self, incoming: Incoming) -> tuple[Task | None, Exception | None]:
+    def _handle_inline(self, received: Received) -> tuple[Task | None, Exception | None]:
         try:
             with self._run_lock:
-                return self._dispatch(incoming)
+                return self._dispatch(received)
         finally:
             with self._busy_lock:
                 self._busy -= 1
 
-    def _prepare_reply(self, answer: Task, request: Incoming) -> Outgoing:
+    def _prepare_reply(self, answer: Task, request: Received) -> Outgoing:
         """The handler's answer, to travel back over our own emulated uplink."""
         assert self.ctx is not None and self.config is not None
         tags = request.envelope.tags
-        outgoing = prepare(
+        outgoing = prepare_task(
             answer,
             sender=self._name,
             sender_stage=self.config.stage,
@@ -314,62 +300,16 @@ class Participant:
         self._shaper.set_rate(rate_bps)
 
     def _send(self, peer: str, outgoing: Outgoing, timeout: float | None = None) -> Task | None:
-        assert self.config is not None
-        data_address = self._data_addresses.get(peer)
-        try:
-            if data_address is not None:
-                reply, frame = self._links.exchange(peer, data_address, outgoing, self._shaper, timeout)
-                incoming = decode_frame(frame) if frame is not None else None
-            else:
-                reply, incoming = self._send_over_grpc(
-                    peer, self.config.peers[peer].address, outgoing, timeout
-                )
-        except (OSError, grpc.RpcError) as exc:
-            detail = exc.details() if isinstance(exc, grpc.RpcError) else str(exc) or type(exc).__name__
-            raise PeerError(f"cannot reach '{peer}': {detail}", peer=peer) from exc
-        if not reply.ok:
-            raise PeerError(f"'{peer}' failed on {task_name_of(outgoing)}: {reply.error}", peer=peer)
+        incoming = self._links[peer].send(outgoing, timeout)
         if incoming is None:
             return None
-        self._record_receive(incoming)
-        return incoming.task
+        received = open_incoming(incoming)
+        self._record_receive(received)
+        return received.task
 
-    def _send_over_grpc(
-        self, peer: str, address: str, outgoing: Outgoing, timeout: float | None
-    ) -> tuple[Reply, Incoming | None]:
-        channel = self._channels.get(peer)
-        if channel is None:
-            channel = self._channels[peer] = open_channel(address, peer, self.tls)
-        reply = decoder(Reply).decode(deliver(channel, outgoing, self._shaper, timeout))
-        return reply, (unpack(reply.payload) if reply.payload else None)
-
-    def _record_receive(self, incoming: Incoming) -> None:
-        if self.recorder is None:
-            return
-        env = incoming.envelope
-        raw, wire = sum(env.raw_sizes), sum(env.wire_sizes) + len(env.task_header)
-        add = self.recorder.add_span
-        add("receive", incoming.first_chunk_ns, incoming.received_ns, env.tags, bytes_wire=wire)
-        if env.codec != "none":
-            add("decompress", incoming.received_ns, incoming.decompressed_ns, env.tags, bytes_raw=raw)
-        add("deserialize", incoming.decompressed_ns, incoming.decoded_ns, env.tags, bytes_raw=raw)
-        direction = "reply" if env.is_reply else "forward"
-        attrs: dict[str, str | int | float | bool] = {
-            "from": env.sender,
-            "to": self._name,
-            "direction": direction,
-            "via": incoming.via,
-        }
-        add(
-            "transfer",
-            env.sent_ns,
-            incoming.decoded_ns,
-            env.tags,
-            stage=env.sender_stage,
-            bytes_raw=raw,
-            bytes_wire=wire,
-            attrs=attrs,
-        )
+    def _record_receive(self, received: Received) -> None:
+        if self.recorder is not None:
+            record_received(self.recorder, received, self._name)
 
     # -- worker -------------------------------------------------------------------
 
@@ -381,7 +321,7 @@ class Participant:
             self._role_ready = ready
         while True:
             item = self._inbox.get()
-            if item.incoming is None:
+            if item.received is None:
                 break
             if ready:
                 with self._run_lock:
@@ -399,18 +339,18 @@ class Participant:
         self._stopped.set()
 
     def _handle(self, item: _Queued) -> None:
-        assert item.incoming is not None
-        answer, error = self._dispatch(item.incoming)
+        assert item.received is not None
+        answer, error = self._dispatch(item.received)
         if item.result is not None:
             if error is not None:
                 item.result.set_exception(error)
             else:
                 item.result.set_result(answer)
 
-    def _dispatch(self, incoming: Incoming) -> tuple[Task | None, Exception | None]:
+    def _dispatch(self, received: Received) -> tuple[Task | None, Exception | None]:
         """Run the role's handler for one task: its answer (a Task or None), or the error it raised."""
         assert self.ctx is not None and self.role is not None and self.recorder is not None
-        task, envelope = incoming.task, incoming.envelope
+        task, envelope = received.task, received.envelope
         with self.ctx.tagged(envelope.tags):
             try:
                 result = self._run_handler(task, envelope.tags, envelope.sender)
@@ -476,24 +416,9 @@ class Participant:
                 os._exit(3)
 
 
-def open_channel(address: str, peer: str, tls: TlsBundle | None) -> grpc.Channel:
-    """A channel to ``peer``: mutual TLS when the run has certificates."""
-    if tls is None:
-        return grpc.insecure_channel(address, options=GRPC_OPTIONS)
-    return tls.channel(address, peer, list(GRPC_OPTIONS))
-
-
 def _clock(_request: bytes, _context: Any) -> bytes:
     """Our span clock, for the controller's offset estimate."""
     return now_ns().to_bytes(8, "little", signed=True)
-
-
-def task_name_of(outgoing: Outgoing) -> str:
-    """Type name of an outgoing task (for error messages)."""
-    try:
-        return task_name(decode_task(outgoing.envelope.task_header, [bytearray(b) for b in outgoing.buffers]))
-    except Exception:
-        return "a task"
 
 
 def host_info(name: str) -> ParticipantInfo:
@@ -511,68 +436,6 @@ def host_info(name: str) -> ParticipantInfo:
     )
 
 
-def _import_role(spec: str, workspace: str | None) -> type[Role]:
-    if workspace and workspace not in sys.path:
-        sys.path.insert(0, workspace)
-    if workspace and (Path(workspace) / "tasks.py").exists():
-        import_object("tasks", "__name__")
-    module, _, attr = spec.partition(":")
-    role = import_object(module, attr)
-    if not (isinstance(role, type) and issubclass(role, Role)):
-        raise UserCodeError(f"'{spec}' is not a Role subclass")
-    return role
-
-
-def _load_model(config: RunConfig) -> tuple[Any, InputSource | None]:
-    if config.model is None:
-        return None, None
-    from ..split.load import load_split_model
-
-    m = config.model
-    loaded = load_split_model(
-        m.source,
-        input_shape=tuple(m.input_shape) if m.input_shape else None,
-        granularity=m.granularity,
-        override=m.override,
-        weights=m.weights,
-        seed=config.options.seed,
-        device=torch_device(config.torch_device, config.name),
-    )
-    return loaded.split, InputSource(loaded.spec.input_shape, seed=config.options.seed, dataset=m.dataset)
-
-
-def torch_device(name: str, participant: str) -> torch.device:
-    """The torch device a participant computes on, refused clearly when this host lacks it."""
-    device = torch.device(name)
-    host = socket.gethostname()
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise DeviceError(
-                f"participant '{participant}' asks for torch_device '{name}', "
-                f"but torch {torch.__version__} on {host} sees no CUDA device",
-                hint="Give it a device with a GPU (`splittracer device ls` shows which have CUDA), "
-                "or drop torch_device from the manifest to compute on the CPU.",
-            )
-        if device.index is not None and device.index >= count:
-            raise DeviceError(
-                f"participant '{participant}' asks for torch_device '{name}', but {host} has "
-                f"{count} CUDA device(s): cuda:0..cuda:{count - 1}",
-                hint="Use one of those indices.",
-            )
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise DeviceError(
-            f"participant '{participant}' asks for torch_device 'mps', but torch on {host} has no MPS",
-            hint="MPS needs a Mac with Apple silicon; drop torch_device to compute on the CPU.",
-        )
-    return device
-
-
-def accelerator_name(device: torch.device) -> str:
-    """A readable name of the accelerator behind ``device`` ('' for the CPU)."""
-    if device.type == "cuda":
-        return str(torch.cuda.get_device_name(device))
-    return "Apple MPS" if device.type == "mps" else ""
 
 
 def _failed_peer(exc: BaseException) -> str:

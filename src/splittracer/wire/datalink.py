@@ -28,8 +28,11 @@ nor inject loopback TCP, and AES-GCM at ~3.5 GB/s (what this project's
 machines do) would otherwise cost as much as the loopback copy itself,
 halving tensor throughput. Links to other hosts stay encrypted.
 
-Link emulation is the sender's: :class:`~.transport.LinkShaper` paces each
-chunk before it is written, as on the gRPC path.
+Link emulation is the sender's: :class:`~.shaping.LinkShaper` paces each
+chunk before it is written, as on the gRPC path (:mod:`.grpc_path`). A
+frame starts with the same envelope encoding as that path
+(:func:`~.envelope.frame_prefix`), and :class:`SocketLink` is the same
+:class:`~.link.Link`.
 """
 
 from __future__ import annotations
@@ -48,22 +51,21 @@ import msgspec
 
 from ..clock import now_ns
 from ..errors import RunError
-from .messages import Reply, decoder
+from .envelope import PREFIX_BYTES, Envelope, Incoming, Outgoing, arrived, decode_envelope, frame_prefix
+from .link import Answer, Handler, check_reply, unreachable
+from .messages import Reply, decoder, encode
+from .shaping import LinkShaper
 from .tls import TlsBundle
-from .transport import _ENCODER, _ENVELOPES, Envelope, Incoming, LinkShaper, Outgoing, _finish
 
 CHUNK_BYTES = 256 << 10  # paced writes: the shaper's granularity on an emulated link
 MAX_ENVELOPE_BYTES = 64 << 20
 MAX_BUFFER_BYTES = 1 << 36
 HANDSHAKE_TIMEOUT_S = 10.0
 _IOV_BATCH = 512  # below every platform's IOV_MAX
-_U32 = 4
+_U32 = PREFIX_BYTES
 
 # (envelope, received buffers, time the frame's first bytes arrived, time its last did)
 RawFrame = tuple[Envelope, list[bytearray], int, int]
-# What a receiver answers: the Reply and, for ctx.call, the handler's answer to send back
-Answer = tuple[Reply, "Outgoing | None"]
-Handler = Callable[[Callable[[], Incoming]], Answer]
 
 
 class ConnectionClosed(Exception):
@@ -75,13 +77,12 @@ class ConnectionClosed(Exception):
 
 def send_frame(sock: socket.socket, outgoing: Outgoing, shaper: LinkShaper | None = None) -> None:
     """Write ``outgoing`` as one frame, paced by ``shaper`` when it emulates a link."""
-    header = _ENCODER.encode(outgoing.envelope)
-    prefix = len(header).to_bytes(_U32, "little") + header
+    prefix = frame_prefix(outgoing.envelope)
     if shaper is None or not shaper.active:
         _send_all(sock, [prefix, *outgoing.buffers])
         return
     shaper.wait_latency()
-    shaper.pace(len(header))
+    shaper.pace(len(prefix) - _U32)
     sock.sendall(prefix)
     for buffer in outgoing.buffers:
         view = memoryview(buffer).cast("B")
@@ -97,7 +98,7 @@ def read_frame(reader: Reader) -> RawFrame:
     first_ns = now_ns()
     if size > MAX_ENVELOPE_BYTES:
         raise RunError(f"a peer sent a frame header of {size} bytes; the limit is {MAX_ENVELOPE_BYTES}")
-    envelope = _ENVELOPES.decode(reader.read_exact(size))
+    envelope = decode_envelope(reader.read_exact(size))
     buffers = []
     for length in envelope.wire_sizes:
         if not 0 <= length <= MAX_BUFFER_BYTES:
@@ -109,17 +110,15 @@ def read_frame(reader: Reader) -> RawFrame:
 
 
 def decode_frame(frame: RawFrame) -> Incoming:
-    """Decompress and decode a frame's task (timed like the gRPC path)."""
+    """Decompress a frame's buffers (timed like the gRPC path); its task is decoded above."""
     envelope, buffers, first_ns, received_ns = frame
-    incoming = _finish(envelope, buffers, first_ns, received_ns)
-    incoming.via = "socket"
-    return incoming
+    return arrived(envelope, buffers, first_ns, received_ns, "socket")
 
 
 def send_answer(sock: socket.socket, answer: Answer, shaper: LinkShaper | None = None) -> None:
     """Write a receiver's answer: the Reply, then the answering task's frame if there is one."""
     reply, outgoing = answer
-    body = _ENCODER.encode(reply)
+    body = encode(reply)
     sock.sendall(bytes([outgoing is not None]) + len(body).to_bytes(_U32, "little") + body)
     if outgoing is not None:
         send_frame(sock, outgoing, shaper)
@@ -212,6 +211,11 @@ class Reader:
 
 
 # -- security -------------------------------------------------------------------------
+
+
+def client_context(tls: TlsBundle | None) -> ssl.SSLContext | None:
+    """The context :class:`SocketLink`\\s of one participant share (None: plaintext, no TLS)."""
+    return _context(tls, server=False) if tls is not None else None
 
 
 def _context(tls: TlsBundle, *, server: bool) -> ssl.SSLContext:
@@ -327,61 +331,75 @@ class DataListener:
 # -- sending --------------------------------------------------------------------------
 
 
-class DataLinks:
-    """Connections to peers' data ports, opened on first use and reused; one per call in flight."""
+class SocketLink:
+    """A :class:`~.link.Link` to one peer's data port.
 
-    def __init__(self, tls: TlsBundle | None) -> None:
-        self._context = _context(tls, server=False) if tls is not None else None
-        self._idle: dict[str, list[Reader]] = {}
-        self._lock = threading.Lock()
+    Connections open on first use and are kept for the next call; there is
+    one per call in flight, since an answer comes back on the connection its
+    task went out on. ``context`` comes from :func:`client_context`.
+    """
 
-    def exchange(
+    def __init__(
         self,
         peer: str,
         address: tuple[str, int],
-        outgoing: Outgoing,
-        shaper: LinkShaper | None,
-        timeout: float | None = None,
-    ) -> tuple[Reply, RawFrame | None]:
-        """Send ``outgoing`` to ``peer`` and read its answer."""
-        reader = self._take(peer) or Reader(self._connect(peer, address))
+        context: ssl.SSLContext | None,
+        shaper: LinkShaper | None = None,
+    ) -> None:
+        self.peer = peer
+        self.address = address
+        self._context = context
+        self._shaper = shaper
+        self._idle: list[Reader] = []
+        self._lock = threading.Lock()
+
+    def send(self, outgoing: Outgoing, timeout: float | None = None) -> Incoming | None:
+        """Deliver ``outgoing``; the answering task, or None (see :class:`~.link.Link`)."""
+        try:
+            reply, frame = self.exchange(outgoing, timeout)
+        except OSError as exc:
+            raise unreachable(self.peer, str(exc) or type(exc).__name__) from exc
+        check_reply(self.peer, outgoing, reply)
+        return decode_frame(frame) if frame is not None else None
+
+    def exchange(self, outgoing: Outgoing, timeout: float | None = None) -> tuple[Reply, RawFrame | None]:
+        """Send ``outgoing`` and read the answer as it came (OSError if the connection fails)."""
+        reader = self._take() or Reader(self._connect())
         try:
             if reader.sock.gettimeout() != timeout:  # setting it costs a system call: only on change
                 reader.sock.settimeout(timeout)
-            send_frame(reader.sock, outgoing, shaper)
+            send_frame(reader.sock, outgoing, self._shaper)
             answer = read_answer(reader)
         except BaseException:
             reader.sock.close()  # its state is unknown: never reused
             raise
         with self._lock:
-            self._idle.setdefault(peer, []).append(reader)
+            self._idle.append(reader)
         return answer
 
-    def idle_connections(self, peer: str) -> list[socket.socket]:
-        """The connections to ``peer`` waiting for the next call."""
+    def idle_connections(self) -> list[socket.socket]:
+        """The connections waiting for the next call."""
         with self._lock:
-            return [reader.sock for reader in self._idle.get(peer, [])]
+            return [reader.sock for reader in self._idle]
 
     def close(self) -> None:
         """Close every idle connection."""
         with self._lock:
-            for readers in self._idle.values():
-                for reader in readers:
-                    reader.sock.close()
+            for reader in self._idle:
+                reader.sock.close()
             self._idle.clear()
 
-    def _take(self, peer: str) -> Reader | None:
+    def _take(self) -> Reader | None:
         with self._lock:
-            readers = self._idle.get(peer)
-            return readers.pop() if readers else None
+            return self._idle.pop() if self._idle else None
 
-    def _connect(self, peer: str, address: tuple[str, int]) -> socket.socket:
-        sock = socket.create_connection(address, timeout=HANDSHAKE_TIMEOUT_S)
+    def _connect(self) -> socket.socket:
+        sock = socket.create_connection(self.address, timeout=HANDSHAKE_TIMEOUT_S)
         try:
             _tune(sock)
             wrapped = None
             if self._context is not None:
-                wrapped = self._context.wrap_socket(sock, server_hostname=peer)
+                wrapped = self._context.wrap_socket(sock, server_hostname=self.peer)
             settled = _settle(sock, wrapped)
         except BaseException:
             sock.close()

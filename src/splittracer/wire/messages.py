@@ -34,7 +34,7 @@ class ParticipantInfo(msgspec.Struct, frozen=True):
     splittracer: str
     cpu_model: str
     cpu_count: int
-    data_port: int = 0  # where peers send tasks (see participant.datalink); 0: over gRPC
+    data_port: int = 0  # where peers send tasks (see wire.datalink); 0: over gRPC
 
 
 class PeerInfo(msgspec.Struct, frozen=True):

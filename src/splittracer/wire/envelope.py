@@ -1,0 +1,155 @@
+"""The envelope: how one encoded task travels, on either path (socket frames or gRPC).
+
+A task leaves a participant as an :class:`Envelope` (who sends, reply
+routing, trace tags, codec, buffer sizes, the task's header) and its tensor
+buffers, compressed by the run's codec. Both paths start a task the same
+way, with :func:`frame_prefix`: the envelope's length (u32, little endian)
+and the envelope in msgpack; the buffers follow. What arrives is an
+:class:`Incoming`: the envelope and the decompressed buffers, ready for the
+task's own decoder (``splittracer.tasks.decode_task``). This module knows
+nothing of task types: it carries an :class:`EncodedTask`, header and
+buffers, made and read by the layers above.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+
+from ..clock import now_ns
+from .codecs import get_codec
+
+PREFIX_BYTES = 4  # the u32 envelope length in front of every envelope
+
+
+class Tags(msgspec.Struct, frozen=True):
+    """Trace context carried with a task: spans on the receiver inherit it."""
+
+    inference: int = -1
+    split: int = -1
+    warmup: bool = False
+
+
+class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+    """What travels in front of a task's buffers."""
+
+    sender: str
+    sender_stage: int
+    sent_ns: int
+    task_header: bytes
+    codec: str = "none"
+    raw_sizes: list[int] = []
+    wire_sizes: list[int] = []
+    tags: Tags = Tags()
+    expects_reply: bool = False  # the sender waits: the handler's result rides on the response
+    is_reply: bool = False
+
+
+@dataclass(frozen=True)
+class EncodedTask:
+    """A task on the wire: a msgpack header and the raw tensor buffers it refers to, in order."""
+
+    header: bytes
+    buffers: list[memoryview | bytes]
+    name: str = ""  # the task type's registry name, for messages about it
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of header and buffers together."""
+        return len(self.header) + sum(memoryview(b).nbytes for b in self.buffers)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A task encoded and compressed, ready to send, with its timings."""
+
+    envelope: Envelope
+    buffers: list[bytes | memoryview]
+    serialize_ns: tuple[int, int]
+    compress_ns: tuple[int, int]
+    task_name: str = ""
+
+    @property
+    def bytes_raw(self) -> int:
+        """Tensor bytes before compression."""
+        return sum(self.envelope.raw_sizes)
+
+    @property
+    def bytes_wire(self) -> int:
+        """Bytes that cross the link: envelope and compressed buffers."""
+        return sum(self.envelope.wire_sizes) + len(self.envelope.task_header)
+
+
+@dataclass
+class Incoming:
+    """An envelope and its buffers as they arrived (decompressed), with receive-side timings."""
+
+    envelope: Envelope
+    buffers: list[bytearray]
+    first_chunk_ns: int
+    received_ns: int
+    decompressed_ns: int
+    via: str = "grpc"  # the path it came by: "grpc", or "socket" (the data plane)
+
+
+def prepare(
+    encoded: EncodedTask,
+    *,
+    serialize_ns: tuple[int, int],
+    sender: str,
+    sender_stage: int,
+    codec: str = "none",
+    tags: Tags = Tags(),
+    expects_reply: bool = False,
+    is_reply: bool = False,
+) -> Outgoing:
+    """Compress ``encoded`` (timed from the end of ``serialize_ns``) and build its envelope."""
+    compressor = get_codec(codec)
+    buffers: list[bytes | memoryview] = (
+        list(encoded.buffers) if codec == "none" else [compressor.compress(b) for b in encoded.buffers]
+    )
+    compressed = now_ns()
+    envelope = Envelope(
+        sender=sender,
+        sender_stage=sender_stage,
+        sent_ns=serialize_ns[0],
+        task_header=encoded.header,
+        codec=codec,
+        raw_sizes=[memoryview(b).nbytes for b in encoded.buffers],
+        wire_sizes=[memoryview(b).nbytes for b in buffers],
+        tags=tags,
+        expects_reply=expects_reply,
+        is_reply=is_reply,
+    )
+    return Outgoing(envelope, buffers, serialize_ns, (serialize_ns[1], compressed), encoded.name)
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_ENVELOPES = msgspec.msgpack.Decoder(Envelope)
+
+
+def encode_envelope(envelope: Envelope) -> bytes:
+    """``envelope`` in msgpack."""
+    return _ENCODER.encode(envelope)
+
+
+def decode_envelope(data: bytes | bytearray | memoryview) -> Envelope:
+    """The envelope in ``data`` (msgspec.DecodeError if it is not one)."""
+    return _ENVELOPES.decode(data)
+
+
+def frame_prefix(envelope: Envelope) -> bytes:
+    """What starts a task on either path: the envelope's length, then the envelope."""
+    body = encode_envelope(envelope)
+    return len(body).to_bytes(PREFIX_BYTES, "little") + body
+
+
+def arrived(
+    envelope: Envelope, buffers: list[bytearray], first_ns: int, received_ns: int, via: str
+) -> Incoming:
+    """Decompress what arrived (timed): the :class:`Incoming` for ``envelope`` and its buffers."""
+    if envelope.codec != "none":
+        codec = get_codec(envelope.codec)
+        buffers = [bytearray(codec.decompress(bytes(b))) for b in buffers]
+    return Incoming(envelope, buffers, first_ns, received_ns, now_ns(), via)
