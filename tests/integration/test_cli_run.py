@@ -76,10 +76,17 @@ def test_run_by_name_writes_results_and_charts(workspace):
     (workspace / "experiments" / "quick.yaml").write_text(
         manifest.replace("name: neurosurgeon", "name: quick")
     )
-    result = splittracer("run", "quick", "--workspace", str(workspace), "--json")
+    scratch = workspace.parent / "tmp"
+    scratch.mkdir()
+    env = {"TMPDIR": str(scratch)}
+    result = splittracer("run", "quick", "--workspace", str(workspace), "--json", env=env)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["status"] == "succeeded"
+    # Participants' logs stay with the run; nothing is left in the temp folder.
+    logs = workspace / "results" / "logs" / data["run"]
+    assert data["logs"] == str(logs) and sorted(p.name for p in logs.iterdir()) == ["cloud.log", "phone.log"]
+    assert [p.name for p in scratch.iterdir() if p.name.startswith("splittracer")] == []
     assert [row["split"] for row in data["summary"]] == [0, 13, 21]
     assert all(Path(p).stat().st_size > 0 for p in data["plots"])
     listed = splittracer("results", "ls", "--workspace", str(workspace), "--json")

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..controller.provenance import changed_code
 from ..controller.resolve import ResolvedRun, resolve_run
-from ..controller.run import RunObserver
+from ..controller.run import RunObserver, run_logs
 from ..deploy.agent_client import agent_enabled
 from ..experiment import Experiment, RunFailedError, execute
 from ..manifest import Manifest, load_manifest
@@ -83,6 +83,7 @@ def _execute(ws: Workspace, plan: ResolvedRun, *, plot: bool, json: bool) -> Non
     summary = outcome.summary
     paths = write_plots(store, outcome.run_id, ws.results_dir) if plot and summary.rows else []
     launch = store.get_run(outcome.run_id).record.launch
+    logs = run_logs(store, outcome.run_id)
     if json:
         print_json(
             {
@@ -92,6 +93,7 @@ def _execute(ws: Workspace, plan: ResolvedRun, *, plot: bool, json: bool) -> Non
                 "elapsed_s": outcome.elapsed_s,
                 "launch": launch,
                 "plots": [str(p) for p in paths],
+                "logs": str(logs) if logs.is_dir() else None,
                 "summary": summary.rows,
             }
         )
@@ -107,6 +109,8 @@ def _execute(ws: Workspace, plan: ResolvedRun, *, plot: bool, json: bool) -> Non
             )
         for path in paths:
             console.print(f"wrote {path}")
+        if not outcome.succeeded and logs.is_dir():
+            console.print(f"participants' logs: {logs}", highlight=False)
     if not outcome.succeeded:
         raise RunFailedError(outcome)
 

@@ -13,7 +13,11 @@ __all__ = ["deployer_for_plan"]
 
 
 def deployer_for_plan(
-    plan: ResolvedRun, workspace: Path | None, registry: Registry | None = None, run_id: str | None = None
+    plan: ResolvedRun,
+    workspace: Path | None,
+    registry: Registry | None = None,
+    run_id: str | None = None,
+    log_dir: Path | None = None,
 ) -> Deployer:
     """The deployer ``plan`` needs: its participants' devices, and the files devices need a copy of.
 
@@ -30,4 +34,5 @@ def deployer_for_plan(
         dataset=dataset,
         registry=registry,
         run_id=run_id,
+        log_dir=log_dir,
     )

@@ -88,12 +88,22 @@ def run_experiment(
     deployer: Deployer | None = None,
     observer: RunObserver | None = None,
 ) -> RunOutcome:
-    """Run ``plan`` once; the run and its spans are in ``store`` whatever happens."""
-    chosen = deployer or deployer_for_plan(plan, workspace)
+    """Run ``plan`` once; the run and its spans are in ``store`` whatever happens.
+
+    Without a ``deployer``, the one the plan's devices need is used, and local
+    participants' logs are kept beside the store, in ``logs/RUN_ID/NAME.log``.
+    """
+    run = _Run(plan, store, observer or RunObserver(), workspace)
+    run.deployer = deployer or deployer_for_plan(plan, workspace, log_dir=run_logs(store, run.run_id))
     try:
-        return _Run(plan, store, chosen, observer or RunObserver(), workspace).execute()
+        return run.execute()
     finally:
-        chosen.close()
+        run.deployer.close()
+
+
+def run_logs(store: ResultsStore, run_id: str) -> Path:
+    """Where the participants of run ``run_id`` write their logs, beside the results store."""
+    return store.path.parent / "logs" / run_id
 
 
 class _Run:
@@ -101,11 +111,11 @@ class _Run:
         self,
         plan: ResolvedRun,
         store: ResultsStore,
-        deployer: Deployer,
         observer: RunObserver,
         workspace: Path | None,
     ) -> None:
-        self.plan, self.store, self.deployer, self.observer = plan, store, deployer, observer
+        self.plan, self.store, self.observer = plan, store, observer
+        self.deployer: Deployer  # chosen once the run has an id (its logs are named by it)
         self.workspace = workspace
         self.members: dict[str, _Member] = {}
         self.events: queue.Queue[Event | tuple[str, BaseException]] = queue.Queue()

@@ -94,10 +94,10 @@ class LocalDeployer:
 
     def start(self, name: str, tls: TlsBundle) -> LocalDeployment | AgentDeployment:
         """Start one participant (forked by the warm agent, or a new process) and read its port."""
-        secrets = tls.write(Path(tempfile.mkdtemp(prefix=f"splittracer-{name}-tls-")))
-        log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - owned by the deployment, closed in stop()
-            prefix=f"splittracer-{name}-", suffix=".log", dir=self.log_dir, delete=False
-        )
+        # One scratch folder per participant, removed when it stops: its TLS files, and its log
+        # unless the run keeps logs (``log_dir``: the results folder's logs/RUN/).
+        secrets = tls.write(Path(tempfile.mkdtemp(prefix=f"splittracer-{name}-")))
+        log_file = self._log_file(name, secrets)
         host = "0.0.0.0" if self.advertise else "127.0.0.1"
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env.get(name, {})}
         deployment: LocalDeployment | AgentDeployment
@@ -118,6 +118,12 @@ class LocalDeployer:
             join_host_port(self.advertise, port) if self.advertise else deployment.address
         )
         return deployment
+
+    def _log_file(self, name: str, scratch: Path) -> IO[bytes]:
+        if self.log_dir is None:
+            return (scratch / "participant.log").open("wb")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        return (self.log_dir / f"{name}.log").open("wb")
 
     def _spawn(
         self, name: str, host: str, secrets: Path, log_file: IO[bytes], env: dict[str, str]

@@ -44,17 +44,19 @@ def deployer_for(
     dataset: Path | None = None,
     registry: Registry | None = None,
     run_id: str | None = None,
+    log_dir: Path | None = None,
 ) -> Deployer:
     """The deployer a run needs: plain local, or local plus SSH for paired devices.
 
     ``devices``: participant name -> the device it runs on (``local`` for this
     machine). Participants on devices get a copy of ``workspace``'s user code,
     of ``files`` and of the ``dataset`` folder; ``registry`` (default: the one
-    ``workspace`` uses) names the devices.
+    ``workspace`` uses) names the devices. Local participants write their
+    logs to ``log_dir`` (kept), or to a scratch folder removed when they stop.
     """
     remote = {name: device for name, device in devices.items() if device != LOCAL}
     if not remote:
-        return LocalDeployer()
+        return LocalDeployer(log_dir=log_dir)
     from .ssh import SSHDeployer  # asyncssh is imported only when a run uses a device
 
     registry = registry or Registry.locate(workspace=workspace)
@@ -64,4 +66,4 @@ def deployer_for(
     # its tasks straight to them, not through the controller.
     hosts = [d.listen_host or d.host for d in placements.values()]
     advertise = next((a for a in map(route_source, hosts) if a), None)
-    return MixedDeployer(LocalDeployer(advertise=advertise), ssh, set(remote))
+    return MixedDeployer(LocalDeployer(advertise=advertise, log_dir=log_dir), ssh, set(remote))
