@@ -412,6 +412,27 @@ def _finite(bps: float) -> float:
     return bps if math.isfinite(bps) else 0.0
 
 
+def split_problem(task: Task, num_layers: int) -> tuple[str, str] | None:
+    """Why a built-in task's split points cannot run on a model of ``num_layers`` layers.
+
+    ``(field, reason)`` for a Sweep or an Infer with given splits or cuts that
+    the run would refuse (a split outside ``0..num_layers``, cuts out of order
+    or not one per hop); None when they run, or when the task plans its own.
+    The controller asks before it starts anything; the head applies the same
+    rules when the task arrives.
+    """
+    try:
+        if isinstance(task, Sweep):
+            field = "cuts" if task.cuts is not None else "splits"
+            _sweep_points(task, num_layers, len(task.next))
+        elif isinstance(task, Infer) and planned_mode(task) is None:
+            field = "cuts" if isinstance(task.cuts, list) else "split"
+            _fixed_cuts(task, num_layers)
+    except RunError as exc:
+        return field, exc.message
+    return None
+
+
 def _sweep_points(task: Sweep, num_layers: int, hops: int) -> list[list[int]]:
     if task.cuts is not None:
         points = task.cuts
@@ -429,5 +450,8 @@ def _sweep_points(task: Sweep, num_layers: int, hops: int) -> list[list[int]]:
 def _check_cuts(cuts: list[int], num_layers: int, hops: int) -> None:
     if len(cuts) != hops:
         raise RunError(f"cuts {cuts} name {len(cuts)} cut(s) but the route has {hops} hop(s)")
-    if any(not 0 <= k <= num_layers for k in cuts) or cuts != sorted(cuts):
-        raise RunError(f"cuts {cuts} must be non-decreasing split points in 0..{num_layers}")
+    outside = [k for k in cuts if not 0 <= k <= num_layers]
+    if outside:
+        raise RunError(f"split {outside[0]} is not a split point: the model has 0..{num_layers}")
+    if cuts != sorted(cuts):
+        raise RunError(f"cuts {cuts} go backwards: each hop's cut must be at or after the one before")

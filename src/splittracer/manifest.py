@@ -314,6 +314,11 @@ class Manifest(Strict):
         """Line of ``key`` (or its nearest ancestor) in the manifest file."""
         return self._source.line_of(key) if self._source else None
 
+    def error_at(self, key: KeyPath, message: str, hint: str | None = None) -> ConfigError:
+        """A mistake at ``key``, located by file and line for the user."""
+        path = str(self.path) if self.path else None
+        return ConfigError(message, path=path, line=self.line_of(key), key=_dotted(key), hint=hint)
+
 
 # --- loading ---------------------------------------------------------------------------------
 

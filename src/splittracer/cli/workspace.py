@@ -49,8 +49,12 @@ def list_experiments(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> N
 @app.command("show")
 def show(name: str, workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
     """An experiment's manifest, validated (user code imported and checked)."""
+    from ..controller.preflight import check_manifest, preflight_cache
+
     ws = find_workspace(explicit=workspace)
     manifest = ws.load_manifest(name)
+    with console.status("checking the model and its splits…", spinner="dots"):
+        check_manifest(manifest, preflight_cache(ws.root))
     if json:
         print_json(manifest.model_dump(mode="json"))
         return

@@ -15,6 +15,7 @@ from ..metrics.record import RunProvenance
 from ..tasks import Task
 from ..wire.messages import ModelConfig, RunOptions
 from .autosplit import resolve_planned_splits
+from .preflight import check_manifest, preflight_cache
 from .provenance import code_fingerprint
 
 
@@ -51,8 +52,12 @@ def resolve_run(manifest: Manifest, workspace: Path | None = None) -> ResolvedRu
     """Resolve a validated manifest into the run the controller executes (tasks built here).
 
     ``workspace`` is where the user's code lives; its fingerprint is kept
-    with the run so that a rerun can tell whether the code changed.
+    with the run so that a rerun can tell whether the code changed. The
+    model and every split the playbook names are checked first
+    (:func:`~splittracer.controller.preflight.check_manifest`): a mistake is
+    reported before anything starts.
     """
+    check_manifest(manifest, preflight_cache(workspace))
     participants = tuple(
         ResolvedParticipant(
             name=p.name,
