@@ -23,6 +23,7 @@ def test_cgroup_v2_gets_cpu_max_memory_max_and_enabled_controllers(tmp_path: Pat
     (root / "me" / "cgroup.controllers").write_text("cpu io memory pids\n")
     run = RunCgroups("exp 1", mounts=f"cgroup2 {root} cgroup2 rw 0 0\n", own="0::/me\n")
     cgroup = run.create("phone", ResourceLimits(0.1, 512 << 20))
+    cgroup.throttle()
     parent = root / "me" / run.name
     assert run.name.startswith("splittracer-exp_1-")
     assert (root / "me" / "cgroup.subtree_control").read_text() == "+memory"  # the last one enabled
@@ -43,6 +44,8 @@ def test_cgroup_v1_is_used_for_controllers_the_v2_tree_lacks(tmp_path: Path):
     )
     run = RunCgroups("e", mounts=mounts, own="4:memory:/job\n1:cpu:/\n0::/\n")
     cgroup = run.create("phone", ResourceLimits(0.25, 1 << 30))
+    assert not (tmp_path / "cpu" / run.name / "phone" / "cpu.cfs_quota_us").exists()  # until it listens
+    cgroup.throttle()
     cpu_dir = tmp_path / "cpu" / run.name / "phone"
     memory_dir = tmp_path / "memory" / "job" / run.name / "phone"
     assert (cpu_dir / "cpu.cfs_period_us").read_text() == "10000"

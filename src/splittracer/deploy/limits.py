@@ -18,8 +18,11 @@ what is missing: limits are never silently left out.
 
 The participant moves itself into its cgroups before it executes Python (a
 shell wrapper writes its pid, then ``exec``), so everything it allocates is
-charged there. The cgroups are removed when the participant is stopped and
-when the run's deployer closes, also after a failure.
+charged there. Its CPU quota is written once it listens
+(:meth:`ParticipantCgroup.throttle`): importing torch under a 0.1 quota
+alone would take most of a minute and measures nothing of the run. The
+cgroups are removed when the participant is stopped and when the run's
+deployer closes, also after a failure.
 """
 
 from __future__ import annotations
@@ -183,6 +186,11 @@ class ParticipantCgroup:
         script = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
         return ["/bin/sh", "-c", script, "sh", *procs, "--", *command]
 
+    def throttle(self) -> None:
+        """Write the CPU quota (once the participant has started: see the module's notes)."""
+        if self.limits.cpu is not None:
+            _write_cpu(*self.dirs["cpu"], self.limits.cpu, self.participant)
+
     def oom_kills(self) -> int:
         """How many of its processes the kernel's out-of-memory killer ended (kept once removed)."""
         if self._oom_kills is not None:
@@ -227,8 +235,6 @@ class RunCgroups:
         dirs = {c: self._child(self._parent(c, participant), participant) for c in wanted}
         cgroup = ParticipantCgroup(participant, limits, dirs)
         self.children.append(cgroup)
-        if limits.cpu is not None:
-            _write_cpu(*dirs["cpu"], limits.cpu, participant)
         if limits.memory_bytes is not None:
             _write_memory(*dirs["memory"], limits.memory_bytes, participant)
         return cgroup

@@ -139,6 +139,8 @@ class LocalDeployer:
                 f"participant '{name}' did not start: {describe_exit(deployment.poll())}\n"
                 f"{deployment.output_tail()}"
             )
+        if cgroup is not None:
+            self._throttle(deployment, cgroup)
         deployment.address = f"127.0.0.1:{port}"
         deployment.peer_address = (
             join_host_port(self.advertise, port) if self.advertise else deployment.address
@@ -154,6 +156,14 @@ class LocalDeployer:
         except RunError:
             log_file.close()
             shutil.rmtree(secrets, ignore_errors=True)
+            raise
+
+    @staticmethod
+    def _throttle(deployment: LocalDeployment | AgentDeployment, cgroup: ParticipantCgroup) -> None:
+        try:
+            cgroup.throttle()
+        except RunError:
+            deployment.stop(timeout=1.0)
             raise
 
     def _spawn(
