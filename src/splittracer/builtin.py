@@ -423,14 +423,26 @@ def split_problem(task: Task, num_layers: int) -> tuple[str, str] | None:
     """
     try:
         if isinstance(task, Sweep):
-            field = "cuts" if task.cuts is not None else "splits"
             _sweep_points(task, num_layers, len(task.next))
-        elif isinstance(task, Infer) and planned_mode(task) is None:
-            field = "cuts" if isinstance(task.cuts, list) else "split"
+        elif isinstance(task, Infer) and not _plans_or_misnames(task):
             _fixed_cuts(task, num_layers)
     except RunError as exc:
-        return field, exc.message
+        return _split_field(task), exc.message
     return None
+
+
+def _split_field(task: Task) -> str:
+    if isinstance(task, Sweep):
+        return "cuts" if task.cuts is not None else "splits"
+    return "cuts" if isinstance(task, Infer) and isinstance(task.cuts, list) else "split"
+
+
+def _plans_or_misnames(task: Infer) -> bool:
+    """Planned cuts, or a word that is no mode: the planner's own check reports that, located."""
+    try:
+        return planned_mode(task) is not None
+    except RunError:
+        return True
 
 
 def _sweep_points(task: Sweep, num_layers: int, hops: int) -> list[list[int]]:

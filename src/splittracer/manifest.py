@@ -8,7 +8,7 @@ A manifest is YAML (see ``experiments/neurosurgeon.yaml`` made by
     participants:                  # order matters: the index is the stage
       phone:
         role: splittracer.builtin:SplitHead
-        limits: {threads: 1, uplink: lte, latency: 20ms}
+        limits: {threads: 1, uplink: lte, latency: 20ms, cpu: 0.1, memory: 2GiB}
       cloud:
         role: splittracer.builtin:SplitTail
     playbook:
@@ -52,7 +52,7 @@ from pydantic import (
 
 from .config import KeyPath, LocatedYaml, Strict, did_you_mean, load_typed, read_yaml
 from .errors import ConfigError, SplitTracerError, UserCodeError
-from .units import parse_duration, parse_rate
+from .units import parse_duration, parse_rate, parse_size
 from .wire.codecs import CODECS
 
 if TYPE_CHECKING:  # user code, roles and tasks import torch: loaded only when the code is checked
@@ -122,29 +122,26 @@ class ModelSection(Strict):
 
 
 class Limits(Strict):
-    """Emulated limits of one participant; the text is kept as written."""
+    """Emulated limits of one participant; the text is kept as written.
+
+    ``cpu`` (a fraction of one CPU, e.g. 0.1) and ``memory`` (e.g. ``2GiB``)
+    are enforced by the kernel with cgroups (:mod:`splittracer.deploy.limits`).
+    """
 
     threads: PositiveInt | None = None
     uplink: str = "unlimited"
     latency: str = "0s"
+    cpu: float | None = Field(default=None, ge=0.001, le=1024)
+    memory: str | None = None
 
-    @field_validator("uplink", "latency", mode="before")
+    @field_validator("uplink", "latency", "memory", mode="before")
     @classmethod
-    def _number_as_text(cls, value: object) -> object:
+    def _valid_text(cls, value: object, info: ValidationInfo) -> object:
         # A bare YAML number reaches the unit parser, which says a unit is needed.
-        return str(value) if isinstance(value, int | float) else value
-
-    @field_validator("uplink")
-    @classmethod
-    def _valid_rate(cls, value: str) -> str:
-        parse_rate(value)
-        return value
-
-    @field_validator("latency")
-    @classmethod
-    def _valid_duration(cls, value: str) -> str:
-        parse_duration(value)
-        return value
+        text = str(value) if isinstance(value, int | float) else value
+        if isinstance(text, str):
+            _UNIT_PARSERS[info.field_name or ""](text)
+        return text
 
     @property
     def uplink_bps(self) -> float:
@@ -155,6 +152,14 @@ class Limits(Strict):
     def latency_s(self) -> float:
         """One-way latency added to what this participant sends, in seconds."""
         return parse_duration(self.latency)
+
+    @property
+    def memory_bytes(self) -> int | None:
+        """The memory limit in bytes; None when there is none."""
+        return None if self.memory is None else parse_size(self.memory)
+
+
+_UNIT_PARSERS = {"uplink": parse_rate, "latency": parse_duration, "memory": parse_size}
 
 
 class Participant(Strict):

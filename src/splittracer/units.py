@@ -4,7 +4,9 @@ Rates use decimal prefixes, as networking does (``1kbit`` is 1000 bit/s).
 Lower-case ``b``/``bit``/``bps`` counts bits and upper-case ``B`` bytes;
 ``Mb`` alone is refused because people mean both. Durations need a unit:
 a bare ``20`` could be seconds or milliseconds, and ``m`` could be minutes
-or milli, so only ``s``, ``ms``, ``us`` and ``ns`` are accepted.
+or milli, so only ``s``, ``ms``, ``us`` and ``ns`` are accepted. Memory sizes
+need a unit too: ``KiB``/``MiB``/``GiB`` are powers of 1024, ``kB``/``MB``/``GB``
+powers of 1000, and ``B`` counts bytes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,15 @@ import re
 from collections.abc import Mapping
 from types import MappingProxyType
 
-__all__ = ["LINK_PROFILES", "format_duration", "format_rate", "parse_duration", "parse_rate"]
+__all__ = [
+    "LINK_PROFILES",
+    "format_duration",
+    "format_rate",
+    "format_size",
+    "parse_duration",
+    "parse_rate",
+    "parse_size",
+]
 
 LINK_PROFILES: Mapping[str, float] = MappingProxyType({"3g": 1.1e6, "lte": 5.85e6, "wifi": 18.88e6})
 """Named links in bit/s: the uplinks measured in the Neurosurgeon paper (Kang et al. 2017)."""
@@ -30,6 +40,9 @@ _RATE_FORMS = (
     f"(bytes: B, KB, MB, GB), a link profile ({', '.join(LINK_PROFILES)}) or unlimited"
 )
 _DURATION_FORMS = "a number and a unit: s, ms, us or ns, e.g. 20ms, 0.5s, 500us"
+_SIZES = {"b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+_SIZES.update({"kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4})
+_SIZE_FORMS = "a number and a unit: B, KiB, MiB, GiB (powers of 1024) or kB, MB, GB, e.g. 2GiB, 512MiB"
 
 
 def parse_rate(text: str) -> float:
@@ -54,6 +67,26 @@ def parse_duration(text: str) -> float:
     if factor is None:
         raise ValueError(f"unknown duration unit '{unit}' in '{word}'; write {_DURATION_FORMS}")
     return number * factor
+
+
+def parse_size(text: str) -> int:
+    """Bytes named by ``text`` (``2GiB``, ``512MiB``, ``1.5GB``, ``4096B``)."""
+    word = str(text).strip()
+    number, unit = _split(word, _SIZE_FORMS, what="size")
+    factor = _SIZES.get(unit.lower())
+    if factor is None:
+        raise ValueError(f"unknown size unit '{unit}' in '{word}'; write {_SIZE_FORMS}")
+    if number * factor < 1:
+        raise ValueError(f"size '{word}' must be at least one byte")
+    return int(number * factor)
+
+
+def format_size(octets: float) -> str:
+    """A short human form of a byte count: ``2 GiB``, ``512 MiB``."""
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if octets >= factor:
+            return f"{octets / factor:.4g} {unit}"
+    return f"{octets:.4g} B"
 
 
 def format_rate(bps: float) -> str:

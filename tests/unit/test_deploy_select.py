@@ -10,6 +10,7 @@ import pytest
 from splittracer.controller import placement
 from splittracer.controller.resolve import ResolvedParticipant, ResolvedRun
 from splittracer.deploy.base import describe_exit
+from splittracer.deploy.limits import LimitsError, ResourceLimits
 from splittracer.deploy.local import LocalDeployer
 from splittracer.deploy.select import MixedDeployer, deployer_for
 from splittracer.wire.messages import ModelConfig
@@ -53,20 +54,34 @@ def test_the_plan_gives_devices_and_the_files_a_device_needs(monkeypatch):
     plan = ResolvedRun(
         experiment="x",
         participants=(
-            ResolvedParticipant("phone", 0, "r"),
+            ResolvedParticipant("phone", 0, "r", cpu=0.1, memory_bytes=1 << 30),
             ResolvedParticipant("cloud", 1, "r", device="dev1"),
         ),
         playbook=(),
         model=ModelConfig("torchvision:alexnet", override="conf/o.yaml", dataset="../images"),
     )
-    placement.deployer_for_plan(plan, Path("/ws"), run_id="r1")
+    placement.deployer_for_plan(plan, Path("/ws"), run_id="r1", log_dir=Path("/ws/results/logs/r1"))
     assert seen["args"] == ({"phone": "local", "cloud": "dev1"}, Path("/ws"))
     assert seen["kwargs"] == {
         "files": [Path("conf/o.yaml")],
         "dataset": Path("../images"),
         "registry": None,
         "run_id": "r1",
+        "log_dir": Path("/ws/results/logs/r1"),
+        "limits": {"phone": ResourceLimits(0.1, 1 << 30), "cloud": ResourceLimits()},
+        "run_name": "x",
     }
+
+
+def test_limits_on_a_device_are_refused_not_ignored():
+    with pytest.raises(LimitsError, match=r"'cloud' runs on device 'dev1'.*local participants only"):
+        deployer_for({"phone": "local", "cloud": "dev1"}, None, limits={"cloud": ResourceLimits(cpu=0.5)})
+
+
+def test_local_limits_reach_the_local_deployer():
+    chosen = deployer_for({"phone": "local"}, None, limits={"phone": ResourceLimits(memory_bytes=1 << 30)})
+    assert isinstance(chosen, LocalDeployer) and chosen.limits == {"phone": ResourceLimits(None, 1 << 30)}
+    chosen.close()
 
 
 def test_exits_are_described_as_subprocess_reports_them():

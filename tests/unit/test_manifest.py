@@ -57,6 +57,16 @@ def test_defaults_when_sections_are_left_out(tmp_path: Path) -> None:
     assert manifest.options.timeout_s == math.inf
 
 
+def test_cpu_and_memory_limits(tmp_path: Path) -> None:
+    path = tmp_path / "limited.yaml"
+    limits = "{cpu: 0.1, memory: 2GiB}"
+    path.write_text(f"name: l\nparticipants:\n  p: {{role: 'x.y:Z', limits: {limits}}}\nplaybook: {{}}\n")
+    p = load_manifest(path, check_code=False).participants["p"]
+    assert (p.limits.cpu, p.limits.memory, p.limits.memory_bytes) == (0.1, "2GiB", 2 << 30)
+    bare = Manifest.model_validate({"name": "u", "participants": {"q": {"role": "a:B"}}, "playbook": {}})
+    assert (bare.participants["q"].limits.cpu, bare.participants["q"].limits.memory_bytes) == (None, None)
+
+
 def test_manifest_is_frozen() -> None:
     manifest = load_manifest(FIXTURES / "good.yaml")
     with pytest.raises(ValueError, match="frozen"):
@@ -189,6 +199,26 @@ def test_missing_role_module_says_where_it_looked(tmp_path: Path) -> None:
             "name: x\nparticipants:\n  p: {role: 'a:B', limits: {latency: 20}}\n",
             "participants.p.limits.latency",
             "no unit",
+        ),
+        (
+            "name: x\nparticipants:\n  p: {role: 'a:B', limits: {memory: 2}}\n",
+            "participants.p.limits.memory",
+            "no unit",
+        ),
+        (
+            "name: x\nparticipants:\n  p: {role: 'a:B', limits: {memory: 2Gbytes}}\n",
+            "participants.p.limits.memory",
+            "unknown size unit",
+        ),
+        (
+            "name: x\nparticipants:\n  p: {role: 'a:B', limits: {cpu: 0}}\n",
+            "participants.p.limits.cpu",
+            "greater than or equal to 0.001",
+        ),
+        (
+            "name: x\nparticipants:\n  p: {role: 'a:B', limits: {cpu: half}}\n",
+            "participants.p.limits.cpu",
+            "valid number",
         ),
         ("name: x\noptions: {compression: zstandard}\n", "options.compression", "Did you mean 'zstd'"),
         ("name: x\nmodel: {source: alexnet}\n", "model.source", "SOURCE:NAME"),

@@ -96,12 +96,15 @@ def test_old_store_keeps_its_spans_and_metrics(old_store: Path) -> None:
 
 
 def test_migrated_records_keep_the_layout_of_the_old_metadata(old_store: Path) -> None:
-    # Scripts read `results show --json`'s metadata: only the version, the empty rerun_of and the
-    # empty overrides are new.
+    # Scripts read `results show --json`'s metadata: only the version, the empty rerun_of, the
+    # empty overrides and each participant's (absent) cpu and memory limits are new.
     before = _v1_metadata(old_store, DONE)
     with ResultsStore(old_store) as store:
         after = record_to_dict(store.get_run(DONE).record)
-    assert after == {**before, "version": RECORD_VERSION, "rerun_of": None, "overrides": {}}
+    new_limits = {"cpu_limit": None, "cpu_period_us": 0, "memory_limit_bytes": None}
+    participants = {name: {**p, **new_limits} for name, p in before["participants"].items()}
+    expected = {**before, "participants": participants}
+    assert after == {**expected, "version": RECORD_VERSION, "rerun_of": None, "overrides": {}}
 
 
 def test_migration_is_stored_once_and_the_store_still_takes_runs(old_store: Path) -> None:

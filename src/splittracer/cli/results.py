@@ -11,6 +11,7 @@ import typer
 
 from ..metrics.store import ResultsStore
 from ..report.export import ExportFormat, export_run
+from ..report.limits import limits_lines, whole_model_ratio
 from ..report.runs import (
     RunSummary,
     format_duration,
@@ -135,6 +136,15 @@ def _print_header(summary: RunSummary) -> None:
     )
     if info.error:
         console.print(f"[bold red]error:[/] {info.error}", highlight=False, soft_wrap=True)
+    for line in limits_lines(info.record):
+        console.print(f"limits  {line}", highlight=False)
+    measured = whole_model_ratio(summary.rows, summary.layers)
+    if measured is not None:
+        console.print(
+            f"whole model: {measured.first_ms:,.1f} ms on the first participant, {measured.next_ms:,.1f} ms "
+            f"on the next: {measured.ratio:.1f}x slower",
+            highlight=False,
+        )
 
 
 @app.command()

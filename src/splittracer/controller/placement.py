@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..deploy.base import Deployer
+from ..deploy.limits import ResourceLimits
 from ..deploy.select import deployer_for
 from ..devices.registry import Registry
 from .resolve import ResolvedRun
@@ -35,4 +36,6 @@ def deployer_for_plan(
         registry=registry,
         run_id=run_id,
         log_dir=log_dir,
+        limits={p.name: ResourceLimits(p.cpu, p.memory_bytes) for p in plan.participants},
+        run_name=plan.experiment,
     )

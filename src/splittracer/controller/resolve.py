@@ -32,6 +32,8 @@ class ResolvedParticipant:
     threads: int | None = None
     uplink_bps: float = math.inf
     latency_s: float = 0.0
+    cpu: float | None = None  # a fraction of one CPU, enforced with cgroups
+    memory_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ def resolve_run(manifest: Manifest, workspace: Path | None = None) -> ResolvedRu
             threads=p.limits.threads,
             uplink_bps=p.limits.uplink_bps,
             latency_s=p.limits.latency_s,
+            cpu=p.limits.cpu,
+            memory_bytes=p.limits.memory_bytes,
         )
         for p in manifest.participants.values()
     )

@@ -24,6 +24,7 @@ import msgspec
 
 from ..clock import now_ns
 from ..deploy.base import Deployer, Deployment, describe_exit
+from ..deploy.limits import cpu_quota
 from ..errors import RunError, SplitTracerError
 from ..metrics.record import ClockRecord, ControllerHost, EnergySensors, ParticipantRecord, RunRecord
 from ..metrics.spans import Metric
@@ -257,7 +258,8 @@ class _Run:
         for t in threads:
             t.join()
         if errors:
-            raise RunError("\n".join(errors))
+            # A participant that died while loading the model (e.g. out of memory) is the cause.
+            raise RunError(self._exited(grace_s=1.0) or "\n".join(errors))
 
     def _config_for(self, p: ResolvedParticipant, peers: dict[str, PeerInfo]) -> RunConfig:
         deployment = self.members[p.name].deployment
@@ -475,6 +477,9 @@ def _facts(
         accelerator=accelerator,
         uplink_bps=plan.uplink_bps,
         latency_s=plan.latency_s,
+        cpu_limit=plan.cpu,
+        cpu_period_us=cpu_quota(plan.cpu)[1] if plan.cpu else 0,
+        memory_limit_bytes=plan.memory_bytes,
         hostname=info.hostname,
         platform=info.platform,
         python=info.python,

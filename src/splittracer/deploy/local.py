@@ -3,9 +3,12 @@
 :class:`LocalDeployer` (the ``local`` device) asks the warm agent
 (:mod:`.agent_client`) to fork a participant when one runs and matches this
 controller's code and environment (an ``AgentDeployment``), else starts
-``python -m splittracer.participant`` as a subprocess (a
+```python -m splittracer.participant`` as a subprocess (a
 :class:`LocalDeployment`). Either way it waits for the port and hands back a
-:class:`~.base.Deployment`.
+:class:`~.base.Deployment`. A participant with CPU or memory limits is always
+spawned, into its cgroups (:mod:`.limits`), never forked by the agent: a
+fork would start outside them, with the agent's memory already charged
+elsewhere. Its ``launch`` is then ``spawn+cgroup``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from ..wire.datalink import join_host_port
 from ..wire.tls import TlsBundle
 from .agent_client import AgentDeployment, fork_participant
 from .base import PORT_PREFIX, START_TIMEOUT_S, describe_exit, log_tail
+from .limits import ParticipantCgroup, ResourceLimits, RunCgroups
 
 __all__ = ["LocalDeployer", "LocalDeployment", "route_source"]
 
@@ -39,9 +43,18 @@ class LocalDeployment:
     workspace: str | None = None  # it runs on this machine: the run's files are read in place
 
     def __init__(
-        self, name: str, process: subprocess.Popen[bytes], log: IO[bytes], address: str, secrets: Path
+        self,
+        name: str,
+        process: subprocess.Popen[bytes],
+        log: IO[bytes],
+        address: str,
+        secrets: Path,
+        cgroup: ParticipantCgroup | None = None,
     ) -> None:
         self.name = name
+        self.cgroup = cgroup
+        if cgroup is not None:
+            self.launch = "spawn+cgroup"
         self.process = process
         self.pid = process.pid
         self.address = address
@@ -64,10 +77,15 @@ class LocalDeployment:
                 self.process.wait()
         self._log.close()
         shutil.rmtree(self._secrets, ignore_errors=True)
+        if self.cgroup is not None:
+            self.cgroup.remove()
 
     def output_tail(self, lines: int = 20) -> str:
-        """Last lines of its stderr."""
-        return "\n".join(log_tail(self._log.name, lines) or [])
+        """Last lines of its stderr, after the kernel's out-of-memory verdict if it gave one."""
+        tail = log_tail(self._log.name, lines) or []
+        ended = self.process.poll() is not None
+        note = self.cgroup.out_of_memory_note() if ended and self.cgroup is not None else ""
+        return "\n".join([note, *tail] if note else tail)
 
 
 class LocalDeployer:
@@ -79,8 +97,13 @@ class LocalDeployer:
         log_dir: Path | None = None,
         extra_env: dict[str, dict[str, str]] | None = None,
         advertise: str | None = None,
+        limits: dict[str, ResourceLimits] | None = None,
+        run_name: str = "run",
     ) -> None:
         """``advertise``: an address of this machine that peers on devices can reach.
+
+        ``limits``: per participant, the CPU and memory it may use, enforced
+        with cgroups under a parent named after ``run_name``.
 
         Without it participants listen on loopback only. With it they listen
         on every interface (every link is mutually authenticated: a peer
@@ -91,6 +114,8 @@ class LocalDeployer:
         self.python = python
         self.log_dir = log_dir
         self.extra_env = extra_env or {}  # per participant, e.g. a shifted clock in tests
+        self.limits = {name: lim for name, lim in (limits or {}).items() if lim}
+        self.cgroups = RunCgroups(run_name) if self.limits else None
 
     def start(self, name: str, tls: TlsBundle) -> LocalDeployment | AgentDeployment:
         """Start one participant (forked by the warm agent, or a new process) and read its port."""
@@ -101,18 +126,21 @@ class LocalDeployer:
         host = "0.0.0.0" if self.advertise else "127.0.0.1"
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env.get(name, {})}
         deployment: LocalDeployment | AgentDeployment
-        forked = fork_participant(name, host, secrets, log_file, env, self.python)
+        cgroup = self._cgroup(name, secrets, log_file)
+        forked = None if cgroup else fork_participant(name, host, secrets, log_file, env, self.python)
         if forked is not None:
             deployment = forked
             port = forked.read_port(START_TIMEOUT_S)
         else:
-            deployment, port = self._spawn(name, host, secrets, log_file, env)
+            deployment, port = self._spawn(name, host, secrets, log_file, env, cgroup)
         if not port:
             deployment.stop(timeout=1.0)
             raise RunError(
                 f"participant '{name}' did not start: {describe_exit(deployment.poll())}\n"
                 f"{deployment.output_tail()}"
             )
+        if cgroup is not None:
+            self._throttle(deployment, cgroup)
         deployment.address = f"127.0.0.1:{port}"
         deployment.peer_address = (
             join_host_port(self.advertise, port) if self.advertise else deployment.address
@@ -124,24 +152,52 @@ class LocalDeployer:
             return (scratch / "participant.log").open("wb")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         return (self.log_dir / f"{name}.log").open("wb")
+    def _cgroup(self, name: str, secrets: Path, log_file: IO[bytes]) -> ParticipantCgroup | None:
+        """``name``'s cgroups with its limits written, or None when it has no limits."""
+        if self.cgroups is None or name not in self.limits:
+            return None
+        try:
+            return self.cgroups.create(name, self.limits[name])
+        except RunError:
+            log_file.close()
+            shutil.rmtree(secrets, ignore_errors=True)
+            raise
+
+    @staticmethod
+    def _throttle(deployment: LocalDeployment | AgentDeployment, cgroup: ParticipantCgroup) -> None:
+        try:
+            cgroup.throttle()
+        except RunError:
+            deployment.stop(timeout=1.0)
+            raise
 
     def _spawn(
-        self, name: str, host: str, secrets: Path, log_file: IO[bytes], env: dict[str, str]
+        self,
+        name: str,
+        host: str,
+        secrets: Path,
+        log_file: IO[bytes],
+        env: dict[str, str],
+        cgroup: ParticipantCgroup | None,
     ) -> tuple[LocalDeployment, int | None]:
         """``python -m splittracer.participant`` as a subprocess, and its port (None: it never listened)."""
         command = [self.python, "-m", "splittracer.participant", "--host", host, "--port", "0"]
+        command += ["--tls-dir", str(secrets)]
         process = subprocess.Popen(
-            [*command, "--tls-dir", str(secrets)],
+            cgroup.wrap(command) if cgroup else command,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=log_file,
             env=env,
             start_new_session=True,  # Ctrl-C reaches the controller, which stops us in order
         )
-        return LocalDeployment(name, process, log_file, "", secrets), _read_port(process, START_TIMEOUT_S)
+        deployment = LocalDeployment(name, process, log_file, "", secrets, cgroup)
+        return deployment, _read_port(process, START_TIMEOUT_S)
 
     def close(self) -> None:
-        """Nothing to release: each deployment owns its process."""
+        """Remove the run's cgroups (each deployment owns its process); idempotent."""
+        if self.cgroups is not None:
+            self.cgroups.remove()
 
 
 def _read_port(process: subprocess.Popen[bytes], timeout: float) -> int | None:

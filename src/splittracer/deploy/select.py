@@ -8,6 +8,7 @@ from pathlib import Path
 from ..devices.registry import Registry
 from ..wire.tls import TlsBundle
 from .base import Deployer, Deployment
+from .limits import LimitsError, ResourceLimits
 from .local import LocalDeployer, route_source
 
 __all__ = ["LOCAL", "MixedDeployer", "deployer_for"]
@@ -45,6 +46,8 @@ def deployer_for(
     registry: Registry | None = None,
     run_id: str | None = None,
     log_dir: Path | None = None,
+    limits: Mapping[str, ResourceLimits] | None = None,
+    run_name: str = "run",
 ) -> Deployer:
     """The deployer a run needs: plain local, or local plus SSH for paired devices.
 
@@ -53,10 +56,14 @@ def deployer_for(
     of ``files`` and of the ``dataset`` folder; ``registry`` (default: the one
     ``workspace`` uses) names the devices. Local participants write their
     logs to ``log_dir`` (kept), or to a scratch folder removed when they stop.
+    ``limits``: the CPU and memory each local participant may use (cgroups
+    named after ``run_name``).
     """
     remote = {name: device for name, device in devices.items() if device != LOCAL}
+    local_limits = {name: lim for name, lim in (limits or {}).items() if lim and name not in remote}
+    _refuse_remote_limits(remote, limits or {})
     if not remote:
-        return LocalDeployer(log_dir=log_dir)
+        return LocalDeployer(limits=local_limits, run_name=run_name, log_dir=log_dir)
     from .ssh import SSHDeployer  # asyncssh is imported only when a run uses a device
 
     registry = registry or Registry.locate(workspace=workspace)
@@ -66,4 +73,16 @@ def deployer_for(
     # its tasks straight to them, not through the controller.
     hosts = [d.listen_host or d.host for d in placements.values()]
     advertise = next((a for a in map(route_source, hosts) if a), None)
-    return MixedDeployer(LocalDeployer(advertise=advertise, log_dir=log_dir), ssh, set(remote))
+    local = LocalDeployer(advertise=advertise, limits=local_limits, run_name=run_name, log_dir=log_dir)
+    return MixedDeployer(local, ssh, set(remote))
+
+
+def _refuse_remote_limits(remote: Mapping[str, str], limits: Mapping[str, ResourceLimits]) -> None:
+    """CPU and memory limits are enforced on this machine only: never ignored on a device."""
+    for name, device in remote.items():
+        if limits.get(name):
+            raise LimitsError(
+                f"participant '{name}' runs on device '{device}' and has cpu or memory limits, "
+                "which are enforced for local participants only",
+                hint="Remove limits.cpu and limits.memory from it, or run it on the local device.",
+            )

@@ -80,6 +80,9 @@ class ParticipantRecord(msgspec.Struct, frozen=True):
     torch_threads: int | None = None  # limits: None leaves torch's default
     uplink_bps: float = math.inf  # limits: inf is an unshaped link
     latency_s: float = 0.0  # limits: added one-way latency
+    cpu_limit: float | None = None  # limits: a fraction of one CPU (cgroup quota); None: unlimited
+    cpu_period_us: int = 0  # the cgroup's CPU period the quota is spread over (0: no CPU limit)
+    memory_limit_bytes: int | None = None  # limits: the cgroup's memory limit; None: unlimited
     energy: EnergySensors = EnergySensors()
 
 
@@ -103,7 +106,9 @@ class RunRecord(msgspec.Struct, frozen=True):
     overrides: dict[str, Any] = {}  # playbook fields set for this run only (not in the manifest text)
     layers: tuple[str, ...] = ()  # the model's layer names, when it has a model
     split_bytes: tuple[int, ...] = ()  # bytes crossing each split point (0: the input)
-    launch: dict[str, str] = {}  # how each participant was started: spawn, agent, ssh
+    # How each participant was started: spawn, agent, ssh, or spawn+cgroup (spawned into its
+    # cgroups for cpu/memory limits: the warm agent is bypassed for such participants).
+    launch: dict[str, str] = {}
     clocks: dict[str, ClockRecord] = {}
     participants: dict[str, ParticipantRecord] = {}
 

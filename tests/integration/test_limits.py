@@ -1,0 +1,143 @@
+"""CPU and memory limits enforced by the kernel: a throttled participant is slower by its quota,
+and one given too little memory fails the run with an out-of-memory message naming it.
+
+Needs a writable cgroup hierarchy with the cpu and memory controllers (root); skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+
+from splittracer.deploy.limits import ResourceLimits, RunCgroups, find_hierarchy
+from splittracer.errors import RunError
+from splittracer.report.limits import limits_lines, whole_model_ratio
+from splittracer.report.runs import run_summary
+from tests.integration.helpers import run, workspace_with
+
+
+def _cgroups_usable() -> bool:
+    cgroups = RunCgroups("probe")
+    try:
+        cgroups.create("probe", ResourceLimits(cpu=1.0, memory_bytes=1 << 30)).throttle()
+    except RunError:
+        return False
+    finally:
+        cgroups.remove()
+    return True
+
+
+pytestmark = pytest.mark.skipif(not _cgroups_usable(), reason="no writable cgroup cpu and memory controllers")
+
+# Whole model on the throttled phone (split 21) and on the unthrottled cloud (split 0), alternating
+# in blocks so that both see the same load of a shared machine; one thread each, so the only
+# difference between them is the quota.
+_TIMED = """\
+name: timed
+model: {source: torchvision:alexnet}
+participants:
+  phone:
+    role: splittracer.builtin:SplitHead
+    limits: {threads: 1, cpu: 0.1}
+  cloud:
+    role: splittracer.builtin:SplitTail
+    limits: {threads: 1}
+playbook:
+  phone:
+    - task: Sweep
+      params: {splits: [0, 21, 0, 21, 0, 21, 0, 21, 0, 21], next: [cloud]}
+options: {repeats: 3, warmup: 1, timeout: 600s}
+"""
+
+_STARVED = """\
+name: starved
+model: {source: torchvision:alexnet}
+participants:
+  phone:
+    role: splittracer.builtin:SplitHead
+    limits: {memory: 200MiB}
+  cloud:
+    role: splittracer.builtin:SplitTail
+playbook:
+  phone:
+    - task: Sweep
+      params: {splits: [0], next: [cloud]}
+options: {repeats: 1, warmup: 0, timeout: 300s}
+"""
+
+
+def _cpu_ms_per_inference(count: int = 15) -> list[float]:
+    """CPU time of one whole AlexNet inference on one thread, here: what the work costs unthrottled."""
+    import torch
+    import torchvision
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    model, x = torchvision.models.alexnet().eval(), torch.randn(1, 3, 224, 224)
+    costs = []
+    try:
+        with torch.no_grad():
+            model(x)
+            for _ in range(count):
+                started = time.thread_time()
+                model(x)
+                costs.append((time.thread_time() - started) * 1000)
+    finally:
+        torch.set_num_threads(threads)
+    return costs
+
+
+def test_cpu_quota_of_a_tenth_makes_the_whole_model_about_ten_times_slower(tmp_path: Path):
+    """The throttled phone's wall time per inference is ~10x what the work costs unthrottled.
+
+    On a shared machine an unthrottled process's wall time is its CPU time stretched by whatever
+    else runs, so the unthrottled cost is its CPU time (measured here, before and after the run);
+    the unthrottled cloud's wall time, measured in the same run, is reported beside it.
+    """
+    ws = workspace_with(tmp_path, {"timed": _TIMED})
+    before = _cpu_ms_per_inference()
+    outcome, store = run(ws, "timed")
+    costs = before + _cpu_ms_per_inference()
+    assert outcome.status == "succeeded", outcome.error
+    summary = run_summary(store, outcome.run_id)
+    measured = whole_model_ratio(summary.rows, summary.layers)
+    assert measured is not None
+    rows = {row.split: row for row in summary.rows}
+    phone, cloud = rows[21].head, rows[0].tail
+    cost = statistics.median(costs)
+    ratio = measured.first_ms / cost
+    spread = (
+        f"throttled phone {phone.median:.1f} ms (IQR {phone.p25:.1f}-{phone.p75:.1f}); unthrottled CPU "
+        f"{cost:.1f} ms (IQR {_iqr(costs)}): {ratio:.2f}x; unthrottled cloud wall {cloud.median:.1f} ms "
+        f"(IQR {cloud.p25:.1f}-{cloud.p75:.1f}): {measured.ratio:.2f}x"
+    )
+    print(spread)  # the spread, for the record of the test run (pytest -s)
+    assert 8.0 <= ratio <= 12.0, spread
+    assert measured.ratio > 2.0, spread  # whatever the machine's load, the quota slows it visibly
+    record = store.get_run(outcome.run_id).record
+    assert record.launch["phone"] == "spawn+cgroup"
+    facts = record.participants["phone"]
+    assert (facts.cpu_limit, facts.cpu_period_us, facts.memory_limit_bytes) == (0.1, 10_000, None)
+    assert record.participants["cloud"].cpu_limit is None
+    assert limits_lines(record) == ["phone: cpu 0.1 (1 ms per 10 ms) [spawn+cgroup]"]
+
+
+def _iqr(values: list[float]) -> str:
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return f"{q1:.1f}-{q3:.1f}"
+
+
+def test_memory_below_the_models_needs_fails_the_run_naming_the_participant(tmp_path: Path):
+    ws = workspace_with(tmp_path, {"starved": _STARVED})
+    outcome, _ = run(ws, "starved")
+    assert outcome.status == "failed"
+    assert outcome.error is not None
+    assert "out of memory: the kernel killed participant 'phone'" in outcome.error, outcome.error
+    assert "200 MiB" in outcome.error and "killed by SIGKILL" in outcome.error
+    mounts, own = Path("/proc/self/mounts").read_text(), Path("/proc/self/cgroup").read_text()
+    memory = find_hierarchy("memory", mounts, own)
+    assert not isinstance(memory, str) and memory.base.is_dir()
+    assert not (memory.base / RunCgroups("starved").name).exists()  # removed after the failure
