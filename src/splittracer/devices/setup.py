@@ -249,7 +249,7 @@ class _Setup:
             wheel = self._local_wheel(root, offline, Path(tmp))
             python, missing = await self._missing(wheel_requirements(wheel, torch=self.torch))
             tags = await self._tags() if missing and offline.wheels is None else []
-            self.progress(f"gathering wheels for {', '.join(missing)}" if missing else "uploading")
+            self.progress(f"gathering wheels for {', '.join(missing)}" if missing else "nothing else missing")
             deps = Path(tmp) / "deps"
             where = self.target.label
             extra = wheels_for(missing, deps, wheelhouse=offline.wheels, tags=tags, python=python, host=where)
