@@ -204,6 +204,7 @@ def _scaffold(name: str) -> dict[str, str]:
         "roles.py": _ROLES,
         "tasks.py": _TASKS,
         f"{EXPERIMENTS_DIR}/neurosurgeon.yaml": _NEUROSURGEON,
+        f"{EXPERIMENTS_DIR}/lab-neurosurgeon.yaml": _LAB_NEUROSURGEON,
     }
 
 
@@ -279,4 +280,32 @@ playbook:
 options:
   repeats: 5                # timed inferences per split point (medians and IQR)
   warmup: 1                 # untimed inferences before them
+"""
+
+_LAB_NEUROSURGEON = """\
+# Neurosurgeon across two hosts of the lab that 'sudo splittracer testbed up --hosts 2' builds
+# (add --bandwidth 10mbit to shape their link). Run it with the devices it registered:
+#   SPLITTRACER_DEVICES=<the devices.yaml it printed> splittracer run lab-neurosurgeon
+name: lab-neurosurgeon
+description: AlexNet split after every layer, across two lab hosts (splittracer testbed up)
+model:
+  source: torchvision:alexnet
+participants:
+  phone:
+    device: st-h1
+    role: splittracer.builtin:SplitHead
+    limits:
+      threads: 1
+  cloud:
+    device: st-h2
+    role: splittracer.builtin:SplitTail
+    limits:
+      threads: 1
+playbook:
+  phone:
+    - task: Sweep
+      params: {splits: all, next: [cloud]}
+options:
+  repeats: 5
+  warmup: 1
 """

@@ -10,10 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from splittracer.lab import Testbed, TestbedError, TestbedState, check_environment
+from splittracer.lab import LabNetwork, Testbed, TestbedError, TestbedState, check_environment
 
 LAB_HOSTS = 2
 LAB_BANDWIDTH = "10mbit"
+# Not the default names: a test may build the default lab from the command line beside this one.
+LAB_NETWORK = LabNetwork(prefix="et", subnet=2)
 
 
 def lab_skip_reason() -> str | None:
@@ -27,12 +29,15 @@ def lab_skip_reason() -> str | None:
 
 @pytest.fixture(scope="session")
 def lab_testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    """A 2-host lab on a 10 Mbit/s tbf-shaped link; removed, and checked removed, at the end."""
+    """A 2-host lab on a 10 Mbit/s tbf-shaped link; removed, and checked removed, at the end.
+
+    Its hosts are left unpaired (``ready=False``): each test pairs them its own way.
+    """
     reason = lab_skip_reason()
     if reason is not None:
         pytest.skip(f"no testbed: {reason}")
-    testbed = Testbed(tmp_path_factory.mktemp("testbed"))
-    testbed.up(LAB_HOSTS, LAB_BANDWIDTH)
+    testbed = Testbed(tmp_path_factory.mktemp("testbed"), LAB_NETWORK)
+    testbed.up(LAB_HOSTS, LAB_BANDWIDTH, ready=False)
     try:
         yield testbed
     finally:

@@ -221,7 +221,7 @@ def test_cli_status_json(lab_testbed: Testbed, capsys: pytest.CaptureFixture[str
 
 def test_a_second_lab_with_the_same_names_is_refused(lab_testbed: Testbed, tmp_path: Path) -> None:
     with pytest.raises(TestbedError, match="already exist"):
-        Testbed(tmp_path / "other").up(1)
+        Testbed(tmp_path / "other", lab_testbed.network).up(1)
     assert lab_testbed.status().healthy
 
 

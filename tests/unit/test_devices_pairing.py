@@ -189,7 +189,9 @@ def test_foreign_errors_become_ours():
     )
     denied = translate(asyncssh.PermissionDenied("no"), TARGET, password=True)
     assert isinstance(denied, AuthenticationFailed) and "password was refused" in denied.render()
-    assert "none of the keys" in translate(asyncssh.PermissionDenied("no"), TARGET).render()
+    assert "refused the key (~/.ssh/" in translate(asyncssh.PermissionDenied("no"), TARGET).render()
+    named = translate(asyncssh.PermissionDenied("no"), TARGET, keys=[Path("/k/id_lab")]).render()
+    assert "answered but refused the key (/k/id_lab)" in named
     slow = translate(asyncio.TimeoutError(), TARGET, timeout=2)
     assert isinstance(slow, Unreachable) and "within 2 s" in slow.render() and "2222" in slow.render()
     assert "refused on port 2222" in translate(ConnectionRefusedError(), TARGET).render()

@@ -308,3 +308,51 @@ def test_status_document_joins_the_saved_hosts_with_what_was_found(tmp_path: Pat
 def test_the_rate_is_described_with_its_tbf_parameters(tmp_path: Path) -> None:
     assert describe_rate(_state(tmp_path)) == "10 Mbit/s (tbf, burst 1600 B, latency 1000ms)"
     assert describe_rate(dataclasses.replace(_state(tmp_path), rate_bps=None)) == "unshaped"
+
+
+def test_a_ready_lab_registers_its_hosts_paired_as_root_with_this_python(tmp_path: Path) -> None:
+    from splittracer.devices.registry import Registry, fingerprint_of
+
+    from .test_devices_registry import host_key
+
+    key = tmp_path / "id_ed25519"
+    real = [host_key() for _ in range(2)]
+    hosts = tuple(
+        dataclasses.replace(_host(i + 1), host_key=k, host_key_fingerprint=fingerprint_of(k))
+        for i, k in enumerate(real)
+    )
+    unpaired = saved.registry_document(hosts)["devices"]["st-h1"]
+    assert unpaired["user"] == "splittracer-st-h1" and "key" not in unpaired
+    path = tmp_path / "devices.yaml"
+    path.write_text(json.dumps(saved.registry_document(hosts, key)))
+    devices = Registry(path).devices()
+    assert [(d.user, d.key, d.python, d.listen_host) for d in devices.values()] == [
+        ("root", key, sys.executable, h.address) for h in hosts
+    ]
+
+
+def test_a_state_saved_before_the_lab_paired_its_hosts_still_loads(tmp_path: Path) -> None:
+    state = dataclasses.replace(_state(tmp_path), client_key=tmp_path / "id_ed25519")
+    data = saved.state_to_json(state)
+    assert saved.state_from_json(data).client_key == tmp_path / "id_ed25519"
+    del data["client_key"], data["runtime_created"]
+    old = saved.state_from_json(data)
+    assert (old.client_key, old.runtime_created) == (None, None)
+    del data["password"]
+    with pytest.raises(TestbedError, match="not readable"):
+        saved.state_from_json(data)
+
+
+def test_up_prints_the_two_commands_that_run_the_lab_experiment(tmp_path: Path) -> None:
+    from splittracer.cli.testbed import run_commands
+    from splittracer.workspace import init_workspace
+
+    state = dataclasses.replace(_state(tmp_path / "state dir"), client_key=tmp_path / "k")
+    init, run = run_commands(state)
+    assert init == "splittracer init lab-demo"
+    assert run == (
+        f"SPLITTRACER_DEVICES='{tmp_path}/state dir/devices.yaml' "
+        "splittracer run lab-neurosurgeon --workspace lab-demo"
+    )
+    manifest = init_workspace(tmp_path / "lab-demo").load_manifest("lab-neurosurgeon", check_code=False)
+    assert [p.device for p in manifest.participants.values()] == [h.name for h in state.hosts]

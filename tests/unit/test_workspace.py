@@ -25,7 +25,8 @@ def test_init_scaffolds_every_file(tmp_path: Path) -> None:
     workspace = init_workspace(tmp_path / "ws")
     root = tmp_path / "ws"
     assert workspace.root == root.resolve()
-    for name in ("splittracer.yaml", "roles.py", "tasks.py", "experiments/neurosurgeon.yaml"):
+    scaffold = ("splittracer.yaml", "roles.py", "tasks.py", "experiments/neurosurgeon.yaml")
+    for name in (*scaffold, "experiments/lab-neurosurgeon.yaml"):
         assert (root / name).is_file(), name
     assert (root / "results").is_dir()
     assert workspace.name == "ws"
@@ -44,6 +45,16 @@ def test_scaffolded_neurosurgeon_manifest(tmp_path: Path) -> None:
     entry = manifest.playbook["phone"][0]
     assert (entry.task, entry.params) == ("Sweep", {"splits": "all", "next": ["cloud"]})
     assert (manifest.options.repeats, manifest.options.warmup) == (5, 1)
+
+
+def test_scaffolded_lab_manifest_runs_neurosurgeon_on_the_two_lab_hosts(tmp_path: Path) -> None:
+    workspace = init_workspace(tmp_path)
+    manifest = workspace.load_manifest("lab-neurosurgeon", check_code=False)
+    phone, cloud = manifest.participants.values()
+    assert (phone.device, phone.role) == ("st-h1", "splittracer.builtin:SplitHead")
+    assert (cloud.device, cloud.role) == ("st-h2", "splittracer.builtin:SplitTail")
+    text = workspace.manifest_path("lab-neurosurgeon").read_text()
+    assert "testbed up --hosts 2" in text and "SPLITTRACER_DEVICES=" in text
 
 
 @pytest.mark.usefixtures("clean_user_modules")
@@ -111,7 +122,7 @@ def test_experiments_lists_broken_manifests_with_their_error(tmp_path: Path) -> 
     workspace = init_workspace(tmp_path)
     (workspace.experiments_dir / "broken.yaml").write_text("name: broken\nparticipant: {}\n")
     infos = {info.name: info for info in workspace.experiments()}
-    assert list(infos) == ["broken", "neurosurgeon"]
+    assert list(infos) == ["broken", "lab-neurosurgeon", "neurosurgeon"]
     good = infos["neurosurgeon"]
     assert (good.participants, good.error) == (("phone", "cloud"), None)
     assert good.description.startswith("AlexNet split after every layer")
@@ -126,7 +137,7 @@ def test_manifest_path_unknown_name(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no experiment named 'neurosurgen'") as info:
         workspace.manifest_path("neurosurgen")
     assert "Did you mean 'neurosurgeon'?" in (info.value.hint or "")
-    assert "Known experiments: neurosurgeon." in (info.value.hint or "")
+    assert "Known experiments: lab-neurosurgeon, neurosurgeon." in (info.value.hint or "")
 
 
 def test_default_workspace_of_a_manifest_is_its_workspace(tmp_path: Path) -> None:

@@ -13,9 +13,9 @@ from rich.markup import escape
 
 from ..devices.forget import ForgetResult, KeyOutcome, forget_device
 from ..devices.pairing import AskPassword, PairingOptions, PairingResult, pair
-from ..devices.probe import DeviceStatus, check_all, check_device, not_ready, problems
+from ..devices.probe import LOGIN_OK, DeviceStatus, check_all, check_device, not_ready, problems
 from ..devices.registry import DeviceFacts, Registry
-from ..devices.setup import setup_device
+from ..devices.setup import Offline, setup_device
 from ..errors import SplitTracerError
 from ..manifest import find_workspace_root
 from ._render import console, err_console, print_json, print_table
@@ -104,7 +104,8 @@ def ls(
     print_table(f"devices ({reg.path})", _LS_COLUMNS, rows)
     for s in statuses:
         if s.error:
-            err_console.print(f"[yellow]{s.device.name}[/]: {s.error}", highlight=False)
+            hint = f"\n  {escape(s.hint)}" if s.hint else ""
+            err_console.print(f"[yellow]{s.device.name}[/]: {escape(s.error)}{hint}", highlight=False)
 
 
 @app.command("check")
@@ -124,6 +125,23 @@ def check(
 def setup(
     name: NameArg,
     torch: Annotated[bool, typer.Option("--torch/--no-torch", help="Install torch if missing")] = True,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline",
+            help="The device has no network: upload wheels from this machine "
+            "(pip download for the device's platform, or --wheels)",
+        ),
+    ] = False,
+    wheels: Annotated[
+        Path | None,
+        typer.Option(
+            "--wheels",
+            help="A folder of wheels to install from (implies --offline)",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
     timeout: TimeoutOpt = 10.0,
     registry: RegistryOpt = None,
     workspace: WorkspaceOpt = None,
@@ -136,6 +154,7 @@ def setup(
             torch=torch,
             progress=lambda text: status.update(f"{name}: {text}"),
             timeout=timeout,
+            offline=Offline(wheels) if offline or wheels is not None else None,
         )
     for step in report.steps:
         mark = "[green]changed[/]" if step.changed else "[dim]ok[/]"
@@ -247,7 +266,7 @@ def _summary(facts: DeviceFacts) -> str:
     )
 
 
-_LS_COLUMNS = ("name", "host", "reachable", "ready", "arch", "Python", "torch", "last seen")
+_LS_COLUMNS = ("name", "host", "reachable", "login", "ready", "arch", "Python", "torch", "last seen")
 
 
 def _status_row(s: DeviceStatus) -> list[object]:
@@ -256,6 +275,7 @@ def _status_row(s: DeviceStatus) -> list[object]:
         s.device.name,
         s.device.destination,
         "[green]yes[/]" if s.reachable else "[red]no[/]",
+        f"[green]{s.login}[/]" if s.login == LOGIN_OK else f"[red]{s.login}[/]",
         "[green]yes[/]" if s.ready else "[yellow]no[/]",
         facts.arch if facts else None,
         facts.python if facts else None,
@@ -273,8 +293,10 @@ def _status_dict(s: DeviceStatus) -> dict[str, object]:
         "user": s.device.user,
         "tags": list(s.device.tags),
         "reachable": s.reachable,
+        "login": s.login,
         "ready": s.ready,
         "error": s.error,
+        "hint": s.hint,
         "problems": [p.message for p in s.problems],
         "arch": facts.arch if facts else None,
         "python": facts.python if facts else None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -41,9 +42,10 @@ def up(
     with console.status("building the testbed") as spinner:
         state = testbed.up(hosts, bandwidth, progress=lambda step: spinner.update(f"testbed: {step}"))
     _print_hosts(state)
-    console.print(f"password (every host): {state.password}", highlight=False)
+    console.print(f"password (every host's user): {state.password}", highlight=False)
     console.print(f"devices: {state.registry}\nknown hosts: {state.known_hosts}", highlight=False)
     _print_links(state)
+    _print_next_steps(state)
 
 
 @app.command("status")
@@ -75,6 +77,35 @@ def down(state_dir: StateDirOpt = None) -> None:
 def _print_hosts(state: TestbedState) -> None:
     rows = [[h.name, h.address, h.user, str(h.sshd_pid), h.host_key_fingerprint] for h in state.hosts]
     print_table("Testbed hosts", ["host", "address", "user", "sshd pid", "host key"], rows)
+
+
+LAB_WORKSPACE = "lab-demo"
+LAB_EXPERIMENT = "lab-neurosurgeon"
+
+
+def run_commands(state: TestbedState, workspace: str = LAB_WORKSPACE) -> list[str]:
+    """The commands that run the workspace scaffold's lab experiment on this lab's hosts."""
+    registry = shlex.quote(str(state.registry))
+    return [
+        f"splittracer init {workspace}",
+        f"SPLITTRACER_DEVICES={registry} splittracer run {LAB_EXPERIMENT} --workspace {workspace}",
+    ]
+
+
+def _print_next_steps(state: TestbedState) -> None:
+    if state.client_key is None:
+        return
+    names = ", ".join(h.name for h in state.hosts)
+    console.print(
+        f"\n{names}: paired as root in {state.registry.name}, with a runtime (this machine's Python).",
+        highlight=False,
+    )
+    if len(state.hosts) < 2:
+        console.print("The workspace's lab experiment needs two hosts: 'testbed up --hosts 2'.")
+        return
+    console.print("Run Neurosurgeon across two lab hosts:")
+    for command in run_commands(state):
+        console.print(f"  {command}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_links(state: TestbedState) -> None:

@@ -18,17 +18,23 @@ from pathlib import Path
 import asyncssh
 
 from ..version import __version__
-from .errors import DeviceError, DeviceNotReady
+from .errors import AuthenticationFailed, DeviceError, DeviceNotReady, HostKeyChanged, Unreachable
 from .registry import Device, DeviceFacts, Registry, utcnow
 from .ssh import Completed, Target, connect, quote, run
 
 __all__ = [
+    "LOGIN_FAILED",
+    "LOGIN_HOST_KEY_CHANGED",
+    "LOGIN_KEY_REFUSED",
+    "LOGIN_OK",
     "MIN_PYTHON",
+    "NO_ANSWER",
     "RUNTIME_DIR",
     "DeviceStatus",
     "Problem",
     "check_all",
     "check_device",
+    "failed_status",
     "not_ready",
     "parse_facts",
     "probe",
@@ -43,6 +49,12 @@ VENV_PYTHON = f"$HOME/{RUNTIME_DIR}/venv/bin/python"
 FACTS_PREFIX = "SPLITTRACER_FACTS="
 LS_TIMEOUT_S = 2.0
 PROBE_TIMEOUT_S = 120.0
+# How a device's login went in ``device ls``: only NO_ANSWER means the device is not reachable.
+LOGIN_OK = "ok"
+LOGIN_KEY_REFUSED = "key refused"
+LOGIN_HOST_KEY_CHANGED = "host key changed"
+LOGIN_FAILED = "failed"
+NO_ANSWER = "no answer"
 _CANDIDATES = ("python3.14", "python3.13", "python3.12", "python3.11", "python3.10", "python3", "python")
 
 # Python 3 of any age: no f-strings with '=', no walrus, no importlib.metadata assumed.
@@ -128,18 +140,26 @@ class Problem:
 
 @dataclass(frozen=True)
 class DeviceStatus:
-    """One device's line in ``device ls``: reachability now, readiness from its facts."""
+    """One device's line in ``device ls``: reachability and login now, readiness from its facts.
+
+    ``reachable`` says an SSH server answered; ``login`` how logging in went
+    (:data:`LOGIN_OK`, :data:`LOGIN_KEY_REFUSED`, :data:`LOGIN_HOST_KEY_CHANGED`,
+    :data:`LOGIN_FAILED`, or :data:`NO_ANSWER` when nothing answered), so a device
+    that refused the key is never reported as unreachable.
+    """
 
     device: Device
     reachable: bool
     error: str | None = None
     problems: tuple[Problem, ...] = field(default_factory=tuple)
     last_seen: datetime | None = None
+    login: str = LOGIN_OK
+    hint: str | None = None
 
     @property
     def ready(self) -> bool:
-        """Reachable, probed, and nothing missing."""
-        return self.reachable and self.device.facts is not None and not self.problems
+        """Logged in, probed, and nothing missing."""
+        return self.login == LOGIN_OK and self.device.facts is not None and not self.problems
 
 
 def select_python(system: str | None = None, *, runtime: bool = True) -> str:
@@ -278,11 +298,27 @@ async def _status(device: Device, timeout: float) -> DeviceStatus:
     try:
         conn = await asyncio.wait_for(connect(target, keys=_keys(device), timeout=timeout), timeout + 0.5)
     except DeviceError as exc:
-        return DeviceStatus(device, False, exc.message, found, device.last_seen)
+        return failed_status(device, exc, found)
     except (asyncio.TimeoutError, TimeoutError):
-        return DeviceStatus(device, False, f"no SSH answer within {timeout:g} s", found, device.last_seen)
+        why = f"no SSH answer within {timeout:g} s"
+        return DeviceStatus(device, False, why, found, device.last_seen, NO_ANSWER)
     conn.close()
     return DeviceStatus(device, True, None, found, utcnow())
+
+
+def failed_status(device: Device, exc: DeviceError, found: tuple[Problem, ...] = ()) -> DeviceStatus:
+    """The status of a device whose login failed with ``exc``: answered or not, and why."""
+    login = _LOGIN_OF.get(type(exc), LOGIN_FAILED)
+    answered = login != NO_ANSWER
+    seen = utcnow() if answered else device.last_seen
+    return DeviceStatus(device, answered, exc.message, found, seen, login, exc.hint)
+
+
+_LOGIN_OF: dict[type[DeviceError], str] = {
+    Unreachable: NO_ANSWER,
+    AuthenticationFailed: LOGIN_KEY_REFUSED,
+    HostKeyChanged: LOGIN_HOST_KEY_CHANGED,
+}
 
 
 def _keys(device: Device) -> tuple[Path, ...]:

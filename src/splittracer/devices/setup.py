@@ -8,6 +8,11 @@ controller's own splittracer: from a source checkout a wheel is built here
 and uploaded, otherwise the same version is installed from the package
 index. Every step checks first and does nothing when already done, so
 running setup twice changes nothing the second time.
+
+Offline (``offline=True``, ``device setup --offline``) the device never
+reaches the network: the controller uploads the splittracer wheel and wheels
+for whatever requirement the device lacks (:mod:`.wheels`), and pip installs
+from them alone.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.metadata
+import json
 import re
 import shutil
 import subprocess
@@ -33,8 +39,16 @@ from .errors import DeviceError, DeviceNotReady
 from .probe import _INSTALL_PYTHON, MIN_PYTHON, RUNTIME_DIR, probe, select_python
 from .registry import Device, Registry, utcnow
 from .ssh import Target, connect, quote, remote_home, run
+from .wheels import (
+    INSTALLED_SCRIPT,
+    TAGS_SCRIPT,
+    find_wheel,
+    missing_requirements,
+    parse_installed,
+    wheels_for,
+)
 
-__all__ = ["SetupReport", "SetupStep", "setup_device", "source_checkout"]
+__all__ = ["Offline", "SetupReport", "SetupStep", "setup_device", "source_checkout"]
 
 VENV = f"{RUNTIME_DIR}/venv"
 MARKER = "splittracer-source.txt"  # in the venv: what was installed, to skip reinstalling
@@ -54,6 +68,13 @@ class SetupStep:
 
 
 @dataclass(frozen=True)
+class Offline:
+    """Install without the device reaching a package index; ``wheels``: a wheelhouse to take them from."""
+
+    wheels: Path | None = None
+
+
+@dataclass(frozen=True)
 class SetupReport:
     """The device after setup (facts re-probed) and what each step did."""
 
@@ -68,10 +89,16 @@ def setup_device(
     torch: bool = True,
     progress: Progress | None = None,
     timeout: float = 10.0,
+    offline: Offline | None = None,
 ) -> SetupReport:
-    """Create or update device ``name``'s runtime; its re-probed facts go into ``registry``."""
+    """Create or update device ``name``'s runtime; its re-probed facts go into ``registry``.
+
+    With ``offline`` every package comes from wheels this machine uploads (see :mod:`.wheels`).
+    """
     device = registry.get(name)
-    report = asyncio.run(_Setup(device, torch, progress or (lambda _: None), timeout).run())
+    setup = _Setup(device, torch, progress or (lambda _: None), timeout)
+    setup.offline = offline
+    report = asyncio.run(setup.run())
     registry.put(report.device)
     return report
 
@@ -98,6 +125,7 @@ class _Setup:
         self.device, self.torch, self.progress, self.timeout = device, torch, progress, timeout
         self.target = Target.of(device)
         self.steps: list[SetupStep] = []
+        self.offline: Offline | None = None
 
     async def run(self) -> SetupReport:
         self.progress(f"connecting to {self.target.label}")
@@ -166,6 +194,8 @@ class _Setup:
             self._done("torch", False, f"torch {have.stdout.strip()} is installed")
         elif not self.torch:
             self._done("torch", False, "skipped (--no-torch)")
+        elif self.offline is not None:
+            self._done("torch", False, "missing: installed from the uploaded wheels with splittracer")
         else:
             self.progress("installing torch (this can take a while)")
             await self._pip("install", *TORCH_PACKAGES, label="pip install torch torchvision")
@@ -180,7 +210,9 @@ class _Setup:
         if current.exit_status == 0 and current.stdout.strip() == wanted:
             self._done("splittracer", False, f"splittracer {__version__} is up to date")
             return
-        if root is None:
+        if self.offline is not None:
+            await self._install_offline(root, self.offline)
+        elif root is None:
             self.progress(f"installing splittracer {__version__} from the package index")
             await self._pip("install", "--no-deps", f"splittracer=={__version__}")
             await self._pip("install", *installed_requirements(torch=self.torch))
@@ -211,6 +243,67 @@ class _Setup:
         )
         await self._sh(f"rm -rf {quote(remote_dir)}")
         await self._pip("install", *requirements, label="pip install (splittracer's dependencies)")
+
+    async def _install_offline(self, root: Path | None, offline: Offline) -> None:
+        with tempfile.TemporaryDirectory(prefix="splittracer-wheels-") as tmp:
+            wheel = self._local_wheel(root, offline, Path(tmp))
+            python, missing = await self._missing(wheel_requirements(wheel, torch=self.torch))
+            tags = await self._tags() if missing and offline.wheels is None else []
+            self.progress(f"gathering wheels for {', '.join(missing)}" if missing else "nothing else missing")
+            deps = Path(tmp) / "deps"
+            where = self.target.label
+            extra = wheels_for(missing, deps, wheelhouse=offline.wheels, tags=tags, python=python, host=where)
+            remote_dir = await self._upload([wheel, *extra])
+        self.progress("installing from the uploaded wheels")
+        local = ["--no-index", "--find-links", remote_dir]
+        await self._pip("install", *local, "--no-deps", "--force-reinstall", f"{remote_dir}/{wheel.name}")
+        if missing:
+            await self._pip(
+                "install", *local, *missing, label="pip install --no-index (what the device lacked)"
+            )
+        await self._sh(f"rm -rf {quote(remote_dir)}")
+
+    async def _missing(self, requirements: list[str]) -> tuple[str, list[str]]:
+        """The runtime's Python version and which of ``requirements`` it does not satisfy."""
+        shown = await self._sh(f"{quote(self.venv_python)} -c {quote(INSTALLED_SCRIPT)}", label="pip list")
+        python, installed = parse_installed(shown)
+        return python, missing_requirements(requirements, installed, python)
+
+    async def _tags(self) -> list[str]:
+        """The wheel tags the device's pip accepts, most specific first."""
+        shown = await self._sh(f"{quote(self.venv_python)} -c {quote(TAGS_SCRIPT)}", label="wheel tags")
+        return [str(tag) for tag in json.loads(shown)]
+
+    def _local_wheel(self, root: Path | None, offline: Offline, tmp: Path) -> Path:
+        """This splittracer as a wheel: built from the checkout, else from the wheelhouse or downloaded."""
+        if root is not None:
+            self.progress("building a wheel of this checkout")
+            return build_wheel(root, tmp)
+        found = find_wheel(offline.wheels) if offline.wheels is not None else None
+        if found is not None:
+            return found
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--dest", str(tmp)]
+        subprocess.run([*command, f"splittracer=={__version__}", "--quiet"], capture_output=True, check=False)
+        found = find_wheel(tmp)
+        if found is None:
+            raise DeviceError(
+                f"no wheel of splittracer {__version__} to upload",
+                host="localhost",
+                hint=f"Put splittracer-{__version__}-*.whl in the folder you pass with --wheels.",
+            )
+        return found
+
+    async def _upload(self, wheels: list[Path]) -> str:
+        remote_dir = f"{self.home}/{RUNTIME_DIR}/wheels"
+        self.progress(f"uploading {len(wheels)} wheel(s)")
+        try:
+            async with self.conn.start_sftp_client() as sftp:
+                await sftp.makedirs(remote_dir, exist_ok=True)
+                for wheel in wheels:
+                    await sftp.put(str(wheel), f"{remote_dir}/{wheel.name}")
+        except (asyncssh.Error, OSError) as exc:
+            raise DeviceError(f"uploading wheels failed: {exc}", host=self.target.label) from exc
+        return remote_dir
 
     async def _pip(self, *args: str, label: str | None = None) -> None:
         command = " ".join([quote(self.venv_python), "-m", "pip", *map(quote, args)])

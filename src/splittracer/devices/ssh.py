@@ -163,7 +163,8 @@ async def connect(
     try:
         return await asyncio.wait_for(asyncssh.connect(target.host, **options), timeout + 1.0)
     except BaseException as exc:
-        raise translate(exc, target, timeout=timeout, password=password is not None) from exc
+        tried = None if password is not None else tuple(keys)
+        raise translate(exc, target, timeout=timeout, password=password is not None, keys=tried) from exc
 
 
 async def run(
@@ -239,9 +240,17 @@ def watched_python(arguments: str, *, prologue: str = "", on_start: str = "") ->
 
 
 def translate(
-    exc: BaseException, target: Target, *, timeout: float = CONNECT_TIMEOUT_S, password: bool = False
+    exc: BaseException,
+    target: Target,
+    *,
+    timeout: float = CONNECT_TIMEOUT_S,
+    password: bool = False,
+    keys: Sequence[Path] | None = None,
 ) -> DeviceError:
-    """An asyncssh / socket failure as the DeviceError a user can act on."""
+    """An asyncssh / socket failure as the DeviceError a user can act on.
+
+    ``keys`` are the keys a refused login offered (empty: the ones ssh would use).
+    """
     if isinstance(exc, DeviceError):
         return exc
     where = target.label
@@ -249,7 +258,7 @@ def translate(
     if isinstance(exc, asyncssh.HostKeyNotVerifiable):
         return _host_key_changed(target)
     if isinstance(exc, asyncssh.PermissionDenied):
-        return _auth_failed(target, password)
+        return _auth_failed(target, password, keys or ())
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return Unreachable(
             f"no SSH answer within {timeout:g} s",
@@ -298,15 +307,16 @@ def _host_key_changed(target: Target) -> HostKeyChanged:
     )
 
 
-def _auth_failed(target: Target, password: bool) -> AuthenticationFailed:
+def _auth_failed(target: Target, password: bool, keys: Sequence[Path]) -> AuthenticationFailed:
     if password:
         return AuthenticationFailed(
             "the password was refused",
             host=target.label,
             hint="Check the user name (--user) and the password, then run 'splittracer device add' again.",
         )
+    offered = ", ".join(str(k) for k in keys) or "~/.ssh/config's IdentityFile, ~/.ssh/id_*, the ssh-agent"
     return AuthenticationFailed(
-        "the server accepted none of the keys",
+        f"the SSH server answered but refused the key ({offered})",
         host=target.label,
         hint="Pair again with 'splittracer device add NAME --host HOST' to install SplitTracer's key "
         "(it asks for the password once), or pass --key with a key the device accepts.",

@@ -7,16 +7,21 @@ Files in ``state_dir``:
   users, the password;
 * ``known_hosts``: one line per host, ``198.18.0.11 ssh-ed25519 AAAA…``;
 * ``devices.yaml``: the hosts as a device registry in the format of
-  :mod:`splittracer.devices.registry`, host keys pinned (the lab made them), no client key::
+  :mod:`splittracer.devices.registry`, host keys pinned (the lab made them), paired as
+  root by the lab's key with this machine's Python (see :mod:`splittracer.lab.ready`)::
 
       devices:
         st-h1:
           host: 198.18.0.11
           port: 22
-          user: splittracer-st-h1
+          user: root
           host_key: ssh-ed25519 AAAAC3Nz...
           fingerprint: SHA256:3q9...
           tags: [testbed]
+          key: /root/.local/state/splittracer/testbed/id_ed25519
+          python: /usr/bin/python3
+          listen_host: 198.18.0.11
+* ``id_ed25519`` and ``id_ed25519.pub``: the lab's login key (root on every host);
 
 and one directory per host with its sshd's files (:class:`~splittracer.lab.sshd.SshdFiles`).
 """
@@ -27,8 +32,9 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +46,9 @@ from .shaping import describe_shaping
 from .sshd import SSH_PORT
 
 __all__ = [
+    "CLIENT_KEY_FILE",
     "KNOWN_HOSTS_FILE",
+    "LAB_USER",
     "REGISTRY_FILE",
     "STATE_FILE",
     "HostStatus",
@@ -63,6 +71,9 @@ __all__ = [
 STATE_FILE = "testbed.json"
 REGISTRY_FILE = "devices.yaml"
 KNOWN_HOSTS_FILE = "known_hosts"
+CLIENT_KEY_FILE = "id_ed25519"
+LAB_USER = "root"  # who the registry logs in as (see splittracer.lab.ready)
+_FILES = (STATE_FILE, REGISTRY_FILE, KNOWN_HOSTS_FILE, CLIENT_KEY_FILE, f"{CLIENT_KEY_FILE}.pub")
 
 
 @dataclass(frozen=True)
@@ -108,6 +119,8 @@ class TestbedState:
     netem: bool
     privsep_dir_created: Path | None
     created_at: float
+    client_key: Path | None = None  # the lab's login key; None: hosts not paired (no registry key)
+    runtime_created: Path | None = None  # the runtime up made, which down removes
 
     @property
     def network(self) -> LabNetwork:
@@ -165,21 +178,23 @@ def describe_rate(state: TestbedState) -> str:
     return describe_shaping(state.rate_bps, state.tbf_burst)
 
 
-def registry_document(hosts: Sequence[LabHost]) -> dict[str, Any]:
-    """The hosts as a device registry, host keys pinned."""
-    return {
-        "devices": {
-            h.name: {
-                "host": h.address,
-                "port": h.port,
-                "user": h.user,
-                "host_key": h.host_key,
-                "fingerprint": h.host_key_fingerprint,
-                "tags": ["testbed"],
-            }
-            for h in hosts
-        }
+def registry_document(hosts: Sequence[LabHost], key: Path | None = None) -> dict[str, Any]:
+    """The hosts as a device registry, host keys pinned; with ``key``, paired as root by it."""
+    return {"devices": {h.name: _device_entry(h, key) for h in hosts}}
+
+
+def _device_entry(host: LabHost, key: Path | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "host": host.address,
+        "port": host.port,
+        "user": LAB_USER if key is not None else host.user,
+        "host_key": host.host_key,
+        "fingerprint": host.host_key_fingerprint,
+        "tags": ["testbed"],
     }
+    if key is not None:
+        entry.update(key=str(key), python=sys.executable, listen_host=host.address)
+    return entry
 
 
 def known_hosts_text(hosts: Sequence[LabHost]) -> str:
@@ -218,7 +233,8 @@ def _plain(value: Any) -> Any:
 def _typed(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in fields(cls):
-        value = data[f.name]
+        # A field added since the state was written takes its default; others must be there.
+        value = data[f.name] if f.name in data or f.default is MISSING else f.default
         path_field = "Path" in str(f.type)
         out[f.name] = Path(value) if path_field and value is not None else value
     return out
@@ -228,7 +244,7 @@ def save_state(state: TestbedState, state_file: Path) -> None:
     """Write the registry, ``known_hosts`` and, readable by root only, the state itself."""
     state.registry.write_text(
         "# SplitTracer testbed hosts, written by 'splittracer testbed up'\n"
-        + yaml.safe_dump(registry_document(state.hosts), sort_keys=False)
+        + yaml.safe_dump(registry_document(state.hosts, state.client_key), sort_keys=False)
     )
     state.known_hosts.write_text(known_hosts_text(state.hosts))
     fd = os.open(state_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -249,7 +265,7 @@ def load_state(state_file: Path) -> TestbedState | None:
 
 def state_files(state_dir: Path) -> list[Path]:
     """The lab's own files in ``state_dir`` that exist (not the host directories)."""
-    files = (state_dir / n for n in (STATE_FILE, REGISTRY_FILE, KNOWN_HOSTS_FILE))
+    files = (state_dir / n for n in _FILES)
     return [f for f in files if f.exists()]
 
 
@@ -261,7 +277,7 @@ def remove_state_files(state_dir: Path, net: LabNetwork) -> list[str]:
     for path in state_dir.iterdir():
         if path.is_dir() and net.owns_namespace(path.name):
             shutil.rmtree(path)
-        elif path.name in (STATE_FILE, REGISTRY_FILE, KNOWN_HOSTS_FILE):
+        elif path.name in _FILES:
             path.unlink()
         else:
             continue

@@ -2,7 +2,9 @@
 
 ``Testbed(state_dir).up(hosts=N, bandwidth="10mbit")`` (root, Linux) makes the bridge and,
 for each host, its namespace and veth (:mod:`.network`), its link shaping (:mod:`.shaping`),
-its user and sshd (:mod:`.sshd`), then saves what it made (:mod:`.state`). ``status()``
+its user and sshd (:mod:`.sshd`), then saves what it made (:mod:`.state`) and, unless
+``ready=False``, pairs the hosts in its registry and gives them a runtime (:mod:`.ready`),
+so ``splittracer run`` can use them at once. ``status()``
 checks each host again; ``down()`` stops every process in the lab's namespaces (sshd and
 the sessions it started), deletes the namespaces, veths and bridge, the users it made and
 its files. It finds them by name as well as from the state, so it also clears what an
@@ -31,6 +33,7 @@ from .network import (
     remove_links,
     remove_namespaces,
 )
+from .ready import authorize_client_key, make_client_key, make_runtimes, remove_runtime, runtime_dir
 from .shaping import is_shaped, netem_available, parse_bandwidth, shape_host, tbf_burst_bytes
 from .sshd import (
     SSH_PORT,
@@ -92,16 +95,28 @@ class Testbed:
     # ---- up
 
     def up(
-        self, hosts: int, bandwidth: str | None = None, *, progress: Progress | None = None
+        self,
+        hosts: int,
+        bandwidth: str | None = None,
+        *,
+        progress: Progress | None = None,
+        ready: bool = True,
     ) -> TestbedState:
-        """Build ``hosts`` lab hosts, their links shaped to ``bandwidth`` when given."""
+        """Build ``hosts`` lab hosts, their links shaped to ``bandwidth`` when given.
+
+        ``ready``: pair them as root in the lab's registry and give them a runtime
+        (:mod:`.ready`); without it the registry names each host's own user, unpaired.
+        """
         say = progress or _quiet
         count, rate = check_host_count(hosts), parse_bandwidth(bandwidth)
         sshd = check_environment(shaping=rate is not None)
         self._refuse_if_up()
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
-            return self._build(count, bandwidth, rate, sshd, say)
+            state = self._build(count, bandwidth, rate, sshd, say, ready)
+            if ready:
+                make_runtimes(state.registry, state.hosts, say)
+            return state
         except BaseException:
             with contextlib.suppress(Exception):
                 self.down()
@@ -114,7 +129,7 @@ class Testbed:
         check_free(self.network, hint)
 
     def _build(
-        self, count: int, bandwidth: str | None, rate: float | None, sshd: Path, say: Progress
+        self, count: int, bandwidth: str | None, rate: float | None, sshd: Path, say: Progress, ready: bool
     ) -> TestbedState:
         net = self.network
         say(f"bridge {net.bridge} {net.bridge_address}/24")
@@ -125,6 +140,10 @@ class Testbed:
         for index in range(1, count + 1):
             say(f"host {net.namespace(index)} {net.address(index)}")
             built.append(self._build_host(index, rate, password, sshd, penalties))
+        key = make_client_key(self.state_dir) if ready else None
+        if key is not None:
+            authorize_client_key(key, built)
+        runtime = runtime_dir()
         state = TestbedState(
             state_dir=self.state_dir,
             prefix=net.prefix,
@@ -141,6 +160,8 @@ class Testbed:
             netem=netem_available(),
             privsep_dir_created=self._privsep_created,
             created_at=time.time(),
+            client_key=key,
+            runtime_created=runtime if ready and not runtime.exists() else None,
         )
         save_state(state, self.state_file)
         return state
@@ -228,6 +249,7 @@ class Testbed:
         removed += remove_users(net, say)
         privsep = state.privsep_dir_created if state is not None else self._privsep_created
         removed += remove_privsep_dir(privsep)
+        removed += remove_runtime(state.runtime_created if state is not None else None)
         removed += remove_state_files(self.state_dir, net)
         return removed
 
