@@ -27,7 +27,7 @@ from ..deploy.base import Deployer, Deployment, describe_exit
 from ..errors import RunError, SplitTracerError
 from ..metrics.record import ClockRecord, ControllerHost, EnergySensors, ParticipantRecord, RunRecord
 from ..metrics.spans import Metric
-from ..metrics.store import ResultsStore
+from ..metrics.store import INTERRUPTED, ResultsStore
 from ..metrics.system import cpu_model
 from ..participant.runtime import open_channel
 from ..version import __version__
@@ -129,7 +129,7 @@ class _Run:
         except SplitTracerError as exc:
             error = exc.render()
         except KeyboardInterrupt:
-            error = "interrupted by the user"
+            error = INTERRUPTED
         finally:
             self._teardown()
         status = "failed" if error else "succeeded"
