@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # the real names for type checkers; at run time they load laz
     from .metrics.store import ResultsStore, RunInfo
     from .models import ModelSpec, load_model
     from .report.export import spans_to_frame
-    from .report.runs import RunSummary, SplitDecision, run_summary
+    from .report.runs import NotCounted, RunSummary, SplitDecision, run_summary
     from .report.summary import Quantiles, SplitRow, summarize
     from .roles import Context, Handler, Role, RunOptions, Tensors, handles
     from .split import Granularity, GraphValues, Layer, Part, SplitModel, SplitPoint, TensorInfo
@@ -82,7 +82,7 @@ _LAZY = {
     **dict.fromkeys(["ResultsStore", "RunInfo"], "splittracer.metrics.store"),
     **dict.fromkeys(["ModelSpec", "load_model"], "splittracer.models"),
     "spans_to_frame": "splittracer.report.export",
-    **dict.fromkeys(["RunSummary", "SplitDecision", "run_summary"], "splittracer.report.runs"),
+    **dict.fromkeys(["NotCounted", "RunSummary", "SplitDecision", "run_summary"], "splittracer.report.runs"),
     **dict.fromkeys(["Quantiles", "SplitRow", "summarize"], "splittracer.report.summary"),
     **dict.fromkeys(["Context", "Handler", "Role", "RunOptions", "Tensors", "handles"], "splittracer.roles"),
     **dict.fromkeys(
@@ -127,6 +127,7 @@ __all__ = [
     "ModelError",
     "ModelProfile",
     "ModelSpec",
+    "NotCounted",
     "Part",
     "PeerError",
     "Quantiles",

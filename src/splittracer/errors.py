@@ -10,7 +10,7 @@ from __future__ import annotations
 
 USER_ERROR = 2
 RUN_FAILURE = 1
-INTERRUPTED = 130  # what shells expect of a program stopped by Ctrl-C (128 + SIGINT)
+INTERRUPTED_EXIT = 130  # what shells expect of a program stopped by Ctrl-C (128 + SIGINT)
 
 
 class SplitTracerError(Exception):

@@ -32,7 +32,7 @@ import msgspec
 from .config import did_you_mean
 from .controller.resolve import ResolvedRun, resolve_run
 from .controller.run import RunObserver, run_experiment
-from .errors import INTERRUPTED, ConfigError, RunError
+from .errors import INTERRUPTED_EXIT, ConfigError, RunError
 from .manifest import Manifest, PlaybookEntry
 from .metrics.spans import Span
 from .metrics.store import ResultsStore
@@ -87,7 +87,7 @@ class RunFailedError(RunError):
         super().__init__(f"run {result.run_id} {result.status}: {result.error}")
         self.result = result
         if result.status == "interrupted":
-            self.exit_code = INTERRUPTED
+            self.exit_code = INTERRUPTED_EXIT
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from splittracer.plan.profiles import DeviceProfile, ProfileStore, default_profile_dir, profile_local
+from splittracer.metrics import ResultsStore, Span
+from splittracer.plan.profiles import (
+    DeviceProfile,
+    LayerRecord,
+    ModelRecord,
+    ProfileStore,
+    default_profile_dir,
+    profile_local,
+)
 from splittracer.workspace import init_workspace
 
 pytestmark = pytest.mark.slow
@@ -220,3 +228,78 @@ def test_profiles_outside_a_workspace_go_to_the_config_dir(tmp_path, monkeypatch
     assert (tmp_path / "cfg" / "profiles" / "mine.json").is_file()
     remote = splittracer("profile", "pi", TOY, "--device", "pi4", cwd=tmp_path)
     assert remote.returncode == 2 and "no device named 'pi4'" in remote.stderr
+
+
+CHECKED = """\
+name: sweep
+model: {source: torchvision:alexnet}
+participants:
+  phone: {role: splittracer.builtin:SplitHead, limits: {threads: 1, uplink: lte}}
+  cloud: {role: splittracer.builtin:SplitTail, limits: {threads: 2}}
+"""
+
+
+def _stored_sweep(ws, splits: list[int]) -> str:
+    """A run of two inferences at each of ``splits`` (AlexNet has 21 layers), as a sweep records it."""
+    with ResultsStore(ws.results_db) as store:
+        run_id = store.create_run("sweep", CHECKED)
+        spans = []
+        for i, split in enumerate(splits * 2):
+            common = {"run_id": run_id, "inference": i, "split": split, "start_ns": 0}
+            spans += [
+                Span(participant="phone", stage=0, kind="inference", end_ns=(50 + split) * 10**6, **common),
+                Span(participant="phone", stage=0, kind="compute", end_layer=split, end_ns=1, **common),
+                Span(participant="cloud", stage=1, kind="compute", end_layer=21, end_ns=1, **common),
+            ]
+        store.append_spans(run_id, spans)
+        store.finish_run(run_id, "succeeded")
+    return run_id
+
+
+def test_plan_check_says_when_the_choice_was_not_measured(ws):
+    every = _stored_sweep(ws, list(range(22)))
+    args = ("--devices", "local-1t,local-2t", "-w", str(ws.root))
+    data = json.loads(splittracer("plan", "--check", every, "--json", *args).stdout)
+    assert data["planned_measured"] and data["compared"] == "planned"
+    measured = splittracer("plan", "--check", every, *args)
+    assert measured.returncode == 0, measured.stderr
+    assert "measured latency of the choice" in measured.stdout and "not measured" not in measured.stdout
+
+    planned = data["planned"][0]
+    others = [k for k in (0, 5, 21) if k != planned][:2]
+    skipped = _stored_sweep(ws, others)
+    instead = json.loads(splittracer("plan", "--check", skipped, "--json", *args).stdout)
+    assert not instead["planned_measured"] and instead["compared"] == "predicted_best_measured"
+    partial = splittracer("plan", "--check", skipped, *args)
+    assert partial.returncode == 0, partial.stderr
+    text = " ".join(partial.stdout.split())
+    assert f"planner's choice: {planned}, not measured by this run" in text
+    chosen, ms = instead["chosen"][0], instead["chosen_measured_ms"]
+    assert f"compared instead: {chosen}, the measured choice predicted fastest, measured {ms:.2f} ms" in text
+    assert "measured latency of the choice" not in text
+
+
+def test_profile_says_what_it_replaced(ws):
+    args = ("profile", "toy-again", TOY, "--input-shape", "2,8", "--repeats", "2", "-w", str(ws.root))
+    first = splittracer(*args)
+    assert first.returncode == 0, first.stderr
+    assert "replaced" not in first.stderr
+    again = splittracer(*args, "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["name"] == "toy-again"  # the notice stays off stdout
+    notice = " ".join(again.stderr.split())
+    assert f"replaced in profile 'toy-again': {TOY} (input 2×8, leaf) measured" in notice
+    assert "ms then" in notice and "ms now" in notice
+
+
+def test_profile_warns_about_layers_measured_while_the_machine_was_busy(ws):
+    steady = LayerRecord(0, "conv", "Conv2d", 30.0, 29.0, 31.0, ())
+    busy = LayerRecord(1, "fc", "Linear", 40.0, 20.0, 100.0, ())
+    record = ModelRecord("m:busy", (1, 3), "leaf", 10, 2, 70.0, "2026-01-01T00:00:00+00:00", (steady, busy))
+    ProfileStore(default_profile_dir(ws.results_dir)).save(DeviceProfile(name="busy").with_models([record]))
+    shown = splittracer("profile", "busy", "-w", str(ws.root))
+    assert shown.returncode == 0, shown.stderr
+    assert "spread" in shown.stdout and "117%" in shown.stdout  # (2 + 80) / 70 of the time
+    warning = " ".join(shown.stderr.split())
+    assert "1 of 2 layers varied by more than 30%" in warning and "fc (Linear) 40.00 ms, IQR 200%" in warning
+    assert "conv" not in warning and "likely busy" in warning

@@ -5,7 +5,9 @@ from __future__ import annotations
 import itertools
 import math
 import textwrap
+import types
 
+import msgspec
 import pytest
 
 from splittracer.controller.plancheck import CutCheck, PlanCheck, measured_cuts, run_links
@@ -93,3 +95,25 @@ def test_plan_check_summaries():
     assert rows[1].error == pytest.approx(0.2)
     assert check.median_abs_error == pytest.approx(0.2)
     assert check.rank_correlation == pytest.approx(0.5)
+
+
+def test_failed_and_interrupted_inferences_are_no_samples():
+    failed = _inference(2, [3], 500.0)
+    failed[0] = msgspec.structs.replace(failed[0], attrs={"error": "ValueError"})
+    interrupted = _inference(3, [0], 900.0)[1:]  # its inference span was never recorded
+    spans = [*_inference(1, [3], 10.0), *failed, *interrupted]
+    assert [(m.cuts, m.count, m.total_ms) for m in measured_cuts(spans)] == [((3,), 1, 10.0)]
+
+
+def test_an_unmeasured_choice_is_compared_through_the_predicted_fastest():
+    rows = (CutCheck((0,), 3, 100.0, 90.0), CutCheck((5,), 3, 50.0, 60.0), CutCheck((9,), 3, 48.0, 70.0))
+    unmeasured = PlanCheck("r", "x", _planned((7,)), rows)
+    assert unmeasured.planned_row is None and unmeasured.compared.cuts == (5,)
+    assert unmeasured.regret == pytest.approx(50 / 48 - 1)
+    measured = PlanCheck("r", "x", _planned((9,)), rows)
+    assert measured.compared.cuts == (9,) and measured.regret == 0.0
+
+
+def _planned(cuts):
+    """Just enough of a SplitPrediction for PlanCheck.planned."""
+    return types.SimpleNamespace(chain=types.SimpleNamespace(best=types.SimpleNamespace(cuts=cuts)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -11,6 +12,8 @@ from splittracer.plan.estimate import layer_costs
 from splittracer.plan.graph import model_graph
 from splittracer.plan.profiles import (
     DeviceProfile,
+    LayerRecord,
+    ModelRecord,
     ProfileStore,
     default_profile_dir,
     profile_local,
@@ -102,3 +105,33 @@ def test_layer_costs_measured_or_predicted(alexnet_split, toy_record):
         layer_costs(DeviceProfile(name="q").with_models([toy_record]), graph, key, "measured")
     with pytest.raises(SplitTracerError, match="no other model"):
         layer_costs(DeviceProfile(name="q").with_models([fake]), graph, key, "regression")
+
+
+def _layer(index: int, median: float, p25: float, p75: float) -> LayerRecord:
+    return LayerRecord(index, f"l{index}", "Conv2d", median, p25, p75, ())
+
+
+def _record(*layers: LayerRecord, at: str = "2026-01-01T00:00:00+00:00") -> ModelRecord:
+    return ModelRecord("m", (1, 3), "leaf", 10, 2, sum(x.median_ms for x in layers), at, layers)
+
+
+def test_unsteady_layers_are_the_wide_spread_ones_that_matter():
+    record = _record(
+        _layer(1, 30.0, 29.0, 31.0),  # steady: 7 %
+        _layer(2, 20.0, 15.0, 40.0),  # disturbed: 125 %
+        _layer(3, 0.01, 0.001, 0.05),  # too fast to judge
+        _layer(4, 0.5, 0.1, 2.0),  # under 2 % of the model: cannot move a plan
+    )
+    assert record.layers[1].spread == pytest.approx(1.25)
+    assert [x.name for x in record.unsteady_layers()] == ["l2"]
+    assert record.spread == pytest.approx((2 + 25 + 0.049 + 1.9) / 50.51)
+    assert _record(_layer(1, 30.0, 29.0, 31.0)).unsteady_layers() == ()
+
+
+def test_replaced_by_names_the_records_a_new_measurement_replaces():
+    old = _record(_layer(1, 30.0, 29.0, 31.0))
+    profile = DeviceProfile(name="p").with_models([old])
+    new = _record(_layer(1, 100.0, 60.0, 140.0), at="2026-01-02T00:00:00+00:00")
+    other = dataclasses.replace(new, source="other")
+    assert profile.replaced_by([new, other]) == (old,)
+    assert DeviceProfile(name="p").replaced_by([new]) == ()

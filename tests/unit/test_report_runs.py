@@ -9,9 +9,11 @@ import pytest
 
 from splittracer.errors import SplitTracerError
 from splittracer.metrics import ResultsStore, RunRecord, Span
+from splittracer.metrics.store import INTERRUPTED_BY_USER
 from splittracer.report.runs import (
     format_duration,
     list_runs,
+    not_counted_lines,
     run_summary,
     split_label,
     summary_to_dict,
@@ -191,3 +193,41 @@ def test_plans_a_run_made_are_in_its_summary(store: ResultsStore) -> None:
         (5, "21", "bandwidth", 8.0e6),
     ]
     assert summary_to_dict(run_summary(store, run_id))["plans"][1]["cuts"] == "21"
+
+
+def test_interrupted_and_failed_inferences_are_listed_not_counted(store: ResultsStore) -> None:
+    run_id = store.create_run("neurosurgeon", "", RunRecord(layers=tuple(LAYERS)))
+    spans = [
+        *inference(run_id, 1, 0, (1, 2, 3, 1, 8), 100),
+        span(run_id, "inference", 0, 1, 1, 5.0, attrs={"error": "ValueError"}),  # failed, the run went on
+        *inference(run_id, 2, 2, (1, 2, 3, 1, 9), 100),
+        span(run_id, "compute", 0, 2, 3, 1.0),
+        span(run_id, "inference", 0, 2, 3, 900.0, attrs={"error": "RunError"}),  # in flight at Ctrl-C
+    ]
+    store.append_spans(run_id, spans)
+    store.finish_run(run_id, "interrupted", INTERRUPTED_BY_USER)
+    summary = run_summary(store, run_id)
+    assert [(r.split, r.count) for r in summary.rows] == [(1, 1), (2, 1)]
+    assert [(n.inference, n.outcome) for n in summary.not_counted] == [(1, "failed"), (3, "interrupted")]
+    assert (
+        "ValueError" in summary.not_counted[0].why and "interrupted by the user" in summary.not_counted[1].why
+    )
+    data = summary_to_dict(summary)
+    assert [s["count"] for s in data["splits"]] == [1, 1]
+    assert [(n["split"], n["inference"], n["outcome"]) for n in data["not_counted"]] == [
+        (1, 1, "failed"),
+        (2, 3, "interrupted"),
+    ]
+    (listing,) = list_runs(store)
+    assert listing.inferences == 2
+    lines = not_counted_lines(summary.not_counted)
+    assert lines[0].startswith("Not counted: 2 inferences") and "#3 at split 2" in lines[2]
+
+
+def test_a_running_run_has_its_last_inference_in_flight(store: ResultsStore) -> None:
+    run_id = store.create_run("neurosurgeon", "")
+    store.append_spans(
+        run_id, [*inference(run_id, 1, 0, (1, 2, 3, 1, 8), 100), span(run_id, "compute", 0, 1, 1, 1.0)]
+    )
+    (left,) = run_summary(store, run_id).not_counted
+    assert (left.inference, left.outcome) == (1, "running")

@@ -8,6 +8,7 @@ import pytest
 
 from splittracer.metrics import Span
 from splittracer.report import Quantiles, summarize, summary_to_dicts
+from splittracer.report.summary import Incomplete, completed_inferences, incomplete
 
 MS = 1_000_000
 
@@ -170,3 +171,34 @@ def test_bytes_count_forward_transfers_only_but_time_counts_replies() -> None:
     assert (row.bytes_raw, row.bytes_wire) == (5000, 2500)  # the reply's 40 bytes left out
     assert row.transfer.median == 12.0  # the reply's time kept
     assert row.other_ms == pytest.approx(17 - (1 + 12 + 3))
+
+
+def test_only_completed_inferences_are_samples() -> None:
+    spans = [
+        *inference(1, 0, head=1, transfer=2, tail=3, total=7),  # completed
+        # failed: the handler raised, so the recorder tagged its inference span with the error
+        span("compute", 0, 1, 1, 1.0),
+        span("inference", 0, 1, 1, 900.0, attrs={"error": "ValueError"}),
+        # interrupted: the run ended before the answer came back, no inference span at all
+        span("compute", 0, 1, 2, 1.0),
+        span("transfer", 0, 1, 2, 800.0),
+        # a split the model does not have: its only inference failed
+        span("inference", 0, 99, 3, 0.1, attrs={"error": "RunError"}),
+    ]
+    (row,) = summarize(spans)
+    assert (row.split, row.count, row.total.median) == (1, 1, 7.0)
+    assert incomplete(spans) == [
+        Incomplete(split=1, inference=1, error="ValueError", warmup=False),
+        Incomplete(split=1, inference=2, error="", warmup=False),
+        Incomplete(split=99, inference=3, error="RunError", warmup=False),
+    ]
+    assert completed_inferences(spans) == {0}
+
+
+def test_a_retried_inference_counts_once_it_completed() -> None:
+    spans = [
+        *inference(2, 0, head=1, transfer=2, tail=3, total=7),
+        span("inference", 0, 2, 0, 50.0, attrs={"error": "PeerError"}),
+    ]
+    (row,) = summarize(spans)
+    assert row.total.median == 7.0 and incomplete(spans) == []

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ..controller.plancheck import check_run, check_to_dict
+from ..controller.plancheck import PlanCheck, check_run, check_to_dict
 from ..errors import SplitTracerError
 from ..metrics.store import ResultsStore
 from ..models import parse_input_shape
@@ -210,12 +210,29 @@ def _check(
         ["cuts", "after", "n", "measured ms", "predicted ms", "error"],
         rows,
     )
-    measured, chosen = result.measured_best, result.planned_row or result.predicted_best
-    console.print(f"planner's choice: {_cuts(result.planned)}; measured best: {_cuts(measured.cuts)}")
+    _print_verdict(result)
+
+
+def _print_verdict(result: PlanCheck) -> None:
+    """The planner's choice against the fastest measured cuts, saying plainly what was compared."""
+    best, chosen = result.measured_best, result.compared
+    if result.planned_row is not None:
+        console.print(f"planner's choice: {_cuts(result.planned)}; measured best: {_cuts(best.cuts)}")
+        compared = f"measured latency of the choice {chosen.measured_ms:.2f} ms"
+    else:
+        console.print(
+            f"planner's choice: {_cuts(result.planned)}, [bold]not measured[/] by this run "
+            f"(its sweep did not include it); measured best: {_cuts(best.cuts)}",
+            highlight=False,
+        )
+        compared = (
+            f"compared instead: {_cuts(chosen.cuts)}, the measured choice predicted fastest, "
+            f"measured {chosen.measured_ms:.2f} ms"
+        )
     console.print(
-        f"measured latency of the choice {chosen.measured_ms:.2f} ms vs best {measured.measured_ms:.2f} ms "
-        f"({result.regret:+.1%}); median |error| {result.median_abs_error:.1%}; "
-        f"rank correlation {result.rank_correlation:.2f}"
+        f"{compared} vs best {best.measured_ms:.2f} ms ({result.regret:+.1%}); "
+        f"median |error| {result.median_abs_error:.1%}; rank correlation {result.rank_correlation:.2f}",
+        highlight=False,
     )
 
 

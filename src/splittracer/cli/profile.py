@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,9 +15,16 @@ from ..devices.registry import Registry
 from ..errors import SplitTracerError
 from ..manifest import find_workspace_root
 from ..models import parse_input_shape
-from ..plan.profiles import DeviceProfile, HostFacts, ModelRecord, host_facts, profile_local
+from ..plan.profiles import (
+    UNSTEADY_SPREAD,
+    DeviceProfile,
+    HostFacts,
+    ModelRecord,
+    host_facts,
+    profile_local,
+)
 from ..workspace import profile_store
-from ._render import console, print_json, print_table
+from ._render import console, err_console, print_json, print_table
 
 __all__ = ["profile"]
 
@@ -39,6 +47,7 @@ def profile(
 ) -> None:
     """Measure every layer of MODELS on a device and add them to profile NAME."""
     store = profile_store(workspace)
+    replaced: tuple[ModelRecord, ...] = ()
     if models:
         stored = store.load(name) if store.exists(name) else None
         _check_stored(stored, device, threads)
@@ -47,12 +56,52 @@ def profile(
         with Progress(console=console, transient=True, disable=json) as bar:
             records, host = _measure(device, models, threads, settings, bar, workspace)
         base = stored or DeviceProfile(name=name, device=device, threads=threads, host=host or host_facts())
+        replaced = base.replaced_by(records)
         store.save(dataclasses.replace(base, host=host or base.host).with_models(records))
     result = store.load(name)
     if json:
         print_json({"path": str(store.path(name)), **_plain(result)})
+    else:
+        _show(result, store.path(name))
+    _say_replaced(name, replaced, result)
+    for record in result.models:
+        _warn_unsteady(record)
+
+
+def _say_replaced(name: str, replaced: Sequence[ModelRecord], profile: DeviceProfile) -> None:
+    """Name every stored measurement the new one replaced, with both whole-model times."""
+    for old in replaced:
+        new = profile.find(*old.key)
+        now = f", {new.forward_ms:.2f} ms now" if new is not None else ""
+        err_console.print(
+            f"replaced in profile '{name}': {_describe(old)} measured {old.measured_at}, "
+            f"forward {old.forward_ms:.2f} ms then{now}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _warn_unsteady(record: ModelRecord, shown: int = 5) -> None:
+    """Warn when layers' samples spread widely: the machine was busy while they were measured."""
+    unsteady = record.unsteady_layers()
+    if not unsteady:
         return
-    _show(result, store.path(name))
+    named = ", ".join(
+        f"{x.name} ({x.type}) {x.median_ms:.2f} ms, IQR {x.spread:.0%} of it" for x in unsteady[:shown]
+    )
+    more = f" and {len(unsteady) - shown} more" if len(unsteady) > shown else ""
+    err_console.print(
+        f"[bold yellow]warning:[/] {_describe(record)}: {len(unsteady)} of {len(record.layers)} layers "
+        f"varied by more than {UNSTEADY_SPREAD:.0%} between runs (interquartile range over median): "
+        f"{named}{more}. The machine was likely busy while they were measured; measure again when it "
+        "is idle, or with more --repeats.",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _describe(record: ModelRecord) -> str:
+    return f"{record.source} (input {'×'.join(map(str, record.input_shape))}, {record.granularity})"
 
 
 def _measure(
@@ -100,6 +149,7 @@ def _show(profile: DeviceProfile, path: Path) -> None:
             m.granularity,
             len(m.layers),
             sum(layer.median_ms for layer in m.layers),
+            f"{m.spread:.0%}",
             m.forward_ms,
             sum(layer.energy_mj or 0.0 for layer in m.layers) if m.has_energy else "—",
             m.measured_at,
@@ -115,11 +165,15 @@ def _show(profile: DeviceProfile, path: Path) -> None:
             "granularity",
             "layers",
             "sum of layers ms",
+            "spread",
             "forward ms",
             "energy mJ",
             "measured",
         ],
         rows,
+    )
+    console.print(
+        "spread: the layers' interquartile ranges over their medians, both summed (a few % if idle)"
     )
     notes = sorted({m.energy_note for m in profile.models if not m.has_energy and m.energy_note})
     for note in notes:

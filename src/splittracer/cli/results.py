@@ -17,6 +17,7 @@ from ..report.runs import (
     format_duration,
     format_timestamp,
     list_runs,
+    not_counted_lines,
     run_duration_s,
     run_summary,
     run_to_dict,
@@ -98,6 +99,7 @@ def print_run_summary(summary: RunSummary) -> None:
     _print_header(summary)
     if not summary.rows:
         console.print("No completed inferences outside warm-up were recorded.")
+        _print_not_counted(summary)
         return
     rows = [
         [
@@ -124,6 +126,12 @@ def print_run_summary(summary: RunSummary) -> None:
             for p in summary.decisions
         ]
         print_table("Planned splits", ["from inference", "cuts", "why", "bandwidth", "predicted ms"], plans)
+    _print_not_counted(summary)
+
+
+def _print_not_counted(summary: RunSummary) -> None:
+    for line in not_counted_lines(summary.not_counted):
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 def _print_header(summary: RunSummary) -> None:

@@ -29,6 +29,7 @@ from ..plan.chain import Link, estimate_cuts
 from ..plan.estimate import Estimator
 from ..plan.planner import SplitPrediction, predict_splits
 from ..plan.profiles import DeviceProfile
+from ..report.summary import completed_inferences
 
 __all__ = [
     "CutCheck",
@@ -86,6 +87,12 @@ class PlanCheck:
         return next((r for r in self.rows if r.cuts == self.planned), None)
 
     @property
+    def compared(self) -> CutCheck:
+        """What stands for the planner's choice in :attr:`regret`: the choice's own measurement
+        when the sweep measured it, else the measured cuts predicted fastest."""
+        return self.planned_row or self.predicted_best
+
+    @property
     def predicted_best(self) -> CutCheck:
         """Among the measured cuts, the one predicted fastest."""
         return min(self.rows, key=lambda r: r.predicted_ms)
@@ -102,8 +109,7 @@ class PlanCheck:
         The planner's own choice when it was measured, else the fastest
         predicted among the measured cuts.
         """
-        chosen = self.planned_row or self.predicted_best
-        return chosen.measured_ms / self.measured_best.measured_ms - 1
+        return self.compared.measured_ms / self.measured_best.measured_ms - 1
 
     @property
     def median_abs_error(self) -> float:
@@ -124,27 +130,32 @@ def measured_cuts(spans: Iterable[Span], quantile: float = 0.5) -> list[Measured
     """Completed, non-warm-up inferences grouped by their cuts, sorted by cuts.
 
     Each group's latency is its ``quantile`` (0.5: the median), interpolated.
+    Completed means what the run summary means by it
+    (:func:`~splittracer.report.summary.completed_inferences`): a failed or
+    interrupted inference is no sample.
 
     An inference's cuts are where each stage but the last stopped (the
     ``end_layer`` of its compute spans), so sweeps over chains of any length
     are read the same way.
     """
+    spans = list(spans)
+    completed = completed_inferences(spans)
     totals: dict[int, float] = {}
     ends: defaultdict[int, dict[int, int]] = defaultdict(dict)
-    skipped: set[int] = set()
+    warm: set[int] = set()
     for span in spans:
-        if span.inference < 0:
+        if span.inference not in completed:
             continue
-        if span.attrs.get("warmup") is True or span.attrs.get("error"):
-            skipped.add(span.inference)
-        if span.kind == "inference":
+        if span.attrs.get("warmup") is True:
+            warm.add(span.inference)
+        if span.kind == "inference" and not span.attrs.get("error"):
             totals[span.inference] = max(totals.get(span.inference, 0.0), span.duration_ms)
         elif span.kind == "compute":
             ends[span.inference][span.stage] = span.end_layer
     grouped: defaultdict[tuple[int, ...], list[float]] = defaultdict(list)
     for inference, total in totals.items():
         stages = ends.get(inference, {})
-        if inference in skipped or len(stages) < 2:
+        if inference in warm or len(stages) < 2:
             continue
         grouped[tuple(stages[s] for s in sorted(stages)[:-1])].append(total)
     return [MeasuredCuts(c, len(v), float(np.quantile(v, quantile))) for c, v in sorted(grouped.items())]
@@ -219,7 +230,7 @@ def _compare(plan: SplitPrediction, measured: MeasuredCuts) -> CutCheck:
 
 def check_to_dict(result: PlanCheck) -> dict[str, Any]:
     """A plan check as JSON-ready data."""
-    chosen = result.planned_row or result.predicted_best
+    chosen = result.compared
     return {
         "run": result.run_id,
         "experiment": result.experiment,
@@ -228,7 +239,8 @@ def check_to_dict(result: PlanCheck) -> dict[str, Any]:
         "methods": [c.method for c in result.plan.costs],
         "planned": list(result.planned),
         "planned_measured": result.planned_row is not None,
-        "chosen": list(chosen.cuts),
+        "chosen": list(chosen.cuts),  # what was compared: the planned cuts, or see "compared"
+        "compared": "planned" if result.planned_row is not None else "predicted_best_measured",
         "chosen_measured_ms": chosen.measured_ms,
         "measured_best": list(result.measured_best.cuts),
         "measured_best_ms": result.measured_best.measured_ms,

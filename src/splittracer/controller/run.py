@@ -28,7 +28,7 @@ from ..deploy.limits import cpu_quota
 from ..errors import RunError, SplitTracerError
 from ..metrics.record import ClockRecord, ControllerHost, EnergySensors, ParticipantRecord, RunRecord
 from ..metrics.spans import Metric
-from ..metrics.store import EndStatus, ResultsStore
+from ..metrics.store import INTERRUPTED_BY_USER, EndStatus, ResultsStore
 from ..metrics.system import cpu_model
 from ..participant.delivery import prepare_task
 from ..version import __version__
@@ -141,7 +141,7 @@ class _Run:
         except SplitTracerError as exc:
             error = exc.render()
         except KeyboardInterrupt:
-            error, interrupted = "interrupted by the user", True
+            error, interrupted = INTERRUPTED_BY_USER, True
         finally:
             self._teardown()
         status: EndStatus = "interrupted" if interrupted else "failed" if error else "succeeded"

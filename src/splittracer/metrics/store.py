@@ -30,6 +30,9 @@ from .spans import Attrs, Metric, Span
 EndStatus = Literal["succeeded", "failed", "interrupted"]
 RunStatus = Literal["running", "succeeded", "failed", "interrupted"]
 
+INTERRUPTED_BY_USER = "interrupted by the user"
+"""The error of a run the user stopped (Ctrl-C): a failed run whose cut-short inferences were interrupted."""
+
 
 _SPAN_COLUMNS = (
     "run_id, participant, stage, kind, inference, split, start_layer, end_layer, "

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FORMAT",
+    "JUDGED_MS",
+    "JUDGED_SHARE",
+    "UNSTEADY_SPREAD",
     "DeviceProfile",
     "HostFacts",
     "LayerRecord",
@@ -52,6 +55,16 @@ __all__ = [
 
 FORMAT = 1
 """Version of the stored JSON format."""
+
+UNSTEADY_SPREAD = 0.3
+"""A layer whose samples' interquartile range exceeds this share of their median looks disturbed:
+on an idle machine repeated runs of one layer differ by a few percent."""
+
+JUDGED_MS = 0.05
+"""Layers faster than this are not judged: timer and interpreter overhead dominate their spread."""
+
+JUDGED_SHARE = 0.02
+"""Nor layers under this share of the model's time: their spread cannot move a plan."""
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -69,6 +82,11 @@ class LayerRecord:
     p75_ms: float
     units: tuple[UnitFeatures, ...]
     energy_mj: float | None = None
+
+    @property
+    def spread(self) -> float:
+        """Interquartile range over median of its samples: 0.1 means the middle half within 10 %."""
+        return (self.p75_ms - self.p25_ms) / self.median_ms if self.median_ms > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -95,6 +113,23 @@ class ModelRecord:
     def has_energy(self) -> bool:
         """Whether every layer's energy was measured."""
         return bool(self.layers) and all(layer.energy_mj is not None for layer in self.layers)
+
+    @property
+    def spread(self) -> float:
+        """The layers' interquartile ranges over their medians, summed: the model's relative spread."""
+        total = sum(layer.median_ms for layer in self.layers)
+        return sum(layer.p75_ms - layer.p25_ms for layer in self.layers) / total if total > 0 else 0.0
+
+    def unsteady_layers(self, limit: float = UNSTEADY_SPREAD) -> tuple[LayerRecord, ...]:
+        """Layers whose samples spread more than ``limit`` (IQR over median), slowest first.
+
+        Only layers that take at least :data:`JUDGED_MS` and :data:`JUDGED_SHARE`
+        of the model's time are judged. A wide spread there means something
+        else was using the machine while it was measured.
+        """
+        total = sum(layer.median_ms for layer in self.layers)
+        judged = [x for x in self.layers if x.median_ms >= max(JUDGED_MS, JUDGED_SHARE * total)]
+        return tuple(sorted((x for x in judged if x.spread > limit), key=lambda x: -x.median_ms))
 
     @property
     def key(self) -> tuple[str, tuple[int, ...], str]:
@@ -128,6 +163,11 @@ class DeviceProfile:
         """The record of this model, input shape and granularity, if it was measured."""
         key = (source, tuple(input_shape), granularity)
         return next((m for m in self.models if m.key == key), None)
+
+    def replaced_by(self, records: Sequence[ModelRecord]) -> tuple[ModelRecord, ...]:
+        """The stored records that :meth:`with_models` would replace with ``records``."""
+        keys = {r.key for r in records}
+        return tuple(m for m in self.models if m.key in keys)
 
     def with_models(self, records: Sequence[ModelRecord]) -> DeviceProfile:
         """A copy with ``records`` added, replacing older records of the same models."""

@@ -34,7 +34,15 @@ from ..metrics.spans import Metric, Span
 from ..metrics.store import ResultsStore, RunInfo
 from ..metrics.system import SYSTEM_METRICS
 from .export import atomic_path
-from .runs import format_duration, format_timestamp, run_duration_s, split_label
+from .runs import (
+    NotCounted,
+    format_duration,
+    format_timestamp,
+    not_counted,
+    not_counted_lines,
+    run_duration_s,
+    split_label,
+)
 from .summary import SplitRow, summarize
 
 __all__ = ["ReportFiles", "choose_inference", "write_html_report"]
@@ -73,6 +81,7 @@ class _Run:
     metrics: list[Metric]
     rows: list[SplitRow]
     layers: tuple[str, ...]
+    not_counted: tuple[NotCounted, ...] = ()
 
 
 def write_html_report(
@@ -86,7 +95,9 @@ def write_html_report(
     target = Path(path)
     info = store.get_run(run_id)
     spans = store.spans(info.id)
-    run = _Run(info, spans, store.metrics(info.id), summarize(spans), info.record.layers)
+    run = _Run(
+        info, spans, store.metrics(info.id), summarize(spans), info.record.layers, not_counted(info, spans)
+    )
     chosen = choose_inference(spans, inference)  # a bad --inference fails before anything is written
     figures: list[Path] = []
     stem = target.with_name(target.stem)
@@ -145,8 +156,10 @@ def _cell(value: Any) -> str:
 
 def _splits_section(run: _Run, stem: Path, figures: list[Path]) -> _Section:
     title = "Latency per split point"
+    left_out = "".join(_note(line.strip()) for line in not_counted_lines(run.not_counted))
     if not run.rows:
-        return _Section("splits", title, _note("The run has no completed inferences outside warm-up."))
+        nothing = _note("The run has no completed inferences outside warm-up.")
+        return _Section("splits", title, nothing + left_out)
     from .plots import plot_stacked_splits
 
     paths = plot_stacked_splits(
@@ -173,7 +186,7 @@ def _splits_section(run: _Run, stem: Path, figures: list[Path]) -> _Section:
     best = min(run.rows, key=lambda r: r.total.median)
     lead = f"Fastest split: {best.split} (after {split_label(best.split, run.layers)}), "
     lead += f"median {best.total.median:,.3f} ms over {best.count} inferences."
-    return _Section("splits", title, f"<p>{html.escape(lead)}</p>{chart}{_table(columns, rows)}")
+    return _Section("splits", title, f"<p>{html.escape(lead)}</p>{chart}{_table(columns, rows)}{left_out}")
 
 
 # -- per-layer profile ---------------------------------------------------------------
@@ -277,7 +290,7 @@ def choose_inference(spans: Sequence[Span], requested: int | None = None) -> tup
         if s.split == best and s.inference >= 0:
             if s.attrs.get("warmup") is True:
                 warm.add(s.inference)
-            if s.kind == "inference":
+            if s.kind == "inference" and not s.attrs.get("error"):
                 totals[s.inference] = max(totals.get(s.inference, 0.0), s.duration_ms)
     ranked = sorted((total, i) for i, total in totals.items() if i not in warm)
     return best, ranked[(len(ranked) - 1) // 2][1]

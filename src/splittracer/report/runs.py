@@ -18,16 +18,19 @@ from typing import Any
 
 from ..metrics.record import record_to_dict
 from ..metrics.spans import Metric, Span
-from ..metrics.store import ResultsStore, RunInfo
-from .summary import SplitRow, summarize, summary_to_dicts
+from ..metrics.store import INTERRUPTED_BY_USER, ResultsStore, RunInfo
+from .summary import Incomplete, SplitRow, completed_inferences, incomplete, summarize, summary_to_dicts
 
 __all__ = [
+    "NotCounted",
     "RunListing",
     "RunSummary",
     "SplitDecision",
     "format_duration",
     "format_timestamp",
     "list_runs",
+    "not_counted",
+    "not_counted_lines",
     "run_duration_s",
     "run_summary",
     "run_to_dict",
@@ -63,13 +66,31 @@ class SplitDecision:
 
 
 @dataclass(frozen=True)
+class NotCounted:
+    """An inference left out of the summary because it did not complete.
+
+    ``outcome`` is ``interrupted`` (the user stopped the run while it was in
+    flight), ``running`` (the run has not ended yet) or ``failed``; ``why``
+    says it in words.
+    """
+
+    split: int
+    inference: int
+    outcome: str
+    why: str
+    warmup: bool
+
+
+@dataclass(frozen=True)
 class RunSummary:
-    """A run, its per-split rows, the names of its model's layers (when recorded) and its split decisions."""
+    """A run, its per-split rows, the names of its model's layers (when recorded), its split
+    decisions and the inferences that are no samples because they did not complete."""
 
     run: RunInfo
     rows: tuple[SplitRow, ...]
     layers: tuple[str, ...]
     decisions: tuple[SplitDecision, ...] = ()
+    not_counted: tuple[NotCounted, ...] = ()
 
     @property
     def labels(self) -> list[str]:
@@ -86,14 +107,61 @@ def list_runs(store: ResultsStore, experiment: str | None = None) -> list[RunLis
 
 
 def _measured(spans: Sequence[Span]) -> int:
-    return len({(s.split, s.inference) for s in spans if s.attrs.get("warmup") is not True})
+    """Completed, non-warm-up inferences, from their ``inference`` spans."""
+    counted = [s for s in spans if s.attrs.get("warmup") is not True and not s.attrs.get("error")]
+    return len({(s.split, s.inference) for s in counted})
 
 
 def run_summary(store: ResultsStore, run_id: str) -> RunSummary:
-    """The per-split summary of a run; a failed run gives whatever it completed."""
+    """The per-split summary of a run's completed inferences, and those that did not complete."""
     run = store.get_run(run_id)
-    rows = summarize(store.spans(run.id))
-    return RunSummary(run, tuple(rows), run.record.layers, split_decisions(store.metrics(run.id)))
+    spans = store.spans(run.id)
+    rows = summarize(spans)
+    decisions = split_decisions(store.metrics(run.id))
+    return RunSummary(run, tuple(rows), run.record.layers, decisions, not_counted(run, spans))
+
+
+def not_counted(run: RunInfo, spans: Sequence[Span]) -> tuple[NotCounted, ...]:
+    """The inferences of ``run`` that did not complete, each with why, given how the run ended.
+
+    Only an inference after the last one that completed can have been cut
+    short by the end of the run; one followed by a completed inference failed
+    on its own while the run went on.
+    """
+    last_completed = max(completed_inferences(spans), default=-1)
+    return tuple(_why(run, i, cut_short=i.inference > last_completed) for i in incomplete(spans))
+
+
+def _why(run: RunInfo, started: Incomplete, *, cut_short: bool) -> NotCounted:
+    raised = f"ended with {started.error}" if started.error else "recorded no end-to-end span"
+    if cut_short and run.status == "running":
+        outcome, why = "running", "the run has not ended yet"
+    elif cut_short and (run.status == "interrupted" or run.error == INTERRUPTED_BY_USER):
+        outcome = "interrupted"
+        why = f"the run was {INTERRUPTED_BY_USER} while it was in flight (it {raised})"
+    else:
+        outcome, why = "failed", f"it {raised}" + (" when the run failed" if cut_short else "")
+    return NotCounted(started.split, started.inference, outcome, why, started.warmup)
+
+
+def not_counted_lines(items: Sequence[NotCounted]) -> list[str]:
+    """``items`` for people: a headline, then one line per outcome and reason naming the inferences."""
+    if not items:
+        return []
+    groups: dict[tuple[str, str], list[NotCounted]] = {}
+    for item in items:
+        groups.setdefault((item.outcome, item.why), []).append(item)
+    noun = "inference" if len(items) == 1 else "inferences"
+    lines = [f"Not counted: {len(items)} {noun} that did not complete (no sample in the medians)"]
+    for (outcome, why), members in groups.items():
+        lines.append(f"  {len(members)} {outcome}: {why} — {_which(members)}")
+    return lines
+
+
+def _which(members: Sequence[NotCounted], shown: int = 5) -> str:
+    named = [f"#{m.inference} at split {m.split}" + (" (warm-up)" if m.warmup else "") for m in members]
+    more = f" and {len(named) - shown} more" if len(named) > shown else ""
+    return ", ".join(named[:shown]) + more
 
 
 def split_decisions(metrics: Sequence[Metric]) -> tuple[SplitDecision, ...]:
@@ -188,4 +256,5 @@ def summary_to_dict(summary: RunSummary) -> dict[str, Any]:
         "run": {**run_to_dict(summary.run), "metadata": record_to_dict(summary.run.record)},
         "splits": splits,
         "plans": decisions,  # the key users read since runs first recorded them
+        "not_counted": [dataclasses.asdict(left) for left in summary.not_counted],
     }

@@ -15,9 +15,13 @@ split=k``. Per inference:
   taken as forward. In a longer chain the forward hops add up;
 * total = the ``inference`` span, recorded once, end to end.
 
-An inference counts only once its ``inference`` span exists (one cut short
-by a failed run has no total), and never when any of its spans is tagged
-``attrs['warmup'] = True``.
+An inference is a sample only when it *completed*: its ``inference`` span
+(recorded by the participant that started it, once the answer came back)
+exists without ``attrs['error']``, which the recorder sets when the block
+raised. One that failed (its span carries the error) or was cut short (no
+``inference`` span at all: the run ended first) is no sample; :func:`incomplete`
+lists them so a report can say how many and why. Warm-up inferences (any
+span tagged ``attrs['warmup'] = True``) are never samples either.
 """
 
 from __future__ import annotations
@@ -79,6 +83,21 @@ class _Inference:
     bytes_raw: int = 0
     bytes_wire: int = 0
     warmup: bool = False
+    error: str = ""  # the exception type an errored ``inference`` span recorded
+
+
+@dataclass(frozen=True)
+class Incomplete:
+    """An inference that started but did not complete, so it is no sample.
+
+    ``error`` is the exception type its ``inference`` span recorded; empty
+    when no ``inference`` span was recorded at all (the run ended first).
+    """
+
+    split: int
+    inference: int
+    error: str
+    warmup: bool
 
 
 def summarize(spans: Iterable[Span]) -> list[SplitRow]:
@@ -88,6 +107,21 @@ def summarize(spans: Iterable[Span]) -> list[SplitRow]:
         if inference.total_ms is not None and not inference.warmup:
             by_split[split].append(inference)
     return [_row(split, by_split[split]) for split in sorted(by_split)]
+
+
+def incomplete(spans: Iterable[Span]) -> list[Incomplete]:
+    """Every inference (warm-ups included) that did not complete, in inference order."""
+    found = _collect(spans)
+    return [
+        Incomplete(split, index, inference.error, inference.warmup)
+        for (split, index), inference in sorted(found.items(), key=lambda item: item[0][::-1])
+        if inference.total_ms is None
+    ]
+
+
+def completed_inferences(spans: Iterable[Span]) -> set[int]:
+    """The ids of the inferences (warm-ups included) whose ``inference`` span closed without an error."""
+    return {index for (_, index), inference in _collect(spans).items() if inference.total_ms is not None}
 
 
 def _collect(spans: Iterable[Span]) -> dict[tuple[int, int], _Inference]:
@@ -108,9 +142,13 @@ def _accumulate(inference: _Inference, span: Span) -> None:
             inference.bytes_raw += span.bytes_raw
             inference.bytes_wire += span.bytes_wire
     elif span.kind == "inference":
-        # Recorded once per inference; should a retry record it twice, the
-        # longer one is the one the user waited for.
-        inference.total_ms = max(inference.total_ms or 0.0, span.duration_ms)
+        error = span.attrs.get("error")
+        if error:
+            inference.error = str(error)
+        else:
+            # Recorded once per inference; should a retry record it twice, the
+            # longer one is the one the user waited for.
+            inference.total_ms = max(inference.total_ms or 0.0, span.duration_ms)
 
 
 def _row(split: int, inferences: list[_Inference]) -> SplitRow:
