@@ -1,4 +1,4 @@
-"""Ctrl-C during ``splittracer run``, then ``results show``: only completed inferences are samples."""
+"""Ctrl-C during ``splittracer run``: exit 130, the run interrupted, only completed inferences are samples."""
 
 from __future__ import annotations
 
@@ -69,10 +69,13 @@ def test_ctrl_c_then_results_show_counts_completed_inferences_only(tmp_path):
         if run.poll() is None:
             run.kill()
             run.wait()
-    assert run.returncode != 0 and "interrupted by the user" in out + err
+    # exit 130 as shells expect of Ctrl-C, no traceback, the run marked interrupted
+    assert run.returncode == 130 and "interrupted by the user" in out + err, err
+    assert "Traceback" not in err
 
     with ResultsStore(ws.results_db) as store:
         counted = completed(store)
+        assert store.get_run("latest").status == "interrupted"
     shown = splittracer(ws.root, "results", "show", "latest", "--json")
     assert shown.returncode == 0, shown.stderr
     data = json.loads(shown.stdout)
