@@ -96,12 +96,13 @@ def test_old_store_keeps_its_spans_and_metrics(old_store: Path) -> None:
 
 
 def test_migrated_records_keep_the_layout_of_the_old_metadata(old_store: Path) -> None:
-    # Scripts read `results show --json`'s metadata: only the version, the empty rerun_of and the
-    # empty overrides are new.
+    # Scripts read `results show --json`'s metadata: only the version, the empty rerun_of, the
+    # empty overrides and the empty split_tensors are new.
     before = _v1_metadata(old_store, DONE)
     with ResultsStore(old_store) as store:
         after = record_to_dict(store.get_run(DONE).record)
-    assert after == {**before, "version": RECORD_VERSION, "rerun_of": None, "overrides": {}}
+    new = {"version": RECORD_VERSION, "rerun_of": None, "overrides": {}, "split_tensors": []}
+    assert after == {**before, **new}
 
 
 def test_migration_is_stored_once_and_the_store_still_takes_runs(old_store: Path) -> None:
@@ -127,3 +128,12 @@ def test_unreadable_old_metadata_is_refused_and_the_store_left_as_it_was(old_sto
         ResultsStore(old_store)
     assert _applied(old_store) == [1]
     assert _v1_metadata(old_store, DONE)["layers"] == ["conv1", "relu1", "pool1", "fc"]
+
+
+def test_migrated_metrics_are_tied_to_the_inference_their_attrs_named(old_store: Path) -> None:
+    # Schema 3 keeps a metric's inference and split in columns; schema 1 had the id in its attrs.
+    with ResultsStore(old_store) as store:
+        metrics = store.metrics(DONE)
+    (plan,) = [m for m in metrics if m.name == "split_plan"]
+    assert (plan.inference, plan.split) == (0, 0)
+    assert all((m.inference, m.split) == (-1, -1) for m in metrics if m.name != "split_plan")

@@ -103,6 +103,7 @@ class RunRecord(msgspec.Struct, frozen=True):
     overrides: dict[str, Any] = {}  # playbook fields set for this run only (not in the manifest text)
     layers: tuple[str, ...] = ()  # the model's layer names, when it has a model
     split_bytes: tuple[int, ...] = ()  # bytes crossing each split point (0: the input)
+    split_tensors: tuple[int, ...] = ()  # tensors crossing each split point (0: the input)
     launch: dict[str, str] = {}  # how each participant was started: spawn, agent, ssh
     clocks: dict[str, ClockRecord] = {}
     participants: dict[str, ParticipantRecord] = {}

@@ -19,21 +19,27 @@ from typing import Any
 from ..metrics.record import record_to_dict
 from ..metrics.spans import Metric, Span
 from ..metrics.store import ResultsStore, RunInfo
+from .custom import MetricRow, metric_rows_to_dicts, summarize_metrics
 from .summary import SplitRow, summarize, summary_to_dicts
 
 __all__ = [
     "RunListing",
     "RunSummary",
     "SplitDecision",
+    "chain_links",
     "format_duration",
     "format_timestamp",
+    "hop_cells",
     "list_runs",
+    "row_label",
     "run_duration_s",
     "run_summary",
     "run_to_dict",
     "split_decisions",
     "split_label",
+    "split_tensors",
     "summary_to_dict",
+    "tensors_label",
     "write_plots",
 ]
 
@@ -64,17 +70,24 @@ class SplitDecision:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """A run, its per-split rows, the names of its model's layers (when recorded) and its split decisions."""
+    """A run, its per-split rows, the names of its model's layers (when recorded), its split
+    decisions and the summary of the metrics its handlers recorded."""
 
     run: RunInfo
     rows: tuple[SplitRow, ...]
     layers: tuple[str, ...]
     decisions: tuple[SplitDecision, ...] = ()
+    metrics: tuple[MetricRow, ...] = ()
 
     @property
     def labels(self) -> list[str]:
-        """The layer each row's split comes after ('input' for split 0)."""
-        return [split_label(row.split, self.layers) for row in self.rows]
+        """The layer each row's cuts come after ('input' for split 0; 'conv1→fc' along a chain)."""
+        return [row_label(row, self.layers) for row in self.rows]
+
+    @property
+    def tensors(self) -> list[tuple[int | None, ...]]:
+        """How many tensors cross each cut of each row (None where the run did not record it)."""
+        return [split_tensors(row, self.run.record.split_tensors) for row in self.rows]
 
 
 def list_runs(store: ResultsStore, experiment: str | None = None) -> list[RunListing]:
@@ -92,8 +105,47 @@ def _measured(spans: Sequence[Span]) -> int:
 def run_summary(store: ResultsStore, run_id: str) -> RunSummary:
     """The per-split summary of a run; a failed run gives whatever it completed."""
     run = store.get_run(run_id)
-    rows = summarize(store.spans(run.id))
-    return RunSummary(run, tuple(rows), run.record.layers, split_decisions(store.metrics(run.id)))
+    spans, metrics = store.spans(run.id), store.metrics(run.id)
+    return RunSummary(
+        run,
+        tuple(summarize(spans)),
+        run.record.layers,
+        split_decisions(metrics),
+        tuple(summarize_metrics(metrics, spans)),
+    )
+
+
+def chain_links(rows: Sequence[SplitRow]) -> list[tuple[str, str]]:
+    """The links (sender, receiver) of a chain of three or more participants in chain order; [] for two."""
+    longest = max(rows, key=lambda r: len(r.hops), default=None)
+    return [(h.sender, h.receiver) for h in longest.hops] if longest and len(longest.hops) > 1 else []
+
+
+def hop_cells(row: SplitRow, links: Sequence[tuple[str, str]]) -> list[float | int | None]:
+    """Per link: the row's median transfer ms and forward bytes (None where it did not use it)."""
+    hops = {(h.sender, h.receiver): h for h in row.hops}
+    cells: list[float | int | None] = []
+    for link in links:
+        hop = hops.get(link)
+        cells += [hop.transfer.median, hop.bytes_raw] if hop else [None, None]
+    return cells
+
+
+def tensors_label(counts: Sequence[int | None]) -> int | str | None:
+    """One cut's count, or '3→2' along a chain; None when unknown."""
+    if len(counts) == 1:
+        return counts[0]
+    return None if None in counts else "→".join(map(str, counts))
+
+
+def row_label(row: SplitRow, layers: Sequence[str]) -> str:
+    """The layer each cut of ``row`` comes after: 'input', 'conv1', or 'conv1→fc' along a chain."""
+    return "→".join(split_label(k, layers) for k in row.cuts or (row.split,))
+
+
+def split_tensors(row: SplitRow, counts: Sequence[int]) -> tuple[int | None, ...]:
+    """The number of tensors crossing each cut of ``row``, from the run record's ``split_tensors``."""
+    return tuple(counts[k] if 0 <= k < len(counts) else None for k in row.cuts or (row.split,))
 
 
 def split_decisions(metrics: Sequence[Metric]) -> tuple[SplitDecision, ...]:
@@ -181,11 +233,17 @@ def run_to_dict(run: RunInfo) -> dict[str, Any]:
 
 
 def summary_to_dict(summary: RunSummary) -> dict[str, Any]:
-    """A run summary as JSON-ready data: the run, then one flat dict per split with its label."""
-    splits = [{"after": label, **flat} for label, flat in zip(summary.labels, summary_to_dicts(summary.rows))]
+    """A run summary as JSON-ready data: the run, one flat dict per split with its label and the
+    tensors crossing each cut, the split decisions and the custom metrics."""
+    flats = summary_to_dicts(summary.rows)
+    splits = [
+        {"after": label, **flat, "tensors": list(tensors)}
+        for label, flat, tensors in zip(summary.labels, flats, summary.tensors)
+    ]
     decisions = [dataclasses.asdict(decision) for decision in summary.decisions]
     return {
         "run": {**run_to_dict(summary.run), "metadata": record_to_dict(summary.run.record)},
         "splits": splits,
         "plans": decisions,  # the key users read since runs first recorded them
+        "metrics": metric_rows_to_dicts(summary.metrics),
     }
