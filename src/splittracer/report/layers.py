@@ -4,10 +4,11 @@ A sweep times *parts* of the model, not layers: the head computes layers
 ``1..k`` at split ``k``, the tail ``k+1..L``. Layer ``k``'s time on a
 participant is then
 
-* its own compute span, when the participant ran layer ``k`` alone;
-* else the difference of two parts that differ by layer ``k`` only: the
-  head at splits ``k`` and ``k-1`` (parts ``a..k`` and ``a..k-1``), or the
-  tail at splits ``k-1`` and ``k`` (parts ``k-1..b`` and ``k..b``).
+* the difference of two parts that differ by layer ``k`` only: the head at
+  splits ``k`` and ``k-1`` (parts ``a..k`` and ``a..k-1``), or the tail at
+  splits ``k-1`` and ``k`` (parts ``k-1..b`` and ``k..b``);
+* else its own compute span, when the participant ran layer ``k`` alone
+  (which includes the fixed cost of a call).
 
 A difference takes every pair of samples of the two parts, so its median
 and interquartile range are those of the difference of two independent
@@ -70,13 +71,12 @@ def _layers(parts: dict[Part, list[float]]) -> dict[int, LayerTime]:
 
 
 def _layer(k: int, parts: dict[Part, list[float]]) -> LayerTime | None:
-    alone = parts.get((k - 1, k))
-    if alone:
-        return LayerTime(k, Quantiles.of(alone), "alone", ((k - 1, k),), len(alone))
+    # Differences first, so every bar of a sweep is measured the same way (call cost cancelled).
     pairs = [((a, k), (a, k - 1)) for a, end in parts if end == k and a <= k - 1 and (a, k - 1) in parts]
     pairs += [((k - 1, b), (k, b)) for start, b in parts if start == k - 1 and (k, b) in parts]
     if not pairs:
-        return None
+        alone = parts.get((k - 1, k))
+        return LayerTime(k, Quantiles.of(alone), "alone", ((k - 1, k),), len(alone)) if alone else None
     # The pair with the most samples behind it; the prefix (head) first on a tie.
     more, less = max(pairs, key=lambda p: min(len(parts[p[0]]), len(parts[p[1]])))
     count = min(len(parts[more]), len(parts[less]))
