@@ -244,5 +244,5 @@ def test_chain_rows_show_every_cut_and_each_hop_in_the_report(store: ResultsStor
     text = write_html_report(store, run_id, tmp_path / "r.html").html.read_text(encoding="utf-8")
     splits = text.split('<section id="splits">')[1].split("</section>")[0]
     assert "<th>phone→edge ms</th><th>phone→edge bytes</th><th>edge→cloud ms</th>" in splits
-    assert "<td>1→2</td><td>a→b</td>" in splits and "<td>2→3</td>" in splits
+    assert "<td>1→2</td><td>a → b</td>" in splits and "<td>2→3</td>" in splits
     assert "<td>2.000</td><td>100</td><td>3.000</td><td>60</td>" in splits

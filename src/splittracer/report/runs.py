@@ -81,7 +81,7 @@ class RunSummary:
 
     @property
     def labels(self) -> list[str]:
-        """The layer each row's cuts come after ('input' for split 0; 'conv1→fc' along a chain)."""
+        """The layer each row's cuts come after ('input' for split 0; 'conv1 → fc' along a chain)."""
         return [row_label(row, self.layers) for row in self.rows]
 
     @property
@@ -139,8 +139,8 @@ def tensors_label(counts: Sequence[int | None]) -> int | str | None:
 
 
 def row_label(row: SplitRow, layers: Sequence[str]) -> str:
-    """The layer each cut of ``row`` comes after: 'input', 'conv1', or 'conv1→fc' along a chain."""
-    return "→".join(split_label(k, layers) for k in row.cuts or (row.split,))
+    """The layer each cut of ``row`` comes after: 'input', 'conv1', or 'conv1 → fc' along a chain."""
+    return " → ".join(split_label(k, layers) for k in row.cuts or (row.split,))
 
 
 def split_tensors(row: SplitRow, counts: Sequence[int]) -> tuple[int | None, ...]:
