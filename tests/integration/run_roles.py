@@ -48,3 +48,12 @@ class LinkMeter(SplitHead):
         fit = probe_link(ctx, task.peer, task.bandwidth_bps, task.latency_s)
         ctx.record("probed_bps", fit.bandwidth_bps, overhead_s=fit.overhead_s, probes=fit.samples)
         ctx.finish()
+
+
+class RecordingTail(SplitTail):
+    """The built-in tail that also records where its part started, as a handler's own metric."""
+
+    @handles(RunLayers)
+    def run(self, task: RunLayers, ctx: Context) -> Task:
+        ctx.record("part_start", float(task.start), part="last")
+        return super().run(task, ctx)

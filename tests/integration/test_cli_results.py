@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from splittracer.metrics import ResultsStore, RunRecord, Span
+from splittracer.metrics import Metric, ResultsStore, RunRecord, Span
 from splittracer.workspace import init_workspace
 
 MS = 1_000_000
@@ -53,16 +53,33 @@ def inference(run_id: str, split: int, i: int, scale: float, nbytes: int, warmup
     ]
 
 
+def accuracy(run_id: str, split: int, i: int, value: float) -> Metric:
+    return Metric(
+        run_id=run_id,
+        participant="cloud",
+        name="accuracy",
+        value=value,
+        time_ns=i,
+        inference=i,
+        split=split,
+        attrs={"label": "cat"},
+    )
+
+
 @pytest.fixture(scope="module")
 def filled(tmp_path_factory: pytest.TempPathFactory) -> Filled:
     ws = init_workspace(tmp_path_factory.mktemp("cli-results") / "ws")
     with ResultsStore(ws.results_db) as store:
-        good = store.create_run("neurosurgeon", "name: neurosurgeon\n", RunRecord(layers=("conv1", "relu1")))
+        record = RunRecord(layers=("conv1", "relu1"), split_tensors=(1, 3, 2))
+        good = store.create_run("neurosurgeon", "name: neurosurgeon\n", record)
         spans: list[Span] = []
+        metrics: list[Metric] = []
         for split, nbytes in ((1, 8000), (2, 2000)):
             for i, scale in enumerate((50.0, 1.0, 2.0)):
                 spans += inference(good, split, 10 * split + i, scale, nbytes, warmup=i == 0)
+                metrics.append(accuracy(good, split, 10 * split + i, scale))
         store.append_spans(good, spans)
+        store.append_metrics(good, metrics)
         store.finish_run(good, "succeeded")
         failed = store.create_run("neurosurgeon", "name: neurosurgeon\n")
         store.append_spans(failed, inference(failed, 1, 0, 1.0, 8000))
@@ -107,12 +124,19 @@ def test_show_json_has_forward_bytes_per_split(filled: Filled) -> None:
         (2, "relu1", 2, 2000),
     ]
     assert data["splits"][0]["total_ms"] == pytest.approx(15.0)
+    assert [s["tensors"] for s in data["splits"]] == [[3], [2]]
+    # The warm-up's sample (50.0) is left out of each split's summary.
+    assert [(m["name"], m["split"], m["attrs"], m["count"], m["median"]) for m in data["metrics"]] == [
+        ("accuracy", 1, {"label": "cat"}, 2, 1.5),
+        ("accuracy", 2, {"label": "cat"}, 2, 1.5),
+    ]
 
 
 def test_show_table(filled: Filled) -> None:
     result = splittracer(filled, "show", filled.good)
     assert result.returncode == 0, result.stderr
-    for text in ("succeeded", "conv1", "relu1", "8,000", "head ms", "total IQR ms"):
+    texts = ("succeeded", "conv1", "relu1", "8,000", "head ms", "total IQR ms", "tensors", "accuracy")
+    for text in (*texts, "label=cat", "Recorded metrics"):
         assert text in result.stdout
 
 
@@ -149,6 +173,14 @@ def test_export_csv_to_the_results_folder(filled: Filled) -> None:
     with path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 30 and {r["run_id"] for r in rows} == {filled.good}
+    metrics = filled.results / f"{filled.good}-metrics.csv"
+    assert str(metrics) in result.stdout
+    with metrics.open(newline="", encoding="utf-8") as handle:
+        samples = list(csv.DictReader(handle))
+    assert [(r["name"], r["inference"], r["split"], r["attrs"]) for r in samples][:1] == [
+        ("accuracy", "10", "1", '{"label": "cat"}')
+    ]
+    assert len(samples) == 6
 
 
 def test_export_parquet_to_a_chosen_path(filled: Filled, tmp_path: Path) -> None:

@@ -89,7 +89,11 @@ def test_sections_hold_the_runs_numbers(full: Written) -> None:
     assert "Fastest split: 4 (after fc), median 10.500 ms over 3 inferences." in splits
     assert "<td>relu1</td>" in splits and "80,000" in splits
     layers = section(full.text, "layers")
-    assert "phone: 1 of 4 layers timed alone (layer 1)." in layers
+    # Layer 1 the phone ran alone (split 1); the others are differences of consecutive splits.
+    assert (
+        "phone: 4 of 4 layers — 1 timed alone (layer 1); 3 from differences of two parts (layers 2–4)."
+        in layers
+    )
     assert "Input size: 60,000 bytes." in layers
     timeline = section(full.text, "timeline")
     assert "median-total inference of the fastest split" in timeline and "±0.150 ms" in timeline
@@ -120,7 +124,9 @@ def test_run_without_metrics_says_what_is_not_available(store: ResultsStore, tmp
     assert "Energy: not available on these devices." in energy
     assert "rapl: no intel-rapl zones" in energy and "nvml: pynvml is not installed" in energy
     layers = section(text, "layers")
-    assert "Per-layer compute times are not in this run" in layers and "only the output sizes" in layers
+    # No layer alone, but splits 2..4 on the phone (and 0..2 on the cloud) differ by one layer each.
+    assert "phone: 2 of 4 layers — 2 from differences of two parts (layers 3–4)." in layers
+    assert "cloud: 2 of 4 layers — 2 from differences of two parts (layers 1–2)." in layers
     assert not (tmp_path / "r-system.png").exists() and not (tmp_path / "r-energy.svg").exists()
 
 

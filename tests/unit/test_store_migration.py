@@ -97,14 +97,15 @@ def test_old_store_keeps_its_spans_and_metrics(old_store: Path) -> None:
 
 def test_migrated_records_keep_the_layout_of_the_old_metadata(old_store: Path) -> None:
     # Scripts read `results show --json`'s metadata: only the version, the empty rerun_of, the
-    # empty overrides and each participant's (absent) cpu and memory limits are new.
+    # empty overrides, the empty split_tensors and each participant's (absent) cpu and memory
+    # limits are new.
     before = _v1_metadata(old_store, DONE)
     with ResultsStore(old_store) as store:
         after = record_to_dict(store.get_run(DONE).record)
     new_limits = {"cpu_limit": None, "cpu_period_us": 0, "memory_limit_bytes": None}
     participants = {name: {**p, **new_limits} for name, p in before["participants"].items()}
-    expected = {**before, "participants": participants}
-    assert after == {**expected, "version": RECORD_VERSION, "rerun_of": None, "overrides": {}}
+    new = {"version": RECORD_VERSION, "rerun_of": None, "overrides": {}, "split_tensors": []}
+    assert after == {**before, "participants": participants, **new}
 
 
 def test_migration_is_stored_once_and_the_store_still_takes_runs(old_store: Path) -> None:
@@ -143,3 +144,12 @@ def test_a_migrated_store_records_an_interrupted_run_and_keeps_every_span(old_st
         assert conn.execute("PRAGMA foreign_keys").fetchone() == (0,)  # a fresh connection's default
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
     conn.close()
+
+
+def test_migrated_metrics_are_tied_to_the_inference_their_attrs_named(old_store: Path) -> None:
+    # Schema 4 keeps a metric's inference and split in columns; schema 1 had the id in its attrs.
+    with ResultsStore(old_store) as store:
+        metrics = store.metrics(DONE)
+    (plan,) = [m for m in metrics if m.name == "split_plan"]
+    assert (plan.inference, plan.split) == (0, 0)
+    assert all((m.inference, m.split) == (-1, -1) for m in metrics if m.name != "split_plan")

@@ -202,3 +202,59 @@ def test_a_retried_inference_counts_once_it_completed() -> None:
     ]
     (row,) = summarize(spans)
     assert row.total.median == 7.0 and incomplete(spans) == []
+
+
+def chain(first: int, second: int, i: int, scale: float) -> list[Span]:
+    """One inference of a phone -> edge -> cloud chain cut at ``first`` and ``second``."""
+
+    def hop(stage: int, ms: float, nbytes: int, **attrs: object) -> Span:
+        who = {0: "P0", 1: "P1", 2: "P2"}
+        sender, receiver = (stage, stage + 1) if attrs.get("direction") != "reply" else (stage, stage - 1)
+        fields = {"from": who[sender], "to": who[receiver], **attrs}
+        return span("transfer", stage, first, i, ms, bytes_raw=nbytes, attrs=fields)
+
+    return [
+        span("compute", 0, first, i, 1 * scale, start_layer=0, end_layer=first),
+        hop(0, 10 * scale, 1000, direction="forward"),
+        span("compute", 1, first, i, 2 * scale, start_layer=first, end_layer=second),
+        hop(1, 20 * scale, 300, direction="forward"),
+        span("compute", 2, first, i, 4 * scale, start_layer=second, end_layer=9),
+        hop(2, 3 * scale, 40, direction="reply"),
+        hop(1, 5 * scale, 40, direction="reply"),
+        span("inference", 0, first, i, 50 * scale),
+    ]
+
+
+def test_chains_sharing_a_first_cut_are_rows_of_their_own_with_every_cut() -> None:
+    spans = [*chain(5, 7, 0, 1.0), *chain(5, 7, 1, 3.0), *chain(5, 12, 2, 2.0)]
+    rows = summarize(spans)
+    assert [(r.split, r.cuts, r.cut_label, r.count) for r in rows] == [
+        (5, (5, 7), "5→7", 2),
+        (5, (5, 12), "5→12", 1),
+    ]
+    assert summarize(chain(5, 7, 0, 1.0))[0].transfer.median == 38.0  # every hop, both ways
+
+
+def test_each_hop_has_its_transfer_both_ways_and_its_forward_bytes() -> None:
+    (row,) = summarize([*chain(5, 7, 0, 1.0), *chain(5, 7, 1, 3.0)])
+    assert [(h.sender, h.receiver) for h in row.hops] == [("P0", "P1"), ("P1", "P2")]
+    first, second = row.hops
+    assert first.transfer == Quantiles(median=30.0, p25=22.5, p75=37.5)  # 10 + 5 reply, x1 and x3
+    assert second.transfer.median == 46.0  # 20 + 3, x2 on median
+    assert (first.bytes_raw, second.bytes_raw) == (1000, 300)
+    assert row.bytes_raw == 1300  # forward hops still add up in the row
+
+
+def test_hops_and_cuts_are_in_the_json_rows() -> None:
+    (flat,) = summary_to_dicts(summarize(chain(3, 8, 0, 1.0)))
+    assert flat["cuts"] == [3, 8]
+    assert [(h["from"], h["to"], h["transfer_ms"], h["bytes_raw"]) for h in flat["hops"]] == [
+        ("P0", "P1", 15.0, 1000),
+        ("P1", "P2", 23.0, 300),
+    ]
+    assert json.loads(json.dumps(flat)) == flat
+
+
+def test_two_participants_keep_one_cut_and_one_hop() -> None:
+    (row,) = summarize(inference(4, 0, head=1, transfer=2, tail=3, total=7, nbytes=64))
+    assert row.cuts == (4,) and row.cut_label == "4" and len(row.hops) == 1

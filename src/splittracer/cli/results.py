@@ -10,18 +10,21 @@ from typing import Annotated
 import typer
 
 from ..metrics.store import ResultsStore
-from ..report.export import ExportFormat, export_run
+from ..report.export import ExportFormat, export_run, export_run_metrics, metrics_path
 from ..report.limits import limits_lines, whole_model_ratio
 from ..report.runs import (
     RunSummary,
+    chain_links,
     format_duration,
     format_timestamp,
+    hop_cells,
     list_runs,
     not_counted_lines,
     run_duration_s,
     run_summary,
     run_to_dict,
     summary_to_dict,
+    tensors_label,
     write_plots,
 )
 from ..units import format_rate
@@ -101,9 +104,10 @@ def print_run_summary(summary: RunSummary) -> None:
         console.print("No completed inferences outside warm-up were recorded.")
         _print_not_counted(summary)
         return
+    links = chain_links(summary.rows)
     rows = [
         [
-            r.split,
+            r.split if len(r.cuts) <= 1 else r.cut_label,
             label,
             r.count,
             r.head.median,
@@ -114,12 +118,20 @@ def print_run_summary(summary: RunSummary) -> None:
             r.other_ms,
             r.bytes_raw,
             r.bytes_wire,
+            tensors_label(tensors),
+            *hop_cells(r, links),
         ]
-        for r, label in zip(summary.rows, summary.labels)
+        for r, label, tensors in zip(summary.rows, summary.labels, summary.tensors)
     ]
     columns = ["split", "after layer", "n", "head ms", "transfer ms", "tail ms", "total ms"]
-    columns += ["total IQR ms", "other ms", "bytes", "wire bytes"]
+    columns += ["total IQR ms", "other ms", "bytes", "wire bytes", "tensors"]
+    columns += [f"{a}→{b} {what}" for a, b in links for what in ("ms", "bytes")]
     print_table("Median per split point (bytes: forward transfers only)", columns, rows)
+    _print_plans(summary)
+    _print_metrics(summary)
+
+
+def _print_plans(summary: RunSummary) -> None:
     if summary.decisions:
         plans = [
             [p.inference, p.cuts, p.reason, format_rate(p.bandwidth_bps or math.inf), p.predicted_ms]
@@ -132,6 +144,26 @@ def print_run_summary(summary: RunSummary) -> None:
 def _print_not_counted(summary: RunSummary) -> None:
     for line in not_counted_lines(summary.not_counted):
         console.print(line, highlight=False, soft_wrap=True)
+
+
+def _print_metrics(summary: RunSummary) -> None:
+    if not summary.metrics:
+        return
+    rows = [
+        [
+            m.name,
+            m.participant,
+            m.cut_label,
+            m.attrs_label,
+            m.count,
+            m.value.median,
+            f"{m.value.p25:,.4g}–{m.value.p75:,.4g}",
+            m.mean,
+        ]
+        for m in summary.metrics
+    ]
+    columns = ["metric", "participant", "split", "attrs", "n", "median", "IQR", "mean"]
+    print_table("Recorded metrics (ctx.record; split —: outside any inference)", columns, rows)
 
 
 def _print_header(summary: RunSummary) -> None:
@@ -162,13 +194,15 @@ def export(
     output: Annotated[Path | None, typer.Option(help="File to write (default: results/<run>.<fmt>)")] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Write every span of a run to a CSV or Parquet file."""
+    """Write every span of a run to a CSV or Parquet file, and its metrics beside it (<name>-metrics)."""
     ws = find_workspace(explicit=workspace)
     with ResultsStore(ws.results_db) as store:
         run_id = store.get_run(run).id
         target = output or ws.results_dir / f"{run_id}.{fmt.value}"
-        written = export_run(store, run_id, target, _FORMATS[fmt])
-    console.print(str(written), highlight=False, soft_wrap=True)
+        written = [export_run(store, run_id, target, _FORMATS[fmt])]
+        metrics = export_run_metrics(store, run_id, metrics_path(target), _FORMATS[fmt])
+    for path in [*written, *([metrics] if metrics else [])]:
+        console.print(str(path), highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -123,6 +123,7 @@ class _Run:
         self.info: dict[str, ParticipantInfo] = {}
         self.layers: tuple[str, ...] = ()
         self.split_bytes: tuple[int, ...] = ()
+        self.split_tensors: tuple[int, ...] = ()
         self.clocks: dict[str, ClockEstimate] = {}
         self.energy: dict[str, dict[str, Any]] = {}
         self.accelerators: dict[str, str] = {}
@@ -176,6 +177,7 @@ class _Run:
             self.record,
             layers=self.layers,
             split_bytes=self.split_bytes,
+            split_tensors=self.split_tensors,
             launch={n: m.deployment.launch for n, m in self.members.items()},
             clocks={n: ClockRecord(c.offset_ns, c.uncertainty_ns, c.samples) for n, c in self.clocks.items()},
             participants={
@@ -251,6 +253,7 @@ class _Run:
                 self.accelerators[member.plan.name] = reply.accelerator
                 if reply.layers:
                     self.layers, self.split_bytes = tuple(reply.layers), tuple(reply.split_bytes)
+                    self.split_tensors = tuple(reply.split_tensors)
 
         threads = [threading.Thread(target=configure, args=(m,)) for m in self.members.values()]
         for t in threads:

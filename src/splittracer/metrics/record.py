@@ -106,6 +106,7 @@ class RunRecord(msgspec.Struct, frozen=True):
     overrides: dict[str, Any] = {}  # playbook fields set for this run only (not in the manifest text)
     layers: tuple[str, ...] = ()  # the model's layer names, when it has a model
     split_bytes: tuple[int, ...] = ()  # bytes crossing each split point (0: the input)
+    split_tensors: tuple[int, ...] = ()  # tensors crossing each split point (0: the input)
     # How each participant was started: spawn, agent, ssh, or spawn+cgroup (spawned into its
     # cgroups for cpu/memory limits: the warm agent is bypassed for such participants).
     launch: dict[str, str] = {}

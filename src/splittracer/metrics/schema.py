@@ -35,6 +35,23 @@ def _typed_records(conn: sqlite3.Connection) -> None:
         conn.execute("UPDATE runs SET record = ? WHERE id = ?", (encode_record(record), run_id))
 
 
+def _tied_metrics(conn: sqlite3.Connection) -> None:
+    """Tie each metric recorded inside an inference to it: its id (kept in the attrs until
+    schema 3) and the split of that inference's spans."""
+    rows = conn.execute("SELECT seq, run_id, attrs FROM metrics").fetchall()
+    splits = dict(
+        ((run_id, inference), split)
+        for run_id, inference, split in conn.execute(
+            "SELECT run_id, inference, split FROM spans WHERE kind = 'inference'"
+        )
+    )
+    for seq, run_id, text in rows:
+        inference = json.loads(text).get("inference")
+        if isinstance(inference, int) and not isinstance(inference, bool):
+            split = splits.get((run_id, inference), -1)
+            conn.execute("UPDATE metrics SET inference = ?, split = ? WHERE seq = ?", (inference, split, seq))
+
+
 # Each entry upgrades the schema by one version; append, never edit, so a
 # store written by an older release can be opened by a newer one.
 MIGRATIONS: tuple[tuple[Step, ...], ...] = (
@@ -96,6 +113,12 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
             SELECT id, experiment, status, started_at, ended_at, error, manifest, record FROM runs""",
         "DROP TABLE runs",
         "ALTER TABLE runs_new RENAME TO runs",
+    ),
+    # 4: a metric knows the inference (and split) it was recorded under.
+    (
+        "ALTER TABLE metrics ADD COLUMN inference INTEGER NOT NULL DEFAULT -1",
+        "ALTER TABLE metrics ADD COLUMN split INTEGER NOT NULL DEFAULT -1",
+        _tied_metrics,
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -82,13 +82,20 @@ class Span(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Metric(msgspec.Struct, frozen=True, kw_only=True):
-    """One sample of a custom metric (energy, temperature, accuracy...)."""
+    """One sample of a custom metric (energy, temperature, accuracy...).
+
+    ``inference`` and ``split`` are those of the work in progress when it was
+    recorded (a handler's ``ctx.record``), -1 when it is tied to none (a
+    system sampler's reading).
+    """
 
     run_id: str
     participant: str
     name: str
     value: float
     time_ns: int
+    inference: int = -1
+    split: int = -1
     attrs: Attrs = {}
 
 
@@ -231,14 +238,18 @@ class SpanRecorder:
         with self._lock:
             self._spans.append(span)
 
-    def metric(self, name: str, value: float, attrs: Attrs | None = None) -> None:
-        """Buffer one sample of a custom metric, stamped now."""
+    def metric(
+        self, name: str, value: float, attrs: Attrs | None = None, *, inference: int = -1, split: int = -1
+    ) -> None:
+        """Buffer one sample of a custom metric, stamped now (tied to ``inference`` at ``split`` if given)."""
         sample = Metric(
             run_id=self.run_id,
             participant=self.participant,
             name=name,
             value=float(value),
             time_ns=self._clock(),
+            inference=inference,
+            split=split,
             attrs=dict(attrs or {}),
         )
         with self._lock:

@@ -38,7 +38,7 @@ _SPAN_COLUMNS = (
     "run_id, participant, stage, kind, inference, split, start_layer, end_layer, "
     "start_ns, end_ns, bytes_raw, bytes_wire, attrs"
 )
-_METRIC_COLUMNS = "run_id, participant, name, value, time_ns, attrs"
+_METRIC_COLUMNS = "run_id, participant, name, value, time_ns, inference, split, attrs"
 _RUN_COLUMNS = "id, experiment, status, started_at, ended_at, error, manifest, record"
 
 
@@ -165,7 +165,7 @@ class ResultsStore:
         """Store metric samples of ``run_id`` and commit at once."""
         _check_run(run_id, metrics)
         rows = [_metric_row(m) for m in metrics]
-        self._append(run_id, f"INSERT INTO metrics ({_METRIC_COLUMNS}) VALUES ({_marks(6)})", rows)
+        self._append(run_id, f"INSERT INTO metrics ({_METRIC_COLUMNS}) VALUES ({_marks(8)})", rows)
 
     def _append(self, run_id: str, sql: str, rows: list[tuple[Any, ...]]) -> None:
         if not rows:
@@ -315,17 +315,19 @@ def _span_from_row(row: tuple[Any, ...]) -> Span:
 
 
 def _metric_row(m: Metric) -> tuple[Any, ...]:
-    return (m.run_id, m.participant, m.name, m.value, m.time_ns, json.dumps(m.attrs))
+    return (m.run_id, m.participant, m.name, m.value, m.time_ns, m.inference, m.split, json.dumps(m.attrs))
 
 
 def _metric_from_row(row: tuple[Any, ...]) -> Metric:
-    run_id, participant, name, value, time_ns, attrs = row
+    run_id, participant, name, value, time_ns, inference, split, attrs = row
     return Metric(
         run_id=run_id,
         participant=participant,
         name=name,
         value=value,
         time_ns=time_ns,
+        inference=inference,
+        split=split,
         attrs=_attrs(attrs),
     )
 

@@ -203,12 +203,12 @@ class ParticipantContext:
     # -- reporting -------------------------------------------------------------
 
     def record(self, name: str, value: float, **attrs: object) -> None:
-        """Record a custom metric (stored with the run)."""
+        """Record a custom metric, stored with the run and the inference (and split) in progress."""
         tags = self.tags
         plain = {k: v for k, v in attrs.items() if isinstance(v, (str, int, float, bool))}
-        if tags.inference >= 0:
-            plain.setdefault("inference", tags.inference)
-        self._recorder.metric(name, value, plain)
+        if tags.warmup:
+            plain["warmup"] = True  # as on spans: summaries leave warm-up samples out
+        self._recorder.metric(name, value, plain, inference=tags.inference, split=tags.split)
 
     def progress(self, done: int, total: int, label: str = "") -> None:
         """Tell the controller how far this participant is (drives the progress bar)."""

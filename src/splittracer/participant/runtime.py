@@ -153,6 +153,7 @@ class Participant:
             Reply(
                 layers=layers,
                 split_bytes=[p.bytes for p in model.points],
+                split_tensors=[len(p.tensors) for p in model.points],
                 energy=energy,
                 accelerator=accelerator_name(model.device),
             )

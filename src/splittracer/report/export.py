@@ -1,4 +1,9 @@
-"""Export a run's spans for analysis elsewhere: CSV (stdlib), Parquet (pyarrow) or a pandas DataFrame.
+"""Export a run's spans and metrics for analysis elsewhere: CSV (stdlib), Parquet (pyarrow) or a
+pandas DataFrame.
+
+Metrics go to a file of their own beside the spans (``<name>-metrics.<ext>``):
+one row per sample with the inference and split it was recorded under, and
+its attributes as JSON, as the spans' are.
 
 Every file is written next to its destination under a temporary name and
 renamed into place, so a reader never sees half a file, and an interrupted
@@ -17,13 +22,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import SplitTracerError
-from ..metrics.spans import Span
+from ..metrics.spans import Metric, Span
 from ..metrics.store import ResultsStore
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["COLUMNS", "ExportFormat", "atomic_path", "export_run", "export_spans", "spans_to_frame"]
+__all__ = [
+    "COLUMNS",
+    "METRIC_COLUMNS",
+    "ExportFormat",
+    "atomic_path",
+    "export_metrics",
+    "export_run",
+    "export_run_metrics",
+    "export_spans",
+    "metrics_path",
+    "spans_to_frame",
+]
 
 ExportFormat = Literal["csv", "parquet"]
 
@@ -43,6 +59,7 @@ COLUMNS = (
     "bytes_wire",
     "attrs",
 )
+METRIC_COLUMNS = ("run_id", "participant", "name", "value", "time_ns", "inference", "split", "attrs")
 
 
 @contextmanager
@@ -61,21 +78,49 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 def export_spans(spans: Sequence[Span], path: str | Path, fmt: ExportFormat | None = None) -> Path:
     """Write spans to ``path`` as CSV or Parquet (by ``fmt``, else by the suffix)."""
+    return _export(spans, COLUMNS, path, fmt)
+
+
+def export_metrics(metrics: Sequence[Metric], path: str | Path, fmt: ExportFormat | None = None) -> Path:
+    """Write metric samples to ``path`` as CSV or Parquet, the columns of :data:`METRIC_COLUMNS`."""
+    return _export(metrics, METRIC_COLUMNS, path, fmt)
+
+
+def _export(
+    items: Sequence[Span] | Sequence[Metric],
+    columns: Sequence[str],
+    path: str | Path,
+    fmt: ExportFormat | None,
+) -> Path:
     target = Path(path)
     chosen = fmt or _format_of(target)
     if chosen not in ("csv", "parquet"):
         raise SplitTracerError(f"unknown export format '{chosen}'; use 'csv' or 'parquet'")
     with atomic_path(target) as temp:
         if chosen == "csv":
-            _write_csv(spans, temp)
+            _write_csv(items, columns, temp)
         else:
-            _write_parquet(spans, temp)
+            _write_parquet(items, columns, temp)
     return target
 
 
 def export_run(store: ResultsStore, run_id: str, path: str | Path, fmt: ExportFormat | None = None) -> Path:
     """Write every span of a run (id, unique prefix or 'latest') to ``path``."""
     return export_spans(store.spans(run_id), path, fmt)
+
+
+def metrics_path(path: str | Path) -> Path:
+    """Where the metrics go beside a spans file: ``runs.csv`` -> ``runs-metrics.csv``."""
+    target = Path(path)
+    return target.with_name(f"{target.stem}-metrics{target.suffix}")
+
+
+def export_run_metrics(
+    store: ResultsStore, run_id: str, path: str | Path, fmt: ExportFormat | None = None
+) -> Path | None:
+    """Write every metric sample of a run to ``path``; None (and no file) when it recorded none."""
+    metrics = store.metrics(run_id)
+    return export_metrics(metrics, path, fmt) if metrics else None
 
 
 def spans_to_frame(spans: Sequence[Span]) -> pd.DataFrame:
@@ -104,21 +149,22 @@ def _format_of(path: Path) -> ExportFormat:
     )
 
 
-def _record(span: Span) -> dict[str, Any]:
-    record = {name: getattr(span, name) for name in COLUMNS if name != "attrs"}
-    # attrs vary per span; one JSON column keeps the table rectangular.
-    record["attrs"] = json.dumps(span.attrs, sort_keys=True)
+def _record(item: Span | Metric) -> dict[str, Any]:
+    columns = METRIC_COLUMNS if isinstance(item, Metric) else COLUMNS
+    record = {name: getattr(item, name) for name in columns if name != "attrs"}
+    # attrs vary per record; one JSON column keeps the table rectangular.
+    record["attrs"] = json.dumps(item.attrs, sort_keys=True)
     return record
 
 
-def _write_csv(spans: Sequence[Span], path: Path) -> None:
+def _write_csv(items: Sequence[Span] | Sequence[Metric], columns: Sequence[str], path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
-        writer.writerows(_record(span) for span in spans)
+        writer.writerows(_record(item) for item in items)
 
 
-def _write_parquet(spans: Sequence[Span], path: Path) -> None:
+def _write_parquet(items: Sequence[Span] | Sequence[Metric], columns: Sequence[str], path: Path) -> None:
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -127,11 +173,11 @@ def _write_parquet(spans: Sequence[Span], path: Path) -> None:
             "Parquet export needs the optional dependency pyarrow, which is not installed",
             hint="Install it with: pip install 'splittracer[parquet]' (or export to .csv).",
         ) from exc
-    records = [_record(span) for span in spans]
-    columns = {name: [r[name] for r in records] for name in COLUMNS}
+    records = [_record(item) for item in items]
+    data = {name: [r[name] for r in records] for name in columns}
     # An explicit schema: an empty run must still give typed columns.
-    schema = pa.schema([(name, _ARROW_TYPES.get(name, "int64")) for name in COLUMNS])
-    pq.write_table(pa.table(columns, schema=schema), path)
+    schema = pa.schema([(name, _ARROW_TYPES.get(name, "int64")) for name in columns])
+    pq.write_table(pa.table(data, schema=schema), path)
 
 
 _ARROW_TYPES = {
@@ -140,6 +186,8 @@ _ARROW_TYPES = {
     "kind": "string",
     "duration_ms": "float64",
     "attrs": "string",
+    "name": "string",
+    "value": "float64",
 }
 
 # "str" is each pandas version's own text type; attrs stay Python dicts.

@@ -90,8 +90,13 @@ def plot_layer_profile(
     output_bytes: Sequence[int | None] | None,
     stem: str | Path,
     title: str,
+    *,
+    spread: Mapping[str, Sequence[tuple[float, float] | None]] | None = None,
 ) -> SavedFigure:
-    """Neurosurgeon's figure: compute time per layer (per participant) over output size per layer."""
+    """Neurosurgeon's figure: compute time per layer (per participant) over output size per layer.
+
+    ``spread`` gives each bar's (low, high), drawn as an error bar (the IQR).
+    """
     panels = int(bool(times_ms)) + int(output_bytes is not None)
     fig, axes = _new(max(6.0, 0.4 * len(names) + 2.5), 2.8 * panels + 1.0, rows=panels)
     x = np.arange(len(names))
@@ -102,6 +107,13 @@ def plot_layer_profile(
             heights = [np.nan if v is None else v for v in values]
             color = RUN_COLORS[i % len(RUN_COLORS)]
             ax.bar(x - 0.4 + width * (i + 0.5), heights, width=width, label=who, color=color)
+            bounds = (spread or {}).get(who)
+            if bounds:
+                low = [np.nan if b is None or h != h else h - b[0] for b, h in zip(bounds, heights)]
+                high = [np.nan if b is None or h != h else b[1] - h for b, h in zip(bounds, heights)]
+                ax.errorbar(
+                    x - 0.4 + width * (i + 0.5), heights, yerr=[low, high], fmt="none", ecolor="black", lw=0.6
+                )
         ax.set_ylabel("compute (ms, median)")
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)
@@ -116,6 +128,16 @@ def plot_layer_profile(
     axes[-1].set_xticks(x, list(names), rotation=60, ha="right", fontsize=8)
     axes[-1].set_xlabel("layer")
     return save_figure(fig, stem)
+
+
+def _error_bars(
+    ax: Axes, x: np.ndarray, heights: Sequence[float], bounds: Sequence[tuple[float, float] | None] | None
+) -> None:
+    if not bounds:
+        return
+    low = [np.nan if b is None or h != h else h - b[0] for b, h in zip(bounds, heights)]
+    high = [np.nan if b is None or h != h else b[1] - h for b, h in zip(bounds, heights)]
+    ax.errorbar(x, heights, yerr=[low, high], fmt="none", ecolor="black", lw=0.6)
 
 
 # -- timeline --------------------------------------------------------------------

@@ -4,9 +4,12 @@ One file that opens with no network: every chart is inline SVG (made by
 matplotlib), the styling is inline CSS, there is no script. Next to it go a
 PNG and an SVG of each figure, for papers. Sections:
 
-* latency per split point (stacked medians with IQR error bars) and its table;
-* the per-layer profile (Neurosurgeon's figure): compute time of layers the
-  run timed alone, and the output size of every layer;
+* latency per split point (stacked medians with IQR error bars) and its table,
+  with each hop's transfer and bytes along a chain of three or more;
+* the metrics handlers recorded with ``ctx.record``, per split and attributes;
+* the per-layer profile (Neurosurgeon's figure): compute time of every layer
+  on each participant (timed alone, or the difference of two parts a sweep
+  timed, see :mod:`.layers`), and the output size of every layer;
 * a timeline of one inference's spans across participants (by default the
   median-total inference of the fastest split);
 * system metrics over time, and energy where the devices measured it;
@@ -33,17 +36,24 @@ from ..metrics.record import RunRecord, record_to_dict
 from ..metrics.spans import Metric, Span
 from ..metrics.store import ResultsStore, RunInfo
 from ..metrics.system import SYSTEM_METRICS
+from .custom import MetricRow, summarize_metrics
 from .export import atomic_path
+from .layers import LayerTime, describe_layer_times, layer_times
 from .runs import (
     NotCounted,
+    chain_links,
     format_duration,
     format_timestamp,
+    hop_cells,
     not_counted,
     not_counted_lines,
+    row_label,
     run_duration_s,
     split_label,
+    split_tensors,
+    tensors_label,
 )
-from .summary import SplitRow, summarize
+from .summary import Quantiles, SplitRow, summarize
 
 __all__ = ["ReportFiles", "choose_inference", "write_html_report"]
 
@@ -81,6 +91,7 @@ class _Run:
     metrics: list[Metric]
     rows: list[SplitRow]
     layers: tuple[str, ...]
+    custom: list[MetricRow]
     not_counted: tuple[NotCounted, ...] = ()
 
 
@@ -95,14 +106,22 @@ def write_html_report(
     target = Path(path)
     info = store.get_run(run_id)
     spans = store.spans(info.id)
+    metrics = store.metrics(info.id)
     run = _Run(
-        info, spans, store.metrics(info.id), summarize(spans), info.record.layers, not_counted(info, spans)
+        info,
+        spans,
+        metrics,
+        summarize(spans),
+        info.record.layers,
+        summarize_metrics(metrics, spans),
+        not_counted(info, spans),
     )
     chosen = choose_inference(spans, inference)  # a bad --inference fails before anything is written
     figures: list[Path] = []
     stem = target.with_name(target.stem)
     sections = [
         _splits_section(run, stem, figures),
+        _custom_section(run),
         _layers_section(run, stem, figures),
         _timeline_section(run, stem, figures, chosen, picked=inference is not None),
         _system_section(run, stem, figures),
@@ -167,12 +186,14 @@ def _splits_section(run: _Run, stem: Path, figures: list[Path]) -> _Section:
     )
     caption = "Median head, transfer and tail per split; error bars: interquartile range of the total"
     chart = _figure(paths, paths[-1].read_text(encoding="utf-8"), "splits", caption, figures)
+    links = chain_links(run.rows)
     columns = ["split", "after layer", "n", "head ms", "transfer ms", "tail ms", "total ms"]
-    columns += ["total IQR ms", "bytes"]
+    columns += ["total IQR ms", "bytes", "tensors"]
+    columns += [f"{a}→{b} {what}" for a, b in links for what in ("ms", "bytes")]
     rows = [
         [
-            r.split,
-            split_label(r.split, run.layers),
+            r.cut_label,
+            row_label(r, run.layers),
             r.count,
             r.head.median,
             r.transfer.median,
@@ -180,29 +201,41 @@ def _splits_section(run: _Run, stem: Path, figures: list[Path]) -> _Section:
             r.total.median,
             f"{r.total.p25:,.3f}–{r.total.p75:,.3f}",
             r.bytes_raw,
+            tensors_label(split_tensors(r, run.info.record.split_tensors)),
+            *hop_cells(r, links),
         ]
         for r in run.rows
     ]
     best = min(run.rows, key=lambda r: r.total.median)
-    lead = f"Fastest split: {best.split} (after {split_label(best.split, run.layers)}), "
+    lead = f"Fastest split: {best.cut_label} (after {row_label(best, run.layers)}), "
     lead += f"median {best.total.median:,.3f} ms over {best.count} inferences."
     return _Section("splits", title, f"<p>{html.escape(lead)}</p>{chart}{_table(columns, rows)}{left_out}")
 
 
+# -- custom metrics ------------------------------------------------------------------
+
+
+def _custom_section(run: _Run) -> _Section:
+    title = "Recorded metrics"
+    if not run.custom:
+        return _Section("metrics", title, _note("No handler recorded a metric with ctx.record."))
+    columns = ["metric", "participant", "split", "attrs", "n", "median", "p25", "p75", "mean"]
+    rows = [
+        [m.name, m.participant, m.cut_label, m.attrs_label, m.count, *_spread_of(m.value), m.mean]
+        for m in run.custom
+    ]
+    note = _note(
+        "Samples recorded inside an inference count toward its split when the inference does "
+        "(completed, not warm-up); split — : recorded outside any inference."
+    )
+    return _Section("metrics", title, note + _table(columns, rows))
+
+
+def _spread_of(q: Quantiles) -> list[float]:
+    return [q.median, q.p25, q.p75]
+
+
 # -- per-layer profile ---------------------------------------------------------------
-
-
-def _layer_times(spans: Iterable[Span]) -> dict[str, dict[int, float]]:
-    """Median ms of each layer timed alone (a compute span over one layer), per participant."""
-    found: defaultdict[str, defaultdict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    stage: dict[str, int] = {}
-    for s in spans:
-        alone = s.kind == "compute" and s.start_layer >= 0 and s.end_layer == s.start_layer + 1
-        if alone and s.attrs.get("warmup") is not True:
-            found[s.participant][s.end_layer].append(s.duration_ms)
-            stage[s.participant] = min(stage.get(s.participant, s.stage), s.stage)
-    order = sorted(found, key=lambda who: (stage[who], who))  # the first device first
-    return {who: {k: statistics.median(v) for k, v in sorted(found[who].items())} for who in order}
 
 
 def _split_bytes(record: RunRecord) -> tuple[int, ...] | None:
@@ -212,7 +245,7 @@ def _split_bytes(record: RunRecord) -> tuple[int, ...] | None:
 
 def _layers_section(run: _Run, stem: Path, figures: list[Path]) -> _Section:
     title = "Per-layer profile"
-    times = _layer_times(run.spans)
+    times = {who: by for who, by in layer_times(run.spans).items() if by}
     sizes = _split_bytes(run.info.record)
     count = max([len(run.layers), len(sizes) - 1 if sizes else 0, *(max(t) for t in times.values())])
     if count == 0:
@@ -222,42 +255,41 @@ def _layers_section(run: _Run, stem: Path, figures: list[Path]) -> _Section:
     from .figures import plot_layer_profile
 
     names = [split_label(k, run.layers) for k in range(1, count + 1)]
-    per_layer = {who: [by.get(k) for k in range(1, count + 1)] for who, by in times.items()}
+    per_layer = {who: [_median(by.get(k)) for k in range(1, count + 1)] for who, by in times.items()}
+    spread = {who: [_iqr(by.get(k)) for k in range(1, count + 1)] for who, by in times.items()}
     # A layer the split table does not cover gets no bar, not a made-up size.
     outputs = [sizes[k] if k < len(sizes) else None for k in range(1, count + 1)] if sizes else None
-    saved = plot_layer_profile(names, per_layer, outputs, f"{stem}-layers", f"{title} — {run.info.id}")
-    notes = []
-    if not times:
-        notes.append(
-            "Per-layer compute times are not in this run (no layer was computed alone), "
-            "so only the output sizes are shown."
-        )
-    else:
-        for who, by in times.items():
-            notes.append(f"{who}: {len(by)} of {count} layers timed alone ({_ranges(sorted(by))}).")
+    saved = plot_layer_profile(
+        names, per_layer, outputs, f"{stem}-layers", f"{title} — {run.info.id}", spread=spread
+    )
+    notes = describe_layer_times(times, count)
     if sizes is None:
         notes.append("The run's metadata has no split table, so output sizes are not shown.")
     else:
         notes.append(
             f"Input size: {sizes[0]:,} bytes. Output size of layer k: bytes crossing a cut after it."
         )
-    caption = "Compute time of each layer (median) and its output size, as in Neurosurgeon"
+    caption = "Compute time of each layer (median, IQR bars) and its output size, as in Neurosurgeon"
     chart = _figure(saved.paths, saved.svg, "layers", caption, figures)
-    return _Section("layers", title, "".join(_note(n) for n in notes) + chart)
+    return _Section("layers", title, "".join(_note(n) for n in notes) + chart + _layer_table(times, names))
 
 
-def _ranges(values: Sequence[int]) -> str:
-    """[1, 2, 3, 7] -> 'layers 1-3, 7' (with an en dash)."""
-    parts: list[str] = []
-    start = prev = values[0]
-    for v in [*values[1:], None]:
-        if v is not None and v == prev + 1:
-            prev = v
-            continue
-        parts.append(str(start) if start == prev else f"{start}–{prev}")
-        if v is not None:
-            start = prev = v
-    return ("layer " if parts == [str(values[0])] else "layers ") + ", ".join(parts)
+def _median(t: LayerTime | None) -> float | None:
+    return None if t is None else t.time.median
+
+
+def _iqr(t: LayerTime | None) -> tuple[float, float] | None:
+    return None if t is None else (t.time.p25, t.time.p75)
+
+
+def _layer_table(times: dict[str, dict[int, LayerTime]], names: Sequence[str]) -> str:
+    rows = [
+        [k, names[k - 1] if k <= len(names) else str(k), who, *_spread_of(t.time), t.method, t.samples]
+        for who, by in times.items()
+        for k, t in sorted(by.items())
+    ]
+    columns = ["layer", "name", "participant", "median ms", "p25 ms", "p75 ms", "how", "samples"]
+    return f"<details><summary>Per-layer times (table)</summary>{_table(columns, rows)}</details>"
 
 
 # -- timeline ----------------------------------------------------------------------

@@ -32,6 +32,11 @@ def split_labels(splits: Sequence[int], labels: Sequence[str] | None) -> list[st
     return ["input" if k == 0 else names[k - 1] if k <= len(names) else str(k) for k in splits]
 
 
+def _row_ticks(rows: Sequence[SplitRow], labels: Sequence[str] | None) -> list[str]:
+    """One tick per row: its split's label, or every cut's along a chain ('conv1 → fc')."""
+    return [" → ".join(split_labels(r.cuts or (r.split,), labels)) for r in rows]
+
+
 def plot_stacked_splits(
     rows: Sequence[SplitRow],
     path_stem: str | Path,
@@ -56,7 +61,7 @@ def plot_stacked_splits(
     # only when medians of the parts overshoot the median of the whole.
     ax.errorbar(x, totals, yerr=[below, above], fmt="none", ecolor="black", capsize=3, lw=1)
     _mark_best(ax, x, np.maximum(bottom, totals), rows)
-    _finish(ax, x, split_labels([r.split for r in rows], labels), title, "latency (ms)")
+    _finish(ax, x, _row_ticks(rows, labels), title, "latency (ms)")
     return _save(fig, Path(path_stem))
 
 
@@ -127,7 +132,7 @@ def _bytes_series(
             raise SplitTracerError(f"{len(ticks)} labels for {len(sizes)} byte counts")
         return ticks, sizes
     rows = [r for r in data if isinstance(r, SplitRow)]
-    return split_labels([r.split for r in rows], labels), [r.bytes_raw for r in rows]
+    return _row_ticks(rows, labels), [r.bytes_raw for r in rows]
 
 
 def _finish(ax: Axes, x: np.ndarray, ticks: list[str], title: str, ylabel: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from ..metrics.record import record_to_dict
 from ..metrics.spans import Metric, Span
 from ..metrics.store import INTERRUPTED_BY_USER, ResultsStore, RunInfo
+from .custom import MetricRow, metric_rows_to_dicts, summarize_metrics
 from .summary import Incomplete, SplitRow, completed_inferences, incomplete, summarize, summary_to_dicts
 
 __all__ = [
@@ -26,17 +27,22 @@ __all__ = [
     "RunListing",
     "RunSummary",
     "SplitDecision",
+    "chain_links",
     "format_duration",
     "format_timestamp",
+    "hop_cells",
     "list_runs",
     "not_counted",
     "not_counted_lines",
+    "row_label",
     "run_duration_s",
     "run_summary",
     "run_to_dict",
     "split_decisions",
     "split_label",
+    "split_tensors",
     "summary_to_dict",
+    "tensors_label",
     "write_plots",
 ]
 
@@ -84,18 +90,25 @@ class NotCounted:
 @dataclass(frozen=True)
 class RunSummary:
     """A run, its per-split rows, the names of its model's layers (when recorded), its split
-    decisions and the inferences that are no samples because they did not complete."""
+    decisions, the inferences that are no samples because they did not complete, and the
+    summary of the metrics its handlers recorded."""
 
     run: RunInfo
     rows: tuple[SplitRow, ...]
     layers: tuple[str, ...]
     decisions: tuple[SplitDecision, ...] = ()
     not_counted: tuple[NotCounted, ...] = ()
+    metrics: tuple[MetricRow, ...] = ()
 
     @property
     def labels(self) -> list[str]:
-        """The layer each row's split comes after ('input' for split 0)."""
-        return [split_label(row.split, self.layers) for row in self.rows]
+        """The layer each row's cuts come after ('input' for split 0; 'conv1 → fc' along a chain)."""
+        return [row_label(row, self.layers) for row in self.rows]
+
+    @property
+    def tensors(self) -> list[tuple[int | None, ...]]:
+        """How many tensors cross each cut of each row (None where the run did not record it)."""
+        return [split_tensors(row, self.run.record.split_tensors) for row in self.rows]
 
 
 def list_runs(store: ResultsStore, experiment: str | None = None) -> list[RunListing]:
@@ -115,10 +128,15 @@ def _measured(spans: Sequence[Span]) -> int:
 def run_summary(store: ResultsStore, run_id: str) -> RunSummary:
     """The per-split summary of a run's completed inferences, and those that did not complete."""
     run = store.get_run(run_id)
-    spans = store.spans(run.id)
-    rows = summarize(spans)
-    decisions = split_decisions(store.metrics(run.id))
-    return RunSummary(run, tuple(rows), run.record.layers, decisions, not_counted(run, spans))
+    spans, metrics = store.spans(run.id), store.metrics(run.id)
+    return RunSummary(
+        run,
+        tuple(summarize(spans)),
+        run.record.layers,
+        split_decisions(metrics),
+        not_counted=not_counted(run, spans),
+        metrics=tuple(summarize_metrics(metrics, spans)),
+    )
 
 
 def not_counted(run: RunInfo, spans: Sequence[Span]) -> tuple[NotCounted, ...]:
@@ -162,6 +180,39 @@ def _which(members: Sequence[NotCounted], shown: int = 5) -> str:
     named = [f"#{m.inference} at split {m.split}" + (" (warm-up)" if m.warmup else "") for m in members]
     more = f" and {len(named) - shown} more" if len(named) > shown else ""
     return ", ".join(named[:shown]) + more
+
+
+def chain_links(rows: Sequence[SplitRow]) -> list[tuple[str, str]]:
+    """The links (sender, receiver) of a chain of three or more participants in chain order; [] for two."""
+    longest = max(rows, key=lambda r: len(r.hops), default=None)
+    return [(h.sender, h.receiver) for h in longest.hops] if longest and len(longest.hops) > 1 else []
+
+
+def hop_cells(row: SplitRow, links: Sequence[tuple[str, str]]) -> list[float | int | None]:
+    """Per link: the row's median transfer ms and forward bytes (None where it did not use it)."""
+    hops = {(h.sender, h.receiver): h for h in row.hops}
+    cells: list[float | int | None] = []
+    for link in links:
+        hop = hops.get(link)
+        cells += [hop.transfer.median, hop.bytes_raw] if hop else [None, None]
+    return cells
+
+
+def tensors_label(counts: Sequence[int | None]) -> int | str | None:
+    """One cut's count, or '3→2' along a chain; None when unknown."""
+    if len(counts) == 1:
+        return counts[0]
+    return None if None in counts else "→".join(map(str, counts))
+
+
+def row_label(row: SplitRow, layers: Sequence[str]) -> str:
+    """The layer each cut of ``row`` comes after: 'input', 'conv1', or 'conv1 → fc' along a chain."""
+    return " → ".join(split_label(k, layers) for k in row.cuts or (row.split,))
+
+
+def split_tensors(row: SplitRow, counts: Sequence[int]) -> tuple[int | None, ...]:
+    """The number of tensors crossing each cut of ``row``, from the run record's ``split_tensors``."""
+    return tuple(counts[k] if 0 <= k < len(counts) else None for k in row.cuts or (row.split,))
 
 
 def split_decisions(metrics: Sequence[Metric]) -> tuple[SplitDecision, ...]:
@@ -249,12 +300,18 @@ def run_to_dict(run: RunInfo) -> dict[str, Any]:
 
 
 def summary_to_dict(summary: RunSummary) -> dict[str, Any]:
-    """A run summary as JSON-ready data: the run, then one flat dict per split with its label."""
-    splits = [{"after": label, **flat} for label, flat in zip(summary.labels, summary_to_dicts(summary.rows))]
+    """A run summary as JSON-ready data: the run, one flat dict per split with its label and the
+    tensors crossing each cut, the split decisions and the custom metrics."""
+    flats = summary_to_dicts(summary.rows)
+    splits = [
+        {"after": label, **flat, "tensors": list(tensors)}
+        for label, flat, tensors in zip(summary.labels, flats, summary.tensors)
+    ]
     decisions = [dataclasses.asdict(decision) for decision in summary.decisions]
     return {
         "run": {**run_to_dict(summary.run), "metadata": record_to_dict(summary.run.record)},
         "splits": splits,
         "plans": decisions,  # the key users read since runs first recorded them
         "not_counted": [dataclasses.asdict(left) for left in summary.not_counted],
+        "metrics": metric_rows_to_dicts(summary.metrics),
     }

@@ -15,6 +15,11 @@ split=k``. Per inference:
   taken as forward. In a longer chain the forward hops add up;
 * total = the ``inference`` span, recorded once, end to end.
 
+In a chain of three or more participants a row is one chain of cuts: the
+split tag (the first cut) and where each middle participant's compute ended.
+Its :class:`Hop` entries give each link's transfer (both directions) and
+forward bytes; a link is named by the participants of its forward transfer.
+
 An inference is a sample only when it *completed*: its ``inference`` span
 (recorded by the participant that started it, once the answer came back)
 exists without ``attrs['error']``, which the recorder sets when the block
@@ -52,6 +57,17 @@ class Quantiles:
 
 
 @dataclass(frozen=True)
+class Hop:
+    """One link of a row's chain: its transfer (forward and reply) and its median forward bytes."""
+
+    sender: str
+    receiver: str
+    transfer: Quantiles
+    bytes_raw: int
+    bytes_wire: int
+
+
+@dataclass(frozen=True)
 class SplitRow:
     """The summary of every measured inference at one split point.
 
@@ -60,6 +76,8 @@ class SplitRow:
     transfer and tail: the overhead no span accounts for (dispatch, queues).
     ``transfer`` covers forward and reply transfers; ``bytes_raw`` and
     ``bytes_wire`` are the median bytes of the forward transfers alone.
+    ``cuts`` is every cut of the chain (``(split,)`` with two participants)
+    and ``hops`` its links in chain order.
     """
 
     split: int
@@ -72,6 +90,22 @@ class SplitRow:
     other_ms: float
     bytes_raw: int
     bytes_wire: int
+    cuts: tuple[int, ...] = ()
+    hops: tuple[Hop, ...] = ()
+
+    @property
+    def cut_label(self) -> str:
+        """Every cut of the row: '5' or '5→12'."""
+        return "→".join(str(k) for k in self.cuts or (self.split,))
+
+
+@dataclass
+class _Link:
+    # One link's share of one inference.
+    stage: int = 1 << 30  # of its forward sender: orders the links along the chain
+    ms: float = 0.0
+    bytes_raw: int = 0
+    bytes_wire: int = 0
 
 
 @dataclass
@@ -83,7 +117,14 @@ class _Inference:
     bytes_raw: int = 0
     bytes_wire: int = 0
     warmup: bool = False
+    ends: dict[int, int] = field(default_factory=dict)  # stage -> last layer it computed
+    links: defaultdict[tuple[str, str], _Link] = field(default_factory=lambda: defaultdict(_Link))
     error: str = ""  # the exception type an errored ``inference`` span recorded
+
+    def cuts(self, split: int) -> tuple[int, ...]:
+        """The split, then where each middle stage's compute ended."""
+        last = max(self.ends, default=0)
+        return (split, *(self.ends[s] for s in range(1, last) if s in self.ends))
 
 
 @dataclass(frozen=True)
@@ -101,12 +142,16 @@ class Incomplete:
 
 
 def summarize(spans: Iterable[Span]) -> list[SplitRow]:
-    """One row per split with completed, non-warm-up inferences, sorted by split."""
-    by_split: defaultdict[int, list[_Inference]] = defaultdict(list)
-    for (split, _), inference in _collect(spans).items():
-        if inference.total_ms is not None and not inference.warmup:
-            by_split[split].append(inference)
-    return [_row(split, by_split[split]) for split in sorted(by_split)]
+    """One row per chain of cuts with completed, non-warm-up inferences, sorted by its cuts."""
+    by_cuts: defaultdict[tuple[int, ...], list[_Inference]] = defaultdict(list)
+    for (split, _), inference in _counted(spans).items():
+        by_cuts[inference.cuts(split)].append(inference)
+    return [_row(cuts, by_cuts[cuts]) for cuts in sorted(by_cuts)]
+
+
+def counted_inferences(spans: Iterable[Span]) -> dict[tuple[int, int], tuple[int, ...]]:
+    """``(split, inference)`` -> cuts, of every inference :func:`summarize` counts."""
+    return {key: inference.cuts(key[0]) for key, inference in _counted(spans).items()}
 
 
 def incomplete(spans: Iterable[Span]) -> list[Incomplete]:
@@ -124,6 +169,14 @@ def completed_inferences(spans: Iterable[Span]) -> set[int]:
     return {index for (_, index), inference in _collect(spans).items() if inference.total_ms is not None}
 
 
+def _counted(spans: Iterable[Span]) -> dict[tuple[int, int], _Inference]:
+    return {
+        key: inference
+        for key, inference in _collect(spans).items()
+        if inference.total_ms is not None and not inference.warmup
+    }
+
+
 def _collect(spans: Iterable[Span]) -> dict[tuple[int, int], _Inference]:
     found: defaultdict[tuple[int, int], _Inference] = defaultdict(_Inference)
     for span in spans:
@@ -136,8 +189,10 @@ def _accumulate(inference: _Inference, span: Span) -> None:
     inference.warmup = inference.warmup or span.attrs.get("warmup") is True
     if span.kind == "compute":
         inference.stage_ms[span.stage] += span.duration_ms
+        inference.ends[span.stage] = max(inference.ends.get(span.stage, -1), span.end_layer)
     elif span.kind == "transfer":
         inference.transfer_ms += span.duration_ms
+        _accumulate_link(inference, span)
         if span.attrs.get("direction") != "reply":
             inference.bytes_raw += span.bytes_raw
             inference.bytes_wire += span.bytes_wire
@@ -151,7 +206,37 @@ def _accumulate(inference: _Inference, span: Span) -> None:
             inference.total_ms = max(inference.total_ms or 0.0, span.duration_ms)
 
 
-def _row(split: int, inferences: list[_Inference]) -> SplitRow:
+def _accumulate_link(inference: _Inference, span: Span) -> None:
+    sender, receiver = str(span.attrs.get("from", "?")), str(span.attrs.get("to", span.participant))
+    if span.attrs.get("direction") == "reply":
+        inference.links[receiver, sender].ms += span.duration_ms
+        return
+    link = inference.links[sender, receiver]
+    link.stage = min(link.stage, span.stage)
+    link.ms += span.duration_ms
+    link.bytes_raw += span.bytes_raw
+    link.bytes_wire += span.bytes_wire
+
+
+def _hops(inferences: list[_Inference]) -> tuple[Hop, ...]:
+    stage: dict[tuple[str, str], int] = {}
+    for i in inferences:
+        for key, link in i.links.items():
+            stage[key] = min(stage.get(key, link.stage), link.stage)
+    empty = _Link()
+    return tuple(
+        Hop(
+            sender=key[0],
+            receiver=key[1],
+            transfer=Quantiles.of([i.links.get(key, empty).ms for i in inferences]),
+            bytes_raw=_median_int([i.links.get(key, empty).bytes_raw for i in inferences]),
+            bytes_wire=_median_int([i.links.get(key, empty).bytes_wire for i in inferences]),
+        )
+        for key in sorted(stage, key=lambda k: (stage[k], k))
+    )
+
+
+def _row(cuts: tuple[int, ...], inferences: list[_Inference]) -> SplitRow:
     stage_count = 1 + max((max(i.stage_ms, default=0) for i in inferences), default=0)
     stages = tuple(Quantiles.of([i.stage_ms.get(s, 0.0) for i in inferences]) for s in range(stage_count))
     head = Quantiles.of([i.stage_ms.get(0, 0.0) for i in inferences])
@@ -159,7 +244,7 @@ def _row(split: int, inferences: list[_Inference]) -> SplitRow:
     tail = Quantiles.of([sum(ms for s, ms in i.stage_ms.items() if s >= 1) for i in inferences])
     total = Quantiles.of([i.total_ms or 0.0 for i in inferences])
     return SplitRow(
-        split=split,
+        split=cuts[0],
         count=len(inferences),
         head=head,
         transfer=transfer,
@@ -169,6 +254,8 @@ def _row(split: int, inferences: list[_Inference]) -> SplitRow:
         other_ms=total.median - (head.median + transfer.median + tail.median),
         bytes_raw=_median_int([i.bytes_raw for i in inferences]),
         bytes_wire=_median_int([i.bytes_wire for i in inferences]),
+        cuts=cuts,
+        hops=_hops(inferences),
     )
 
 
@@ -192,4 +279,19 @@ def _row_dict(row: SplitRow) -> dict[str, Any]:
         {"stage": s, "compute_ms": q.median, "compute_p25_ms": q.p25, "compute_p75_ms": q.p75}
         for s, q in enumerate(row.stages)
     ]
+    flat["cuts"] = list(row.cuts)
+    flat["hops"] = [_hop_dict(h) for h in row.hops]
     return flat
+
+
+def _hop_dict(hop: Hop) -> dict[str, Any]:
+    q = hop.transfer
+    return {
+        "from": hop.sender,
+        "to": hop.receiver,
+        "transfer_ms": q.median,
+        "transfer_p25_ms": q.p25,
+        "transfer_p75_ms": q.p75,
+        "bytes_raw": hop.bytes_raw,
+        "bytes_wire": hop.bytes_wire,
+    }

@@ -114,6 +114,7 @@ class Reply(msgspec.Struct, frozen=True):
     payload: bytes = b""
     layers: list[str] = []  # Configure: the model's layer names, when it has one
     split_bytes: list[int] = []  # Configure: bytes crossing each split point
+    split_tensors: list[int] = []  # Configure: tensors crossing each split point
     energy: dict[str, Any] = {}  # Configure: which energy sensors this participant can read
     accelerator: str = ""  # Configure: the GPU the participant computes on ('' for the CPU)
 
