@@ -5,26 +5,17 @@ from __future__ import annotations
 import math
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..metrics.store import ResultsStore
-from ..report.export import ExportFormat, export_run
-from ..report.runs import (
-    RunSummary,
-    format_duration,
-    format_timestamp,
-    list_runs,
-    run_duration_s,
-    run_summary,
-    run_to_dict,
-    summary_to_dict,
-    write_plots,
-)
 from ..units import format_rate
-from ..workspace import find_workspace
 from ._render import console, print_json, print_table
+
+if TYPE_CHECKING:  # the store and the report (numpy) load in the commands, not with the command line
+    from ..metrics.store import ResultsStore
+    from ..report.export import ExportFormat
+    from ..report.runs import RunSummary
 
 app = typer.Typer(help="List, summarise, export and plot the runs of a workspace.", no_args_is_help=True)
 
@@ -49,6 +40,9 @@ _STATUS_STYLE = {"running": "yellow", "succeeded": "green", "failed": "bold red"
 
 
 def _store(workspace: Path | None) -> ResultsStore:
+    from ..metrics.store import ResultsStore
+    from ..workspace import find_workspace
+
     return ResultsStore(find_workspace(explicit=workspace).results_db)
 
 
@@ -59,6 +53,8 @@ def ls(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Every run, oldest first: status, start, duration and inferences measured."""
+    from ..report.runs import format_duration, format_timestamp, list_runs, run_to_dict
+
     with _store(workspace) as store:
         listings = list_runs(store, experiment)
     if json:
@@ -84,6 +80,8 @@ def ls(
 @app.command()
 def show(run: RunArg, json: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
     """Per split: median head, transfer, tail and total, IQR of the total, bytes across the cut."""
+    from ..report.runs import run_summary, summary_to_dict
+
     with _store(workspace) as store:
         summary = run_summary(store, run)
     if json:
@@ -126,6 +124,8 @@ def print_run_summary(summary: RunSummary) -> None:
 
 
 def _print_header(summary: RunSummary) -> None:
+    from ..report.runs import format_duration, format_timestamp, run_duration_s
+
     info = summary.run
     style = _STATUS_STYLE.get(info.status, "")
     console.print(
@@ -145,6 +145,10 @@ def export(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Write every span of a run to a CSV or Parquet file."""
+    from ..metrics.store import ResultsStore
+    from ..report.export import export_run
+    from ..workspace import find_workspace
+
     ws = find_workspace(explicit=workspace)
     with ResultsStore(ws.results_db) as store:
         run_id = store.get_run(run).id
@@ -160,6 +164,10 @@ def plot(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Write the latency-per-split and bytes-per-split charts (PNG and SVG); print their paths."""
+    from ..metrics.store import ResultsStore
+    from ..report.runs import write_plots
+    from ..workspace import find_workspace
+
     ws = find_workspace(explicit=workspace)
     with ResultsStore(ws.results_db) as store:
         written = write_plots(store, run, output or ws.results_dir)
