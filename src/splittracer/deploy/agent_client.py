@@ -137,13 +137,18 @@ def source_digest(package_dir: Path = _PACKAGE_DIR) -> str:
     return digest.hexdigest()[:20]
 
 
-def import_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The variables of ``env`` that imports may read (see ``IMPORT_ENV_PREFIXES``)."""
+def user_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: this process's) without the variables an import set here (``SET_BY_IMPORTS``)."""
     env = os.environ if env is None else env
+    return {k: v for k, v in env.items() if not _set_by_import(k, v)}
+
+
+def import_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The variables of ``env`` the user set that imports may read (see ``IMPORT_ENV_PREFIXES``)."""
     return {
         k: v
-        for k, v in sorted(env.items())
-        if k.startswith(IMPORT_ENV_PREFIXES) and k not in IGNORED_ENV and not _set_by_import(k, v)
+        for k, v in sorted(user_env(env).items())
+        if k.startswith(IMPORT_ENV_PREFIXES) and k not in IGNORED_ENV
     }
 
 
