@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import environment as _environment  # noqa: F401  (first: it copies the user's environment)
 from .errors import (
     CaptureError,
     CodecError,

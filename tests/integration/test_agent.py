@@ -230,3 +230,28 @@ def test_a_stale_socket_is_replaced_and_an_idle_agent_exits_by_itself(agent_dir,
     assert stale.stat().st_mode & 0o777 == 0o600
     assert _wait_gone(info["pid"], 20), "the idle agent did not exit"
     assert not stale.exists()
+
+
+def test_torchs_compiler_imported_by_the_controller_does_not_skip_the_agent(warm, tmp_path, capsys):
+    # Planning a split (split: auto) imports torch's compiler in the controller, which sets
+    # TORCHINDUCTOR_CACHE_DIR here; the user did not set it, so the agent still fits.
+    import torch._inductor.config  # noqa: F401
+
+    assert "TORCHINDUCTOR_CACHE_DIR" in os.environ
+    ws = workspace_with(tmp_path, {"infer": INFER.replace("COUNT", "2")})
+    assert main(["run", "infer", "--workspace", str(ws.root), "--no-plot"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    prefix = "forked by the warm agent: "
+    forked = [sorted(x.removeprefix(prefix).split(", ")) for x in lines if x.startswith(prefix)]
+    assert forked == [["cloud", "phone"]]
+    assert not any("not used" in line for line in lines)
+
+
+def test_a_run_says_in_one_line_why_the_agent_was_not_used(warm, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PYTHONHASHSEED", "7")  # read when Python starts: the agent's children differ
+    ws = workspace_with(tmp_path, {"infer": INFER.replace("COUNT", "2")})
+    assert main(["run", "infer", "--workspace", str(ws.root), "--no-plot"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    why = [line for line in lines if line.startswith("warm agent not used:")]
+    assert len(why) == 1 and "$PYTHONHASHSEED: agent None, here '7'" in why[0]
+    assert not any("tip:" in line for line in lines)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -162,3 +165,82 @@ def test_idle_timeout_parsing():
 def test_cli_refuses_a_bad_idle_timeout_with_exit_code_2(capsys):
     assert main(["agent", "start", "--idle-timeout", "soon"]) == 2
     assert "not a duration" in capsys.readouterr().err
+
+
+def test_a_fingerprint_taken_after_torchs_compiler_import_still_matches_the_agents():
+    # The agent takes its fingerprint before importing anything; a controller that imported
+    # torch's compiler (split: auto) has TORCHINDUCTOR_CACHE_DIR set by that import, not by the user.
+    code = (
+        "import json, os\n"
+        "from splittracer.deploy import agent_client as agent\n"
+        "before = agent.fingerprint()\n"
+        "import torch._inductor.config\n"
+        "assert 'TORCHINDUCTOR_CACHE_DIR' in os.environ\n"
+        "child = {**os.environ, 'PYTHONUNBUFFERED': '1'}\n"  # what a spawned participant would get
+        "print(json.dumps(agent.differences(before, agent.fingerprint(env=child))))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in agent.SET_BY_IMPORTS}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == []
+
+
+def test_a_variable_the_user_set_still_counts(monkeypatch):
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    base = agent.fingerprint()
+    # Set in this process after start, to the value this process has: what an import does.
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/tmp/set-by-an-import")
+    assert agent.differences(base, agent.fingerprint()) == []
+    assert "TORCHINDUCTOR_CACHE_DIR" not in agent.user_env()
+    # Another value than this process's own: the caller chose it for the participant.
+    chosen = agent.fingerprint(env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": "/elsewhere"})
+    assert [d.split(":")[0] for d in agent.differences(base, chosen)] == ["$TORCHINDUCTOR_CACHE_DIR"]
+    # A variable outside SET_BY_IMPORTS set after start is the user's (a script may set it).
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert [d.split(":")[0] for d in agent.differences(base, agent.fingerprint())] == ["$OMP_NUM_THREADS"]
+
+
+def _refusing_agent(directory: Path, error: str) -> threading.Thread:
+    """A fake agent on ``directory``'s socket that refuses one start request with ``error``."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(directory / agent.SOCKET_NAME))
+    listener.listen(1)
+
+    def serve() -> None:
+        with listener, listener.accept()[0] as conn:
+            agent.LineReader(conn).read(5.0)
+            agent.send_message(conn, {"ok": False, "error": error})
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_refusal_is_told_in_one_line_instead_of_the_tip(monkeypatch, tmp_path, capsys):
+    from splittracer.cli.run import _print_launch
+
+    directory = _short_private_dir()
+    monkeypatch.setenv(agent.DIR_ENV, str(directory))
+    monkeypatch.setenv(agent.USE_ENV, "1")
+    try:
+        why = "incompatible: $OMP_NUM_THREADS: agent None,\nhere '3'"
+        server = _refusing_agent(directory, why)
+        with (tmp_path / "log").open("wb") as log:
+            assert agent.fork_participant("cloud", "127.0.0.1", tmp_path, log, {}, sys.executable) is None
+        server.join(5.0)
+        assert agent.last_refusal() == "incompatible: $OMP_NUM_THREADS: agent None, here '3'"
+        _print_launch({"phone": "spawn", "cloud": "spawn"})
+        out = capsys.readouterr().out
+        assert out.splitlines() == [
+            "warm agent not used: incompatible: $OMP_NUM_THREADS: agent None, here '3'"
+        ]
+        (directory / agent.SOCKET_NAME).unlink()
+        with (tmp_path / "log").open("wb") as log:  # no agent at all: nothing refused, the tip
+            assert agent.fork_participant("cloud", "127.0.0.1", tmp_path, log, {}, sys.executable) is None
+        assert agent.last_refusal() is None
+        _print_launch({"cloud": "spawn"})
+        assert "tip: `splittracer agent start`" in capsys.readouterr().out
+    finally:
+        for item in directory.iterdir():
+            item.unlink()
+        directory.rmdir()

@@ -33,7 +33,7 @@ LAYERS: list[set[str]] = [
     {"models"},
     {"metrics"},
     {"config"},
-    {"units", "clock", "version"},
+    {"units", "clock", "version", "environment"},
     {"errors"},
 ]
 USER_CODE = {"__main__", "examples"}

@@ -3,6 +3,12 @@
 Each command parses options, calls a library function and renders the
 result; :func:`main` turns SplitTracer errors into one paragraph on stderr
 and the error's exit code (2 for a user's mistake), never a traceback.
+
+Command modules import the library inside each command (types for
+annotations under ``TYPE_CHECKING``): the command line itself loads only
+typer and rich, so ``--help`` and the commands that read files answer at
+once, and torch, gRPC or asyncssh load only for the commands that use them
+(``tests/unit/test_startup.py`` checks it).
 """
 
 from __future__ import annotations

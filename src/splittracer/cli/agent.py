@@ -71,6 +71,7 @@ def start(
         done = subprocess.run(
             command,
             cwd=directory,  # nothing importable there shadows a package
+            env=agent_mod.user_env(),  # as the user set it: what this process's imports set is no setting
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,

@@ -6,15 +6,15 @@ Importing this module adds the command to the ``results`` group.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..metrics.store import ResultsStore
-from ..report.compare import RunComparison, compare_runs, comparison_to_dict, write_comparison_plot
-from ..workspace import find_workspace
 from ._render import console, print_json, print_table
 from .results import JsonOpt, WorkspaceOpt, app
+
+if TYPE_CHECKING:  # the report (numpy) loads in the command, not with the command line
+    from ..report.compare import RunComparison
 
 
 def compare(
@@ -26,6 +26,10 @@ def compare(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Each run's median total per split, last minus first, and the CV; writes an overlaid chart."""
+    from ..metrics.store import ResultsStore
+    from ..report.compare import compare_runs, comparison_to_dict, write_comparison_plot
+    from ..workspace import find_workspace
+
     ws = find_workspace(explicit=workspace)
     with ResultsStore(ws.results_db) as store:
         comparison = compare_runs(store, runs)

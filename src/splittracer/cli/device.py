@@ -6,19 +6,19 @@ import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
-from ..devices.forget import ForgetResult, KeyOutcome, forget_device
-from ..devices.pairing import AskPassword, PairingOptions, PairingResult, pair
-from ..devices.probe import LOGIN_OK, DeviceStatus, check_all, check_device, not_ready, problems
-from ..devices.registry import DeviceFacts, Registry
-from ..devices.setup import Offline, setup_device
 from ..errors import SplitTracerError
-from ..manifest import find_workspace_root
 from ._render import console, err_console, print_json, print_table
+
+if TYPE_CHECKING:  # the registry and SSH (asyncssh) load in the commands, not with the command line
+    from ..devices.forget import ForgetResult
+    from ..devices.pairing import AskPassword, PairingResult
+    from ..devices.probe import DeviceStatus
+    from ..devices.registry import Device, DeviceFacts, Registry
 
 app = typer.Typer(
     help="Pair, list, check, set up and forget remote devices (over SSH).", no_args_is_help=True
@@ -58,6 +58,8 @@ def add(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Pair a device: pin its host key, make sure a key logs in (installing one if needed), probe it."""
+    from ..devices.pairing import PairingOptions, pair
+
     interactive = sys.stdin.isatty() and not password_stdin
     options = PairingOptions(
         trust=trust,
@@ -90,7 +92,8 @@ def ls(
 ) -> None:
     """Every device: reachable now (checked in parallel), ready to run participants, what it has."""
     reg = _registry(registry, workspace)
-    statuses = check_all(list(reg.devices().values()), timeout)
+    devices = list(reg.devices().values())
+    statuses = _check_all(devices, timeout) if devices else []
     seen = {s.device.name: s.last_seen for s in statuses if s.reachable and s.last_seen is not None}
     if seen:
         reg.touch(seen)
@@ -113,6 +116,8 @@ def check(
     name: NameArg, timeout: TimeoutOpt = 10.0, registry: RegistryOpt = None, workspace: WorkspaceOpt = None
 ) -> None:
     """Connect, probe and say whether the device can run participants (and if not, what to do)."""
+    from ..devices.probe import check_device, not_ready
+
     device, found = check_device(_registry(registry, workspace), name, timeout)
     assert device.facts is not None
     print_table(f"{name} ({device.destination})", ("fact", "value"), _fact_rows(device.facts))
@@ -147,6 +152,9 @@ def setup(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Create or update the device's runtime (~/.splittracer/venv): this splittracer and torch."""
+    from ..devices.probe import not_ready, problems
+    from ..devices.setup import Offline, setup_device
+
     with console.status(f"setting up {name}") as status:
         report = setup_device(
             _registry(registry, workspace),
@@ -179,13 +187,15 @@ def rm(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Forget a device; remove the key pairing installed on it (only that line) if it is reachable."""
+    from ..devices.forget import KeyOutcome, forget_device
+
     reg = _registry(registry, workspace)
     result = forget_device(reg, name, keep_key=keep_key, timeout=timeout)
     if json:
         print_json(_forget_dict(result))
         return
     console.print(f"removed {name} ({result.device.destination}) from {reg.path}", highlight=False)
-    line = _FORGET_LINES[result.key].format(others=", ".join(result.shared_with))
+    line = _FORGET_LINES[result.key.value].format(others=", ".join(result.shared_with))
     if result.key is KeyOutcome.UNREACHABLE:
         assert result.error is not None
         err_console.print(f"[yellow]{escape(result.error.message)}[/]", highlight=False)
@@ -195,14 +205,14 @@ def rm(
         console.print(f"  {line}", highlight=False)
 
 
-_FORGET_LINES = {
-    KeyOutcome.REMOVED: "removed the key SplitTracer installed from ~/.ssh/authorized_keys on the device "
+_FORGET_LINES = {  # by KeyOutcome's value
+    "removed": "removed the key SplitTracer installed from ~/.ssh/authorized_keys on the device "
     "(nothing else there changed)",
-    KeyOutcome.NOT_FOUND: "the key SplitTracer installed was already gone from the device's authorized_keys",
-    KeyOutcome.KEPT: "left the key SplitTracer installed in the device's authorized_keys (--keep-key)",
-    KeyOutcome.SHARED: "left the key SplitTracer installed on the device: {others} still log(s) in with it",
-    KeyOutcome.NONE_INSTALLED: "SplitTracer installed no key on the device: nothing changed there",
-    KeyOutcome.UNREACHABLE: "The key SplitTracer installed stays in ~/.ssh/authorized_keys on the device. "
+    "not found": "the key SplitTracer installed was already gone from the device's authorized_keys",
+    "kept": "left the key SplitTracer installed in the device's authorized_keys (--keep-key)",
+    "shared": "left the key SplitTracer installed on the device: {others} still log(s) in with it",
+    "none installed": "SplitTracer installed no key on the device: nothing changed there",
+    "unreachable": "The key SplitTracer installed stays in ~/.ssh/authorized_keys on the device. "
     "To remove that line by hand, run on the device:",
 }
 
@@ -220,7 +230,16 @@ def _forget_dict(result: ForgetResult) -> dict[str, object]:
     }
 
 
+def _check_all(devices: list[Device], timeout: float) -> list[DeviceStatus]:
+    from ..devices.probe import check_all  # SSH: only when there is a device to reach
+
+    return check_all(devices, timeout)
+
+
 def _registry(explicit: Path | None, workspace: Path | None) -> Registry:
+    from ..devices.registry import Registry
+    from ..manifest import find_workspace_root
+
     return Registry.locate(explicit, workspace or find_workspace_root(Path.cwd()))
 
 
@@ -270,6 +289,7 @@ _LS_COLUMNS = ("name", "host", "reachable", "login", "ready", "arch", "Python", 
 
 
 def _status_row(s: DeviceStatus) -> list[object]:
+    from ..devices.probe import LOGIN_OK
     facts = s.device.facts
     return [
         s.device.name,

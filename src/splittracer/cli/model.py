@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import Progress
 
-from ..models import parse_input_shape
-from ..split.capture import muffled
-from ..split.load import LoadedSplit, load_split_model
-from ..split.model import SplitModel
-from ..split.profile import profile_layers, verify_splits
 from ._render import console, print_json, print_table, settings
+
+if TYPE_CHECKING:  # torch loads in the commands, not with the command line
+    from ..split.load import LoadedSplit
+    from ..split.model import SplitModel
 
 app = typer.Typer(help="Inspect, verify and profile where a model can be split.", no_args_is_help=True)
 
@@ -32,6 +30,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 def _load(
     model: str, shape: str | None, granularity: str, override: Path | None, weights: Path | None
 ) -> LoadedSplit:
+    from ..models import parse_input_shape
+    from ..split.capture import muffled
+    from ..split.load import load_split_model
+
     quiet = contextlib.nullcontext() if settings.debug else muffled()
     with console.status(f"capturing {model}…", spinner="dots"), quiet:
         return load_split_model(
@@ -117,6 +119,8 @@ def verify(
     json: JsonOpt = False,
 ) -> None:
     """Run head then tail at every split (or the chosen ones) and compare with the full model."""
+    from ..split.profile import verify_splits
+
     loaded = _load(model, input_shape, granularity, override, None)
     chosen = _split_list(splits) if splits else None
     with console.status("running the splits…", spinner="dots"):
@@ -150,6 +154,9 @@ def profile(
 ) -> None:
     """Median compute time and output size of every layer."""
     import torch
+    from rich.progress import Progress
+
+    from ..split.profile import profile_layers
 
     if threads:
         torch.set_num_threads(threads)

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..controller.plancheck import PlanCheck, check_run, check_to_dict
 from ..errors import SplitTracerError
-from ..metrics.store import ResultsStore
-from ..models import parse_input_shape
-from ..plan.chain import Link
-from ..plan.energy import RADIOS, Objective, RadioPower, parse_tx_power
-from ..plan.estimate import Estimator
-from ..plan.planner import SplitPrediction, load_profiles, parse_links, predict_splits, prediction_to_dict
-from ..plan.profiles import DeviceProfile
 from ..units import format_rate
-from ..workspace import find_workspace, profile_store
 from ._render import console, print_json, print_table
 from .profile import profile
+
+if TYPE_CHECKING:  # the planner (torch) loads when the command runs, not with the command line
+    from ..controller.plancheck import PlanCheck
+    from ..plan.chain import Link
+    from ..plan.energy import Objective, RadioPower
+    from ..plan.estimate import Estimator
+    from ..plan.planner import SplitPrediction
+    from ..plan.profiles import DeviceProfile
 
 __all__ = ["plan", "register"]
 
@@ -92,8 +91,9 @@ def plan(
     json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts")] = False,
 ) -> None:
     """Predict per-split latency over device profiles and print the best split(s)."""
-    names = [d.strip() for d in devices.split(",") if d.strip()]
-    profiles = load_profiles(profile_store(workspace), names)
+    from ..plan.planner import parse_links, predict_splits
+
+    profiles = _load_profiles(devices, workspace)
     if check is not None:
         if objective is ObjectiveChoice.energy:
             raise SplitTracerError("--check compares measured latency only", hint="Drop --objective energy.")
@@ -108,21 +108,34 @@ def plan(
             model,
             profiles,
             links,
-            input_shape=parse_input_shape(input_shape) if input_shape else None,
+            input_shape=_input_shape(input_shape),
             granularity=granularity,
             estimator=_ESTIMATORS[estimator],
             dag=dag,
             objective=_OBJECTIVES[objective],
             tx_power=radio,
         )
-    if json:
-        print_json(prediction_to_dict(result))
-    else:
-        _show_plan(result)
+    _show_plan(result, json=json)
+
+
+def _load_profiles(devices: str, workspace: Path | None) -> list[DeviceProfile]:
+    """The stored profiles named in ``devices`` (comma-separated), in chain order."""
+    from ..plan.planner import load_profiles
+    from ..workspace import profile_store
+
+    return load_profiles(profile_store(workspace), [d.strip() for d in devices.split(",") if d.strip()])
+
+
+def _input_shape(text: str | None) -> tuple[int, ...] | None:
+    from ..models import parse_input_shape
+
+    return parse_input_shape(text) if text else None
 
 
 def _radio(text: str | None, bandwidth: str, link: Link, needed: bool) -> RadioPower | None:
     """The first device's radio power: given, else the first hop's technology when it names one."""
+    from ..plan.energy import RADIOS, parse_tx_power
+
     if text is not None:
         return parse_tx_power(text, link.bandwidth_bps)
     if bandwidth.strip().lower() in RADIOS:
@@ -136,7 +149,12 @@ def _radio(text: str | None, bandwidth: str, link: Link, needed: bool) -> RadioP
     return None
 
 
-def _show_plan(result: SplitPrediction) -> None:
+def _show_plan(result: SplitPrediction, *, json: bool) -> None:
+    if json:
+        from ..plan.planner import prediction_to_dict
+
+        print_json(prediction_to_dict(result))
+        return
     stages = [c.profile for c in result.costs]
     energy = result.radio is not None
     rows = [
@@ -186,6 +204,10 @@ def _check(
     workspace: Path | None,
     json: bool,
 ) -> None:
+    from ..controller.plancheck import check_run, check_to_dict
+    from ..metrics.store import ResultsStore
+    from ..workspace import find_workspace
+
     ws = find_workspace(explicit=workspace)
     with console.status("planning the run's model…", spinner="dots"):
         store = ResultsStore(ws.results_db)

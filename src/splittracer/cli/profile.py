@@ -5,26 +5,17 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import Progress
 
-from ..controller.profiling import profile_device
-from ..devices.registry import Registry
 from ..errors import SplitTracerError
-from ..manifest import find_workspace_root
-from ..models import parse_input_shape
-from ..plan.profiles import (
-    UNSTEADY_SPREAD,
-    DeviceProfile,
-    HostFacts,
-    ModelRecord,
-    host_facts,
-    profile_local,
-)
-from ..workspace import profile_store
 from ._render import console, err_console, print_json, print_table
+
+if TYPE_CHECKING:  # profiling (torch) loads when the command runs, not with the command line
+    from rich.progress import Progress
+
+    from ..plan.profiles import DeviceProfile, HostFacts, ModelRecord
 
 __all__ = ["profile"]
 
@@ -46,6 +37,12 @@ def profile(
     json: Annotated[bool, typer.Option("--json", help="Print the profile as JSON")] = False,
 ) -> None:
     """Measure every layer of MODELS on a device and add them to profile NAME."""
+    from rich.progress import Progress
+
+    from ..models import parse_input_shape
+    from ..plan.profiles import DeviceProfile, host_facts
+    from ..workspace import profile_store
+
     store = profile_store(workspace)
     replaced: tuple[ModelRecord, ...] = ()
     if models:
@@ -83,6 +80,7 @@ def _say_replaced(name: str, replaced: Sequence[ModelRecord], profile: DevicePro
 
 def _warn_unsteady(record: ModelRecord, shown: int = 5) -> None:
     """Warn when layers' samples spread widely: the machine was busy while they were measured."""
+    from ..plan.profiles import UNSTEADY_SPREAD
     unsteady = record.unsteady_layers()
     if not unsteady:
         return
@@ -113,6 +111,11 @@ def _measure(
     workspace: Path | None,
 ) -> tuple[list[ModelRecord], HostFacts | None]:
     """Measure in this process, or on the paired device (with its facts); progress on ``bar``."""
+    from ..controller.profiling import profile_device
+    from ..devices.registry import Registry
+    from ..manifest import find_workspace_root
+    from ..plan.profiles import profile_local
+
     task = bar.add_task("profiling", total=None)
 
     def report(model: str, done: int, total: int) -> None:

@@ -7,9 +7,6 @@ from typing import Annotated
 
 import typer
 
-from ..metrics.store import ResultsStore
-from ..report.html import write_html_report
-from ..workspace import find_workspace
 from ._render import console
 from .results import RunArg, WorkspaceOpt
 
@@ -26,6 +23,10 @@ def report(
     ] = None,
 ) -> None:
     """Write the HTML report of a run (opens with no network), PNG and SVG of each figure beside it."""
+    from ..metrics.store import ResultsStore
+    from ..report.html import write_html_report
+    from ..workspace import find_workspace
+
     ws = find_workspace(explicit=workspace)
     with ResultsStore(ws.results_db) as store:
         run_id = store.get_run(run).id

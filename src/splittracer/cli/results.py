@@ -5,31 +5,17 @@ from __future__ import annotations
 import math
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..metrics.store import ResultsStore
-from ..report.export import ExportFormat, export_run, export_run_metrics, metrics_path
-from ..report.limits import limits_lines, whole_model_ratio
-from ..report.runs import (
-    RunSummary,
-    chain_links,
-    format_duration,
-    format_timestamp,
-    hop_cells,
-    list_runs,
-    not_counted_lines,
-    run_duration_s,
-    run_summary,
-    run_to_dict,
-    summary_to_dict,
-    tensors_label,
-    write_plots,
-)
 from ..units import format_rate
-from ..workspace import find_workspace
 from ._render import console, print_json, print_table
+
+if TYPE_CHECKING:  # the store and the report (numpy) load in the commands, not with the command line
+    from ..metrics.store import ResultsStore
+    from ..report.export import ExportFormat
+    from ..report.runs import RunSummary
 
 app = typer.Typer(help="List, summarise, export and plot the runs of a workspace.", no_args_is_help=True)
 
@@ -54,6 +40,9 @@ _STATUS_STYLE = {"running": "yellow", "succeeded": "green", "failed": "bold red"
 
 
 def _store(workspace: Path | None) -> ResultsStore:
+    from ..metrics.store import ResultsStore
+    from ..workspace import find_workspace
+
     return ResultsStore(find_workspace(explicit=workspace).results_db)
 
 
@@ -64,6 +53,8 @@ def ls(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Every run, oldest first: status, start, duration and inferences measured."""
+    from ..report.runs import format_duration, format_timestamp, list_runs, run_to_dict
+
     with _store(workspace) as store:
         listings = list_runs(store, experiment)
     if json:
@@ -89,6 +80,8 @@ def ls(
 @app.command()
 def show(run: RunArg, json: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
     """Per split: median head, transfer, tail and total, IQR of the total, bytes across the cut."""
+    from ..report.runs import run_summary, summary_to_dict
+
     with _store(workspace) as store:
         summary = run_summary(store, run)
     if json:
@@ -99,6 +92,7 @@ def show(run: RunArg, json: JsonOpt = False, workspace: WorkspaceOpt = None) -> 
 
 def print_run_summary(summary: RunSummary) -> None:
     """The run's status (and error) above its per-split table, as ``results show`` prints it."""
+    from ..report.runs import chain_links, hop_cells, tensors_label
     _print_header(summary)
     if not summary.rows:
         console.print("No completed inferences outside warm-up were recorded.")
@@ -142,6 +136,7 @@ def _print_plans(summary: RunSummary) -> None:
 
 
 def _print_not_counted(summary: RunSummary) -> None:
+    from ..report.runs import not_counted_lines
     for line in not_counted_lines(summary.not_counted):
         console.print(line, highlight=False, soft_wrap=True)
 
@@ -167,6 +162,9 @@ def _print_metrics(summary: RunSummary) -> None:
 
 
 def _print_header(summary: RunSummary) -> None:
+    from ..report.limits import limits_lines, whole_model_ratio
+    from ..report.runs import format_duration, format_timestamp, run_duration_s
+
     info = summary.run
     style = _STATUS_STYLE.get(info.status, "")
     console.print(
@@ -195,6 +193,10 @@ def export(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Write every span of a run to a CSV or Parquet file, and its metrics beside it (<name>-metrics)."""
+    from ..metrics.store import ResultsStore
+    from ..report.export import export_run, export_run_metrics, metrics_path
+    from ..workspace import find_workspace
+
     ws = find_workspace(explicit=workspace)
     with ResultsStore(ws.results_db) as store:
         run_id = store.get_run(run).id
@@ -212,6 +214,10 @@ def plot(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Write the latency-per-split and bytes-per-split charts (PNG and SVG); print their paths."""
+    from ..metrics.store import ResultsStore
+    from ..report.runs import write_plots
+    from ..workspace import find_workspace
+
     ws = find_workspace(explicit=workspace)
     with ResultsStore(ws.results_db) as store:
         written = write_plots(store, run, output or ws.results_dir)

@@ -4,40 +4,41 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import msgspec
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..controller.provenance import changed_code
-from ..controller.resolve import ResolvedRun, resolve_run
-from ..controller.run import RunObserver, run_logs
-from ..deploy.agent_client import agent_enabled
-from ..experiment import Experiment, RunFailedError, execute
-from ..manifest import Manifest, load_manifest
-from ..metrics.store import ResultsStore
-from ..report.runs import write_plots
-from ..workspace import Workspace, find_workspace
+from ..deploy import agent_client
 from ._render import console, print_json
 from .results import print_run_summary
 
+if TYPE_CHECKING:  # the controller (torch, gRPC) loads when a run starts, not with the command line
+    from rich.progress import Progress
 
-class _ProgressObserver(RunObserver):
-    """Draws a Rich progress bar: inferences done / total and the current split."""
+    from ..controller.resolve import ResolvedRun
+    from ..controller.run import RunObserver
+    from ..manifest import Manifest
+    from ..workspace import Workspace
 
-    def __init__(self, progress: Progress) -> None:
-        self.bar = progress
-        self.task = progress.add_task("starting", total=None)
 
-    def phase(self, text: str) -> None:
-        self.bar.update(self.task, description=text)
+def _observer(progress: Progress) -> RunObserver:
+    """A run observer that draws a Rich progress bar: inferences done / total and the current split."""
+    from ..controller.run import RunObserver
 
-    def progress(self, participant: str, done: int, total: int, label: str) -> None:
-        self.bar.update(self.task, completed=done, total=total, description=f"{participant}: {label}")
+    class ProgressObserver(RunObserver):
+        def __init__(self) -> None:
+            self.task = progress.add_task("starting", total=None)
 
-    def log(self, participant: str, message: str) -> None:
-        self.bar.console.print(f"[dim]{participant}:[/] {message}")
+        def phase(self, text: str) -> None:
+            progress.update(self.task, description=text)
+
+        def progress(self, participant: str, done: int, total: int, label: str) -> None:
+            progress.update(self.task, completed=done, total=total, description=f"{participant}: {label}")
+
+        def log(self, participant: str, message: str) -> None:
+            progress.console.print(f"[dim]{participant}:[/] {message}")
+
+    return ProgressObserver()
 
 
 WorkspaceOpt = Annotated[Path | None, typer.Option("--workspace", "-w", help="Workspace directory")]
@@ -52,6 +53,8 @@ def run(
     json: JsonOpt = False,
 ) -> None:
     """Run an experiment: start participants, feed them, record everything, tear down."""
+    from ..experiment import Experiment
+
     experiment = Experiment.load(workspace, name)
     _execute(experiment.workspace, experiment.plan(), plot=plot, json=json)
 
@@ -63,6 +66,13 @@ def rerun(
     json: JsonOpt = False,
 ) -> None:
     """Repeat a stored run: the same manifest, with today's code (changes are reported)."""
+    import msgspec
+
+    from ..controller.provenance import changed_code
+    from ..controller.resolve import resolve_run
+    from ..metrics.store import ResultsStore
+    from ..workspace import find_workspace
+
     ws = find_workspace(explicit=workspace)
     store = ResultsStore(ws.results_db)
     previous = store.get_run(run_id)
@@ -76,9 +86,16 @@ def rerun(
 
 
 def _execute(ws: Workspace, plan: ResolvedRun, *, plot: bool, json: bool) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..controller.run import run_logs
+    from ..experiment import RunFailedError, execute
+    from ..metrics.store import ResultsStore
+    from ..report.runs import write_plots
+
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True, disable=json) as progress:
-        outcome = execute(ws, plan, observer=_ProgressObserver(progress))
+        outcome = execute(ws, plan, observer=_observer(progress))
     store = ResultsStore(ws.results_db)
     summary = outcome.summary
     paths = write_plots(store, outcome.run_id, ws.results_dir) if plot and summary.rows else []
@@ -99,14 +116,7 @@ def _execute(ws: Workspace, plan: ResolvedRun, *, plot: bool, json: bool) -> Non
         )
     else:
         print_run_summary(summary)
-        warm = [name for name, how in launch.items() if how == "agent"]
-        if warm:
-            console.print(f"forked by the warm agent: {', '.join(warm)}", highlight=False)
-        elif "spawn" in launch.values() and agent_enabled():
-            console.print(
-                "[dim]tip: `splittracer agent start` keeps torch imported between runs: "
-                "local participants then start in well under a second[/]"
-            )
+        _print_launch(launch)
         for path in paths:
             console.print(f"wrote {path}")
         if not outcome.succeeded and logs.is_dir():
@@ -115,8 +125,26 @@ def _execute(ws: Workspace, plan: ResolvedRun, *, plot: bool, json: bool) -> Non
         raise RunFailedError(outcome)
 
 
+def _print_launch(launch: dict[str, str]) -> None:
+    """Which participants the warm agent forked; else why it did not, or the tip to start one."""
+    warm = [name for name, how in launch.items() if how == "agent"]
+    if warm:
+        console.print(f"forked by the warm agent: {', '.join(warm)}", highlight=False)
+    elif "spawn" in launch.values() and agent_client.agent_enabled():
+        refused = agent_client.last_refusal()
+        if refused is not None:
+            console.print(f"[yellow]warm agent not used:[/] {refused}", highlight=False, soft_wrap=True)
+        else:
+            console.print(
+                "[dim]tip: `splittracer agent start` keeps torch imported between runs: "
+                "local participants then start in well under a second[/]"
+            )
+
+
 def load_snapshot(ws: Workspace, run_id: str, text: str) -> Manifest:
     """The manifest a run stored, validated as if it were in the workspace's experiments/."""
+    from ..manifest import load_manifest
+
     # Written beside the others so relative paths resolve as they did; the suffix
     # keeps it out of 'experiment ls' while it exists, and it is removed at once.
     path = ws.experiments_dir / f".rerun-{run_id}.snapshot"

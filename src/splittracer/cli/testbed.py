@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..lab import Testbed, TestbedState, TestbedStatus, default_state_dir, describe_rate, status_document
 from ._render import console, print_json, print_table
+
+if TYPE_CHECKING:  # the lab loads in the commands, not with the command line
+    from ..lab import Testbed, TestbedState, TestbedStatus
 
 app = typer.Typer(
     help="A lab of real SSH hosts (network namespaces, sshd, tc-shaped links) on this Linux machine.",
@@ -26,6 +28,8 @@ StateDirOpt = Annotated[
 
 
 def _testbed(state_dir: Path | None) -> Testbed:
+    from ..lab import Testbed, default_state_dir
+
     return Testbed(state_dir or default_state_dir())
 
 
@@ -54,6 +58,8 @@ def status(
     state_dir: StateDirOpt = None,
 ) -> None:
     """Whether the lab is up, and each host's namespace, sshd and shaping. Exit 1 if a host is down."""
+    from ..lab import status_document
+
     testbed = _testbed(state_dir)
     found = testbed.status()
     if json:
@@ -109,6 +115,8 @@ def _print_next_steps(state: TestbedState) -> None:
 
 
 def _print_links(state: TestbedState) -> None:
+    from ..lab import describe_rate
+
     console.print(f"links: {describe_rate(state)}", highlight=False)
     if not state.netem:
         console.print("netem unavailable on this kernel: links are shaped with tbf only (no delay, no loss)")

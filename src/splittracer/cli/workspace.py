@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..manifest import Limits
-from ..metrics.store import ResultsStore
-from ..workspace import find_workspace, init_workspace
 from ._render import console, print_json, print_table
+
+if TYPE_CHECKING:  # the workspace and the store load in the commands, not with the command line
+    from ..manifest import Limits
+    from ..metrics.store import ResultsStore
 
 app = typer.Typer(help="List and show the experiments of a workspace.", no_args_is_help=True)
 
@@ -23,6 +24,8 @@ def init(
     force: Annotated[bool, typer.Option(help="Overwrite existing files")] = False,
 ) -> None:
     """Create a workspace: settings, roles.py, tasks.py, experiments/ and results/."""
+    from ..workspace import init_workspace
+
     workspace = init_workspace(directory, force=force)
     console.print(f"workspace '{workspace.name}' ready in {workspace.root}")
     console.print(
@@ -33,6 +36,9 @@ def init(
 @app.command("ls")
 def list_experiments(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
     """Experiments of the workspace: name, description, participants, last run."""
+    from ..metrics.store import ResultsStore
+    from ..workspace import find_workspace
+
     ws = find_workspace(explicit=workspace)
     experiments = ws.experiments()
     last = _last_runs(ResultsStore(ws.results_db)) if ws.results_db.exists() else {}
@@ -50,6 +56,7 @@ def list_experiments(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> N
 def show(name: str, workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
     """An experiment's manifest, validated (user code imported and checked)."""
     from ..controller.preflight import check_manifest, preflight_cache
+    from ..workspace import find_workspace
 
     ws = find_workspace(explicit=workspace)
     manifest = ws.load_manifest(name)

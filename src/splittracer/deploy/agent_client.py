@@ -11,7 +11,10 @@ Compatibility: the agent records a :func:`fingerprint` (the Python
 executable, SplitTracer's version, package directory and the mtimes and
 sizes of its ``.py`` files, torch's version, and environment variables read
 at import time). A controller whose fingerprint differs does not use the
-agent, so an edited checkout never runs stale code.
+agent, so an edited checkout never runs stale code. Only the environment
+the user set counts: a variable an import set in the controller's own
+process (``SET_BY_IMPORTS``) is no difference; :func:`last_refusal` says
+why the agent was not used.
 
 Protocol: one request per connection, newline-terminated JSON both ways.
 ``{"op": "status"}`` answers the agent's status; ``{"op": "start", ...}``
@@ -25,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.metadata
 import json
 import logging
 import os
@@ -40,6 +42,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from ..environment import set_here_since_start
 from ..version import __version__
 from .base import LOST, log_tail
 
@@ -56,6 +59,8 @@ MAX_REQUEST_BYTES = 4 << 20
 # them with its own environment, so a child may only be forked for a controller that agrees.
 IMPORT_ENV_PREFIXES = ("SPLITTRACER_", "PYTHON", "OMP_", "MKL_", "OPENBLAS_", "TORCH", "PYTORCH_")
 IGNORED_ENV = frozenset({DIR_ENV, USE_ENV, "PYTHONUNBUFFERED"})
+SET_BY_IMPORTS = frozenset({"TORCHINDUCTOR_CACHE_DIR", "TORCH_WARM_POOL"})
+"""Variables torch sets in its own process when its compiler is imported: only a user's value counts."""
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 log = logging.getLogger(__name__)
@@ -132,12 +137,24 @@ def source_digest(package_dir: Path = _PACKAGE_DIR) -> str:
     return digest.hexdigest()[:20]
 
 
-def import_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The variables of ``env`` that imports may read (see ``IMPORT_ENV_PREFIXES``)."""
+def user_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: this process's) without the variables an import set here (``SET_BY_IMPORTS``)."""
     env = os.environ if env is None else env
+    return {k: v for k, v in env.items() if not _set_by_import(k, v)}
+
+
+def import_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The variables of ``env`` the user set that imports may read (see ``IMPORT_ENV_PREFIXES``)."""
     return {
-        k: v for k, v in sorted(env.items()) if k.startswith(IMPORT_ENV_PREFIXES) and k not in IGNORED_ENV
+        k: v
+        for k, v in sorted(user_env(env).items())
+        if k.startswith(IMPORT_ENV_PREFIXES) and k not in IGNORED_ENV
     }
+
+
+def _set_by_import(name: str, value: str) -> bool:
+    """Whether an import in this process set ``name=value`` (the user did not): torch's compiler does."""
+    return name in SET_BY_IMPORTS and set_here_since_start(name, value)
 
 
 def interpreter(python: str) -> str:
@@ -158,6 +175,8 @@ def fingerprint(python: str | None = None, env: Mapping[str, str] | None = None)
     ``python``: the interpreter a spawned participant would run (default:
     this one); ``env``: the environment it would get (default: this one).
     """
+    import importlib.metadata  # here: the command line imports this module, and only a run asks
+
     try:
         torch_version = importlib.metadata.version("torch")
     except importlib.metadata.PackageNotFoundError:
@@ -184,6 +203,17 @@ def differences(agent: Mapping[str, Any], mine: Mapping[str, Any]) -> list[str]:
         if theirs.get(name) != ours.get(name):
             found.append(f"${name}: agent {theirs.get(name)!r}, here {ours.get(name)!r}")
     return found
+
+
+_refusal: str | None = None  # why the agent last did not fork a participant for this process
+
+
+def last_refusal() -> str | None:
+    """Why the running agent last refused to fork a participant here, in one line; None if it did not refuse.
+
+    None also when no agent runs (nothing refused): the caller may suggest starting one.
+    """
+    return _refusal
 
 
 # -- talking to it --------------------------------------------------------------------
@@ -391,6 +421,8 @@ def fork_participant(
     (the agent must match it). The caller reads the port with
     :meth:`AgentDeployment.read_port`.
     """
+    global _refusal
+    _refusal = None
     if not agent_enabled():
         return None
     path = socket_path()
@@ -413,6 +445,7 @@ def fork_participant(
     if not reply or not reply.get("ok") or not isinstance(reply.get("pid"), int):
         sock.close()
         why = (reply or {}).get("error", "it closed the connection")
+        _refusal = " ".join(str(why).split())  # one line, however the agent worded it
         log.debug("warm agent at %s not used for '%s': %s; spawning", path, name, why)
         return None
     return AgentDeployment(name, sock, reader, reply["pid"], log_file, secrets)
