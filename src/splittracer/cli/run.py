@@ -98,7 +98,7 @@ def _execute(ws: Workspace, plan: ResolvedRun, *, plot: bool, json: bool) -> Non
             }
         )
     else:
-        print_run_summary(summary)
+        print_run_summary(summary, error=False)  # the error goes to stderr, once
         warm = [name for name, how in launch.items() if how == "agent"]
         if warm:
             console.print(f"forked by the warm agent: {', '.join(warm)}", highlight=False)
