@@ -307,9 +307,11 @@ def _checked_value(spec: _TaskSpec, name: str, value: Any) -> Any:
     try:
         return msgspec.convert(value, spec.fields[name], dec_hook=_keep_tensor)
     except msgspec.ValidationError as exc:
+        # msgspec says where inside a container the mismatch is; at the top level it adds nothing.
+        inside = f" ({exc})" if " - at " in str(exc) else ""
         raise UserCodeError(
-            f"task {spec.name}: field '{name}' holds a value that does not match "
-            f"{_type_text(spec.fields[name])}: {exc}",
+            f"task {spec.name}: field '{name}' must be {_type_text(spec.fields[name])}, "
+            f"got {type(value).__name__}{inside}",
             hint="set the field to a value of its declared type before sending",
         ) from exc
 

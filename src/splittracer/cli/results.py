@@ -90,10 +90,11 @@ def show(run: RunArg, json: JsonOpt = False, workspace: WorkspaceOpt = None) -> 
     print_run_summary(summary)
 
 
-def print_run_summary(summary: RunSummary) -> None:
-    """The run's status (and error) above its per-split table, as ``results show`` prints it."""
+def print_run_summary(summary: RunSummary, *, error: bool = True) -> None:
+    """The run's status (and ``error``) above its per-split table, as ``results show`` prints it."""
     from ..report.runs import chain_links, hop_cells, tensors_label
-    _print_header(summary)
+
+    _print_header(summary, error=error)
     if not summary.rows:
         console.print("No completed inferences outside warm-up were recorded.")
         _print_not_counted(summary)
@@ -161,7 +162,7 @@ def _print_metrics(summary: RunSummary) -> None:
     print_table("Recorded metrics (ctx.record; split —: outside any inference)", columns, rows)
 
 
-def _print_header(summary: RunSummary) -> None:
+def _print_header(summary: RunSummary, *, error: bool) -> None:
     from ..report.limits import limits_lines, whole_model_ratio
     from ..report.runs import format_duration, format_timestamp, run_duration_s
 
@@ -172,7 +173,7 @@ def _print_header(summary: RunSummary) -> None:
         f"started {format_timestamp(info.started_at)} UTC, ran {format_duration(run_duration_s(info))}",
         highlight=False,
     )
-    if info.error:
+    if error and info.error:
         console.print(f"[bold red]error:[/] {info.error}", highlight=False, soft_wrap=True)
     for line in limits_lines(info.record):
         console.print(f"limits  {line}", highlight=False)

@@ -115,7 +115,7 @@ def _execute(ws: Workspace, plan: ResolvedRun, *, plot: bool, json: bool) -> Non
             }
         )
     else:
-        print_run_summary(summary)
+        print_run_summary(summary, error=False)  # the error goes to stderr, once
         _print_launch(launch)
         for path in paths:
             console.print(f"wrote {path}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import logging
 import platform
 import queue
 import threading
@@ -38,6 +39,8 @@ from ..wire.tls import CONTROLLER, issue_run_certificates
 from .clocksync import ClockEstimate, estimate_offset, to_controller_clock
 from .placement import deployer_for_plan
 from .resolve import ResolvedParticipant, ResolvedRun
+
+_log = logging.getLogger(__name__)
 
 HEARTBEAT_TIMEOUT_S = 5.0
 CLOCK_RESYNC_S = 10.0
@@ -349,17 +352,19 @@ class _Run:
         elif event.kind == "log":
             self.observer.log(event.participant, event.message)
         elif event.kind == "error":
-            error = _error_text(event)
+            _log_frames(event)
+            # A consequence is named in one line after its cause, never with a second traceback.
+            consequence = f"(then {_error_text(event, frames=False)})"
             # A peer that died makes its neighbours fail too; name the death as the cause.
             dead = self._exited(grace_s=0.5)
             if dead is not None:
-                raise RunError(f"{dead}\n(then {error})")
+                raise RunError(f"{dead}\n{consequence}")
             # A handler that failed because a peer's handler failed: the peer's error is the
             # cause, and its event may still be on the way (the two race to the controller).
             cause = self._error_from(event.caused_by, CAUSE_WAIT_S) if event.caused_by else None
             if cause is not None:
-                raise RunError(f"{cause}\n(then {error})")
-            raise RunError(error)
+                raise RunError(f"{cause}\n{consequence}")
+            raise RunError(_error_text(event))
         elif event.kind == "stopped" and member is not None:
             member.stopped = True
         return event.kind
@@ -379,6 +384,7 @@ class _Run:
                 continue
             if item.kind == "error":
                 if item.participant == name:
+                    _log_frames(item)
                     return _error_text(item)
                 continue
             self._handle(item)
@@ -464,9 +470,19 @@ def _controller_facts() -> ControllerHost:
     )
 
 
-def _error_text(event: Event) -> str:
-    """A participant's error event as the run's error text (with its traceback)."""
-    detail = f"\n{event.traceback.rstrip()}" if event.traceback else ""
+def _log_frames(event: Event) -> None:
+    """Every frame of a participant's error, SplitTracer's included, at debug level (``--debug``)."""
+    if event.debug_traceback:
+        _log.debug("participant '%s' failed:\n%s", event.participant, event.debug_traceback)
+
+
+def _error_text(event: Event, *, frames: bool = True) -> str:
+    """A participant's error event as the run's error text, with the user's frames unless ``frames`` is off.
+
+    The participant already left SplitTracer's own frames out (they are in
+    its log, and logged here at debug level for ``splittracer --debug``).
+    """
+    detail = f"\n{event.traceback.rstrip()}" if frames and event.traceback else ""
     return f"participant '{event.participant}': {event.message}{detail}"
 
 

@@ -50,6 +50,7 @@ from ..wire.shaping import LinkShaper
 from ..wire.tls import TlsBundle
 from .context import ParticipantContext
 from .delivery import Received, open_incoming, prepare_task, record_received
+from .failure import describe, full_traceback, user_traceback
 from .loading import accelerator_name, import_role, load_model
 from .recorder import TaggedRecorder
 
@@ -229,9 +230,7 @@ class Participant:
         try:
             received = open_incoming(read())
         except Exception as exc:
-            self._emit(
-                "error", message=f"'{self._name}' rejected a task: {exc}", traceback=traceback.format_exc()
-            )
+            self._fail(f"'{self._name}' rejected a task: {exc}", exc)
             return _error_reply(exc), None
         self._record_receive(received)
         priority = received.task.priority
@@ -356,13 +355,8 @@ class Participant:
             try:
                 result = self._run_handler(task, envelope.tags, envelope.sender)
             except Exception as exc:
-                self._emit(
-                    "error",
-                    message=f"{type(self.role).__name__} of '{self._name}' failed on "
-                    f"{task_name(task)}: {exc!r}",
-                    traceback=traceback.format_exc(),
-                    caused_by=_failed_peer(exc),
-                )
+                role = type(self.role).__name__
+                self._fail(f"{role} of '{self._name}' failed on {task_name(task)}: {describe(exc)}", exc)
                 return None, exc
         return (result if isinstance(result, Task) else None), None
 
@@ -384,9 +378,7 @@ class Participant:
             call()
             return True
         except Exception as exc:
-            self._emit(
-                "error", message=f"{hook} of '{self._name}' failed: {exc!r}", traceback=traceback.format_exc()
-            )
+            self._fail(f"{hook} of '{self._name}' failed: {describe(exc)}", exc)
             return False
 
     # -- events -------------------------------------------------------------------
@@ -397,6 +389,19 @@ class Participant:
 
     def _emit(self, kind: str, **fields: Any) -> None:
         self._events.put(Event(kind=kind, participant=self._name, time_ns=now_ns(), **fields))
+
+    def _fail(self, message: str, exc: BaseException) -> None:
+        """Report a failure: the user's frames to the controller, every frame to our log (stderr)."""
+        full = full_traceback(exc)
+        sys.stderr.write(f"{message}\n{full}\n")
+        sys.stderr.flush()
+        self._emit(
+            "error",
+            message=message,
+            traceback=user_traceback(exc),
+            debug_traceback=full,
+            caused_by=_failed_peer(exc),
+        )
 
     def _span_events(self) -> Iterator[bytes]:
         if self.recorder is None:
@@ -435,8 +440,6 @@ def host_info(name: str) -> ParticipantInfo:
         cpu_model=cpu_model(),
         cpu_count=os.cpu_count() or 0,
     )
-
-
 
 
 def _failed_peer(exc: BaseException) -> str:

@@ -100,7 +100,8 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     total: int = 0
     label: str = ""
     message: str = ""
-    traceback: str = ""
+    traceback: str = ""  # error: the user's own frames (or their line SplitTracer refused), or ''
+    debug_traceback: str = ""  # error: every frame, SplitTracer's included (logged for --debug)
     caused_by: str = ""  # error: the peer whose failure this one follows from (its error says why)
 
 
