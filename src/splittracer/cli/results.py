@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -20,13 +21,16 @@ from ..report.runs import (
     hop_cells,
     list_runs,
     not_counted_lines,
+    row_label,
     run_duration_s,
     run_summary,
     run_to_dict,
+    split_tensors,
     summary_to_dict,
     tensors_label,
     write_plots,
 )
+from ..report.summary import SplitRow
 from ..units import format_rate
 from ..workspace import find_workspace
 from ._render import console, print_json, print_table
@@ -104,7 +108,21 @@ def print_run_summary(summary: RunSummary) -> None:
         console.print("No completed inferences outside warm-up were recorded.")
         _print_not_counted(summary)
         return
-    links = chain_links(summary.rows)
+    if summary.uplinks:
+        # A sweep per uplink: a table per link; one table of all would mix their transfers.
+        for sweep in summary.uplinks:
+            title = f"Uplink {sweep.uplink}: median per split point (best: split {sweep.best.split})"
+            _print_split_table(summary, sweep.rows, title)
+    else:
+        _print_split_table(summary, summary.rows, "Median per split point (bytes: forward transfers only)")
+    _print_plans(summary)
+    _print_metrics(summary)
+
+
+def _print_split_table(summary: RunSummary, split_rows: Sequence[SplitRow], title: str) -> None:
+    links = chain_links(split_rows)
+    labels = [row_label(r, summary.layers) for r in split_rows]
+    counts = [split_tensors(r, summary.run.record.split_tensors) for r in split_rows]
     rows = [
         [
             r.split if len(r.cuts) <= 1 else r.cut_label,
@@ -121,14 +139,12 @@ def print_run_summary(summary: RunSummary) -> None:
             tensors_label(tensors),
             *hop_cells(r, links),
         ]
-        for r, label, tensors in zip(summary.rows, summary.labels, summary.tensors)
+        for r, label, tensors in zip(split_rows, labels, counts)
     ]
     columns = ["split", "after layer", "n", "head ms", "transfer ms", "tail ms", "total ms"]
     columns += ["total IQR ms", "other ms", "bytes", "wire bytes", "tensors"]
     columns += [f"{a}→{b} {what}" for a, b in links for what in ("ms", "bytes")]
-    print_table("Median per split point (bytes: forward transfers only)", columns, rows)
-    _print_plans(summary)
-    _print_metrics(summary)
+    print_table(title, columns, rows)
 
 
 def _print_plans(summary: RunSummary) -> None:

@@ -164,12 +164,25 @@ class ParticipantContext:
             self._local.tags = previous
 
     @contextlib.contextmanager
-    def inference(self, index: int, *, split: int = -1, warmup: bool = False) -> Iterator[None]:
-        """Time one end-to-end inference; spans inside (here and on peers) carry its id."""
+    def inference(
+        self,
+        index: int,
+        *,
+        split: int = -1,
+        warmup: bool = False,
+        attrs: Mapping[str, str | int | float | bool] | None = None,
+    ) -> Iterator[None]:
+        """Time one end-to-end inference; spans inside (here and on peers) carry its id.
+
+        ``attrs`` go on its ``inference`` span, e.g. ``{"uplink": "3g"}`` to
+        group a sweep's inferences by the link they crossed.
+        """
         tags = Tags(index, split, warmup)
         with (
             self.tagged(tags),
-            self._recorder.span("inference", inference=index, split=split, attrs=_warmup(tags)),
+            self._recorder.span(
+                "inference", inference=index, split=split, attrs={**(attrs or {}), **_warmup(tags)}
+            ),
         ):
             yield
 
