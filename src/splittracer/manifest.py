@@ -125,7 +125,7 @@ class Limits(Strict):
     """Emulated limits of one participant; the text is kept as written.
 
     ``cpu`` (a fraction of one CPU, e.g. 0.1) and ``memory`` (e.g. ``2GiB``)
-    are enforced by the kernel with cgroups (:mod:`splittracer.deploy.limits`).
+    are enforced by the kernel with cgroups (:mod:`splittracer.devices.limits`).
     """
 
     threads: PositiveInt | None = None

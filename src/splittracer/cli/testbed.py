@@ -8,7 +8,17 @@ from typing import Annotated
 
 import typer
 
-from ..lab import Testbed, TestbedState, TestbedStatus, default_state_dir, describe_rate, status_document
+from ..lab import (
+    LabHost,
+    Testbed,
+    TestbedState,
+    TestbedStatus,
+    default_state_dir,
+    describe_limits,
+    describe_rate,
+    parse_host_limits,
+    status_document,
+)
 from ._render import console, print_json, print_table
 
 app = typer.Typer(
@@ -35,12 +45,22 @@ def up(
     bandwidth: Annotated[
         str | None, typer.Option(help="Shape every host's link with tbf: 10mbit, lte, 5.85mbit")
     ] = None,
+    cpu: Annotated[
+        str | None,
+        typer.Option(help="CPU limit per host, a fraction of one CPU: 0.1,1.0 (one value: every host)"),
+    ] = None,
+    memory: Annotated[
+        str | None, typer.Option(help="Memory limit per host: 2GiB,8GiB (one value: every host)")
+    ] = None,
     state_dir: StateDirOpt = None,
 ) -> None:
     """Make HOSTS namespaces on a bridge, each with a real sshd and its own user."""
     testbed = _testbed(state_dir)
+    limits = parse_host_limits(cpu, memory, hosts)
     with console.status("building the testbed") as spinner:
-        state = testbed.up(hosts, bandwidth, progress=lambda step: spinner.update(f"testbed: {step}"))
+        state = testbed.up(
+            hosts, bandwidth, progress=lambda step: spinner.update(f"testbed: {step}"), limits=limits
+        )
     _print_hosts(state)
     console.print(f"password (every host's user): {state.password}", highlight=False)
     console.print(f"devices: {state.registry}\nknown hosts: {state.known_hosts}", highlight=False)
@@ -75,8 +95,10 @@ def down(state_dir: StateDirOpt = None) -> None:
 
 
 def _print_hosts(state: TestbedState) -> None:
-    rows = [[h.name, h.address, h.user, str(h.sshd_pid), h.host_key_fingerprint] for h in state.hosts]
-    print_table("Testbed hosts", ["host", "address", "user", "sshd pid", "host key"], rows)
+    rows = [
+        [h.name, h.address, h.user, str(h.sshd_pid), _limits(h), h.host_key_fingerprint] for h in state.hosts
+    ]
+    print_table("Testbed hosts", ["host", "address", "user", "sshd pid", "limits", "host key"], rows)
 
 
 LAB_WORKSPACE = "lab-demo"
@@ -116,12 +138,25 @@ def _print_links(state: TestbedState) -> None:
 
 def _print_status(found: TestbedStatus) -> None:
     assert found.state is not None
+    limits = {h.name: _limits(h) for h in found.state.hosts}
     rows = [
-        [h.name, h.address, _yes(h.namespace), _yes(h.sshd_running), h.banner or "no answer", _yes(h.shaped)]
+        [
+            h.name,
+            h.address,
+            _yes(h.namespace),
+            _yes(h.sshd_running),
+            h.banner or "no answer",
+            _yes(h.shaped),
+            limits[h.name],
+        ]
         for h in found.hosts
     ]
-    print_table("Testbed", ["host", "address", "namespace", "sshd", "banner", "shaped"], rows)
+    print_table("Testbed", ["host", "address", "namespace", "sshd", "banner", "shaped", "limits"], rows)
     _print_links(found.state)
+
+
+def _limits(host: LabHost) -> str:
+    return describe_limits(host.cpu_limit, host.memory_limit_bytes)
 
 
 def _yes(value: bool) -> str:

@@ -24,7 +24,7 @@ import msgspec
 
 from ..clock import now_ns
 from ..deploy.base import Deployer, Deployment, describe_exit
-from ..deploy.limits import cpu_quota
+from ..devices.limits import cpu_quota
 from ..errors import RunError, SplitTracerError
 from ..metrics.record import ClockRecord, ControllerHost, EnergySensors, ParticipantRecord, RunRecord
 from ..metrics.spans import Metric
