@@ -62,7 +62,14 @@ PROBE_TARGET_S = 0.25  # stop growing once one probe takes this long: enough to 
 
 
 class Sweep(Task):
-    """Run every split point (or the listed ones) ``warmup + repeats`` times each."""
+    """Run every split point (or the listed ones) ``warmup + repeats`` times each.
+
+    ``uplinks`` (``[3g, lte, wifi]`` or rates such as ``10mbit``) repeats the
+    whole sweep once per uplink rate, this participant's emulated uplink set
+    to each in turn; every inference span carries ``attrs['uplink']``, the
+    name as given, so summaries and charts show one sweep per link. The
+    participant needs an emulated ``uplink`` in its limits for this.
+    """
 
     next: list[str]
     splits: list[int] | str = "all"
@@ -70,6 +77,7 @@ class Sweep(Task):
     repeats: int = -1  # -1: the manifest's options.repeats
     warmup: int = -1  # -1: the manifest's options.warmup
     finish: bool = True
+    uplinks: list[str] = field(default_factory=list)
 
 
 class Infer(Task):
@@ -170,13 +178,16 @@ class SplitHead(Role):
         repeats = task.repeats if task.repeats >= 0 else ctx.options.repeats
         warmup = task.warmup if task.warmup >= 0 else ctx.options.warmup
         per_point = warmup + repeats
-        total, done = len(points) * per_point, 0
+        links: list[str | None] = list(task.uplinks) or [None]
+        total, done = len(links) * len(points) * per_point, 0
         first = self._reserve(total)
-        for cuts in points:
-            for r in range(per_point):
-                _infer(ctx, first + done, cuts, task.next, warmup=r < warmup)
-                done += 1
-                ctx.progress(done, total, f"split {cuts[0]}" if len(cuts) == 1 else f"cuts {cuts}")
+        for link in links:
+            attrs = _set_sweep_uplink(ctx, link, first + done)
+            for cuts in points:
+                for r in range(per_point):
+                    _infer(ctx, first + done, cuts, task.next, warmup=r < warmup, attrs=attrs)
+                    done += 1
+                    ctx.progress(done, total, _sweep_label(cuts, link))
         if task.finish:
             ctx.finish()
 
@@ -234,12 +245,36 @@ class SplitTail(Role):
         ctx.finish()
 
 
+def _set_sweep_uplink(ctx: Context, link: str | None, first: int) -> dict[str, str | int | float | bool]:
+    """Set the uplink of one pass of a sweep; the attrs its inference spans carry."""
+    if link is None:
+        return {}
+    try:
+        bps = parse_rate(link)
+    except ValueError as exc:
+        raise RunError(f"Sweep.uplinks: {exc}") from None
+    ctx.set_uplink(bps)
+    ctx.record("emulated_uplink_bps", _finite(bps), inference=first, uplink=link)
+    return {"uplink": link}
+
+
+def _sweep_label(cuts: list[int], link: str | None) -> str:
+    where = f"split {cuts[0]}" if len(cuts) == 1 else f"cuts {cuts}"
+    return where if link is None else f"{link}: {where}"
+
+
 def _infer(
-    ctx: Context, index: int, cuts: list[int], route: list[str], *, warmup: bool
+    ctx: Context,
+    index: int,
+    cuts: list[int],
+    route: list[str],
+    *,
+    warmup: bool,
+    attrs: dict[str, str | int | float | bool] | None = None,
 ) -> tuple[float, Result]:
     """One inference; the seconds its call took and the Result."""
     x = ctx.example(index)  # made before the clock starts: inputs exist before inference
-    with ctx.inference(index, split=cuts[0], warmup=warmup):
+    with ctx.inference(index, split=cuts[0], warmup=warmup, attrs=attrs):
         sent = ctx.run_layers(0, cuts[0], x, final=False)
         task = RunLayers(start=cuts[0], tensors=list(sent), route=route[1:], cuts=cuts[1:])
         called = time.perf_counter()

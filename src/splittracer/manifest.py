@@ -9,8 +9,7 @@ A manifest is YAML (see ``experiments/neurosurgeon.yaml`` made by
       phone:
         role: splittracer.builtin:SplitHead
         limits: {threads: 1, uplink: lte, latency: 20ms, cpu: 0.1, memory: 2GiB}
-      cloud:
-        role: splittracer.builtin:SplitTail
+      cloud: {role: splittracer.builtin:SplitTail, keep_warm: true}
     playbook:
       phone:
         - task: Sweep
@@ -125,7 +124,7 @@ class Limits(Strict):
     """Emulated limits of one participant; the text is kept as written.
 
     ``cpu`` (a fraction of one CPU, e.g. 0.1) and ``memory`` (e.g. ``2GiB``)
-    are enforced by the kernel with cgroups (:mod:`splittracer.deploy.limits`).
+    are enforced by the kernel with cgroups (:mod:`splittracer.devices.limits`).
     """
 
     threads: PositiveInt | None = None
@@ -175,6 +174,7 @@ class Participant(Strict):
     limits: Limits = Field(default_factory=Limits)
     params: dict[str, JsonValue] = Field(default_factory=dict)
     profile: str | None = None
+    keep_warm: bool = False  # its CPU kept busy while it waits, unlike an idle device (participant/warm.py)
     _name: str = PrivateAttr(default="")
     _stage: int = PrivateAttr(default=-1)
 

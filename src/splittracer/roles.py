@@ -121,8 +121,18 @@ class Context(Protocol):
         """
         ...
 
-    def inference(self, index: int, *, split: int = -1, warmup: bool = False) -> AbstractContextManager[None]:
-        """Time one end-to-end inference; everything inside, on every peer, carries its id."""
+    def inference(
+        self,
+        index: int,
+        *,
+        split: int = -1,
+        warmup: bool = False,
+        attrs: Mapping[str, str | int | float | bool] | None = None,
+    ) -> AbstractContextManager[None]:
+        """Time one end-to-end inference; everything inside, on every peer, carries its id.
+
+        ``attrs`` are recorded on its ``inference`` span (``{"uplink": "3g"}``).
+        """
         ...
 
     def send(self, peer: str, task: Task) -> None:

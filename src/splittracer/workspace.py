@@ -205,6 +205,7 @@ def _scaffold(name: str) -> dict[str, str]:
         "tasks.py": _TASKS,
         f"{EXPERIMENTS_DIR}/neurosurgeon.yaml": _NEUROSURGEON,
         f"{EXPERIMENTS_DIR}/lab-neurosurgeon.yaml": _LAB_NEUROSURGEON,
+        f"{EXPERIMENTS_DIR}/neurosurgeon-paper.yaml": _NEUROSURGEON_PAPER,
     }
 
 
@@ -280,6 +281,34 @@ playbook:
 options:
   repeats: 5                # timed inferences per split point (medians and IQR)
   warmup: 1                 # untimed inferences before them
+"""
+
+_NEUROSURGEON_PAPER = """\
+# Neurosurgeon's finding on one machine: a phone much slower than the cloud, over the
+# paper's three uplinks. The phone's CPU is limited with cgroups, which needs root or a
+# delegated cgroup; 'results show' states how much slower the phone measured.
+name: neurosurgeon-paper
+description: AlexNet split after every layer, a CPU-limited phone -> cloud over 3G, LTE and Wi-Fi
+model:
+  source: torchvision:alexnet
+participants:
+  phone:
+    role: splittracer.builtin:SplitHead
+    limits:
+      threads: 1
+      cpu: 0.1              # a tenth of one CPU: about 10x slower than the 2-thread cloud
+      uplink: lte           # the starting link; the sweep sets each of its uplinks in turn
+  cloud:
+    role: splittracer.builtin:SplitTail
+    limits:
+      threads: 2
+playbook:
+  phone:
+    - task: Sweep
+      params: {splits: all, next: [cloud], uplinks: [3g, lte, wifi]}   # 1.1, 5.85, 18.88 Mbit/s
+options:
+  repeats: 3
+  warmup: 1
 """
 
 _LAB_NEUROSURGEON = """\

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from splittracer.deploy.limits import ResourceLimits, RunCgroups, find_hierarchy
+from splittracer.devices.limits import ResourceLimits, RunCgroups, find_hierarchy
 from splittracer.errors import RunError
 from splittracer.report.limits import limits_lines, whole_model_ratio
 from splittracer.report.runs import run_summary

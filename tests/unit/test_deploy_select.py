@@ -10,9 +10,9 @@ import pytest
 from splittracer.controller import placement
 from splittracer.controller.resolve import ResolvedParticipant, ResolvedRun
 from splittracer.deploy.base import describe_exit
-from splittracer.deploy.limits import LimitsError, ResourceLimits
 from splittracer.deploy.local import LocalDeployer
 from splittracer.deploy.select import MixedDeployer, deployer_for
+from splittracer.devices.limits import LimitsError, ResourceLimits
 from splittracer.wire.messages import ModelConfig
 
 

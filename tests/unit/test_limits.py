@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from splittracer.deploy.limits import LimitsError, ResourceLimits, RunCgroups, cpu_quota
+from splittracer.devices.limits import LimitsError, ResourceLimits, RunCgroups, cpu_quota
 
 
 def test_cpu_quota_keeps_a_short_period_and_the_kernels_minimum():

@@ -26,7 +26,7 @@ def test_init_scaffolds_every_file(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     assert workspace.root == root.resolve()
     scaffold = ("splittracer.yaml", "roles.py", "tasks.py", "experiments/neurosurgeon.yaml")
-    for name in (*scaffold, "experiments/lab-neurosurgeon.yaml"):
+    for name in (*scaffold, "experiments/lab-neurosurgeon.yaml", "experiments/neurosurgeon-paper.yaml"):
         assert (root / name).is_file(), name
     assert (root / "results").is_dir()
     assert workspace.name == "ws"
@@ -55,6 +55,17 @@ def test_scaffolded_lab_manifest_runs_neurosurgeon_on_the_two_lab_hosts(tmp_path
     assert (cloud.device, cloud.role) == ("st-h2", "splittracer.builtin:SplitTail")
     text = workspace.manifest_path("lab-neurosurgeon").read_text()
     assert "testbed up --hosts 2" in text and "SPLITTRACER_DEVICES=" in text
+
+
+def test_scaffolded_paper_manifest_limits_the_phone_and_sweeps_the_papers_uplinks(tmp_path: Path) -> None:
+    workspace = init_workspace(tmp_path)
+    manifest = workspace.load_manifest("neurosurgeon-paper", check_code=False)
+    phone, cloud = manifest.participants.values()
+    assert phone.limits.cpu is not None and phone.limits.cpu < 0.5
+    assert phone.limits.uplink_bps == pytest.approx(5.85e6)
+    assert cloud.limits.cpu is None
+    entry = manifest.playbook["phone"][0]
+    assert entry.params["uplinks"] == ["3g", "lte", "wifi"]
 
 
 @pytest.mark.usefixtures("clean_user_modules")
@@ -122,7 +133,7 @@ def test_experiments_lists_broken_manifests_with_their_error(tmp_path: Path) -> 
     workspace = init_workspace(tmp_path)
     (workspace.experiments_dir / "broken.yaml").write_text("name: broken\nparticipant: {}\n")
     infos = {info.name: info for info in workspace.experiments()}
-    assert list(infos) == ["broken", "lab-neurosurgeon", "neurosurgeon"]
+    assert list(infos) == ["broken", "lab-neurosurgeon", "neurosurgeon", "neurosurgeon-paper"]
     good = infos["neurosurgeon"]
     assert (good.participants, good.error) == (("phone", "cloud"), None)
     assert good.description.startswith("AlexNet split after every layer")
@@ -137,7 +148,7 @@ def test_manifest_path_unknown_name(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no experiment named 'neurosurgen'") as info:
         workspace.manifest_path("neurosurgen")
     assert "Did you mean 'neurosurgeon'?" in (info.value.hint or "")
-    assert "Known experiments: lab-neurosurgeon, neurosurgeon." in (info.value.hint or "")
+    assert "Known experiments: lab-neurosurgeon, neurosurgeon, neurosurgeon-paper." in (info.value.hint or "")
 
 
 def test_default_workspace_of_a_manifest_is_its_workspace(tmp_path: Path) -> None:

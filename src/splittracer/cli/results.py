@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -16,6 +17,7 @@ if TYPE_CHECKING:  # the store and the report (numpy) load in the commands, not 
     from ..metrics.store import ResultsStore
     from ..report.export import ExportFormat
     from ..report.runs import RunSummary
+    from ..report.summary import SplitRow
 
 app = typer.Typer(help="List, summarise, export and plot the runs of a workspace.", no_args_is_help=True)
 
@@ -92,14 +94,28 @@ def show(run: RunArg, json: JsonOpt = False, workspace: WorkspaceOpt = None) -> 
 
 def print_run_summary(summary: RunSummary, *, error: bool = True) -> None:
     """The run's status (and ``error``) above its per-split table, as ``results show`` prints it."""
-    from ..report.runs import chain_links, hop_cells, tensors_label
-
     _print_header(summary, error=error)
     if not summary.rows:
         console.print("No completed inferences outside warm-up were recorded.")
         _print_not_counted(summary)
         return
-    links = chain_links(summary.rows)
+    if summary.uplinks:
+        # A sweep per uplink: a table per link; one table of all would mix their transfers.
+        for sweep in summary.uplinks:
+            title = f"Uplink {sweep.uplink}: median per split point (best: split {sweep.best.split})"
+            _print_split_table(summary, sweep.rows, title)
+    else:
+        _print_split_table(summary, summary.rows, "Median per split point (bytes: forward transfers only)")
+    _print_plans(summary)
+    _print_metrics(summary)
+
+
+def _print_split_table(summary: RunSummary, split_rows: Sequence[SplitRow], title: str) -> None:
+    from ..report.runs import chain_links, hop_cells, row_label, split_tensors, tensors_label
+
+    links = chain_links(split_rows)
+    labels = [row_label(r, summary.layers) for r in split_rows]
+    counts = [split_tensors(r, summary.run.record.split_tensors) for r in split_rows]
     rows = [
         [
             r.split if len(r.cuts) <= 1 else r.cut_label,
@@ -116,14 +132,12 @@ def print_run_summary(summary: RunSummary, *, error: bool = True) -> None:
             tensors_label(tensors),
             *hop_cells(r, links),
         ]
-        for r, label, tensors in zip(summary.rows, summary.labels, summary.tensors)
+        for r, label, tensors in zip(split_rows, labels, counts)
     ]
     columns = ["split", "after layer", "n", "head ms", "transfer ms", "tail ms", "total ms"]
     columns += ["total IQR ms", "other ms", "bytes", "wire bytes", "tensors"]
     columns += [f"{a}→{b} {what}" for a, b in links for what in ("ms", "bytes")]
-    print_table("Median per split point (bytes: forward transfers only)", columns, rows)
-    _print_plans(summary)
-    _print_metrics(summary)
+    print_table(title, columns, rows)
 
 
 def _print_plans(summary: RunSummary) -> None:

@@ -11,7 +11,7 @@ import typer
 from ._render import console, print_json, print_table
 
 if TYPE_CHECKING:  # the lab loads in the commands, not with the command line
-    from ..lab import Testbed, TestbedState, TestbedStatus
+    from ..lab import LabHost, Testbed, TestbedState, TestbedStatus
 
 app = typer.Typer(
     help="A lab of real SSH hosts (network namespaces, sshd, tc-shaped links) on this Linux machine.",
@@ -39,12 +39,24 @@ def up(
     bandwidth: Annotated[
         str | None, typer.Option(help="Shape every host's link with tbf: 10mbit, lte, 5.85mbit")
     ] = None,
+    cpu: Annotated[
+        str | None,
+        typer.Option(help="CPU limit per host, a fraction of one CPU: 0.1,1.0 (one value: every host)"),
+    ] = None,
+    memory: Annotated[
+        str | None, typer.Option(help="Memory limit per host: 2GiB,8GiB (one value: every host)")
+    ] = None,
     state_dir: StateDirOpt = None,
 ) -> None:
     """Make HOSTS namespaces on a bridge, each with a real sshd and its own user."""
+    from ..lab import parse_host_limits
+
     testbed = _testbed(state_dir)
+    limits = parse_host_limits(cpu, memory, hosts)
     with console.status("building the testbed") as spinner:
-        state = testbed.up(hosts, bandwidth, progress=lambda step: spinner.update(f"testbed: {step}"))
+        state = testbed.up(
+            hosts, bandwidth, progress=lambda step: spinner.update(f"testbed: {step}"), limits=limits
+        )
     _print_hosts(state)
     console.print(f"password (every host's user): {state.password}", highlight=False)
     console.print(f"devices: {state.registry}\nknown hosts: {state.known_hosts}", highlight=False)
@@ -81,8 +93,10 @@ def down(state_dir: StateDirOpt = None) -> None:
 
 
 def _print_hosts(state: TestbedState) -> None:
-    rows = [[h.name, h.address, h.user, str(h.sshd_pid), h.host_key_fingerprint] for h in state.hosts]
-    print_table("Testbed hosts", ["host", "address", "user", "sshd pid", "host key"], rows)
+    rows = [
+        [h.name, h.address, h.user, str(h.sshd_pid), _limits(h), h.host_key_fingerprint] for h in state.hosts
+    ]
+    print_table("Testbed hosts", ["host", "address", "user", "sshd pid", "limits", "host key"], rows)
 
 
 LAB_WORKSPACE = "lab-demo"
@@ -124,12 +138,27 @@ def _print_links(state: TestbedState) -> None:
 
 def _print_status(found: TestbedStatus) -> None:
     assert found.state is not None
+    limits = {h.name: _limits(h) for h in found.state.hosts}
     rows = [
-        [h.name, h.address, _yes(h.namespace), _yes(h.sshd_running), h.banner or "no answer", _yes(h.shaped)]
+        [
+            h.name,
+            h.address,
+            _yes(h.namespace),
+            _yes(h.sshd_running),
+            h.banner or "no answer",
+            _yes(h.shaped),
+            limits[h.name],
+        ]
         for h in found.hosts
     ]
-    print_table("Testbed", ["host", "address", "namespace", "sshd", "banner", "shaped"], rows)
+    print_table("Testbed", ["host", "address", "namespace", "sshd", "banner", "shaped", "limits"], rows)
     _print_links(found.state)
+
+
+def _limits(host: LabHost) -> str:
+    from ..lab import describe_limits
+
+    return describe_limits(host.cpu_limit, host.memory_limit_bytes)
 
 
 def _yes(value: bool) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..deploy.base import Deployer
-from ..deploy.limits import ResourceLimits
 from ..deploy.select import deployer_for
+from ..devices.limits import ResourceLimits
 from ..devices.registry import Registry
 from .resolve import ResolvedRun
 

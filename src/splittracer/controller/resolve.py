@@ -34,6 +34,7 @@ class ResolvedParticipant:
     latency_s: float = 0.0
     cpu: float | None = None  # a fraction of one CPU, enforced with cgroups
     memory_bytes: int | None = None
+    keep_warm: bool = False  # its CPU kept busy while it waits (participant/warm.py)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ def resolve_run(manifest: Manifest, workspace: Path | None = None) -> ResolvedRu
             latency_s=p.limits.latency_s,
             cpu=p.limits.cpu,
             memory_bytes=p.limits.memory_bytes,
+            keep_warm=p.keep_warm,
         )
         for p in manifest.participants.values()
     )

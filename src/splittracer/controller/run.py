@@ -25,7 +25,7 @@ import msgspec
 
 from ..clock import now_ns
 from ..deploy.base import Deployer, Deployment, describe_exit
-from ..deploy.limits import cpu_quota
+from ..devices.limits import cpu_quota
 from ..errors import RunError, SplitTracerError
 from ..metrics.record import ClockRecord, ControllerHost, EnergySensors, ParticipantRecord, RunRecord
 from ..metrics.spans import Metric
@@ -293,6 +293,7 @@ class _Run:
             torch_device=p.torch_device,
             uplink_bps=p.uplink_bps,
             latency_s=p.latency_s,
+            keep_warm=p.keep_warm,
             workspace=remote_dir or (str(self.workspace) if self.workspace else None),
         )
 
@@ -499,6 +500,7 @@ def _facts(
         cpu_limit=plan.cpu,
         cpu_period_us=cpu_quota(plan.cpu)[1] if plan.cpu else 0,
         memory_limit_bytes=plan.memory_bytes,
+        keep_warm=plan.keep_warm,
         hostname=info.hostname,
         platform=info.platform,
         python=info.python,

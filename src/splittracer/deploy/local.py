@@ -26,12 +26,12 @@ import time
 from pathlib import Path
 from typing import IO
 
+from ..devices.limits import ParticipantCgroup, ResourceLimits, RunCgroups
 from ..errors import RunError
 from ..wire.datalink import join_host_port
 from ..wire.tls import TlsBundle
 from .agent_client import AgentDeployment, fork_participant
 from .base import PORT_PREFIX, START_TIMEOUT_S, describe_exit, log_tail
-from .limits import ParticipantCgroup, ResourceLimits, RunCgroups
 
 __all__ = ["LocalDeployer", "LocalDeployment", "route_source"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ..devices.limits import LimitsError, ResourceLimits
 from ..devices.registry import Registry
 from ..wire.tls import TlsBundle
 from .base import Deployer, Deployment
-from .limits import LimitsError, ResourceLimits
 from .local import LocalDeployer, route_source
 
 __all__ = ["LOCAL", "MixedDeployer", "deployer_for"]

@@ -20,6 +20,7 @@ import pwd
 import re
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -261,14 +262,34 @@ def remove_privsep_dir(privsep: Path | None) -> list[str]:
     return [f"directory {privsep}"]
 
 
-def start_sshd(sshd: Path, namespace: str, files: SshdFiles, address: str) -> int:
-    """Check the config, start sshd in ``namespace`` and wait until it answers; return its pid."""
+def start_sshd(
+    sshd: Path,
+    namespace: str,
+    files: SshdFiles,
+    address: str,
+    wrap: Callable[[list[str]], list[str]] | None = None,
+) -> int:
+    """Check the config, start sshd in ``namespace`` and wait until it answers; return its pid.
+
+    ``wrap`` turns the start command into one that first enters the host's cgroups.
+    """
     check = run([sshd, "-t", "-f", files.config], check=False)
     if check.returncode != 0:
         raise TestbedCommandError([str(sshd), "-t", "-f", str(files.config)], check.returncode, check.stderr)
     log = files.log
     # Without -D sshd binds its port, then forks into the background and writes its pid file.
-    run(["ip", "netns", "exec", namespace, sshd, "-f", files.config, "-E", log], timeout=_START_TIMEOUT_S)
+    command: list[str] = [
+        "ip",
+        "netns",
+        "exec",
+        namespace,
+        str(sshd),
+        "-f",
+        str(files.config),
+        "-E",
+        str(log),
+    ]
+    run(wrap(command) if wrap is not None else command, timeout=_START_TIMEOUT_S)
     if not wait_for(lambda: read_pid(files.pid_file) is not None, _START_TIMEOUT_S):
         raise TestbedError(f"sshd in {namespace} wrote no pid file; see {log}")
     pid = read_pid(files.pid_file) or 0

@@ -96,6 +96,9 @@ class LabHost:
     sshd_log: Path
     host_key: str
     host_key_fingerprint: str
+    cpu_limit: float | None = None  # a fraction of one CPU, enforced on everything its sshd starts
+    memory_limit_bytes: int | None = None
+    cgroup_dirs: tuple[str, ...] = ()  # the host's cgroups, one per hierarchy
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ class TestbedState:
     created_at: float
     client_key: Path | None = None  # the lab's login key; None: hosts not paired (no registry key)
     runtime_created: Path | None = None  # the runtime up made, which down removes
+    cgroup_parents: tuple[str, ...] = ()  # the lab's parent cgroups, which down removes
 
     @property
     def network(self) -> LabNetwork:
@@ -236,7 +240,10 @@ def _typed(cls: type, data: dict[str, Any]) -> dict[str, Any]:
         # A field added since the state was written takes its default; others must be there.
         value = data[f.name] if f.name in data or f.default is MISSING else f.default
         path_field = "Path" in str(f.type)
-        out[f.name] = Path(value) if path_field and value is not None else value
+        if isinstance(value, list):
+            out[f.name] = tuple(value)  # JSON has no tuples
+        else:
+            out[f.name] = Path(value) if path_field and value is not None else value
     return out
 
 
@@ -315,6 +322,8 @@ def _host_document(host: LabHost, found: HostStatus) -> dict[str, Any]:
         "namespace": host.namespace,
         "sshd_pid": host.sshd_pid,
         "host_key_fingerprint": host.host_key_fingerprint,
+        "cpu_limit": host.cpu_limit,
+        "memory_limit_bytes": host.memory_limit_bytes,
         "sshd_running": found.sshd_running,
         "banner": found.banner,
         "shaped": found.shaped,

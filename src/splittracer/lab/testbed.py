@@ -16,10 +16,13 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ..devices.limits import ResourceLimits
 from .errors import TestbedError
+from .hostlimits import HostCgroups, remove_host_cgroups
 from .network import (
     HOST_IFACE,
     LabNetwork,
@@ -83,6 +86,8 @@ class Testbed:
         self.network = network or LabNetwork()
         # Set as soon as sshd's directory is made, so a failed ``up`` still removes it.
         self._privsep_created: Path | None = None
+        self._cgroups = HostCgroups(self.network.prefix)
+        self._limits: list[ResourceLimits] = []
 
     @property
     def state_file(self) -> Path:
@@ -101,17 +106,23 @@ class Testbed:
         *,
         progress: Progress | None = None,
         ready: bool = True,
+        limits: Sequence[ResourceLimits] = (),
     ) -> TestbedState:
         """Build ``hosts`` lab hosts, their links shaped to ``bandwidth`` when given.
 
         ``ready``: pair them as root in the lab's registry and give them a runtime
         (:mod:`.ready`); without it the registry names each host's own user, unpaired.
+        ``limits``: one per host (see :func:`.hostlimits.parse_host_limits`), each
+        enforced on everything its sshd starts (:mod:`.hostlimits`).
         """
         say = progress or _quiet
         count, rate = check_host_count(hosts), parse_bandwidth(bandwidth)
         sshd = check_environment(shaping=rate is not None)
         self._refuse_if_up()
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._limits = list(limits) or [ResourceLimits()] * count
+        if len(self._limits) != count:
+            raise TestbedError(f"{len(self._limits)} host limits given for {count} hosts")
         try:
             state = self._build(count, bandwidth, rate, sshd, say, ready)
             if ready:
@@ -120,6 +131,8 @@ class Testbed:
         except BaseException:
             with contextlib.suppress(Exception):
                 self.down()
+            with contextlib.suppress(Exception):
+                self._cgroups.remove()
             raise
 
     def _refuse_if_up(self) -> None:
@@ -162,6 +175,7 @@ class Testbed:
             created_at=time.time(),
             client_key=key,
             runtime_created=runtime if ready and not runtime.exists() else None,
+            cgroup_parents=tuple(str(p) for p in self._cgroups.parents),
         )
         save_state(state, self.state_file)
         return state
@@ -180,7 +194,11 @@ class Testbed:
         host_key, fingerprint = make_host_key(files, name)
         write_sshd_config(files, name=name, address=address, user=user, penalties=penalties)
         self._privsep_created = make_privsep_dir(sshd, files.config) or self._privsep_created
-        pid = start_sshd(sshd, name, files, address)
+        limits = self._limits[index - 1]
+        cgroup = self._cgroups.create(name, limits)
+        pid = start_sshd(sshd, name, files, address, wrap=cgroup.wrap if cgroup is not None else None)
+        if cgroup is not None:
+            cgroup.throttle()
         return LabHost(
             name=name,
             index=index,
@@ -198,6 +216,9 @@ class Testbed:
             sshd_log=files.log,
             host_key=host_key,
             host_key_fingerprint=fingerprint,
+            cpu_limit=limits.cpu,
+            memory_limit_bytes=limits.memory_bytes,
+            cgroup_dirs=tuple(str(d) for _, d in cgroup.dirs.values()) if cgroup is not None else (),
         )
 
     # ---- keys
@@ -245,6 +266,9 @@ class Testbed:
         net = state.network if state is not None else self.network
         check_platform()
         removed = remove_namespaces(net, say)
+        if state is not None:
+            host_dirs = [d for h in state.hosts for d in h.cgroup_dirs]
+            removed += remove_host_cgroups(host_dirs, list(state.cgroup_parents))
         removed += remove_links(net)
         removed += remove_users(net, say)
         privsep = state.privsep_dir_created if state is not None else self._privsep_created

@@ -83,6 +83,7 @@ class ParticipantRecord(msgspec.Struct, frozen=True):
     cpu_limit: float | None = None  # limits: a fraction of one CPU (cgroup quota); None: unlimited
     cpu_period_us: int = 0  # the cgroup's CPU period the quota is spread over (0: no CPU limit)
     memory_limit_bytes: int | None = None  # limits: the cgroup's memory limit; None: unlimited
+    keep_warm: bool = False  # its CPU kept busy while it waited: not an idle device
     energy: EnergySensors = EnergySensors()
 
 

@@ -39,6 +39,7 @@ from .spans import Attrs, Metric
 __all__ = [
     "SYSTEM_METRICS",
     "SystemSampler",
+    "cpu_freq_mhz",
     "cpu_model",
     "read_temperatures",
 ]
@@ -221,7 +222,7 @@ class SystemSampler:
         samples = [self._metric("cpu_process_percent", self._process.cpu_percent(None), now)]
         samples.append(self._metric("cpu_system_percent", psutil.cpu_percent(None), now))
         samples.append(self._metric("rss_bytes", float(self._process.memory_info().rss), now))
-        freq = _cpu_freq_mhz()
+        freq = cpu_freq_mhz()
         if freq is not None:
             samples.append(self._metric("cpu_freq_mhz", freq, now))
         for sensor, celsius in read_temperatures(self._root).items():
@@ -250,7 +251,8 @@ class SystemSampler:
             self._buffer.extend(samples)
 
 
-def _cpu_freq_mhz() -> float | None:
+def cpu_freq_mhz() -> float | None:
+    """The CPU's current frequency in MHz where the system tells it; None where it does not."""
     try:
         freq = psutil.cpu_freq()
     except (OSError, NotImplementedError, AttributeError):

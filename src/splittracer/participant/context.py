@@ -17,6 +17,7 @@ import torch
 
 from ..clock import now_ns
 from ..errors import RunError, SplitError
+from ..metrics.system import cpu_freq_mhz
 from ..roles import Tensors
 from ..split.model import SplitModel
 from ..split.parts import Part
@@ -26,6 +27,7 @@ from ..wire.messages import RunConfig, RunOptions
 from .delivery import prepare_task
 from .inputs import InputSource
 from .recorder import TaggedRecorder
+from .warm import KeepWarm
 
 SendFn = Callable[[str, Outgoing, "float | None"], "Task | None"]
 
@@ -52,6 +54,8 @@ class ParticipantContext:
         self._inputs = inputs
         self._parts: dict[tuple[int, int, bool | None], Part] = {}
         self._local = threading.local()
+        self._computed_ns = now_ns()  # when this participant last finished computing (or started)
+        self.keep_warm: KeepWarm | None = None  # set by the runtime for ``keep_warm: true``
 
     # -- who and where -------------------------------------------------------
 
@@ -128,23 +132,45 @@ class ParticipantContext:
         if part is None:
             part = self._parts[key] = self.model.part(start, end, final=final)
         tags = self.tags
+        attrs = {**_warmup(tags), **self._idle_attrs()}
+        warm = self.keep_warm.paused() if self.keep_warm is not None else contextlib.nullcontext()
+        try:
+            with (
+                warm,
+                self._recorder.span(
+                    "compute",
+                    inference=tags.inference,
+                    split=tags.split,
+                    start_layer=start,
+                    end_layer=end,
+                    attrs=attrs,
+                ),
+                torch.no_grad(),
+            ):
+                return self._compute(part, tensors)
+        finally:
+            self._computed_ns = now_ns()
+
+    def _compute(self, part: Part, tensors: tuple[torch.Tensor, ...]) -> Any:
         device = self.model.device
-        with (
-            self._recorder.span(
-                "compute",
-                inference=tags.inference,
-                split=tags.split,
-                start_layer=start,
-                end_layer=end,
-                attrs=_warmup(tags),
-            ),
-            torch.no_grad(),
-        ):
-            if device.type == "cpu":
-                return part(*tensors)
-            result = part(*(t.to(device) for t in tensors))
-            _synchronize(device)
-            return result
+        if device.type == "cpu":
+            return part(*tensors)
+        result = part(*(t.to(device) for t in tensors))
+        _synchronize(device)
+        return result
+
+    def _idle_attrs(self) -> dict[str, str | int | float | bool]:
+        """How long this participant was idle before a compute span, and the CPU's MHz where readable.
+
+        Read before the span starts, so the reading costs the span nothing. A
+        participant woken from idle computes slower (thread pools asleep,
+        frequency scaling): ``idle_ms`` lets results show it.
+        """
+        attrs: dict[str, str | int | float | bool] = {"idle_ms": (now_ns() - self._computed_ns) / 1e6}
+        mhz = cpu_freq_mhz()
+        if mhz is not None:
+            attrs["cpu_mhz"] = mhz
+        return attrs
 
     # -- tagging ---------------------------------------------------------------
 
@@ -164,12 +190,25 @@ class ParticipantContext:
             self._local.tags = previous
 
     @contextlib.contextmanager
-    def inference(self, index: int, *, split: int = -1, warmup: bool = False) -> Iterator[None]:
-        """Time one end-to-end inference; spans inside (here and on peers) carry its id."""
+    def inference(
+        self,
+        index: int,
+        *,
+        split: int = -1,
+        warmup: bool = False,
+        attrs: Mapping[str, str | int | float | bool] | None = None,
+    ) -> Iterator[None]:
+        """Time one end-to-end inference; spans inside (here and on peers) carry its id.
+
+        ``attrs`` go on its ``inference`` span, e.g. ``{"uplink": "3g"}`` to
+        group a sweep's inferences by the link they crossed.
+        """
         tags = Tags(index, split, warmup)
         with (
             self.tagged(tags),
-            self._recorder.span("inference", inference=index, split=split, attrs=_warmup(tags)),
+            self._recorder.span(
+                "inference", inference=index, split=split, attrs={**(attrs or {}), **_warmup(tags)}
+            ),
         ):
             yield
 

@@ -53,6 +53,7 @@ from .delivery import Received, open_incoming, prepare_task, record_received
 from .failure import describe, full_traceback, user_traceback
 from .loading import accelerator_name, import_role, load_model
 from .recorder import TaggedRecorder
+from .warm import KeepWarm
 
 FLUSH_INTERVAL_S = 0.1
 HEARTBEAT_INTERVAL_S = 1.0
@@ -96,6 +97,7 @@ class Participant:
         self._role_ready = False
         self._sampler: SystemSampler | None = None
         self._energy: EnergyProbe | None = None
+        self._warm: KeepWarm | None = None
 
     # -- server -------------------------------------------------------------------
 
@@ -170,9 +172,13 @@ class Participant:
         self.recorder = TaggedRecorder(config.run_id, config.name, config.stage, clock=now_ns)
         role_class = import_role(config.role, config.workspace)
         model, inputs = load_model(config)
+        self._warm = KeepWarm() if config.keep_warm else None
         self.ctx = ParticipantContext(
             config, self.recorder, self._send, self._emit, model, inputs, set_uplink=self._set_uplink
         )
+        self.ctx.keep_warm = self._warm
+        if self._warm is not None:
+            self._warm.start()
         self.role = role_class()
         self._energy = probe_energy(clock=now_ns)
         self._sampler = SystemSampler(
@@ -335,6 +341,8 @@ class Participant:
             self._guarded("teardown", lambda: role.teardown(ctx))
         if self._sampler is not None:
             self._sampler.stop()
+        if self._warm is not None:
+            self._warm.stop()
         self._emit("stopped")
         self._stopped.set()
 

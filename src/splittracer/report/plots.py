@@ -65,6 +65,33 @@ def plot_stacked_splits(
     return _save(fig, Path(path_stem))
 
 
+def plot_stacked_by_uplink(
+    sweeps: Sequence[tuple[str, Sequence[SplitRow]]],
+    path_stem: str | Path,
+    title: str = "Latency per split point, per uplink",
+    labels: Sequence[str] | None = None,
+) -> list[Path]:
+    """One :func:`plot_stacked_splits` panel per ``(name, rows)``, side by side, best split marked on each.
+
+    Each panel keeps its own latency axis: a 3G sweep's input transfer is
+    seconds, a Wi-Fi sweep's whole range a few hundred milliseconds.
+    """
+    for _, rows in sweeps:
+        _require(rows)
+    width = max(6.0, 0.3 * max(len(rows) for _, rows in sweeps) + 2.0)
+    fig = Figure(figsize=(width * len(sweeps), 4.8), layout="constrained")
+    axes = fig.subplots(1, len(sweeps), squeeze=False)[0]
+    for i, (ax, (name, rows)) in enumerate(zip(axes, sweeps)):
+        x = np.arange(len(rows))
+        bottom = _stack(ax, x, rows)
+        _mark_best(ax, x, np.maximum(bottom, [r.total.median for r in rows]), rows)
+        _finish(ax, x, _row_ticks(rows, labels), name, "latency (ms)")
+        if i < len(sweeps) - 1 and ax.get_legend() is not None:
+            ax.get_legend().remove()  # one legend, beside the last panel
+    fig.suptitle(title)
+    return _save(fig, Path(path_stem))
+
+
 def _stack(ax: Axes, x: np.ndarray, rows: Sequence[SplitRow]) -> np.ndarray:
     parts = [
         ("head (first device compute)", [r.head.median for r in rows], HEAD_COLOR),

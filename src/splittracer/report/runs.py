@@ -21,6 +21,7 @@ from ..metrics.spans import Metric, Span
 from ..metrics.store import INTERRUPTED_BY_USER, ResultsStore, RunInfo
 from .custom import MetricRow, metric_rows_to_dicts, summarize_metrics
 from .summary import Incomplete, SplitRow, completed_inferences, incomplete, summarize, summary_to_dicts
+from .uplinks import UplinkSweep, summarize_by_uplink
 
 __all__ = [
     "NotCounted",
@@ -99,6 +100,7 @@ class RunSummary:
     decisions: tuple[SplitDecision, ...] = ()
     not_counted: tuple[NotCounted, ...] = ()
     metrics: tuple[MetricRow, ...] = ()
+    uplinks: tuple[UplinkSweep, ...] = ()  # one per link of a sweep over several uplinks
 
     @property
     def labels(self) -> list[str]:
@@ -136,6 +138,7 @@ def run_summary(store: ResultsStore, run_id: str) -> RunSummary:
         split_decisions(metrics),
         not_counted=not_counted(run, spans),
         metrics=tuple(summarize_metrics(metrics, spans)),
+        uplinks=summarize_by_uplink(spans),
     )
 
 
@@ -256,6 +259,13 @@ def write_plots(store: ResultsStore, run_id: str, out_dir: str | Path) -> list[P
     sizes = plot_bytes_per_split(
         rows, f"{stem}-bytes", title=f"Bytes crossing each split point — {title}", labels=layers
     )
+    if summary.uplinks:
+        from .plots import plot_stacked_by_uplink
+
+        links = [(f"uplink {s.uplink}", s.rows) for s in summary.uplinks]
+        latency += plot_stacked_by_uplink(
+            links, f"{stem}-uplinks", title=f"Latency per split point, per uplink — {title}", labels=layers
+        )
     return [*latency, *sizes]
 
 
@@ -314,4 +324,11 @@ def summary_to_dict(summary: RunSummary) -> dict[str, Any]:
         "plans": decisions,  # the key users read since runs first recorded them
         "not_counted": [dataclasses.asdict(left) for left in summary.not_counted],
         "metrics": metric_rows_to_dicts(summary.metrics),
+        "uplinks": [_uplink_dict(sweep, summary.layers) for sweep in summary.uplinks],
     }
+
+
+def _uplink_dict(sweep: UplinkSweep, layers: Sequence[str]) -> dict[str, Any]:
+    rows = summary_to_dicts(sweep.rows)
+    labelled = [{"after": row_label(row, layers), **flat} for row, flat in zip(sweep.rows, rows)]
+    return {"uplink": sweep.uplink, "best_split": sweep.best.split, "splits": labelled}

@@ -82,6 +82,7 @@ class RunConfig(msgspec.Struct, frozen=True):
     uplink_bps: float = float("inf")
     latency_s: float = 0.0
     workspace: str | None = None
+    keep_warm: bool = False  # keep its CPU busy while it waits (participant/warm.py)
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):

@@ -47,6 +47,7 @@ __all__ = [
     "ResourceLimits",
     "RunCgroups",
     "cpu_quota",
+    "remove_cgroup",
 ]
 
 CPU_PERIOD_US = 10_000
@@ -216,14 +217,17 @@ class ParticipantCgroup:
         if self._oom_kills is None:
             self._oom_kills = self.oom_kills()
         for _, directory in self.dirs.values():
-            _remove_cgroup(directory)
+            remove_cgroup(directory)
 
 
 class RunCgroups:
     """The cgroups of one run: a parent named after the run, one child per limited participant."""
 
-    def __init__(self, run_name: str, mounts: str | None = None, own: str | None = None) -> None:
-        self.name = f"splittracer-{re.sub(r'[^A-Za-z0-9_-]', '_', run_name)}-{os.getpid()}"
+    def __init__(
+        self, run_name: str, mounts: str | None = None, own: str | None = None, *, name: str | None = None
+    ) -> None:
+        # ``name``: the parent's exact name, for cgroups that outlive this process (a lab's hosts).
+        self.name = name or f"splittracer-{re.sub(r'[^A-Za-z0-9_-]', '_', run_name)}-{os.getpid()}"
         self._mounts = mounts if mounts is not None else _read(Path("/proc/self/mounts"))
         self._own = own if own is not None else _read(Path("/proc/self/cgroup"))
         self._parents: dict[str, tuple[int, Path]] = {}
@@ -239,12 +243,17 @@ class RunCgroups:
             _write_memory(*dirs["memory"], limits.memory_bytes, participant)
         return cgroup
 
+    @property
+    def directories(self) -> list[Path]:
+        """The run's parent cgroups made so far, one per hierarchy."""
+        return [directory for _, directory in self._parents.values()]
+
     def remove(self) -> None:
         """Remove every participant's cgroups, then the run's; idempotent."""
         for child in self.children:
             child.remove()
         for _, directory in self._parents.values():
-            _remove_cgroup(directory)
+            remove_cgroup(directory)
         self._parents.clear()
 
     def _parent(self, controller: str, participant: str) -> tuple[int, Path]:
@@ -310,7 +319,7 @@ def _write_memory(version: int, directory: Path, limit: int, participant: str) -
             _write(swap, str(limit), participant)
 
 
-def _remove_cgroup(directory: Path, attempts: int = 50) -> None:
+def remove_cgroup(directory: Path, attempts: int = 50) -> None:
     """rmdir ``directory``, first ending any process still in it (only ours can be there)."""
     for _ in range(attempts):
         try:
