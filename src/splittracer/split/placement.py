@@ -30,7 +30,7 @@ from ..errors import ConfigError, SplitError
 from .layers import LayerGraph
 from .parts import compact
 
-__all__ = ["PlacementSpec", "check_closed", "closure", "layer_set", "read_placement", "reads"]
+__all__ = ["PlacementSpec", "check_closed", "closure", "layer_set", "named_ranges", "read_placement", "reads"]
 
 PlacementSpec: TypeAlias = str | Sequence[int | str] | Mapping[str, Any]
 _INSPECT = "Run 'splittracer model inspect' to see the layers' indices and names."
@@ -102,6 +102,23 @@ def closure(graph: LayerGraph, layers: Iterable[int]) -> frozenset[int]:
             held.add(i)
             todo.extend(needs[i])
     return frozenset(held)
+
+
+def named_ranges(indices: Iterable[int], names: Sequence[str]) -> str:
+    """Layers as ranges with the names at their ends: ``1-4 (conv1..maxpool), 22 (layer2.0.downsample.0)``."""
+    runs: list[list[int]] = []
+    for i in sorted(set(indices)):
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return ", ".join(_run(run, names) for run in runs) or "none"
+
+
+def _run(run: list[int], names: Sequence[str]) -> str:
+    if len(run) == 1:
+        return f"{run[0]} ({names[run[0] - 1]})"
+    return f"{run[0]}-{run[-1]} ({names[run[0] - 1]}..{names[run[-1] - 1]})"
 
 
 def _from_mapping(spec: Mapping[str, Any], names: Sequence[str]) -> frozenset[int]:
