@@ -137,6 +137,8 @@ def test_names_ranges_and_module_prefixes(resnet18_split):
     block = sm.placement("0-4,layer1.0")  # a module path stands for every layer inside it
     assert {sm.layers[i - 1].name for i in block.first} >= {"layer1.0.conv1", "layer1.0.bn2"}
     assert sm.placement(block.label) == block
+    nothing = sm.placement("0")
+    assert nothing.first == () and nothing.label == "0" and nothing.split == 0
 
 
 def test_read_placement_from_text_json_and_files(tmp_path):

@@ -53,7 +53,7 @@ class Part(nn.Module):
     def extra_repr(self) -> str:
         if self.layers == tuple(range(self.start + 1, self.end + 1)):
             return f"layers {self.start + 1}..{self.end}"
-        return f"layers {compact(self.layers)}"
+        return f"layers {compact(self.layers)}" if self.layers else "no layers"
 
 
 def build_part(
@@ -128,7 +128,7 @@ def build_layer_part(
 
 
 def compact(indices: Collection[int]) -> str:
-    """Layer indices as ranges: ``1-5,7,9-12`` (empty: ``none``)."""
+    """Layer indices as ranges: ``1-5,7,9-12``; none at all is ``0``, the input alone."""
     ordered = sorted(set(indices))
     runs: list[list[int]] = []
     for i in ordered:
@@ -136,4 +136,4 @@ def compact(indices: Collection[int]) -> str:
             runs[-1].append(i)
         else:
             runs.append([i])
-    return ",".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs) or "none"
+    return ",".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs) or "0"
