@@ -64,11 +64,14 @@ def inspect(
     loaded = _load(model, input_shape, granularity, override, weights)
     if placement is not None:
         _show_placement(model, loaded.split, placement, json)
-        return
-    if json:
+    elif json:
         print_json(describe(model, loaded))
-        return
-    sm = loaded.split
+    else:
+        _show_layers(model, loaded.split)
+
+
+def _show_layers(model: str, sm: SplitModel) -> None:
+    """The per-layer table with what crosses each cut."""
     rows: list[list[Any]] = [
         [
             0,
