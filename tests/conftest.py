@@ -27,3 +27,11 @@ def resnet18_split():
     from splittracer.split.load import load_split_model
 
     return load_split_model("torchvision:resnet18", input_shape=(1, 3, 64, 64))
+
+
+@pytest.fixture(scope="session")
+def yolov8n_leaf_split():
+    """YOLOv8n at 64x64, leaf layers: its Detect head's branches make placements that are no prefix."""
+    from splittracer.split.load import load_split_model
+
+    return load_split_model("ultralytics:yolov8n.yaml", input_shape=(1, 3, 64, 64))

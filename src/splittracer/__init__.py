@@ -51,7 +51,7 @@ if TYPE_CHECKING:  # the real names for type checkers; at run time they load laz
     from .report.runs import NotCounted, RunSummary, SplitDecision, run_summary
     from .report.summary import Quantiles, SplitRow, summarize
     from .roles import Context, Handler, Role, RunOptions, Tensors, handles
-    from .split import Granularity, GraphValues, Layer, Part, SplitModel, SplitPoint, TensorInfo
+    from .split import Granularity, GraphValues, Layer, Part, Placement, SplitModel, SplitPoint, TensorInfo
     from .split.load import LoadedSplit, load_split_model
     from .split.profile import LayerTiming, ModelProfile, SplitCheck, profile_layers, verify_splits
     from .tasks import Task
@@ -87,7 +87,16 @@ _LAZY = {
     **dict.fromkeys(["Quantiles", "SplitRow", "summarize"], "splittracer.report.summary"),
     **dict.fromkeys(["Context", "Handler", "Role", "RunOptions", "Tensors", "handles"], "splittracer.roles"),
     **dict.fromkeys(
-        ["GraphValues", "Granularity", "Layer", "Part", "SplitModel", "SplitPoint", "TensorInfo"],
+        [
+            "GraphValues",
+            "Granularity",
+            "Layer",
+            "Part",
+            "Placement",
+            "SplitModel",
+            "SplitPoint",
+            "TensorInfo",
+        ],
         "splittracer.split",
     ),
     **dict.fromkeys(["LoadedSplit", "load_split_model"], "splittracer.split.load"),
@@ -131,6 +140,7 @@ __all__ = [
     "NotCounted",
     "Part",
     "PeerError",
+    "Placement",
     "Quantiles",
     "ResolvedParticipant",
     "ResolvedRun",

@@ -92,6 +92,33 @@ def test_user_mistakes_exit_2_without_traceback(args, message):
     assert "Traceback" not in result.stderr
 
 
+INCEPTION = ("tests.unit.toy_models:inception_toy", "--input-shape", "1,3,16,16")
+
+
+def test_inspect_placement_shows_each_side_and_what_crosses(tmp_path):
+    placement = tmp_path / "p.yaml"
+    placement.write_text("first: stem,block1.b2\n")
+    result = splittracer("model", "inspect", *INCEPTION, "--placement", str(placement), "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["placement"] == "1-2,4-6" and data["split"] is None
+    assert data["first_names"] == ["stem.0", "stem.1", "block1.b2.0", "block1.b2.1", "block1.b2.2"]
+    assert [t["shape"] for t in data["tensors"]] == [[1, 8, 16, 16], [1, 4, 16, 16]]
+    assert data["bytes"] == 8192 + 4096
+    text = splittracer("model", "inspect", *INCEPTION, "--placement", "stem,block1.b1,block1.b3")
+    assert text.returncode == 0, text.stderr
+    assert "first device: 1-3 (stem.0..block1.b1), 7-9 (block1.b3.0..block1.b3.2)" in text.stdout
+    assert "3 tensors, 16,384 bytes cross." in text.stdout
+
+
+def test_inspect_unclosed_placement_names_the_layer_and_exits_2():
+    result = splittracer("model", "inspect", *INCEPTION, "--placement", "[\"block1.b2.2\"]")
+    assert result.returncode == 2, result.stderr
+    assert "layer 6 (block1.b2.2) is placed on the first device but reads" in result.stderr
+    assert "least placement holding these layers is 1-2,4-6" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_usage_error_exits_2():
     result = splittracer("model", "inspect")
     assert result.returncode == 2

@@ -61,6 +61,7 @@ def test_dag_placement_strictly_better_than_every_split():
     chain = plan_chain(["phone", "cloud"], [first, second], graph.split_bytes, [link])
     dag = plan_dag(graph, first, second, link)
     assert dag.first == (1, 3) and dag.second == (2, 4) and not dag.contiguous
+    assert dag.placement == "1,3"
     assert dag.sent == ("r", "l") and dag.bytes == 200
     assert dag.total_ms == pytest.approx(2.0 + 1.1 + 8 * 200 / 1e6 * 1000 + 10)
     assert dag.total_ms < chain.best.total_ms / 5  # 14.7 ms against 113 ms
@@ -85,5 +86,8 @@ def test_resnet18_dag_never_worse_than_the_best_split(resnet18_split):
         chain = plan_chain(["a", "b"], [first, second], graph.split_bytes, [link], allowed=graph.allowed)
         dag = plan_dag(graph, first, second, link)
         assert dag.total_ms <= chain.best.total_ms + 1e-9, rate
+        placed = resnet18_split.split.placement(dag.placement)  # the engine builds what the plan placed
+        assert placed.first == dag.first and placed.bytes == dag.bytes
+        assert tuple(t.name for t in placed.tensors) == dag.sent
         if dag.contiguous:  # then it is a split, and the best one
             assert dag.total_ms == pytest.approx(chain.best.total_ms)

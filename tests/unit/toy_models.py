@@ -1,4 +1,4 @@
-"""Small models that exercise the capture fallbacks."""
+"""Small models that exercise the capture fallbacks and placements of branchy graphs."""
 
 from __future__ import annotations
 
@@ -46,3 +46,37 @@ class Uncapturable(nn.Module):
 def chain_of_opaque() -> nn.Module:
     """Factory used as ``tests.unit.toy_models:chain_of_opaque``."""
     return ChainOfOpaque()
+
+
+class InceptionBlock(nn.Module):
+    """Four parallel branches over one input, concatenated (GoogLeNet's Inception module)."""
+
+    def __init__(self, cin: int, c: int) -> None:
+        super().__init__()
+        self.b1 = nn.Conv2d(cin, c, 1)
+        self.b2 = nn.Sequential(nn.Conv2d(cin, c, 1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1))
+        self.b3 = nn.Sequential(nn.Conv2d(cin, c, 1), nn.ReLU(), nn.Conv2d(c, c, 5, padding=2))
+        self.b4 = nn.Sequential(nn.MaxPool2d(3, 1, padding=1), nn.Conv2d(cin, c, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(torch.cat([self.b1(x), self.b2(x), self.b3(x), self.b4(x)], 1))
+
+
+class InceptionToy(nn.Module):
+    """A stem, two Inception blocks and a classifier: a small DAG with branches to place."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.block1 = InceptionBlock(8, 4)
+        self.block2 = InceptionBlock(16, 6)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(24, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.block2(self.block1(self.stem(x)))), 1))
+
+
+def inception_toy() -> nn.Module:
+    """Factory used as ``tests.unit.toy_models:inception_toy`` (input 1,3,16,16)."""
+    return InceptionToy()

@@ -25,6 +25,13 @@ GranularityOpt = Annotated[str, typer.Option(help="leaf, block or depth=N")]
 OverrideOpt = Annotated[Path | None, typer.Option(help="YAML override: splits, groups, sequence")]
 WeightsOpt = Annotated[Path | None, typer.Option(help="Local state_dict file (nothing is downloaded)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
+PlacementOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--placement",
+        help="Layers on the first device, e.g. 0-5,layer3.0, as JSON or a YAML/JSON file: show what crosses",
+    ),
+]
 
 
 def _load(
@@ -52,14 +59,21 @@ def inspect(
     granularity: GranularityOpt = "leaf",
     override: OverrideOpt = None,
     weights: WeightsOpt = None,
+    placement: PlacementOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Per-layer table: shapes, bytes, params, MACs and what crosses each cut."""
+    """Per-layer table: shapes, bytes, params, MACs and what crosses each cut (or a placement)."""
     loaded = _load(model, input_shape, granularity, override, weights)
-    if json:
+    if placement is not None:
+        _show_placement(model, loaded.split, placement, json)
+    elif json:
         print_json(describe(model, loaded))
-        return
-    sm = loaded.split
+    else:
+        _show_layers(model, loaded.split)
+
+
+def _show_layers(model: str, sm: SplitModel) -> None:
+    """The per-layer table with what crosses each cut."""
     rows: list[list[Any]] = [
         [
             0,
@@ -208,6 +222,37 @@ def describe(model: str, loaded: LoadedSplit) -> dict[str, Any]:
             for p in sm.points
         ],
     }
+
+
+def _show_placement(model: str, sm: SplitModel, text: str, json: bool) -> None:
+    """The layers on each device and the tensors crossing between them."""
+    from ..split.placement import named_ranges, read_placement
+
+    chosen = sm.placement(read_placement(text))
+    names = [layer.name for layer in sm.layers]
+    if json:
+        print_json(
+            {
+                "model": model,
+                "placement": chosen.label,
+                "split": chosen.split,
+                "first": chosen.first,
+                "second": chosen.second,
+                "first_names": [names[i - 1] for i in chosen.first],
+                "second_names": [names[i - 1] for i in chosen.second],
+                "bytes": chosen.bytes,
+                "tensors": chosen.tensors,
+            }
+        )
+        return
+    rows = [[t.name, "×".join(map(str, t.shape)), t.dtype, t.bytes] for t in chosen.tensors]
+    print_table(
+        f"{model} — placement {chosen.label}: what crosses", ["tensor", "shape", "dtype", "bytes"], rows
+    )
+    console.print(f"first device: {named_ranges(chosen.first, names)}", highlight=False)
+    console.print(f"second device: {named_ranges(chosen.second, names)}", highlight=False)
+    same = f"; the same as split {chosen.split}" if chosen.split is not None else ""
+    console.print(f"{len(chosen.tensors)} tensors, {chosen.bytes:,} bytes cross{same}.", highlight=False)
 
 
 def _split_list(text: str) -> list[int]:

@@ -191,7 +191,8 @@ def _show_plan(result: SplitPrediction, *, json: bool) -> None:
         d = result.dag
         shape = "contiguous" if d.contiguous else "not contiguous"
         console.print(
-            f"DAG min-cut: {len(d.first)} layers on {stages[0]}, {len(d.second)} on {stages[1]} ({shape}), "
+            f"DAG min-cut: layers {d.placement} on {stages[0]} ({shape}), the other {len(d.second)} "
+            f"on {stages[1]}, "
             f"sends {', '.join(d.sent) or 'nothing'} ({d.bytes:,} bytes) — predicted {d.total_ms:.2f} ms"
         )
 

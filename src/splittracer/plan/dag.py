@@ -18,9 +18,8 @@ message, and the second device runs the rest — one link latency, paid once.
 A contiguous split after layer ``k`` is one such cut, so the minimum is
 never worse than the best contiguous split; it can be better when a
 branch is cheap on the first device but its input is large (see
-``tests/unit/test_plan_dag.py``). Running a non-contiguous placement needs
-parts made of arbitrary layer sets, which the split engine does not build
-yet; the plan says whether its placement is contiguous.
+``tests/unit/test_plan_dag.py``). The plan gives its first device's layers
+as a placement the split engine builds (:meth:`SplitModel.place`).
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..errors import SplitTracerError
+from ..split.parts import compact
 from .chain import Link
 from .graph import ModelGraph
 
@@ -54,6 +54,12 @@ class DagPlan:
     def total_ms(self) -> float:
         """End-to-end predicted latency."""
         return self.head_ms + self.transfer_ms + self.tail_ms + self.reply_ms
+
+    @property
+    def placement(self) -> str:
+        """The first device's layers as ranges (``1-3,7``): what ``SplitModel.place`` and
+        ``model inspect --placement`` read."""
+        return compact(self.first)
 
     @property
     def contiguous(self) -> bool:

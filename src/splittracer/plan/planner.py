@@ -198,6 +198,7 @@ def prediction_to_dict(plan: SplitPrediction) -> dict[str, Any]:
     if plan.dag is not None:
         d = plan.dag
         data["dag"] = {
+            "placement": d.placement,
             "first": list(d.first),
             "second": list(d.second),
             "sent": list(d.sent),

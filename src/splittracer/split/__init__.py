@@ -1,8 +1,8 @@
-"""Cut any PyTorch model after any layer: capture, layers, live sets, parts."""
+"""Cut any PyTorch model after any layer, or place its layers on two devices."""
 
 from .capture import Attempt, capture
 from .layers import Granularity
-from .model import GraphValues, Layer, SplitModel, SplitPoint, TensorInfo
+from .model import GraphValues, Layer, Placement, SplitModel, SplitPoint, TensorInfo
 from .override import SplitOverride, load_override
 from .parts import Part
 
@@ -12,6 +12,7 @@ __all__ = [
     "GraphValues",
     "Layer",
     "Part",
+    "Placement",
     "SplitModel",
     "SplitOverride",
     "SplitPoint",

@@ -21,7 +21,10 @@ split ``L`` sends its output.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from torch import fx, nn
@@ -148,6 +151,17 @@ def _attach_glue(keys: list[str | None]) -> list[str]:
     return result
 
 
+def crossing(graph: LayerGraph, first: AbstractSet[int]) -> tuple[fx.Node, ...]:
+    """Values a placement sends: made by a layer in ``first`` (or the input), used outside it.
+
+    The model's output counts as a user outside ``first``. This is the live-set
+    rule of the prefix cuts: with ``first`` = layers ``1..k`` it is ``live[k]``,
+    in the same order (execution order).
+    """
+    uses = _uses(graph.inputs, graph.nodes, graph.layer_of, graph.output, graph.count)
+    return _crossing(uses, graph.layer_of, lambda layer: layer == 0 or layer in first)
+
+
 def _live_sets(
     inputs: tuple[fx.Node, ...],
     nodes: tuple[fx.Node, ...],
@@ -156,13 +170,33 @@ def _live_sets(
     count: int,
 ) -> tuple[tuple[fx.Node, ...], ...]:
     """Values produced at or before each cut and used after it (the output counts as L+1)."""
-    last_use: dict[fx.Node, int] = {}
+    uses = _uses(inputs, nodes, layer_of, output, count)
+    on_first = (functools.partial(operator.ge, k) for k in range(count + 1))  # layer <= k
+    return tuple(_crossing(uses, layer_of, first) for first in on_first)
+
+
+def _uses(
+    inputs: tuple[fx.Node, ...],
+    nodes: tuple[fx.Node, ...],
+    layer_of: Mapping[fx.Node, int],
+    output: fx.Node,
+    count: int,
+) -> dict[fx.Node, frozenset[int]]:
+    """The layers that read each value, in execution order (the output is layer L+1)."""
+    uses = {}
     for value in (*inputs, *nodes):
-        uses = [count + 1 if u is output else layer_of.get(u, 0) for u in value.users]
-        if uses:
-            last_use[value] = max(uses)
+        layers = frozenset(count + 1 if u is output else layer_of.get(u, 0) for u in value.users)
+        if layers:
+            uses[value] = layers
+    return uses
+
+
+def _crossing(
+    uses: Mapping[fx.Node, frozenset[int]], layer_of: Mapping[fx.Node, int], on_first: Callable[[int], bool]
+) -> tuple[fx.Node, ...]:
+    """Values made on the first side and read by some layer on the second."""
     return tuple(
-        tuple(v for v, last in last_use.items() if layer_of[v] <= k < last) for k in range(count + 1)
+        v for v, used in uses.items() if on_first(layer_of[v]) and not all(on_first(u) for u in used)
     )
 
 

@@ -14,10 +14,11 @@ from torch import fx, nn
 from ..config import did_you_mean
 from ..errors import ConfigError, ModelError, SplitError
 from .capture import METHODS, Attempt, Captured, capture
-from .layers import Granularity, LayerGraph, build_layer_graph
+from .layers import Granularity, LayerGraph, build_layer_graph, crossing
 from .macs import node_macs
 from .override import SplitOverride, load_override
-from .parts import Part, build_part
+from .parts import Part, build_layer_part, build_part, compact
+from .placement import PlacementSpec, check_closed, closure, layer_set
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,36 @@ class SplitPoint:
     def bytes(self) -> int:
         """Bytes of every tensor crossing the cut."""
         return sum(t.bytes for t in self.tensors)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The layers each of two devices runs and the tensors crossing between them.
+
+    ``first`` is closed under data dependencies (its layers read only values
+    it makes, the input or parameters); ``second`` is the rest. ``tensors``
+    is every value the first device (or the input) makes and the second
+    reads, in execution order.
+    """
+
+    first: tuple[int, ...]
+    second: tuple[int, ...]
+    tensors: tuple[TensorInfo, ...]
+
+    @property
+    def bytes(self) -> int:
+        """Bytes of every tensor crossing."""
+        return sum(t.bytes for t in self.tensors)
+
+    @property
+    def split(self) -> int | None:
+        """``k`` when the first device runs exactly layers ``1..k`` (an ordinary split), else None."""
+        return len(self.first) if self.first == tuple(range(1, len(self.first) + 1)) else None
+
+    @property
+    def label(self) -> str:
+        """The first device's layers as ranges, e.g. ``1-5,7``: a placement the engine reads back."""
+        return compact(self.first)
 
 
 @dataclass(frozen=True)
@@ -106,7 +137,11 @@ class SplitModel:
         self.captured: Captured = capture(model, example, methods=ov.capture or METHODS, sequence=ov.sequence)
         self._gm = self.captured.graph_module
         self._graph: LayerGraph = build_layer_graph(self._gm, model, granularity, ov.groups)
-        self.layers, self.points = _describe(self._gm, model, self._graph, example)
+        probe = _Probe(self._gm)
+        with torch.no_grad():
+            probe.run(example)
+        self._tensors: dict[fx.Node, TensorInfo] = dict(probe.info)
+        self.layers, self.points = _describe(self._gm, model, self._graph, probe)
         if ov.splits is not None:
             allowed = self._resolve_splits(ov.splits, override_file, locals().get("located"))
             self.points = [_restrict(p, allowed) for p in self.points]
@@ -169,6 +204,58 @@ class SplitModel:
             raise SplitError(f"cuts {list(cuts)} must be strictly increasing")
         last = len(bounds) - 2
         return [self.part(a, b, final=i == last) for i, (a, b) in enumerate(itertools.pairwise(bounds))]
+
+    def placement(self, spec: PlacementSpec) -> Placement:
+        """The placement ``spec`` names (indices, ranges, names: see :mod:`.placement`), checked.
+
+        Raises SplitError naming the offending layer when a layer is unknown,
+        when the first device's layers read a value made on the second, or
+        when a value that is not a tensor would cross.
+        """
+        first = layer_set(spec, self._graph.names)
+        check_closed(self._graph, first)
+        sent = crossing(self._graph, first)
+        odd = [v.name for v in sent if v not in self._tensors]
+        if odd:
+            raise SplitError(
+                f"placement {compact(first)} is not allowed: non-tensor values cross it ({', '.join(odd)})"
+            )
+        second = tuple(i for i in range(1, self.num_layers + 1) if i not in first)
+        return Placement(tuple(sorted(first)), second, tuple(self._tensors[v] for v in sent))
+
+    def close(self, spec: PlacementSpec) -> Placement:
+        """The least valid placement holding the layers ``spec`` names: they and all they read from."""
+        return self.placement(sorted(closure(self._graph, layer_set(spec, self._graph.names))))
+
+    def place(self, spec: PlacementSpec | Placement) -> tuple[Part, Part]:
+        """Head (the first device's layers, returning what crosses) and tail (the rest: the output).
+
+        Built from the captured graph as :meth:`cut` builds its parts: the
+        placement of layers ``1..k`` gives the same head and tail as ``cut(k)``.
+        """
+        placement = self.placement(list(spec.first) if isinstance(spec, Placement) else spec)
+        graph, first = self._graph, set(placement.first)
+        sent = crossing(graph, first)
+        top = max(placement.first, default=0)
+        head = build_layer_part(self._gm, graph, first, graph.live[0], sent, final=False, span=(0, top))
+        bottom = min(placement.second, default=self.num_layers + 1) - 1
+        tail = build_layer_part(
+            self._gm,
+            graph,
+            placement.second,
+            sent,
+            graph.live[-1],
+            self.captured.out_spec,
+            final=True,
+            span=(bottom, self.num_layers),
+        )
+        return head, tail
+
+    def run_placement(self, spec: PlacementSpec | Placement, x: torch.Tensor) -> Any:
+        """Run head then tail of a placement on ``x``."""
+        head, tail = self.place(spec)
+        with torch.no_grad():
+            return tail(*head(x))
 
     def check_split(self, k: int) -> SplitPoint:
         """The split point ``k``, or a SplitError saying why it cannot be used."""
@@ -238,12 +325,9 @@ def _restrict(point: SplitPoint, allowed: set[int]) -> SplitPoint:
 
 
 def _describe(
-    gm: fx.GraphModule, model: nn.Module, graph: LayerGraph, example: torch.Tensor
+    gm: fx.GraphModule, model: nn.Module, graph: LayerGraph, probe: _Probe
 ) -> tuple[list[Layer], list[SplitPoint]]:
-    """Run the graph once to learn every value's shape and every layer's MACs."""
-    probe = _Probe(gm)
-    with torch.no_grad():
-        probe.run(example)
+    """Every layer and split point, from one run's shapes and MACs."""
     layers = []
     for index, (name, owner) in enumerate(zip(graph.names, graph.owners), start=1):
         nodes = [n for n in graph.nodes if graph.layer_of[n] == index]

@@ -1,4 +1,4 @@
-"""Per-layer timing of a split model, and the check that every split is exact.
+"""Per-layer timing of a split model, and the check that every split (or placement) is exact.
 
 Profiling runs the model as a chain of one-layer parts — the same parts a
 split run executes — and reads the clock between them. Nothing is hooked
@@ -20,7 +20,8 @@ import torch
 from torch.utils import _pytree as pytree
 
 from ..errors import SplitError
-from .model import SplitModel
+from .model import Placement, SplitModel
+from .placement import PlacementSpec
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,17 @@ def verify_splits(
         diff = _max_diff(reference, leaves)
         checks.append(SplitCheck(point.index, point.after, diff, diff <= tolerance))
     return checks
+
+
+def placement_diff(sm: SplitModel, x: torch.Tensor, spec: PlacementSpec | Placement) -> float:
+    """Largest absolute difference between the full model's output and a placement's head then tail.
+
+    The verification :func:`verify_splits` makes at a split, for any
+    placement (``inf`` when the outputs differ in structure or shape).
+    """
+    with torch.no_grad():
+        reference = _tensor_leaves(sm.model(x))
+    return _max_diff(reference, _tensor_leaves(sm.run_placement(spec, x)))
 
 
 def _checked_splits(sm: SplitModel, splits: Sequence[int]) -> set[int]:
