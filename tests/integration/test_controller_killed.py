@@ -1,8 +1,10 @@
-"""``kill -9`` of ``splittracer run`` mid-sweep: its participants stop within 5 s."""
+"""``kill -9`` of ``splittracer run`` mid-sweep: its participants stop within 5 s, the run is
+marked interrupted once its lease expires, and its spans are kept."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -12,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from splittracer.metrics.lease import CONTROLLER_LOST, EXPIRY_S, RENEW_S
 from splittracer.metrics.store import ResultsStore
-from splittracer.workspace import init_workspace
+from splittracer.workspace import init_workspace, open_workspace
 
 from .helpers import alive, participant_pids
 
@@ -85,9 +88,10 @@ def kill_mid_sweep(root: Path, db: Path) -> tuple[list[int], str]:
     return pids, run_id
 
 
-@pytest.fixture
-def killed_run(tmp_path: Path) -> tuple[Path, list[int], str]:
-    ws = init_workspace(tmp_path / "ws")
+@pytest.fixture(scope="module")
+def killed_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[int], str]:
+    """One run killed for the tests below, in order: its participants, then its record."""
+    ws = init_workspace(tmp_path_factory.mktemp("killed") / "ws")
     (ws.experiments_dir / "long.yaml").write_text(LONG_SWEEP)
     pids, run_id = kill_mid_sweep(ws.root, ws.results_db)
     return ws.root, pids, run_id
@@ -103,3 +107,29 @@ def test_participants_stop_within_5_s_of_the_controller_killed(killed_run):
         for pid in pids:  # no participant may outlive a failed test
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_the_killed_run_is_interrupted_when_the_store_is_next_opened(killed_run):
+    root, pids, run_id = killed_run
+    _wait_gone(pids, STOP_WITHIN_S)
+    with ResultsStore(_db(root)) as store:
+        assert store.get_run(run_id).status == "running", "marked before its lease expired: a guess"
+        stored = len(store.spans(run_id))
+    time.sleep(EXPIRY_S + RENEW_S)
+    listed = _splittracer(root, "results", "ls", "--json")
+    assert listed.returncode == 0, listed.stderr
+    run = next(r for r in json.loads(listed.stdout) if r["id"] == run_id)
+    assert (run["status"], run["error"]) == ("interrupted", CONTROLLER_LOST)
+    shown = _splittracer(root, "results", "show", run_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    with ResultsStore(_db(root)) as store:
+        assert len(store.spans(run_id)) == stored > 0  # every span stored before the kill is kept
+
+
+def _db(root: Path) -> Path:
+    return open_workspace(root).results_db
+
+
+def _splittracer(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "splittracer", *args, "--workspace", str(root)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
