@@ -19,6 +19,7 @@ import msgspec
 
 from ..clock import now_ns
 from .codecs import get_codec
+from .messages import MessageDecoder
 
 PREFIX_BYTES = 4  # the u32 envelope length in front of every envelope
 
@@ -126,7 +127,7 @@ def prepare(
 
 
 _ENCODER = msgspec.msgpack.Encoder()
-_ENVELOPES = msgspec.msgpack.Decoder(Envelope)
+_ENVELOPES = MessageDecoder(Envelope)
 
 
 def encode_envelope(envelope: Envelope) -> bytes:
@@ -136,7 +137,8 @@ def encode_envelope(envelope: Envelope) -> bytes:
 
 def decode_envelope(data: bytes | bytearray | memoryview) -> Envelope:
     """The envelope in ``data`` (msgspec.DecodeError if it is not one)."""
-    return _ENVELOPES.decode(data)
+    envelope: Envelope = _ENVELOPES.decode(data)
+    return envelope
 
 
 def frame_prefix(envelope: Envelope) -> bytes:
