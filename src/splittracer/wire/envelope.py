@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import msgspec
 
 from ..clock import now_ns
+from ..errors import WireError
 from .codecs import get_codec
 from .messages import MessageDecoder
 
@@ -151,7 +152,11 @@ def arrived(
     envelope: Envelope, buffers: list[bytearray], first_ns: int, received_ns: int, via: str
 ) -> Incoming:
     """Decompress what arrived (timed): the :class:`Incoming` for ``envelope`` and its buffers."""
+    if len(envelope.raw_sizes) != len(buffers):
+        raise WireError(f"the envelope announces {len(envelope.raw_sizes)} buffers, {len(buffers)} came")
     if envelope.codec != "none":
         codec = get_codec(envelope.codec)
-        buffers = [bytearray(codec.decompress(bytes(b))) for b in buffers]
+        # Each buffer may expand to the size announced for it, no further (a decompression bomb).
+        sizes = envelope.raw_sizes
+        buffers = [bytearray(codec.decompress(bytes(b), sizes[i])) for i, b in enumerate(buffers)]
     return Incoming(envelope, buffers, first_ns, received_ns, now_ns(), via)
