@@ -57,6 +57,8 @@ def read_yaml(path: str | Path, text: str | None = None) -> LocatedYaml:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read: {exc.strerror}", path=name) from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"not UTF-8 text: {exc.reason} at byte {exc.start}", path=name) from exc
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -68,6 +70,8 @@ def read_yaml(path: str | Path, text: str | None = None) -> LocatedYaml:
             line=mark.line + 1 if mark else None,
             hint="Check indentation and that every 'key: value' has a space after the colon.",
         ) from exc
+    except yaml.YAMLError as exc:  # unmarked: a character YAML does not allow, say
+        raise ConfigError(f"not readable as YAML: {exc}", path=name) from exc
     lines: dict[KeyPath, int] = {}
     if node is not None:
         _collect_lines(node, (), lines)
@@ -114,7 +118,8 @@ def _to_config_error(exc: ValidationError, model: type[BaseModel], source: Locat
     errors = exc.errors()
     # A misspelt key also makes the real one missing; the unknown key is the one to report.
     error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc: KeyPath = tuple(p for p in error["loc"] if not _is_union_tag(p))
+    # A key that only looks like a union tag ('0[') keeps its place: loc is never emptied.
+    loc: KeyPath = tuple(p for p in error["loc"] if not _is_union_tag(p)) or tuple(error["loc"])
     dotted = ".".join(str(p) for p in loc) or "(top level)"
     kind = error["type"]
     hint = None

@@ -359,7 +359,7 @@ class _TensorCollector:
 def _parse_header(header: bytes | memoryview) -> _Header:
     try:
         head = msgspec.msgpack.decode(header, type=_Header)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec: a str not UTF-8
         raise WireError(f"malformed task header: {exc}") from exc
     if head.version != _FORMAT_VERSION:
         raise WireError(
@@ -373,7 +373,7 @@ def _parse_header(header: bytes | memoryview) -> _Header:
 def _parse_fields(head: _Header) -> dict[str, Any]:
     try:
         return msgspec.msgpack.decode(head.fields, type=dict[str, Any])
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise WireError(f"task {head.type}: malformed fields: {exc}") from exc
 
 

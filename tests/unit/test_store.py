@@ -136,7 +136,8 @@ def test_prefix_lookup_with_controlled_ids(store: ResultsStore) -> None:
         for run_id in ("20260101-000000-aaaa", "20260101-000000-aabb", "20260102-000000-cccc"):
             started = f"{run_id[:4]}-{run_id[4:6]}-{run_id[6:8]}T00:00:00+00:00"
             conn.execute(
-                "INSERT INTO runs VALUES (?, 'e', 'running', ?, NULL, NULL, '', ?)",
+                "INSERT INTO runs (id, experiment, status, started_at, ended_at, error, manifest, record)"
+                " VALUES (?, 'e', 'running', ?, NULL, NULL, '', ?)",
                 (run_id, started, '{"version": 2}'),
             )
     assert store.get_run("20260102").id == "20260102-000000-cccc"

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..environment import set_here_since_start
+from ..participant.lifeline import CONTROLLER_PID_ENV
 from ..version import __version__
 from .base import LOST, log_tail
 
@@ -58,7 +59,8 @@ MAX_REQUEST_BYTES = 4 << 20
 # Environment variables that may take effect when modules are imported: the agent imported
 # them with its own environment, so a child may only be forked for a controller that agrees.
 IMPORT_ENV_PREFIXES = ("SPLITTRACER_", "PYTHON", "OMP_", "MKL_", "OPENBLAS_", "TORCH", "PYTORCH_")
-IGNORED_ENV = frozenset({DIR_ENV, USE_ENV, "PYTHONUNBUFFERED"})
+# The controller's pid differs per run and is read by the participant, not at import.
+IGNORED_ENV = frozenset({DIR_ENV, USE_ENV, "PYTHONUNBUFFERED", CONTROLLER_PID_ENV})
 SET_BY_IMPORTS = frozenset({"TORCHINDUCTOR_CACHE_DIR", "TORCH_WARM_POOL"})
 """Variables torch sets in its own process when its compiler is imported: only a user's value counts."""
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent

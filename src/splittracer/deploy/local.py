@@ -28,6 +28,7 @@ from typing import IO
 
 from ..devices.limits import ParticipantCgroup, ResourceLimits, RunCgroups
 from ..errors import RunError
+from ..participant.lifeline import CONTROLLER_PID_ENV
 from ..wire.datalink import join_host_port
 from ..wire.tls import TlsBundle
 from .agent_client import AgentDeployment, fork_participant
@@ -125,6 +126,7 @@ class LocalDeployer:
         log_file = self._log_file(name, secrets)
         host = "0.0.0.0" if self.advertise else "127.0.0.1"
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env.get(name, {})}
+        env[CONTROLLER_PID_ENV] = str(os.getpid())  # so it stops if we are killed (participant/lifeline.py)
         deployment: LocalDeployment | AgentDeployment
         cgroup = self._cgroup(name, secrets, log_file)
         forked = None if cgroup else fork_participant(name, host, secrets, log_file, env, self.python)

@@ -120,6 +120,12 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
         "ALTER TABLE metrics ADD COLUMN split INTEGER NOT NULL DEFAULT -1",
         _tied_metrics,
     ),
+    # 5: a running run's lease, renewed by its controller (see lease.py): when and by whom.
+    (
+        "ALTER TABLE runs ADD COLUMN lease_at REAL",
+        "ALTER TABLE runs ADD COLUMN lease_host TEXT",
+        "ALTER TABLE runs ADD COLUMN lease_pid INTEGER",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -15,6 +15,7 @@ import json
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import RunError, SplitTracerError
+from .lease import LeaseKeeper, expire_stale_runs, holder
 from .record import RunRecord, decode_record, encode_record
 from .schema import migrate
 from .spans import Attrs, Metric, Span
@@ -40,6 +42,7 @@ _SPAN_COLUMNS = (
 )
 _METRIC_COLUMNS = "run_id, participant, name, value, time_ns, inference, split, attrs"
 _RUN_COLUMNS = "id, experiment, status, started_at, ended_at, error, manifest, record"
+_LEASE_COLUMNS = "lease_at, lease_host, lease_pid"
 
 
 @dataclass(frozen=True)
@@ -64,9 +67,12 @@ class ResultsStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._conn = self._connect()
+        self._leases = LeaseKeeper(self._renew_leases)
         try:
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._migrate()
+            with self._write() as conn:
+                expire_stale_runs(conn)  # runs whose controller was killed (see lease.py)
         except BaseException as exc:
             self._conn.close()
             if isinstance(exc, sqlite3.DatabaseError):
@@ -87,7 +93,8 @@ class ResultsStore:
         )
 
     def close(self) -> None:
-        """Close the writer connection; the store cannot be used afterwards."""
+        """Stop renewing leases, close the writer connection; the store cannot be used afterwards."""
+        self._leases.stop()
         with self._lock:
             self._conn.close()
 
@@ -139,7 +146,7 @@ class ResultsStore:
             try:
                 with self._write() as conn:
                     conn.execute(
-                        f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        f"INSERT INTO runs ({_RUN_COLUMNS}, {_LEASE_COLUMNS}) VALUES ({_marks(11)})",
                         (
                             run_id,
                             experiment,
@@ -149,8 +156,11 @@ class ResultsStore:
                             None,
                             manifest_text,
                             meta,
+                            time.time(),
+                            *holder(),
                         ),
                     )
+                self._leases.hold(run_id)
                 return run_id
             except sqlite3.IntegrityError:
                 continue  # same second and same random suffix: draw again
@@ -185,9 +195,10 @@ class ResultsStore:
     def finish_run(
         self, run_id: str, status: EndStatus, error: str | None = None
     ) -> None:
-        """Mark a run as ended with ``status`` (and the reason, when it failed)."""
+        """Mark a run as ended with ``status`` (and the reason, when it failed); its lease ends."""
         if status not in ("succeeded", "failed", "interrupted"):
             raise ValueError(f"a run finishes as 'succeeded' or 'failed', not '{status}'")
+        self._leases.release(run_id)
         ended = datetime.now(timezone.utc).isoformat()
         with self._write() as conn:
             cursor = conn.execute(
@@ -196,6 +207,15 @@ class ResultsStore:
             )
         if cursor.rowcount == 0:
             raise RunError(f"cannot finish run '{run_id}': no such run")
+
+    def _renew_leases(self, run_ids: list[str]) -> None:
+        now, (host, pid) = time.time(), holder()
+        with self._write() as conn:
+            conn.executemany(
+                "UPDATE runs SET lease_at = ?, lease_host = ?, lease_pid = ? "
+                "WHERE id = ? AND status = 'running'",
+                [(now, host, pid, run_id) for run_id in run_ids],
+            )
 
     # -- reading ------------------------------------------------------------
 

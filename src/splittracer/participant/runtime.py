@@ -51,6 +51,7 @@ from ..wire.tls import TlsBundle
 from .context import ParticipantContext
 from .delivery import Received, open_incoming, prepare_task, record_received
 from .failure import describe, full_traceback, user_traceback
+from .lifeline import Lifeline
 from .loading import accelerator_name, import_role, load_model
 from .recorder import TaggedRecorder
 from .warm import KeepWarm
@@ -58,6 +59,7 @@ from .warm import KeepWarm
 FLUSH_INTERVAL_S = 0.1
 HEARTBEAT_INTERVAL_S = 1.0
 ORPHAN_TIMEOUT_S = 30.0
+WATCHDOG_INTERVAL_S = 0.5
 
 
 @dataclass(order=True)
@@ -89,6 +91,7 @@ class Participant:
         self._stopped = threading.Event()
         self._watchers = 0
         self._last_watch = time.monotonic()
+        self._lifeline = Lifeline()
         self._worker: threading.Thread | None = None
         # Tasks queued or being handled; a call that finds none runs inline (see _accept).
         self._busy = 0
@@ -200,6 +203,10 @@ class Participant:
 
     def _watch(self, _request: bytes, context: Any) -> Iterator[bytes]:
         self._watchers += 1
+        self._lifeline.stream_opened()
+        # A callback, not the generator's finally: gRPC may drop a cancelled stream's
+        # generator without resuming it, and the lifeline must hear of it either way.
+        context.add_callback(self._lifeline.stream_closed)
         try:
             yield encode(Event(kind="ready", participant=self._name, time_ns=now_ns()))
             last_beat = 0.0
@@ -222,6 +229,7 @@ class Participant:
             self._last_watch = time.monotonic()
 
     def _shutdown(self, _request: bytes, _context: Any) -> bytes:
+        self._lifeline.shutdown_requested = True
         if self._worker is None:
             self._emit("stopped")
             self._stopped.set()
@@ -421,12 +429,14 @@ class Participant:
             yield encode(Event(kind="spans", participant=self._name, spans=spans, metrics=metrics))
 
     def _watchdog(self) -> None:
-        """Exit if the controller is gone, so no participant outlives its run."""
-        while not self._stopped.wait(1.0):
-            if self._watchers == 0 and time.monotonic() - self._last_watch > ORPHAN_TIMEOUT_S:
-                sys.stderr.write(
-                    f"splittracer participant: no controller for {ORPHAN_TIMEOUT_S:.0f} s, exiting\n"
-                )
+        """Exit if the controller is gone, so no participant outlives its run (see lifeline.py)."""
+        while not self._stopped.wait(WATCHDOG_INTERVAL_S):
+            why = self._lifeline.gone()
+            if why is None and self._watchers == 0 and time.monotonic() - self._last_watch > ORPHAN_TIMEOUT_S:
+                why = f"no controller for {ORPHAN_TIMEOUT_S:.0f} s"
+            if why is not None:
+                sys.stderr.write(f"splittracer participant: {why}, exiting\n")
+                sys.stderr.flush()
                 os._exit(3)
 
 

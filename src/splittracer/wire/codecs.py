@@ -3,6 +3,11 @@
 Each codec's package is imported only when the codec is asked for, so a
 device without ``blosc2`` can still run with ``lz4``. Corrupt input on
 decompression becomes a :class:`~splittracer.errors.WireError`.
+
+Decompression takes a ``limit``: the size the sender announced. Output
+beyond it is refused without being allocated (a decompression bomb: a few
+bytes that expand to gigabytes): the size a frame's header declares is
+checked first, and the output is read at most ``limit + 1`` bytes at a time.
 """
 
 from __future__ import annotations
@@ -34,8 +39,9 @@ class Codec(Protocol):
         """Compress ``data``."""
         ...
 
-    def decompress(self, data: bytes) -> bytes:
-        """Undo :meth:`compress`; WireError if ``data`` is not this codec's output."""
+    def decompress(self, data: bytes, limit: int | None = None) -> bytes:
+        """Undo :meth:`compress`; WireError if ``data`` is not this codec's output or
+        would expand beyond ``limit`` bytes (None: no limit)."""
         ...
 
 
@@ -60,7 +66,8 @@ class _NoCodec:
     def compress(self, data: bytes | memoryview) -> bytes:
         return bytes(data)
 
-    def decompress(self, data: bytes) -> bytes:
+    def decompress(self, data: bytes, limit: int | None = None) -> bytes:
+        _check_declared(self.name, len(data), limit)
         return data
 
 
@@ -73,11 +80,15 @@ class _Lz4Codec:
     def compress(self, data: bytes | memoryview) -> bytes:
         return bytes(self.frame.compress(data, compression_level=self.level))
 
-    def decompress(self, data: bytes) -> bytes:
+    def decompress(self, data: bytes, limit: int | None = None) -> bytes:
         try:
-            return bytes(self.frame.decompress(data))
+            if limit is None:
+                return bytes(self.frame.decompress(data))
+            _check_declared(self.name, self.frame.get_frame_info(data).get("content_size") or 0, limit)
+            out = self.frame.LZ4FrameDecompressor().decompress(data, max_length=limit + 1)
         except RuntimeError as exc:
             raise _corrupt(self.name, exc) from exc
+        return _within(self.name, bytes(out), limit)
 
 
 @dataclass(frozen=True)
@@ -89,11 +100,18 @@ class _ZstdCodec:
     def compress(self, data: bytes | memoryview) -> bytes:
         return bytes(self.zstd.ZstdCompressor(level=self.level).compress(data))
 
-    def decompress(self, data: bytes) -> bytes:
+    def decompress(self, data: bytes, limit: int | None = None) -> bytes:
         try:
-            return bytes(self.zstd.ZstdDecompressor().decompress(data))
+            if limit is None:
+                return bytes(self.zstd.ZstdDecompressor().decompress(data))
+            declared = self.zstd.get_frame_parameters(data).content_size
+            unknown = declared == self.zstd.CONTENTSIZE_UNKNOWN
+            _check_declared(self.name, 0 if unknown else declared, limit)
+            with self.zstd.ZstdDecompressor().stream_reader(data) as reader:
+                out = reader.read(limit + 1)
         except self.zstd.ZstdError as exc:
             raise _corrupt(self.name, exc) from exc
+        return _within(self.name, bytes(out), limit)
 
 
 @dataclass(frozen=True)
@@ -114,8 +132,10 @@ class _Blosc2Codec:
         typesize = self.typesize if view.nbytes % self.typesize == 0 else 1
         return bytes(self.blosc2.compress(view, typesize=typesize, clevel=self.level))
 
-    def decompress(self, data: bytes) -> bytes:
+    def decompress(self, data: bytes, limit: int | None = None) -> bytes:
         try:
+            if limit is not None:  # blosc2 allocates the size its header declares: check it first
+                _check_declared(self.name, self.blosc2.get_cbuffer_sizes(data)[0], limit)
             return bytes(self.blosc2.decompress(data))
         except (ValueError, RuntimeError) as exc:
             raise _corrupt(self.name, exc) from exc
@@ -162,6 +182,17 @@ def _did_you_mean(name: str) -> str:
     close = difflib.get_close_matches(name, CODECS, n=1)
     known = f"known codecs: {', '.join(CODECS)}"
     return f"did you mean '{close[0]}'? {known}" if close else known
+
+
+def _check_declared(codec: str, size: int, limit: int | None) -> None:
+    if limit is not None and size > limit:
+        raise WireError(f"{codec} data would expand to {size} bytes; the sender announced {limit}")
+
+
+def _within(codec: str, out: bytes, limit: int) -> bytes:
+    if len(out) > limit:
+        raise WireError(f"{codec} data expands beyond the {limit} bytes the sender announced")
+    return out
 
 
 def _corrupt(codec: str, exc: Exception) -> WireError:

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 import msgspec
 
 from ..clock import now_ns
+from ..errors import WireError
 from .codecs import get_codec
+from .messages import MessageDecoder
 
 PREFIX_BYTES = 4  # the u32 envelope length in front of every envelope
 
@@ -126,7 +128,7 @@ def prepare(
 
 
 _ENCODER = msgspec.msgpack.Encoder()
-_ENVELOPES = msgspec.msgpack.Decoder(Envelope)
+_ENVELOPES = MessageDecoder(Envelope)
 
 
 def encode_envelope(envelope: Envelope) -> bytes:
@@ -136,7 +138,8 @@ def encode_envelope(envelope: Envelope) -> bytes:
 
 def decode_envelope(data: bytes | bytearray | memoryview) -> Envelope:
     """The envelope in ``data`` (msgspec.DecodeError if it is not one)."""
-    return _ENVELOPES.decode(data)
+    envelope: Envelope = _ENVELOPES.decode(data)
+    return envelope
 
 
 def frame_prefix(envelope: Envelope) -> bytes:
@@ -149,7 +152,11 @@ def arrived(
     envelope: Envelope, buffers: list[bytearray], first_ns: int, received_ns: int, via: str
 ) -> Incoming:
     """Decompress what arrived (timed): the :class:`Incoming` for ``envelope`` and its buffers."""
+    if len(envelope.raw_sizes) != len(buffers):
+        raise WireError(f"the envelope announces {len(envelope.raw_sizes)} buffers, {len(buffers)} came")
     if envelope.codec != "none":
         codec = get_codec(envelope.codec)
-        buffers = [bytearray(codec.decompress(bytes(b))) for b in buffers]
+        # Each buffer may expand to the size announced for it, no further (a decompression bomb).
+        sizes = envelope.raw_sizes
+        buffers = [bytearray(codec.decompress(bytes(b), sizes[i])) for i, b in enumerate(buffers)]
     return Incoming(envelope, buffers, first_ns, received_ns, now_ns(), via)

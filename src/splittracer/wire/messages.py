@@ -129,7 +129,25 @@ def encode(message: msgspec.Struct) -> bytes:
     return _ENCODER.encode(message)
 
 
+class MessageDecoder:
+    """Decodes one message type; msgspec.DecodeError for anything that is not one.
+
+    msgspec raises UnicodeDecodeError for a string that is not UTF-8; it
+    becomes a DecodeError here, so a caller catches one type for every bad input.
+    """
+
+    def __init__(self, kind: type[Any]) -> None:
+        self._decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(kind)
+
+    def decode(self, data: bytes | bytearray | memoryview) -> Any:
+        """The message in ``data``."""
+        try:
+            return self._decoder.decode(data)
+        except UnicodeDecodeError as exc:
+            raise msgspec.DecodeError(f"a string is not UTF-8: {exc.reason}") from exc
+
+
 @functools.cache
-def decoder(kind: type[Any]) -> msgspec.msgpack.Decoder[Any]:
+def decoder(kind: type[Any]) -> MessageDecoder:
     """A reusable decoder for one message type (made once: building one costs microseconds per call)."""
-    return msgspec.msgpack.Decoder(kind)
+    return MessageDecoder(kind)

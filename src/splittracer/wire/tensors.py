@@ -89,10 +89,18 @@ def decode_tensor(meta: TensorMeta, data: bytes | bytearray | memoryview) -> tor
     if raw.nbytes != meta.nbytes:
         raise WireError(f"tensor {meta.dtype}{list(meta.shape)} needs {meta.nbytes} bytes, got {raw.nbytes}")
     if raw.nbytes == 0:  # numpy gives empty arrays stride 0, which torch cannot view as dtype
-        return torch.empty(meta.shape, dtype=dtype)
+        return _empty(meta, dtype)
     if not raw.flags.writeable or raw.ctypes.data % dtype.itemsize:
         raw = raw.copy()
     return torch.from_numpy(raw).view(dtype).reshape(meta.shape)
+
+
+def _empty(meta: TensorMeta, dtype: torch.dtype) -> torch.Tensor:
+    """An empty tensor of ``meta``'s shape; WireError if torch cannot stride it (a dimension too large)."""
+    try:
+        return torch.empty(meta.shape, dtype=dtype)
+    except (RuntimeError, OverflowError) as exc:
+        raise WireError(f"tensor {meta.dtype}{list(meta.shape)} cannot be built: {exc}") from exc
 
 
 def _wire_name(tensor: torch.Tensor) -> str:
