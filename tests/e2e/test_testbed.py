@@ -24,6 +24,8 @@ from splittracer.lab import (
     netem_available,
     read_ssh_banner,
 )
+from splittracer.lab.network import namespace_pids
+from splittracer.lab.system import wait_for
 
 from .conftest import LAB_HOSTS, lab_skip_reason
 
@@ -236,6 +238,9 @@ def test_down_leaves_nothing_behind(tmp_path: Path) -> None:
     assert read_ssh_banner(host.address) is not None
     squatter = subprocess.Popen(["ip", "netns", "exec", host.namespace, "sleep", "60"])
     try:
+        # `ip netns exec` enters the namespace, then execs: on a busy machine that takes a while,
+        # and `down` can only stop what is inside by then.
+        assert wait_for(lambda: squatter.pid in namespace_pids(host.namespace), 10.0)
         removed = testbed.down()
         assert squatter.wait(timeout=10) != 0
     finally:
