@@ -413,7 +413,7 @@ def check_user_code(manifest: Manifest, workspace_dir: str | Path) -> dict[str, 
     ``role:`` and what was found instead of a Role subclass.
     """
     workspace = Path(workspace_dir).resolve()
-    with _on_sys_path(workspace):
+    with on_sys_path(workspace):
         _import_workspace_tasks(workspace)
         return {name: _load_role(manifest, p, workspace) for name, p in manifest.participants.items()}
 
@@ -456,7 +456,7 @@ def _load_role(manifest: Manifest, participant: Participant, workspace: Path) ->
 
 
 @contextlib.contextmanager
-def _on_sys_path(directory: Path) -> Iterator[None]:
+def on_sys_path(directory: Path) -> Iterator[None]:
     """Put ``directory`` first on sys.path while user code is imported."""
     entry = str(directory)
     added = entry not in sys.path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from splittracer import Experiment, RunError, RunFailedError
+from splittracer import ConfigError, Experiment, RunError, RunFailedError
 from splittracer.metrics.store import ResultsStore
 from splittracer.report.export import COLUMNS
 
@@ -56,10 +56,15 @@ def test_run_with_an_override_returns_the_summary_and_the_spans(workspace):
 
 
 def test_a_failed_run_raises_with_what_it_measured(workspace):
-    with pytest.raises(RunFailedError) as caught:
+    # A split the model lacks is a mistake found before anything starts: no run is recorded.
+    with pytest.raises(ConfigError, match=r"split 7 is not a split point: the model has 0\.\.2"):
         Experiment.load(workspace.root, "tiny").run(splits=[0, 7], repeats=1)
+    assert not workspace.results_db.exists() or not ResultsStore(workspace.results_db).list_runs()
+    # A run that starts and then fails (its head sends to a participant the run does not have).
+    with pytest.raises(RunFailedError) as caught:
+        Experiment.load(workspace.root, "tiny").run(next=["nobody"], repeats=1)
     failed = caught.value.result
     assert isinstance(caught.value, RunError) and caught.value.exit_code == RunError.exit_code
     assert failed.status == "failed" and not failed.succeeded
-    assert "0..2" in (failed.error or "") and failed.run_id in str(caught.value)
+    assert "nobody" in (failed.error or "") and failed.run_id in str(caught.value)
     assert failed.summary.rows == () and list(failed.spans.columns) == list(COLUMNS)

@@ -115,7 +115,10 @@ def test_cpu_quota_of_a_tenth_makes_the_whole_model_about_ten_times_slower(tmp_p
         f"(IQR {cloud.p25:.1f}-{cloud.p75:.1f}): {measured.ratio:.2f}x"
     )
     print(spread)  # the spread, for the record of the test run (pytest -s)
-    assert 8.0 <= ratio <= 12.0, spread
+    # A tenth of a CPU cannot run faster than 10x the CPU time (0.9: the cost measured in this
+    # process, a little warmer); the top is what a busy shared machine adds on top of the quota
+    # (quiet: 10.5-11.3x) and still refuses a quota that is not applied (1x) or off by 2x (20x).
+    assert 9.0 <= ratio <= 15.0, spread
     assert measured.ratio > 2.0, spread  # whatever the machine's load, the quota slows it visibly
     record = store.get_run(outcome.run_id).record
     assert record.launch["phone"] == "spawn+cgroup"

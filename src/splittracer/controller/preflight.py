@@ -17,6 +17,7 @@ is captured each time: its code may have changed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from ..builtin import split_problem
 from ..errors import SplitTracerError
-from ..manifest import WORKSPACE_FILE, Manifest, ModelSection, build_task
+from ..manifest import WORKSPACE_FILE, Manifest, ModelSection, build_task, find_workspace_root, on_sys_path
 from ..version import __version__
 
 __all__ = ["check_manifest", "model_layers", "preflight_cache"]
@@ -85,8 +86,10 @@ def _capture_layers(manifest: Manifest, model: ModelSection) -> int:
     from ..split.capture import muffled
     from ..split.load import load_split_model
 
+    # A user's ``module:callable`` model lives in the workspace, as their roles do.
+    code = contextlib.nullcontext() if manifest.path is None else on_sys_path(_code_dir(manifest.path))
     try:
-        with muffled():
+        with muffled(), code:
             loaded = load_split_model(
                 model.source,
                 input_shape=model.input_shape,
@@ -96,6 +99,10 @@ def _capture_layers(manifest: Manifest, model: ModelSection) -> int:
     except SplitTracerError as exc:
         raise manifest.error_at(("model", "source"), exc.message, hint=exc.hint) from None
     return loaded.split.num_layers
+
+
+def _code_dir(manifest_path: Path) -> Path:
+    return find_workspace_root(manifest_path.parent) or manifest_path.parent.resolve()
 
 
 def _cache_key(model: ModelSection) -> str | None:
