@@ -103,7 +103,11 @@ def test_forked_participants_are_the_agents_children_and_a_kill_fails_the_run(wa
     agent_pid, _ = warm
     ws = workspace_with(tmp_path, {"infer": INFER.replace("COUNT", "100000")})
     result = {}
-    thread = threading.Thread(target=lambda: result.update(zip(("outcome", "store"), run(ws, "infer"))))
+    # A daemon: should the test fail before the kill, its endless run must not keep pytest alive
+    # (its participants then end with the controller, see participant/lifeline.py).
+    thread = threading.Thread(
+        target=lambda: result.update(zip(("outcome", "store"), run(ws, "infer"))), daemon=True
+    )
     thread.start()
     store = ResultsStore(ws.results_db)
     deadline = time.monotonic() + 60

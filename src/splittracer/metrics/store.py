@@ -31,6 +31,7 @@ from .spans import Attrs, Metric, Span
 
 EndStatus = Literal["succeeded", "failed", "interrupted"]
 RunStatus = Literal["running", "succeeded", "failed", "interrupted"]
+BUSY_TIMEOUT_S = 30.0  # how long a connection waits for another one's lock
 
 INTERRUPTED_BY_USER = "interrupted by the user"
 """The error of a run the user stopped (Ctrl-C): a failed run whose cut-short inferences were interrupted."""
@@ -69,7 +70,7 @@ class ResultsStore:
         self._conn = self._connect()
         self._leases = LeaseKeeper(self._renew_leases)
         try:
-            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._use_wal()
             self._migrate()
             with self._write() as conn:
                 expire_stale_runs(conn)  # runs whose controller was killed (see lease.py)
@@ -79,10 +80,29 @@ class ResultsStore:
                 raise self._foreign(exc) from exc
             raise
 
+    def _use_wal(self) -> None:
+        """Switch the file to write-ahead logging, waiting out another connection's lock.
+
+        SQLite does not call its busy handler for this pragma: a store opened while
+        another process creates or writes it (a run starting beside ``results ls``)
+        would fail at once with "database is locked".
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so what is
         # committed when is visible in the code, not implied by the driver.
-        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
         conn.execute("PRAGMA foreign_keys = ON")
         return conn
 
