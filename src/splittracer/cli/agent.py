@@ -176,14 +176,16 @@ def _report_started(found: dict[str, Any], *, started: bool, replaced: int | Non
 
 def _stop(pid: int) -> None:
     """SIGTERM the agent and wait until it is gone (SIGKILL if it lingers)."""
+    from ..metrics.system import pid_alive
+
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + STOP_WAIT_S
-    while agent_mod.pid_alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if agent_mod.pid_alive(pid):
+    if pid_alive(pid):
         os.kill(pid, signal.SIGKILL)
         raise RunError(f"the warm agent (pid {pid}) did not stop within {STOP_WAIT_S:.0f} s; killed it")
 

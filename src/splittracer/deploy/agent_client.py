@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..environment import set_here_since_start
+from ..metrics.system import pid_alive
 from ..participant.lifeline import CONTROLLER_PID_ENV
 from ..version import __version__
 from .base import LOST, log_tail
@@ -287,21 +288,6 @@ def agent_status(path: Path | None = None, timeout: float = 5.0) -> dict[str, An
             return LineReader(sock).read(timeout)
         except (OSError, ValueError, TimeoutError):
             return None
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return True
-    return fields[0] != "Z"
 
 
 # -- a participant it forked --------------------------------------------------------

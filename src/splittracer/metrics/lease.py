@@ -20,7 +20,8 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from pathlib import Path
+
+from .system import pid_alive
 
 __all__ = ["CONTROLLER_LOST", "EXPIRY_S", "RENEW_S", "LeaseKeeper", "expire_stale_runs", "holder"]
 
@@ -39,26 +40,11 @@ def holder() -> tuple[str, int]:
     return socket.gethostname(), os.getpid()
 
 
-def _exists(pid: int) -> bool:
-    """Whether ``pid`` is a live process here (a zombie is dead: it only waits to be reaped)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True  # no /proc: trust kill(0)
-
-
 def _abandoned(lease_at: float | None, host: str | None, pid: int | None, now: float) -> bool:
     if lease_at is not None and now - lease_at <= EXPIRY_S:
         return False
     # Expired (or never held: written before leases), and no controller of it here.
-    here = host == socket.gethostname() and pid is not None and _exists(pid)
+    here = host == socket.gethostname() and pid is not None and pid_alive(pid)
     return not here
 
 

@@ -261,3 +261,18 @@ def cpu_freq_mhz() -> float | None:
     if freq is None or not freq.current or not math.isfinite(freq.current):
         return None
     return float(freq.current)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (a zombie is dead: it only waits to be reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # a process of another user has that pid
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return True  # no /proc: trust kill(0)
+    return fields[0] != "Z"

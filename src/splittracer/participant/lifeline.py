@@ -27,6 +27,8 @@ import os
 import threading
 import time
 
+from ..metrics.system import pid_alive
+
 __all__ = ["CONTROLLER_PID_ENV", "STREAM_LOST_GRACE_S", "Lifeline"]
 
 CONTROLLER_PID_ENV = "SPLITTRACER_CONTROLLER_PID"
@@ -41,16 +43,6 @@ def _controller_pid() -> int:
         return int(os.environ.get(CONTROLLER_PID_ENV, "0"))
     except ValueError:
         return 0
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # a process of another user has that pid: not ours to judge
-    return True
 
 
 class Lifeline:
@@ -82,7 +74,7 @@ class Lifeline:
         """Why the controller is gone, or None while it seems to be there."""
         if self.spawned and os.getppid() != self.controller:
             return f"the controller (pid {self.controller}) exited"
-        if self.controller > 0 and not self.spawned and not _exists(self.controller):
+        if self.controller > 0 and not self.spawned and not pid_alive(self.controller):
             return f"the controller (pid {self.controller}) no longer exists"
         with self._lock:
             lost = self._stream_lost_at
