@@ -14,6 +14,7 @@ import pytest
 
 from splittracer.devices.limits import ResourceLimits, RunCgroups, find_hierarchy
 from splittracer.errors import RunError
+from splittracer.metrics.spans import Span
 from splittracer.report.limits import limits_lines, whole_model_ratio
 from splittracer.report.runs import run_summary
 from tests.integration.helpers import run, workspace_with
@@ -114,11 +115,17 @@ def test_cpu_quota_of_a_tenth_makes_the_whole_model_about_ten_times_slower(tmp_p
         f"{cost:.1f} ms (IQR {_iqr(costs)}): {ratio:.2f}x; unthrottled cloud wall {cloud.median:.1f} ms "
         f"(IQR {cloud.p25:.1f}-{cloud.p75:.1f}): {measured.ratio:.2f}x"
     )
+    own = _wall_over_cpu(store.spans(outcome.run_id, "compute"))
+    spread += f"; throttled phone wall / its own CPU time: {own:.2f}x"
     print(spread)  # the spread, for the record of the test run (pytest -s)
     # A tenth of a CPU cannot run faster than 10x the CPU time (0.9: the cost measured in this
-    # process, a little warmer); the top is what a busy shared machine adds on top of the quota
-    # (quiet: 10.5-11.3x) and still refuses a quota that is not applied (1x) or off by 2x (20x).
-    assert 9.0 <= ratio <= 15.0, spread
+    # process, a little warmer). No upper bound against this process's CPU time: on a busy shared
+    # machine (SMT siblings, caches) the same work costs the throttled process more CPU time.
+    assert ratio >= 9.0, spread
+    # Against its own CPU time the quota is all that stretches the phone: 1 ms per 10 ms period
+    # (a span may start with up to one period's quota left, hence 8.5); the top refuses a quota
+    # off by 2x (20x) and leaves room for a late wake-up on a busy machine (quiet: ~10.3x).
+    assert 8.5 <= own <= 14.0, spread
     assert measured.ratio > 2.0, spread  # whatever the machine's load, the quota slows it visibly
     record = store.get_run(outcome.run_id).record
     assert record.launch["phone"] == "spawn+cgroup"
@@ -126,6 +133,16 @@ def test_cpu_quota_of_a_tenth_makes_the_whole_model_about_ten_times_slower(tmp_p
     assert (facts.cpu_limit, facts.cpu_period_us, facts.memory_limit_bytes) == (0.1, 10_000, None)
     assert record.participants["cloud"].cpu_limit is None
     assert limits_lines(record) == ["phone: cpu 0.1 (1 ms per 10 ms) [spawn+cgroup]"]
+
+
+def _wall_over_cpu(spans: list[Span]) -> float:
+    """Wall time over CPU time of the throttled phone's measured whole-model inferences."""
+    phone = [
+        s for s in spans if s.participant == "phone" and s.split == 21 and not s.attrs.get("warmup")
+    ]
+    assert phone, "no measured compute span of the phone at split 21"
+    wall_ms = sum(s.end_ns - s.start_ns for s in phone) / 1e6
+    return wall_ms / sum(float(s.attrs["cpu_ms"]) for s in phone)
 
 
 def _iqr(values: list[float]) -> str:

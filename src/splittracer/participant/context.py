@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, overload
 
@@ -144,10 +145,16 @@ class ParticipantContext:
                     start_layer=start,
                     end_layer=end,
                     attrs=attrs,
-                ),
+                ) as span,
                 torch.no_grad(),
             ):
-                return self._compute(part, tensors)
+                cpu_started = time.process_time()
+                try:
+                    return self._compute(part, tensors)
+                finally:
+                    # CPU time beside wall time: a throttled or contended participant's span
+                    # is long for lack of CPU, not for more work, and this tells the two apart.
+                    span.attrs["cpu_ms"] = (time.process_time() - cpu_started) * 1000
         finally:
             self._computed_ns = now_ns()
 
