@@ -1,0 +1,262 @@
+"""The manifest schema: participants, their limits and models, the playbook and run options."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+from pydantic import (
+    Field,
+    JsonValue,
+    NonNegativeInt,
+    PositiveInt,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from ..config import KeyPath, LocatedYaml, Strict, did_you_mean
+from ..errors import ConfigError
+from ..units import parse_duration, parse_rate, parse_size
+from ..wire.codecs import CODECS
+from .located import Where, dotted, unknown_hint
+
+_EXPERIMENT_NAME = re.compile(r"^[a-z0-9_-]+$")
+_PARTICIPANT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_ROLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_TORCH_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
+_PROFILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_MODEL_SOURCE = re.compile(r"^[A-Za-z_][\w.]*:\S+$")
+_GRANULARITY = re.compile(r"^(leaf|block|depth=[1-9][0-9]*)$")
+
+
+class ModelSection(Strict):
+    """The model to split; relative paths are resolved against the manifest's directory."""
+
+    source: str
+    input_shape: tuple[PositiveInt, ...] | None = None
+    granularity: str = "leaf"
+    override: Path | None = None
+    weights: Path | None = None
+    dataset: Path | None = None
+
+    @field_validator("source")
+    @classmethod
+    def _source_form(cls, value: str) -> str:
+        if not _MODEL_SOURCE.match(value):
+            raise ValueError("expected SOURCE:NAME, e.g. torchvision:alexnet or mymodels:build")
+        return value
+
+    @field_validator("granularity")
+    @classmethod
+    def _granularity_form(cls, value: str) -> str:
+        if not _GRANULARITY.match(value):
+            raise ValueError("expected leaf, block or depth=N")
+        return value
+
+    @field_validator("override", "weights", "dataset")
+    @classmethod
+    def _relative_to_manifest(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        base = (info.context or {}).get("base_dir")
+        if value is None or base is None or value.is_absolute():
+            return value
+        return Path(base) / value
+
+
+class Limits(Strict):
+    """Emulated limits of one participant; the text is kept as written.
+
+    ``cpu`` (a fraction of one CPU, e.g. 0.1) and ``memory`` (e.g. ``2GiB``)
+    are enforced by the kernel with cgroups (:mod:`splittracer.devices.limits`).
+    """
+
+    threads: PositiveInt | None = None
+    uplink: str = "unlimited"
+    latency: str = "0s"
+    cpu: float | None = Field(default=None, ge=0.001, le=1024)
+    memory: str | None = None
+
+    @field_validator("uplink", "latency", "memory", mode="before")
+    @classmethod
+    def _valid_text(cls, value: object, info: ValidationInfo) -> object:
+        # A bare YAML number reaches the unit parser, which says a unit is needed.
+        text = str(value) if isinstance(value, int | float) else value
+        if isinstance(text, str):
+            _UNIT_PARSERS[info.field_name or ""](text)
+        return text
+
+    @property
+    def uplink_bps(self) -> float:
+        """Uplink in bit/s; ``math.inf`` when unlimited."""
+        return parse_rate(self.uplink)
+
+    @property
+    def latency_s(self) -> float:
+        """One-way latency added to what this participant sends, in seconds."""
+        return parse_duration(self.latency)
+
+    @property
+    def memory_bytes(self) -> int | None:
+        """The memory limit in bytes; None when there is none."""
+        return None if self.memory is None else parse_size(self.memory)
+
+
+_UNIT_PARSERS = {"uplink": parse_rate, "latency": parse_duration, "memory": parse_size}
+
+
+class Participant(Strict):
+    """One participant: where it runs, which role it plays, its limits and role parameters.
+
+    ``profile`` names the stored device profile (``splittracer profile``) that
+    describes it, for ``split: auto`` and ``split: adaptive``.
+    """
+
+    device: str = "local"
+    role: str
+    torch_device: str = "cpu"
+    limits: Limits = Field(default_factory=Limits)
+    params: dict[str, JsonValue] = Field(default_factory=dict)
+    profile: str | None = None
+    keep_warm: bool = False  # its CPU kept busy while it waits, unlike an idle device (participant/warm.py)
+    _name: str = PrivateAttr(default="")
+    _stage: int = PrivateAttr(default=-1)
+
+    @field_validator("torch_device")
+    @classmethod
+    def _torch_device_form(cls, value: str) -> str:
+        if not _TORCH_DEVICE.match(value):
+            raise ValueError("expected 'cpu', 'cuda', 'cuda:N' or 'mps' (where this participant computes)")
+        return value
+
+    @field_validator("profile")
+    @classmethod
+    def _profile_form(cls, value: str | None) -> str | None:
+        if value is not None and not _PROFILE.match(value):
+            raise ValueError("expected a profile name: letters, digits, '-', '_' and '.', e.g. local-1t")
+        return value
+
+    @field_validator("role")
+    @classmethod
+    def _role_form(cls, value: str) -> str:
+        if not _ROLE.match(value):
+            raise ValueError("expected module:Class, e.g. roles:MyHead or splittracer.builtin:SplitHead")
+        return value
+
+    @property
+    def name(self) -> str:
+        """The participant's name in the manifest."""
+        return self._name
+
+    @property
+    def stage(self) -> int:
+        """Position in the manifest: 0 for the first device of the pipeline."""
+        return self._stage
+
+
+class PlaybookEntry(Strict):
+    """One initial task: a registered task name and its field values."""
+
+    task: str
+    params: dict[str, JsonValue] = Field(default_factory=dict)
+    _where: Where | None = PrivateAttr(default=None)
+
+
+class Options(Strict):
+    """Run-wide options."""
+
+    repeats: PositiveInt = 10
+    warmup: NonNegativeInt = 2
+    compression: str = "none"
+    seed: int = 0
+    timeout: str | None = None
+    sample_interval: str = "100ms"  # system and energy sampling on every participant
+
+    @field_validator("sample_interval", mode="before")
+    @classmethod
+    def _valid_interval(cls, value: object) -> object:
+        if parse_duration(str(value)) <= 0:
+            raise ValueError("expected a positive duration such as 100ms")
+        return str(value)
+
+    @property
+    def sample_interval_s(self) -> float:
+        """System-metric sampling interval in seconds."""
+        return parse_duration(self.sample_interval)
+
+    @field_validator("compression")
+    @classmethod
+    def _known_codec(cls, value: str) -> str:
+        if value not in CODECS:
+            close = did_you_mean(value, CODECS)
+            raise ValueError(f"expected one of {', '.join(CODECS)}.{' ' + close if close else ''}")
+        return value
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _valid_timeout(cls, value: object) -> object:
+        if value is not None:
+            parse_duration(str(value))
+        return value if value is None else str(value)
+
+    @property
+    def timeout_s(self) -> float:
+        """The whole-run deadline in seconds; ``math.inf`` when none is set."""
+        return math.inf if self.timeout is None else parse_duration(self.timeout)
+
+
+class Manifest(Strict):
+    """A validated experiment manifest. ``participants`` keeps the file's order."""
+
+    name: str
+    description: str = ""
+    model: ModelSection | None = None
+    participants: dict[str, Participant] = Field(min_length=1)
+    playbook: dict[str, tuple[PlaybookEntry, ...]]
+    options: Options = Field(default_factory=Options)
+    _source: LocatedYaml | None = PrivateAttr(default=None)
+    _text: str = PrivateAttr(default="")
+
+    @field_validator("name")
+    @classmethod
+    def _name_form(cls, value: str) -> str:
+        if not _EXPERIMENT_NAME.match(value):
+            raise ValueError("expected lower-case letters, digits, '_' and '-' only, e.g. neurosurgeon")
+        return value
+
+    @model_validator(mode="after")
+    def _number_participants(self) -> Manifest:
+        for stage, (name, participant) in enumerate(self.participants.items()):
+            participant._name, participant._stage = name, stage
+        return self
+
+    @property
+    def path(self) -> Path | None:
+        """The file this manifest was read from, if any."""
+        return Path(self._source.path) if self._source else None
+
+    @property
+    def manifest_text(self) -> str:
+        """The YAML exactly as read, for the run's snapshot."""
+        return self._text
+
+    def stage_of(self, name: str) -> int:
+        """The stage (index in ``participants``) of participant ``name``."""
+        participant = self.participants.get(name)
+        if participant is None:
+            raise ConfigError(
+                f"no participant named '{name}'",
+                path=self._source.path if self._source else None,
+                hint=unknown_hint(name, self.participants, "Participants"),
+            )
+        return participant.stage
+
+    def line_of(self, key: KeyPath) -> int | None:
+        """Line of ``key`` (or its nearest ancestor) in the manifest file."""
+        return self._source.line_of(key) if self._source else None
+
+    def error_at(self, key: KeyPath, message: str, hint: str | None = None) -> ConfigError:
+        """A mistake at ``key``, located by file and line for the user."""
+        path = str(self.path) if self.path else None
+        return ConfigError(message, path=path, line=self.line_of(key), key=dotted(key), hint=hint)
