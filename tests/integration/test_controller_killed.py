@@ -66,12 +66,17 @@ def _wait_gone(pids: list[int], within: float) -> tuple[list[int], float]:
     return [pid for pid in pids if alive(pid)], within
 
 
-def kill_mid_sweep(root: Path, db: Path) -> tuple[list[int], str]:
-    """Start a long sweep, SIGKILL its controller once spans arrive; the participants' pids and the run id."""
+def kill_mid_sweep(root: Path, db: Path, scratch: Path) -> tuple[list[int], str]:
+    """Start a long sweep, SIGKILL its controller once spans arrive; the participants' pids and the run id.
+
+    ``scratch`` is the run's temp folder (``TMPDIR``), where the controller keeps each participant's
+    TLS files.
+    """
     controller = subprocess.Popen(
         [sys.executable, "-m", "splittracer", "run", "long", "--no-plot", "--workspace", str(root)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        env={**os.environ, "TMPDIR": str(scratch)},
     )
     try:
         with ResultsStore(db) as store:
@@ -93,16 +98,21 @@ def killed_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[int
     """One run killed for the tests below, in order: its participants, then its record."""
     ws = init_workspace(tmp_path_factory.mktemp("killed") / "ws")
     (ws.experiments_dir / "long.yaml").write_text(LONG_SWEEP)
-    pids, run_id = kill_mid_sweep(ws.root, ws.results_db)
+    scratch = ws.root.parent / "tmp"
+    scratch.mkdir()
+    pids, run_id = kill_mid_sweep(ws.root, ws.results_db, scratch)
     return ws.root, pids, run_id
 
 
 def test_participants_stop_within_5_s_of_the_controller_killed(killed_run):
-    _root, pids, _run_id = killed_run
+    root, pids, _run_id = killed_run
     try:
         left, took = _wait_gone(pids, STOP_WITHIN_S)
         assert not left, f"participants {left} still running {STOP_WITHIN_S:g} s after the kill"
         print(f"participants stopped {took:.2f} s after the controller was killed")
+        # The controller could not remove its participants' scratch folders (TLS keys): they did.
+        left_behind = [p.name for p in (root.parent / "tmp").iterdir() if p.name.startswith("splittracer")]
+        assert left_behind == []
     finally:
         for pid in pids:  # no participant may outlive a failed test
             with contextlib.suppress(ProcessLookupError):

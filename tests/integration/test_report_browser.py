@@ -88,6 +88,8 @@ class DevTools:
                 "about:blank",
             ],
             pass_fds=(to_chrome_r, from_chrome_w),
+            # Chromium keeps scratch folders in TMPDIR and leaves them behind: keep them in the test's.
+            env={**os.environ, "TMPDIR": str(user_data_dir.parent)},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -132,9 +132,11 @@ def test_uncapturable_model_names_the_construct_and_the_override():
     assert "hooks:" in text and "not" in text
 
 
-def test_override_sequence_captures_by_hand():
+def test_override_sequence_captures_by_hand(tmp_path):
     model = Uncapturable().eval()
-    sm = SplitModel(model, torch.randn(2, 8), override=_write_override("sequence: [a, b]\n"))
+    override = tmp_path / "override.yaml"
+    override.write_text("sequence: [a, b]\n")
+    sm = SplitModel(model, torch.randn(2, 8), override=override)
     assert sm.method == "sequence"
     assert [layer.name for layer in sm.layers] == ["a", "b"]
 
@@ -179,15 +181,6 @@ def test_profile_times_every_layer(alexnet_split):
     assert all(t.median_ms > 0 and t.p25_ms <= t.median_ms <= t.p75_ms for t in result.layers)
     assert result.layers[0].output_bytes == 774_400
     assert result.forward_median_ms > 0
-
-
-def _write_override(text: str):
-    import tempfile
-    from pathlib import Path
-
-    path = Path(tempfile.mkdtemp()) / "override.yaml"
-    path.write_text(text)
-    return path
 
 
 def test_participants_build_identical_random_weights():

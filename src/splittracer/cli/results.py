@@ -152,6 +152,7 @@ def _print_plans(summary: RunSummary) -> None:
 
 def _print_not_counted(summary: RunSummary) -> None:
     from ..report.runs import not_counted_lines
+
     for line in not_counted_lines(summary.not_counted):
         console.print(line, highlight=False, soft_wrap=True)
 

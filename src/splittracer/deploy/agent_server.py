@@ -391,7 +391,7 @@ class Agent:
             from ..participant import __main__ as participant_main
 
             sys.argv = [str(participant_main.__file__), "--host", str(request["host"])]  # as `python -m`
-            sys.argv += ["--port", "0", "--tls-dir", str(tls_dir)]
+            sys.argv += ["--port", "0", "--tls-dir", str(tls_dir), "--scratch"]
             _reseed()
 
             def announce(port: int) -> None:
@@ -399,7 +399,7 @@ class Agent:
                     send_message(conn.sock, {"port": port})
                 conn.sock.close()
 
-            code = participant_main.serve(str(request["host"]), 0, tls_dir, announce=announce)
+            code = participant_main.serve(str(request["host"]), 0, tls_dir, announce=announce, scratch=True)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:

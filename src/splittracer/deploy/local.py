@@ -154,6 +154,7 @@ class LocalDeployer:
             return (scratch / "participant.log").open("wb")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         return (self.log_dir / f"{name}.log").open("wb")
+
     def _cgroup(self, name: str, secrets: Path, log_file: IO[bytes]) -> ParticipantCgroup | None:
         """``name``'s cgroups with its limits written, or None when it has no limits."""
         if self.cgroups is None or name not in self.limits:
@@ -184,7 +185,7 @@ class LocalDeployer:
     ) -> tuple[LocalDeployment, int | None]:
         """``python -m splittracer.participant`` as a subprocess, and its port (None: it never listened)."""
         command = [self.python, "-m", "splittracer.participant", "--host", host, "--port", "0"]
-        command += ["--tls-dir", str(secrets)]
+        command += ["--tls-dir", str(secrets), "--scratch"]
         process = subprocess.Popen(
             cgroup.wrap(command) if cgroup else command,
             stdin=subprocess.DEVNULL,

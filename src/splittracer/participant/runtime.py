@@ -15,6 +15,7 @@ the data plane for a peer that announced a data port, gRPC otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import platform
@@ -73,8 +74,10 @@ class _Queued:
 class Participant:
     """Serves one participant of one run; see the module docstring."""
 
-    def __init__(self, tls: TlsBundle | None = None) -> None:
+    def __init__(self, tls: TlsBundle | None = None, on_orphaned: Callable[[], None] | None = None) -> None:
+        """``on_orphaned`` runs just before the watchdog ends a participant whose controller is gone."""
         self.tls = tls
+        self._on_orphaned = on_orphaned
         self.server: grpc.Server | None = None
         self.config: RunConfig | None = None
         self.ctx: ParticipantContext | None = None
@@ -437,6 +440,9 @@ class Participant:
             if why is not None:
                 sys.stderr.write(f"splittracer participant: {why}, exiting\n")
                 sys.stderr.flush()
+                if self._on_orphaned is not None:
+                    with contextlib.suppress(Exception):  # exiting matters more than tidying up
+                        self._on_orphaned()
                 os._exit(3)
 
 
