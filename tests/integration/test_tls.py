@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import ssl
 
 import grpc
@@ -14,7 +15,7 @@ from splittracer.tasks import Task
 from splittracer.wire.datalink import SocketLink, client_context
 from splittracer.wire.grpc_path import open_channel
 from splittracer.wire.messages import ParticipantInfo, decoder, method
-from splittracer.wire.tls import CONTROLLER, issue_run_certificates
+from splittracer.wire.tls import CONTROLLER, VALIDITY, issue_run_certificates
 
 
 @pytest.fixture
@@ -42,6 +43,20 @@ def test_certificate_of_another_run_is_refused(participant):
     with open_channel(deployment.address, "cloud", stranger) as channel, pytest.raises(grpc.RpcError) as info:
         hello(channel)
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_certificates_past_their_validity_are_refused():
+    """Credentials of a run issued longer ago than they are valid for (e.g. copied from an old run)."""
+    issued = datetime.datetime.now(datetime.timezone.utc) - VALIDITY - datetime.timedelta(hours=1)
+    expired = issue_run_certificates("run-old", ["cloud"], now=issued)
+    deployment = LocalDeployer().start("cloud", expired["cloud"])
+    try:
+        channel = open_channel(deployment.address, "cloud", expired[CONTROLLER])
+        with channel, pytest.raises(grpc.RpcError) as info:
+            hello(channel)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        deployment.stop()
 
 
 def test_plaintext_is_refused(participant):

@@ -24,7 +24,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 CONTROLLER = "controller"
-VALIDITY = datetime.timedelta(days=2)
+VALIDITY = datetime.timedelta(days=30)
+"""How long a run's certificates are valid. Every run has an authority of its own, so this only has
+to outlast the longest run: a link reconnecting after it would be refused."""
 FILES = ("ca.pem", "cert.pem", "key.pem")
 
 
@@ -67,11 +69,17 @@ class TlsBundle:
         )
 
 
-def issue_run_certificates(run_id: str, names: list[str]) -> dict[str, TlsBundle]:
-    """A fresh authority for ``run_id`` and a bundle for each name and for the controller."""
+def issue_run_certificates(
+    run_id: str, names: list[str], *, now: datetime.datetime | None = None
+) -> dict[str, TlsBundle]:
+    """A fresh authority for ``run_id`` and a bundle for each name and for the controller.
+
+    Everything is valid from five minutes before ``now`` (default: the current
+    time, in UTC) for :data:`VALIDITY`.
+    """
     ca_key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"splittracer run {run_id}")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.timezone.utc)
     ca_cert = (
         _builder(subject, subject, ca_key.public_key(), now)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
