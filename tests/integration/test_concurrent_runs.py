@@ -40,7 +40,7 @@ def test_two_runs_at_once_in_one_workspace_both_record_correctly(tmp_path: Path)
         for name in REPEATS
     }
     outputs = {name: process.communicate(timeout=600) for name, process in runs.items()}
-    for name, (out, err) in outputs.items():
+    for name, (_out, err) in outputs.items():
         assert runs[name].returncode == 0, f"{name}: {err}"
     run_ids = {name: json.loads(out)["run"] for name, (out, _) in outputs.items()}
     assert len(set(run_ids.values())) == 2

@@ -149,7 +149,12 @@ class _Run:
         finally:
             self._teardown()
         status: EndStatus = "interrupted" if interrupted else "failed" if error else "succeeded"
-        self.store.finish_run(self.run_id, status, error)
+        try:
+            self.store.finish_run(self.run_id, status, error)
+        except SplitTracerError as exc:  # e.g. the disk filled up: the run ends, the verdict says so
+            why = exc.render()
+            repeated = error is not None and why in error
+            status, error = "failed", error if repeated else "\n".join(filter(None, [error, why]))
         return RunOutcome(self.run_id, status, error, self.info, time.monotonic() - started)
 
     # -- start ------------------------------------------------------------------
@@ -435,14 +440,16 @@ class _Run:
                 with contextlib.suppress(grpc.RpcError):
                     member.channel.unary_unary(method("Shutdown"))(b"", timeout=2.0)
         deadline = time.monotonic() + STOP_GRACE_S
-        while time.monotonic() < deadline and not all(
-            m.stopped or m.deployment.poll() is not None for m in self.members.values()
-        ):
-            self._drain_quietly(0.1)
-        for member in self.members.values():
-            member.stopped = True
-            member.deployment.stop(timeout=STOP_GRACE_S)
-            member.channel.close()
+        try:
+            while time.monotonic() < deadline and not all(
+                m.stopped or m.deployment.poll() is not None for m in self.members.values()
+            ):
+                self._drain_quietly(0.1)
+        finally:  # whatever storing the last spans raised, no participant is left running
+            for member in self.members.values():
+                member.stopped = True
+                member.deployment.stop(timeout=STOP_GRACE_S)
+                member.channel.close()
         self._drain_quietly(0.0)
 
     def _drain_quietly(self, timeout: float) -> None:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+from ..errors import SplitTracerError
 from .system import pid_alive
 
 __all__ = ["CONTROLLER_LOST", "EXPIRY_S", "RENEW_S", "LeaseKeeper", "expire_stale_runs", "holder"]
@@ -99,5 +100,5 @@ class LeaseKeeper:
             if held:
                 try:
                     self._renew(held)
-                except sqlite3.Error:
+                except (sqlite3.Error, SplitTracerError):
                     continue  # a busy or full store: the next renewal tries again

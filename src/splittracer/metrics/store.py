@@ -127,13 +127,27 @@ class ResultsStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    if self._conn.in_transaction:  # a failed COMMIT may have rolled back already
+                        self._conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                if _disk_full(exc):
+                    raise self._full(exc) from exc
                 raise
-            self._conn.execute("COMMIT")
+
+    def _full(self, exc: sqlite3.Error) -> RunError:
+        # Everything committed before stays: each batch is one transaction, stored whole or not at all.
+        return RunError(
+            f"the results store {self.path} is out of disk space ({exc}); what was stored before is kept",
+            hint=f"Free space on the disk holding {self.path.parent} (or set 'results:' in "
+            "splittracer.yaml to a folder on another disk) and run again.",
+        )
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -396,3 +410,12 @@ def _lookup_error(run_id: str, matches: list[str], known: list[str]) -> SplitTra
     hint = f"Did you mean {' or '.join(close)}?" if close else None
     hint = hint or f"Known runs (newest first): {', '.join(known[:5])}, or 'latest'."
     return SplitTracerError(f"no run '{run_id}' in the results store", hint=hint)
+
+
+def _disk_full(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite failed for lack of space (SQLITE_FULL; its message where no code is given)."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    return code == _SQLITE_FULL if code is not None else "disk is full" in str(exc)
+
+
+_SQLITE_FULL = 13  # SQLite's result code, as sqlite3.SQLITE_FULL (a name Python 3.10 lacks)

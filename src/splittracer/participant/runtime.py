@@ -438,8 +438,9 @@ class Participant:
             if why is None and self._watchers == 0 and time.monotonic() - self._last_watch > ORPHAN_TIMEOUT_S:
                 why = f"no controller for {ORPHAN_TIMEOUT_S:.0f} s"
             if why is not None:
-                sys.stderr.write(f"splittracer participant: {why}, exiting\n")
-                sys.stderr.flush()
+                with contextlib.suppress(Exception):  # a full disk under the log must not keep us alive
+                    sys.stderr.write(f"splittracer participant: {why}, exiting\n")
+                    sys.stderr.flush()
                 if self._on_orphaned is not None:
                     with contextlib.suppress(Exception):  # exiting matters more than tidying up
                         self._on_orphaned()
