@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import platform
+import shutil
 import statistics
 import tempfile
 import textwrap
@@ -25,8 +27,10 @@ def machine() -> str:
 
 
 def workspace(manifests: dict[str, str], files: dict[str, str] | None = None) -> Workspace:
-    """A throw-away workspace with the given manifests and extra files."""
-    ws = init_workspace(Path(tempfile.mkdtemp(prefix="splittracer-bench-")) / "ws")
+    """A throw-away workspace with the given manifests and extra files, removed when the script ends."""
+    scratch = Path(tempfile.mkdtemp(prefix="splittracer-bench-"))
+    atexit.register(shutil.rmtree, scratch, True)
+    ws = init_workspace(scratch / "ws")
     for name, text in manifests.items():
         (ws.experiments_dir / f"{name}.yaml").write_text(textwrap.dedent(text))
     for name, text in (files or {}).items():
