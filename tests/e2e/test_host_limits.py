@@ -18,7 +18,9 @@ import pytest
 from splittracer.devices.limits import ResourceLimits, RunCgroups
 from splittracer.errors import RunError
 from splittracer.lab import LabNetwork, Testbed, parse_host_limits
+from splittracer.metrics.record import RunRecord
 from splittracer.metrics.store import ResultsStore
+from splittracer.report.limits import limits_lines
 from splittracer.report.runs import run_summary
 from splittracer.workspace import init_workspace
 
@@ -65,7 +67,12 @@ def test_limited_lab_hosts_shown_in_status_and_measured_slower(tmp_path: Path) -
         assert "cpu 0.25, memory 3 GiB" in table.stdout, table.stdout
         first = state.hosts[0]
         assert any("splittracer-lab-hl/hl-h1" in line for line in _cgroups_of(first.sshd_pid))
-        ratio = _sweep_across(state.registry, tmp_path)
+        ratio, record = _sweep_across(state.registry, tmp_path)
+        # Each participant read the limits its host enforced: they are in the run's record.
+        enforced = {n: (f.enforced_cpu, f.enforced_memory_bytes) for n, f in record.participants.items()}
+        assert enforced == {"phone": (0.25, 3 << 30), "cloud": (1.0, 8 << 30)}, enforced
+        shown = "phone: cpu 0.25 (enforced on its host), memory 3 GiB (enforced on its host)"
+        assert any(line.startswith(shown) for line in limits_lines(record)), limits_lines(record)
         assert ratio > 1.5, f"the 0.25-CPU host computed the whole model only {ratio:.2f}x slower"
     finally:
         testbed.down()
@@ -78,7 +85,7 @@ def _cgroups_of(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/cgroup").read_text().splitlines()
 
 
-def _sweep_across(registry: Path, cwd: Path) -> float:
+def _sweep_across(registry: Path, cwd: Path) -> tuple[float, RunRecord]:
     """Run the workspace's lab experiment (split 0 and 21) on the two hosts: phone over cloud."""
     ws = init_workspace(cwd / "ws")
     manifest = ws.experiments_dir / "lab-neurosurgeon.yaml"
@@ -90,4 +97,4 @@ def _sweep_across(registry: Path, cwd: Path) -> float:
     store = ResultsStore(ws.results_db)
     run = store.list_runs()[-1]
     rows = {row.split: row for row in run_summary(store, run.id).rows}
-    return rows[21].head.median / rows[0].tail.median
+    return rows[21].head.median / rows[0].tail.median, store.get_run(run.id).record

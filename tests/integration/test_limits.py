@@ -14,6 +14,7 @@ import pytest
 
 from splittracer.devices.limits import ResourceLimits, RunCgroups, find_hierarchy
 from splittracer.errors import RunError
+from splittracer.metrics.cgroups import enforced_limits
 from splittracer.metrics.spans import Span
 from splittracer.report.limits import limits_lines, whole_model_ratio
 from splittracer.report.runs import run_summary
@@ -132,7 +133,11 @@ def test_cpu_quota_of_a_tenth_makes_the_whole_model_about_ten_times_slower(tmp_p
     facts = record.participants["phone"]
     assert (facts.cpu_limit, facts.cpu_period_us, facts.memory_limit_bytes) == (0.1, 10_000, None)
     assert record.participants["cloud"].cpu_limit is None
-    assert limits_lines(record) == ["phone: cpu 0.1 (1 ms per 10 ms) [spawn+cgroup]"]
+    # The phone read its own cgroups: the quota in force is the one it was given.
+    assert facts.enforced_cpu == pytest.approx(0.1)
+    assert limits_lines(record)[0] == "phone: cpu 0.1 (1 ms per 10 ms) [spawn+cgroup]"
+    host = enforced_limits()  # the cloud runs under whatever this machine imposes on us, nothing more
+    assert record.participants["cloud"].enforced_cpu == host.cpu
 
 
 def _wall_over_cpu(spans: list[Span]) -> float:

@@ -98,11 +98,18 @@ def test_old_store_keeps_its_spans_and_metrics(old_store: Path) -> None:
 def test_migrated_records_keep_the_layout_of_the_old_metadata(old_store: Path) -> None:
     # Scripts read `results show --json`'s metadata: only the version, the empty rerun_of, the
     # empty overrides, the empty split_tensors and each participant's (absent) cpu and memory
-    # limits and keep_warm are new.
+    # limits, keep_warm and the limits its cgroups enforced are new.
     before = _v1_metadata(old_store, DONE)
     with ResultsStore(old_store) as store:
         after = record_to_dict(store.get_run(DONE).record)
-    new_limits = {"cpu_limit": None, "cpu_period_us": 0, "memory_limit_bytes": None, "keep_warm": False}
+    new_limits = {
+        "cpu_limit": None,
+        "cpu_period_us": 0,
+        "memory_limit_bytes": None,
+        "keep_warm": False,
+        "enforced_cpu": None,
+        "enforced_memory_bytes": None,
+    }
     participants = {name: {**p, **new_limits} for name, p in before["participants"].items()}
     new = {"version": RECORD_VERSION, "rerun_of": None, "overrides": {}, "split_tensors": []}
     assert after == {**before, "participants": participants, **new}

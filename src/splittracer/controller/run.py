@@ -508,6 +508,8 @@ def _facts(
         cpu_period_us=cpu_quota(plan.cpu)[1] if plan.cpu else 0,
         memory_limit_bytes=plan.memory_bytes,
         keep_warm=plan.keep_warm,
+        enforced_cpu=info.cpu_enforced or None,
+        enforced_memory_bytes=info.memory_enforced or None,
         hostname=info.hostname,
         platform=info.platform,
         python=info.python,

@@ -278,11 +278,12 @@ def start_sshd(
         raise TestbedCommandError([str(sshd), "-t", "-f", str(files.config)], check.returncode, check.stderr)
     log = files.log
     # Without -D sshd binds its port, then forks into the background and writes its pid file.
+    # nsenter, not 'ip netns exec': that also remounts /sys for the namespace, which hides
+    # /sys/fs/cgroup, where a participant reads the limits its host enforces (metrics/cgroups.py).
     command: list[str] = [
-        "ip",
-        "netns",
-        "exec",
-        namespace,
+        "nsenter",
+        f"--net=/run/netns/{namespace}",
+        "--",
         str(sshd),
         "-f",
         str(files.config),

@@ -84,6 +84,10 @@ class ParticipantRecord(msgspec.Struct, frozen=True):
     cpu_period_us: int = 0  # the cgroup's CPU period the quota is spread over (0: no CPU limit)
     memory_limit_bytes: int | None = None  # limits: the cgroup's memory limit; None: unlimited
     keep_warm: bool = False  # its CPU kept busy while it waited: not an idle device
+    # What the kernel enforced on its process, as it read its own cgroups (metrics/cgroups.py):
+    # its ``limits:`` where it had some, else its host's (a lab host's --cpu, a container's).
+    enforced_cpu: float | None = None
+    enforced_memory_bytes: int | None = None
     energy: EnergySensors = EnergySensors()
 
 

@@ -37,6 +37,7 @@ import torch
 
 from ..clock import now_ns
 from ..errors import PeerError, RunError, SplitTracerError, UserCodeError
+from ..metrics.cgroups import enforced_limits
 from ..metrics.energy import EnergyProbe, probe_energy
 from ..metrics.system import SystemSampler, cpu_model
 from ..roles import Role
@@ -454,6 +455,7 @@ def _clock(_request: bytes, _context: Any) -> bytes:
 
 def host_info(name: str) -> ParticipantInfo:
     """Facts about this process and host."""
+    enforced = enforced_limits()
     return ParticipantInfo(
         name=name,
         pid=os.getpid(),
@@ -464,6 +466,8 @@ def host_info(name: str) -> ParticipantInfo:
         splittracer=__version__,
         cpu_model=cpu_model(),
         cpu_count=os.cpu_count() or 0,
+        cpu_enforced=enforced.cpu or 0.0,
+        memory_enforced=enforced.memory_bytes or 0,
     )
 
 

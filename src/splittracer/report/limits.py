@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..metrics.record import RunRecord
+from ..metrics.record import ParticipantRecord, RunRecord
 from ..units import format_size
 from .summary import SplitRow
 
@@ -19,19 +19,44 @@ __all__ = ["WholeModelRatio", "limits_lines", "whole_model_ratio"]
 
 
 def limits_lines(record: RunRecord) -> list[str]:
-    """``phone: cpu 0.1 (1 ms per 10 ms), memory 2 GiB``, one per participant with limits."""
+    """``phone: cpu 0.1 (1 ms per 10 ms), memory 2 GiB``, one per participant with limits.
+
+    Besides its own ``limits:``, a participant reports what its cgroups
+    enforced (a lab host's ``--cpu``, a container's quota): shown where it is
+    the only limit, or tighter than the participant's own.
+    """
     lines = []
     for name, facts in record.participants.items():
-        parts = []
-        if facts.cpu_limit is not None:
-            period_ms = facts.cpu_period_us / 1000
-            parts.append(f"cpu {facts.cpu_limit:g} ({facts.cpu_limit * period_ms:g} ms per {period_ms:g} ms)")
-        if facts.memory_limit_bytes is not None:
-            parts.append(f"memory {format_size(facts.memory_limit_bytes)}")
+        parts = _own_limits(facts) + _host_limits(facts)
         if parts:
             how = record.launch.get(name, "")
             lines.append(f"{name}: {', '.join(parts)}" + (f" [{how}]" if how else ""))
     return lines
+
+
+def _own_limits(facts: ParticipantRecord) -> list[str]:
+    parts = []
+    if facts.cpu_limit is not None:
+        period_ms = facts.cpu_period_us / 1000
+        parts.append(f"cpu {facts.cpu_limit:g} ({facts.cpu_limit * period_ms:g} ms per {period_ms:g} ms)")
+    if facts.memory_limit_bytes is not None:
+        parts.append(f"memory {format_size(facts.memory_limit_bytes)}")
+    return parts
+
+
+def _host_limits(facts: ParticipantRecord) -> list[str]:
+    parts = []
+    if facts.enforced_cpu is not None and _tighter(facts.enforced_cpu, facts.cpu_limit):
+        parts.append(f"cpu {facts.enforced_cpu:.3g} (enforced on its host)")
+    memory = facts.enforced_memory_bytes
+    if memory is not None and _tighter(memory, facts.memory_limit_bytes):
+        parts.append(f"memory {format_size(memory)} (enforced on its host)")
+    return parts
+
+
+def _tighter(enforced: float, own: float | None) -> bool:
+    """Whether the host's limit says more than the participant's own (none, or 1% tighter)."""
+    return own is None or enforced < own * 0.99
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ class ParticipantInfo(msgspec.Struct, frozen=True):
     cpu_model: str
     cpu_count: int
     data_port: int = 0  # where peers send tasks (see wire.datalink); 0: over gRPC
+    cpu_enforced: float = 0.0  # the CPU fraction its cgroups allow (metrics.cgroups); 0: no limit
+    memory_enforced: int = 0  # the memory its cgroups allow, in bytes; 0: no limit
 
 
 class PeerInfo(msgspec.Struct, frozen=True):
