@@ -54,6 +54,7 @@ class ParticipantContext:
         self._model = model
         self._inputs = inputs
         self._parts: dict[tuple[int, int, bool | None], Part] = {}
+        self._placed: dict[tuple[str, int], Part] = {}
         self._local = threading.local()
         self._computed_ns = now_ns()  # when this participant last finished computing (or started)
         self.keep_warm: KeepWarm | None = None  # set by the runtime for ``keep_warm: true``
@@ -132,8 +133,31 @@ class ParticipantContext:
         part = self._parts.get(key)
         if part is None:
             part = self._parts[key] = self.model.part(start, end, final=final)
+        return self._timed(part, start, end, tensors, {})
+
+    def run_placed(self, placement: str, device: int, *tensors: torch.Tensor) -> Any:
+        """Run one device's layers of ``placement`` (0: the first device's, 1: the rest), recorded
+        as a compute span carrying ``attrs['placement']``; see :meth:`run_layers`."""
+        if device not in (0, 1):
+            raise SplitError(f"a placement has devices 0 and 1, not {device}")
+        part = self._placed.get((placement, device))
+        if part is None:
+            head, tail = self.model.place(placement)
+            self._placed[placement, 0], self._placed[placement, 1] = head, tail
+            part = (head, tail)[device]
+        return self._timed(part, part.start, part.end, tensors, {"placement": placement})
+
+    def _timed(
+        self,
+        part: Part,
+        start: int,
+        end: int,
+        tensors: tuple[torch.Tensor, ...],
+        extra: dict[str, str | int | float | bool],
+    ) -> Any:
+        """Run ``part`` on ``tensors`` inside a compute span."""
         tags = self.tags
-        attrs = {**_warmup(tags), **self._idle_attrs()}
+        attrs = {**_warmup(tags), **self._idle_attrs(), **extra}
         warm = self.keep_warm.paused() if self.keep_warm is not None else contextlib.nullcontext()
         try:
             with (

@@ -1,0 +1,185 @@
+"""Placements that are not a prefix cut, run by the built-in roles on real participants.
+
+The model is a small Inception-style DAG (``tests.unit.toy_models``): the
+placement ``1-3,7-9`` puts the stem, block1's first branch and its third
+branch on the phone, so the phone sends three tensors (two branch outputs
+and the stem's, which the other branches read) that no cut "after layer k"
+sends together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from splittracer.controller.resolve import resolve_run
+from splittracer.errors import ConfigError
+from splittracer.plan.chain import Link
+from splittracer.plan.planner import predict_splits
+from splittracer.plan.profiles import DeviceProfile, ProfileStore, default_profile_dir, profile_local
+
+from .helpers import run, workspace_with
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE = "tests.unit.toy_models:inception_toy"
+PLACEMENT = "1-3,7-9"
+
+MANIFEST = """
+name: {name}
+model: {{source: "{source}", input_shape: [1, 3, 16, 16]}}
+participants:
+  phone:
+    role: {head}
+    profile: phone-1t
+    limits: {{threads: 1, uplink: 20mbit}}
+  cloud:
+    role: splittracer.builtin:SplitTail
+    profile: cloud-8x
+    limits: {{threads: 1}}
+playbook:
+  phone:
+{tasks}
+options: {{repeats: 2, warmup: 1}}
+"""
+
+PLACED = """\
+    - task: Sweep
+      params: {next: [cloud], placements: ["1-3,7-9", [stem, block1.b1]], finish: false}
+    - task: Infer
+      params: {next: [cloud], placement: placement.yaml, count: 2, finish: false}
+    - task: CheckOutput
+      params: {next: [cloud], placement: "1-3,7-9"}
+"""
+
+CHECK = '''
+import torch
+
+from splittracer.builtin import Result, RunPlaced, SplitHead
+from splittracer.roles import handles
+from splittracer.tasks import Task
+
+
+class CheckOutput(Task):
+    next: list[str]
+    placement: str
+
+
+class CheckingHead(SplitHead):
+    """The built-in head, and a check: the placement's output against the whole model's."""
+
+    @handles(CheckOutput)
+    def check(self, task, ctx):
+        x = ctx.example(0)
+        sent = ctx.run_placed(task.placement, 0, x)
+        reply = ctx.call(task.next[0], RunPlaced(placement=task.placement, tensors=list(sent)))
+        assert isinstance(reply, Result)
+        with torch.no_grad():
+            whole = ctx.model.model(x)
+        ctx.record("output_diff", float((reply.outputs[0] - whole).abs().max()), equal=torch.equal(reply.outputs[0], whole))
+        ctx.finish()
+'''
+
+
+def manifest(name: str, tasks: str, head: str = "splittracer.builtin:SplitHead") -> str:
+    return MANIFEST.format(name=name, source=SOURCE, head=head, tasks=tasks)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    dag = "    - task: Infer\n      params: {next: [cloud], split: auto, dag: true, count: 3, finish: true}\n"
+    ws = workspace_with(
+        tmp_path_factory.mktemp("placements"),
+        {"placed": manifest("placed", PLACED, head="checks:CheckingHead"), "dag": manifest("dag", dag)},
+    )
+    (ws.root / "checks.py").write_text(CHECK)
+    (ws.experiments_dir / "placement.yaml").write_text("first: [stem, block1.b1, block1.b3]\n")
+    store = ProfileStore(default_profile_dir(ws.results_dir))
+    phone = DeviceProfile(name="phone-1t", threads=1).with_models(
+        profile_local([SOURCE], threads=1, repeats=2, warmup=1, input_shape=(1, 3, 16, 16))
+    )
+    measured = phone.models[0]
+    faster = tuple(dataclasses.replace(layer, median_ms=layer.median_ms / 8) for layer in measured.layers)
+    cloud = DeviceProfile(name="cloud-8x", threads=1).with_models(
+        [dataclasses.replace(measured, layers=faster)]
+    )
+    store.save(phone)
+    store.save(cloud)
+    return ws, [phone, cloud]
+
+
+def test_a_placement_that_is_no_prefix_runs_and_its_spans_say_which(lab):
+    ws, _ = lab
+    outcome, store = run(ws, "placed")
+    assert outcome.status == "succeeded", outcome.error
+    spans = store.spans(outcome.run_id)
+    inferences = [s for s in spans if s.kind == "inference" and not s.attrs.get("warmup")]
+    labels = [s.attrs.get("placement") for s in sorted(inferences, key=lambda s: s.inference)]
+    # The sweep's two placements (2 repeats each after a warm-up), then the Infer's (from the file).
+    assert labels == [PLACEMENT] * 2 + ["1-3"] * 2 + [PLACEMENT] * 2
+    placed = next(s for s in inferences if s.attrs["placement"] == PLACEMENT)
+    assert placed.split == 6  # six layers on the phone
+    assert placed.attrs["placement_layers"] == "1-3 (stem.0..block1.b1), 7-9 (block1.b3.0..block1.b3.2)"
+    # The stem's output (8x16x16 floats) and two branches' (4x16x16 each) cross.
+    assert placed.attrs["placement_tensors"] == 3
+    assert placed.attrs["placement_bytes"] == 4 * (8 + 4 + 4) * 16 * 16
+    computes = [s for s in spans if s.kind == "compute" and s.inference == placed.inference]
+    assert {s.participant for s in computes} == {"phone", "cloud"}
+    assert all(s.attrs["placement"] == PLACEMENT for s in computes)
+    forward = [s for s in spans if s.kind == "transfer" and s.inference == placed.inference]
+    assert any(s.bytes_raw >= placed.attrs["placement_bytes"] for s in forward)
+    (check,) = [m for m in store.metrics(outcome.run_id) if m.name == "output_diff"]
+    assert check.attrs["equal"] is True and check.value == 0.0
+
+
+def test_dag_auto_runs_the_planners_placement(lab):
+    ws, profiles = lab
+    outcome, store = run(ws, "dag")
+    assert outcome.status == "succeeded", outcome.error
+    expected = predict_splits(SOURCE, profiles, [Link(20e6, 0.0)], dag=True, input_shape=(1, 3, 16, 16)).dag
+    assert expected is not None
+    (plan,) = [m for m in store.metrics(outcome.run_id) if m.name == "split_plan"]
+    assert plan.attrs["dag"] is True and plan.attrs["placement"] == expected.placement
+    assert plan.value == len(expected.first)
+    assert plan.attrs["predicted_ms"] == pytest.approx(expected.total_ms, rel=1e-6)
+    used = {s.attrs.get("placement") for s in store.spans(outcome.run_id, kind="inference")}
+    assert used == {expected.placement}
+
+
+@pytest.mark.parametrize(
+    ("placement", "says"),
+    [
+        ("7-9", r"layer 7 \(block1\.b3\.0\) is placed on the first device but reads .* layer 2 \(stem\.1\)"),
+        ("stem, block9", r"no layer of that name"),
+    ],
+)
+def test_an_invalid_placement_is_located_and_names_the_layer(lab, placement, says):
+    ws, _ = lab
+    tasks = f"    - task: Infer\n      params:\n        next: [cloud]\n        placement: '{placement}'\n"
+    text = manifest("bad", tasks)
+    (ws.experiments_dir / "bad.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=says) as caught:
+        resolve_run(ws.load_manifest("bad"))
+    line = next(i for i, row in enumerate(text.splitlines(), start=1) if "placement:" in row)
+    assert caught.value.line == line and caught.value.key == "playbook.phone.0.params.placement"
+
+
+def test_run_refuses_an_invalid_placement_with_exit_2(lab):
+    ws, _ = lab
+    tasks = "    - task: Sweep\n      params: {next: [cloud], placements: ['1-3', 'block1.b3']}\n"
+    (ws.experiments_dir / "unclosed.yaml").write_text(manifest("unclosed", tasks))
+    result = subprocess.run(
+        [sys.executable, "-m", "splittracer", "run", "unclosed", "--workspace", str(ws.root)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "playbook.phone.0.params.placements.1" in result.stderr
+    assert "layer 7 (block1.b3.0)" in result.stderr and "Add layer 2" in result.stderr
