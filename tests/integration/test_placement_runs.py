@@ -16,11 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from splittracer.controller.plancheck import check_run, check_to_dict
 from splittracer.controller.resolve import resolve_run
 from splittracer.errors import ConfigError
 from splittracer.plan.chain import Link
+from splittracer.plan.dag import estimate_placement
 from splittracer.plan.planner import predict_splits
 from splittracer.plan.profiles import DeviceProfile, ProfileStore, default_profile_dir, profile_local
+from splittracer.report.summary import summarize
 
 from .helpers import run, workspace_with
 
@@ -81,7 +84,8 @@ class CheckingHead(SplitHead):
         assert isinstance(reply, Result)
         with torch.no_grad():
             whole = ctx.model.model(x)
-        ctx.record("output_diff", float((reply.outputs[0] - whole).abs().max()), equal=torch.equal(reply.outputs[0], whole))
+        out = reply.outputs[0]
+        ctx.record("output_diff", float((out - whole).abs().max()), equal=torch.equal(out, whole))
         ctx.finish()
 '''
 
@@ -113,10 +117,16 @@ def lab(tmp_path_factory):
     return ws, [phone, cloud]
 
 
-def test_a_placement_that_is_no_prefix_runs_and_its_spans_say_which(lab):
+@pytest.fixture(scope="module")
+def placed_run(lab):
     ws, _ = lab
     outcome, store = run(ws, "placed")
     assert outcome.status == "succeeded", outcome.error
+    return outcome, store
+
+
+def test_a_placement_that_is_no_prefix_runs_and_its_spans_say_which(placed_run):
+    outcome, store = placed_run
     spans = store.spans(outcome.run_id)
     inferences = [s for s in spans if s.kind == "inference" and not s.attrs.get("warmup")]
     labels = [s.attrs.get("placement") for s in sorted(inferences, key=lambda s: s.inference)]
@@ -135,6 +145,28 @@ def test_a_placement_that_is_no_prefix_runs_and_its_spans_say_which(lab):
     assert any(s.bytes_raw >= placed.attrs["placement_bytes"] for s in forward)
     (check,) = [m for m in store.metrics(outcome.run_id) if m.name == "output_diff"]
     assert check.attrs["equal"] is True and check.value == 0.0
+
+
+def test_results_and_plan_check_label_each_placement(lab, placed_run):
+    _, profiles = lab
+    outcome, store = placed_run
+    rows = summarize(store.spans(outcome.run_id))
+    assert [(r.placement, r.count) for r in rows] == [("1-3", 2), (PLACEMENT, 4)]
+    assert rows[0].split == 3 and rows[0].placement_tensors == 2  # a prefix placement is the split it is
+    assert rows[1].placement_layers == "1-3 (stem.0..block1.b1), 7-9 (block1.b3.0..block1.b3.2)"
+    assert rows[1].bytes_raw >= 4 * 16 * 16 * 16 and rows[1].placement_tensors == 3
+    checked = check_run(store, outcome.run_id, profiles)
+    assert [(r.placement, r.count) for r in checked.rows] == [("1-3", 2), (PLACEMENT, 4)]
+    graph, costs = checked.plan.graph, [c.ms for c in checked.plan.costs]
+    link, reply = checked.plan.links[0], checked.plan.reply_links[0]
+    for row in checked.rows:
+        first = [1, 2, 3] if row.placement == "1-3" else [1, 2, 3, 7, 8, 9]
+        priced = estimate_placement(graph, first, costs[0], costs[1], link, reply=reply)
+        assert row.predicted_ms == pytest.approx(priced.total_ms)
+    data = check_to_dict(checked)
+    assert data["splits"][1]["placement_layers"].startswith("1-3 (stem.0..block1.b1), 7-9")
+    assert checked.plan.dag is not None and data["dag"]["placement"] == checked.plan.dag.placement
+    assert data["dag"]["measured"] == (checked.dag_row is not None)
 
 
 def test_dag_auto_runs_the_planners_placement(lab):

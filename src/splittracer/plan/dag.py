@@ -34,7 +34,7 @@ from ..split.parts import compact
 from .chain import Link
 from .graph import ModelGraph
 
-__all__ = ["DagPlan", "min_cut", "plan_dag"]
+__all__ = ["DagPlan", "estimate_placement", "min_cut", "plan_dag"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,20 @@ def plan_dag(
             edges += [(a, c, math.inf), (c, value.layer, math.inf)]
     _flow, side = min_cut(aux + len(graph.values), edges, source, sink)
     return _describe(graph, side, first_ms, second_ms, link, reply or Link())
+
+
+def estimate_placement(
+    graph: ModelGraph,
+    first: Iterable[int],
+    first_ms: Sequence[float],
+    second_ms: Sequence[float],
+    link: Link,
+    *,
+    reply: Link | None = None,
+) -> DagPlan:
+    """The predicted latency of a given placement (the first device's layers), priced as
+    :func:`plan_dag` prices a cut: what a measured placement is compared with."""
+    return _describe(graph, {0, *first}, first_ms, second_ms, link, reply or Link())
 
 
 def _describe(
