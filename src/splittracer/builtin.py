@@ -79,7 +79,9 @@ class Sweep(Task):
     participant needs an emulated ``uplink`` in its limits for this.
 
     ``placements`` (two participants) sweeps placements instead of splits:
-    each the first device's layers, ``1-5,7`` or a list of indices and names.
+    each the first device's layers, ``1-5,7`` or a list of indices and names;
+    ``top: K`` adds the planner's K placements predicted fastest (the
+    controller resolves them from the participants' profiles and links).
     """
 
     next: list[str]
@@ -90,6 +92,7 @@ class Sweep(Task):
     finish: bool = True
     uplinks: list[str] = field(default_factory=list)
     placements: list[str | list[int | str]] = field(default_factory=list)
+    top: int = 0
 
 
 class Infer(Task):

@@ -99,7 +99,11 @@ def lab(tmp_path_factory):
     dag = "    - task: Infer\n      params: {next: [cloud], split: auto, dag: true, count: 3, finish: true}\n"
     ws = workspace_with(
         tmp_path_factory.mktemp("placements"),
-        {"placed": manifest("placed", PLACED, head="checks:CheckingHead"), "dag": manifest("dag", dag)},
+        {
+            "placed": manifest("placed", PLACED, head="checks:CheckingHead"),
+            "dag": manifest("dag", dag),
+            "top": manifest("top", "    - task: Sweep\n      params: {next: [cloud], top: 3}\n"),
+        },
     )
     (ws.root / "checks.py").write_text(CHECK)
     (ws.experiments_dir / "placement.yaml").write_text("first: [stem, block1.b1, block1.b3]\n")
@@ -215,3 +219,31 @@ def test_run_refuses_an_invalid_placement_with_exit_2(lab):
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and "playbook.phone.0.params.placements.1" in result.stderr
     assert "layer 7 (block1.b3.0)" in result.stderr and "Add layer 2" in result.stderr
+
+
+def test_a_sweep_over_the_planners_top_placements(lab):
+    ws, profiles = lab
+    (_, sweep), *_ = resolve_run(ws.load_manifest("top")).playbook
+    plan = predict_splits(SOURCE, profiles, [Link(20e6, 0.0)], dag=True, input_shape=(1, 3, 16, 16))
+    assert plan.dag is not None
+    assert len(sweep.placements) == 3 and sweep.placements[0] == plan.dag.placement
+    costs = [c.ms for c in plan.costs]
+    priced = [
+        estimate_placement(plan.graph, _layers(label), costs[0], costs[1], Link(20e6, 0.0)).total_ms
+        for label in sweep.placements
+    ]
+    assert priced == sorted(priced)
+    best_prefix = min(row.total_ms for row in plan.chain.rows)
+    assert priced[0] <= best_prefix + 1e-9  # the min cut is never worse than the best prefix cut
+    outcome, store = run(ws, "top")
+    assert outcome.status == "succeeded", outcome.error
+    rows = summarize(store.spans(outcome.run_id))
+    assert sorted(r.placement for r in rows) == sorted(sweep.placements) and all(r.count == 2 for r in rows)
+
+
+def _layers(label: str) -> list[int]:
+    found: list[int] = []
+    for part in filter(None, label.split(",")):
+        low, _, high = part.partition("-")
+        found += range(int(low), int(high or low) + 1)
+    return found

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -24,9 +25,12 @@ from ..builtin import Infer, Sweep
 from ..config import KeyPath
 from ..errors import ConfigError, SplitTracerError
 from ..manifest import Manifest, find_workspace_root, on_sys_path
+from ..plan.chain import Link
+from ..plan.dag import top_placements
 from ..split.model import SplitModel
 from ..split.placement import PlacementSpec, read_placement
 from ..tasks import Task
+from .autosplit import planned_costs
 
 __all__ = ["resolve_placements"]
 
@@ -34,11 +38,11 @@ _FILES = (".yaml", ".yml", ".json")
 
 
 def resolve_placements(
-    manifest: Manifest, playbook: Sequence[tuple[str, Task]]
+    manifest: Manifest, playbook: Sequence[tuple[str, Task]], workspace: Path | None = None
 ) -> tuple[tuple[str, Task], ...]:
     """``playbook`` (built from ``manifest``, in its order) with every placement checked and
-    written as its label; ConfigError for a mistake, at its line."""
-    resolver = _Resolver(manifest)
+    written as its label, a sweep's ``top`` placements added; ConfigError for a mistake, at its line."""
+    resolver = _Resolver(manifest, workspace)
     keys = [
         ("playbook", name, i, "params")
         for name, entries in manifest.playbook.items()
@@ -50,6 +54,7 @@ def resolve_placements(
 @dataclasses.dataclass
 class _Resolver:
     manifest: Manifest
+    workspace: Path | None = None
 
     def resolve(self, key: KeyPath, task: Task) -> Task:
         if isinstance(task, Infer):
@@ -57,14 +62,39 @@ class _Resolver:
             if task.placement is not None:
                 self._check_infer(key, task)
                 return dataclasses.replace(task, placement=self._label((*key, "placement"), task.placement))
-        if isinstance(task, Sweep) and task.placements:
+        if isinstance(task, Sweep) and (task.placements or task.top):
             if task.cuts is not None or task.splits != "all":
                 field = "cuts" if task.cuts is not None else "splits"
                 raise self._error((*key, field), "give placements or splits (cuts), not both", None)
             self._check_route((*key, "next"), task.next)
             labels = [self._label((*key, "placements", i), spec) for i, spec in enumerate(task.placements)]
-            return dataclasses.replace(task, placements=list(labels))
+            labels += [label for label in self._top(key, task) if label not in labels]
+            return dataclasses.replace(task, placements=list(labels), top=0)
         return task
+
+    def _top(self, key: KeyPath, task: Sweep) -> list[str]:
+        """The planner's ``top`` placements predicted fastest on the head's emulated uplink."""
+        if task.top == 0:
+            return []
+        where = (*key, "top")
+        if task.top < 0:
+            raise self._error(where, f"top {task.top} is no count", "E.g. top: 3.")
+        if task.uplinks:
+            raise self._error(where, "top plans for one link, but the sweep has uplinks", "Drop one of them.")
+        head = self.manifest.participants[str(key[1])]
+        if not math.isfinite(head.limits.uplink_bps):
+            raise self._error(
+                where,
+                f"top plans for the link '{head.name}' sends over, but its uplink is not emulated",
+                f"Set participants.{head.name}.limits.uplink (e.g. 20mbit), or list the placements.",
+            )
+        tail = self.manifest.participants.get(task.next[0])
+        reply = Link(tail.limits.uplink_bps, tail.limits.latency_s) if tail else Link()
+        graph, costs = planned_costs(self.manifest, self.workspace, key, [head.name, *task.next])
+        link = Link(head.limits.uplink_bps, head.limits.latency_s)
+        return [
+            p.placement for p in top_placements(graph, costs[0].ms, costs[1].ms, link, task.top, reply=reply)
+        ]
 
     def _check_infer(self, key: KeyPath, task: Infer) -> None:
         if isinstance(task.split, str) or task.split >= 0 or task.cuts is not None:

@@ -84,7 +84,7 @@ def resolve_run(manifest: Manifest, workspace: Path | None = None) -> ResolvedRu
         [(name, build_task(entry)) for name, entries in manifest.playbook.items() for entry in entries],
         workspace,
     )
-    playbook = resolve_placements(manifest, playbook)
+    playbook = resolve_placements(manifest, playbook, workspace)
     o = manifest.options
     options = RunOptions(
         repeats=o.repeats,
