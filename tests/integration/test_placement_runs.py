@@ -10,6 +10,7 @@ sends together.
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -247,3 +248,23 @@ def _layers(label: str) -> list[int]:
         low, _, high = part.partition("-")
         found += range(int(low), int(high or low) + 1)
     return found
+
+
+def test_plan_check_and_results_show_name_the_placements(lab, placed_run):
+    ws, _ = lab
+    outcome, _ = placed_run
+    check = _cli(
+        "plan", "--check", outcome.run_id, "--devices", "phone-1t,cloud-8x", "--workspace", str(ws.root)
+    )
+    assert check.returncode == 0, check.stderr
+    assert "[1-3,7-9]" in check.stdout and "7-9 (block1.b3.0..block1.b3.2)" in check.stdout
+    assert "DAG min-cut: [" in check.stdout
+    shown = _cli("results", "show", outcome.run_id, cwd=ws.root)
+    assert shown.returncode == 0, shown.stderr
+    assert "[1-3,7-9]" in shown.stdout and "[1-3]" in shown.stdout
+
+
+def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "250"}  # wide enough that no label wraps
+    command = [sys.executable, "-m", "splittracer", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
