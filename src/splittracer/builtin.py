@@ -34,7 +34,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from .errors import RunError
-from .placed import Placed, RunPlaced, call_placed, placed, plan_placement, sweep_placements
+from .placed import Placed, RunPlaced, call_placed, placed, plan_placement, run_placed_task, sweep_placements
 from .plan.online import (
     DEFAULT_THRESHOLD,
     MEASURE,
@@ -257,11 +257,8 @@ class SplitTail(Role):
         return Result(outputs=outputs, busy_s=time.perf_counter() - started)
 
     @handles(RunPlaced)
-    def run_placed(self, task: RunPlaced, ctx: Context) -> Result:
-        started = time.perf_counter()
-        out = ctx.run_placed(task.placement, 1, *task.tensors)
-        outputs = [t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
-        return Result(outputs=outputs, busy_s=time.perf_counter() - started)
+    def run_placed(self, task: RunPlaced, ctx: Context) -> Task:
+        return run_placed_task(ctx, task, Result)
 
     @handles(LinkProbe)
     def probed(self, task: LinkProbe, ctx: Context) -> None:
@@ -495,7 +492,7 @@ def split_problem(task: Task, num_layers: int) -> tuple[str, str] | None:
     rules when the task arrives.
     """
     try:
-        if isinstance(task, Sweep):
+        if isinstance(task, Sweep) and not (task.placements or task.top):  # those: the controller's
             _sweep_points(task, num_layers, len(task.next))
         elif isinstance(task, Infer) and not _plans_or_misnames(task):
             _fixed_cuts(task, num_layers)

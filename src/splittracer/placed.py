@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import torch
+from torch.utils import _pytree as pytree
 
 from .errors import RunError
 from .plan.chain import Link
@@ -36,20 +37,33 @@ from .plan.graph import model_graph
 from .plan.online import PlannerInputs
 from .roles import Context
 from .split.model import Placement, SplitModel
-from .split.placement import PlacementSpec, named_ranges
+from .split.parts import compact
+from .split.placement import PlacementSpec, layer_set, named_ranges
 from .tasks import Task
 
-__all__ = ["Placed", "RunPlaced", "call_placed", "placed", "plan_placement", "sweep_placements"]
+__all__ = [
+    "Placed",
+    "RunPlaced",
+    "call_placed",
+    "devices",
+    "placed",
+    "plan_placement",
+    "run_placed_task",
+    "sweep_placements",
+]
 
 Attrs = Mapping[str, str | int | float | bool]
 T = TypeVar("T", bound=Task)
 
 
 class RunPlaced(Task, priority=5):
-    """Run the second device's layers of ``placement`` (the first device's as ``1-5,7``) on ``tensors``."""
+    """Run device ``device``'s layers of ``placement`` (``1-5,7``: the first device's; ``1-3|4-6``:
+    a chain's, one set per device but the last) on ``tensors``; then on along ``route``."""
 
     placement: str
     tensors: list[torch.Tensor]
+    device: int = 1
+    route: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -62,7 +76,13 @@ class Placed:
 
 
 def placed(model: SplitModel, spec: PlacementSpec | Placement) -> Placed:
-    """``spec`` checked against ``model`` (SplitError naming the offending layer) and labelled."""
+    """``spec`` checked against ``model`` (SplitError naming the offending layer) and labelled.
+
+    A chain (``1-3|4-6``: every device's layers but the last's) is labelled by
+    its devices' sets; its bytes and tensors are those of the first hop.
+    """
+    if isinstance(spec, str) and "|" in spec:
+        return _placed_chain(model, spec.split("|"))
     placement = spec if isinstance(spec, Placement) else model.placement(spec)
     names = [layer.name for layer in model.layers]
     return Placed(
@@ -85,8 +105,10 @@ def sweep_placements(
         return []
     if splits_given:
         raise RunError("Sweep gives placements and splits (or cuts): give one of them")
-    _check_two(route)
-    return [placed(model, spec) for spec in specs]
+    points = [placed(model, spec) for spec in specs]
+    for point in points:
+        _check_two(route, point.label)
+    return list(points)
 
 
 def call_placed(
@@ -103,12 +125,13 @@ def call_placed(
 
     The seconds the call took and its reply, which must be an ``expect``.
     """
-    _check_two(route)
+    _check_two(route, where.label)
     x = ctx.example(index)  # made before the clock starts: inputs exist before inference
     with ctx.inference(index, split=where.split, warmup=warmup, attrs={**(attrs or {}), **where.attrs}):
         sent = ctx.run_placed(where.label, 0, x)
         called = time.perf_counter()
-        reply = ctx.call(route[0], RunPlaced(placement=where.label, tensors=list(sent)))
+        onward = RunPlaced(placement=where.label, tensors=list(sent), route=list(route[1:]))
+        reply = ctx.call(route[0], onward)
         took = time.perf_counter() - called
     if not isinstance(reply, expect):
         raise RunError(f"expected a {expect.__name__} from {route[0]}, got {type(reply).__name__}")
@@ -138,6 +161,53 @@ def plan_placement(ctx: Context, inputs: PlannerInputs, bandwidth_bps: float, fi
     return where
 
 
-def _check_two(route: Sequence[str]) -> None:
-    if len(route) != 1:
-        raise RunError(f"a placement runs on two participants, but next names {len(route)}")
+def run_placed_task(ctx: Context, task: RunPlaced, answer: type[Task]) -> Task:
+    """A later device's share of a placement: its layers, then on along the route; the last
+    device answers with ``answer(outputs=, busy_s=, hops_s=)``, which comes back hop by hop."""
+    made: Callable[..., Task] = answer  # a Result: the built-in roles' own answer type
+    started = time.perf_counter()
+    out = ctx.run_placed(task.placement, task.device, *task.tensors)
+    if not task.route:
+        outputs = [t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
+        return made(outputs=outputs, busy_s=time.perf_counter() - started)
+    onward = RunPlaced(
+        placement=task.placement, tensors=list(out), device=task.device + 1, route=task.route[1:]
+    )
+    called = time.perf_counter()
+    reply = ctx.call(task.route[0], onward)
+    if not isinstance(reply, answer):
+        return reply
+    hop_s = time.perf_counter() - called - getattr(reply, "busy_s", 0.0)
+    hops = [hop_s, *getattr(reply, "hops_s", [])]
+    return made(outputs=getattr(reply, "outputs", []), busy_s=time.perf_counter() - started, hops_s=hops)
+
+
+def _placed_chain(model: SplitModel, specs: Sequence[str]) -> Placed:
+    model.place_chain(specs)  # checks the chain: each device's layers closed with those before it
+    names = [layer.name for layer in model.layers]
+    sets = [sorted(layer_set(spec, names)) for spec in specs]
+    label = "|".join(compact(own) for own in sets)
+    first = model.placement(sets[0])
+    return Placed(
+        label=label,
+        split=len(sets[0]),
+        attrs={
+            "placement": label,
+            "placement_layers": " | ".join(named_ranges(own, names) for own in sets),
+            "placement_bytes": first.bytes,
+            "placement_tensors": len(first.tensors),
+        },
+    )
+
+
+def devices(label: str) -> int:
+    """How many devices a placement's label places layers on."""
+    return label.count("|") + 2
+
+
+def _check_two(route: Sequence[str], label: str = "") -> None:
+    if len(route) != devices(label) - 1:
+        raise RunError(
+            f"placement {label or '(none)'} runs on {devices(label)} participants, "
+            f"but next names {len(route)}"
+        )

@@ -126,8 +126,9 @@ class Context(Protocol):
 
         ``device`` 0 runs the first device's layers on the model's input and
         returns the tensors crossing to the second (:data:`Tensors`); ``device``
-        1 runs the rest on those and returns the model's output. Recorded as a
-        compute span, as :meth:`run_layers` is.
+        1 runs the rest on those and returns the model's output. A chain
+        (``1-3|4-6``: every device's layers but the last's) has devices 0..N-1.
+        Recorded as a compute span, as :meth:`run_layers` is.
         """
         ...
 

@@ -81,7 +81,8 @@ class CheckingHead(SplitHead):
     def check(self, task, ctx):
         x = ctx.example(0)
         sent = ctx.run_placed(task.placement, 0, x)
-        reply = ctx.call(task.next[0], RunPlaced(placement=task.placement, tensors=list(sent)))
+        onward = RunPlaced(placement=task.placement, tensors=list(sent), route=task.next[1:])
+        reply = ctx.call(task.next[0], onward)
         assert isinstance(reply, Result)
         with torch.no_grad():
             whole = ctx.model.model(x)
@@ -268,3 +269,47 @@ def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "250"}  # wide enough that no label wraps
     command = [sys.executable, "-m", "splittracer", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
+
+
+CHAIN = """
+name: chain
+model: {source: "tests.unit.toy_models:inception_toy", input_shape: [1, 3, 16, 16]}
+participants:
+  phone: {role: "checks:CheckingHead", limits: {threads: 1}}
+  edge: {role: splittracer.builtin:SplitTail, limits: {threads: 1}}
+  cloud: {role: splittracer.builtin:SplitTail, limits: {threads: 1}}
+playbook:
+  phone:
+    - task: Sweep
+      params: {next: [edge, cloud], placements: ["1-3,7-9|4-6,10-11"], repeats: 2, warmup: 0, finish: false}
+    - task: CheckOutput
+      params: {next: [edge, cloud], placement: "1-3,7-9|4-6,10-11"}
+"""
+
+
+def test_a_chain_of_placements_runs_on_three_participants(lab):
+    ws, _ = lab
+    (ws.experiments_dir / "chain.yaml").write_text(CHAIN)
+    outcome, store = run(ws, "chain")
+    assert outcome.status == "succeeded", outcome.error
+    spans = store.spans(outcome.run_id)
+    label = "1-3,7-9|4-6,10-11"
+    inferences = [s for s in spans if s.kind == "inference"]
+    assert [s.attrs["placement"] for s in inferences] == [label] * 2
+    assert inferences[0].attrs["placement_layers"].count(" | ") == 1
+    computes = [s for s in spans if s.kind == "compute" and s.inference == inferences[0].inference]
+    assert {s.participant for s in computes} == {"phone", "edge", "cloud"}
+    (row,) = summarize(spans)
+    assert row.placement == label and len(row.stages) == 3 and len(row.hops) == 2
+    (check,) = [m for m in store.metrics(outcome.run_id) if m.name == "output_diff"]
+    assert check.attrs["equal"] is True
+
+
+def test_a_chain_needs_a_participant_per_device(lab):
+    ws, _ = lab
+    (ws.experiments_dir / "short.yaml").write_text(
+        CHAIN.replace("name: chain", "name: short").replace("[edge, cloud], placements", "[edge], placements")
+    )
+    with pytest.raises(ConfigError, match=r"runs on 3 participants, but next names 2") as caught:
+        resolve_run(ws.load_manifest("short"))
+    assert caught.value.key == "playbook.phone.0.params.next"

@@ -25,6 +25,7 @@ from ..builtin import Infer, Sweep
 from ..config import KeyPath
 from ..errors import ConfigError, SplitTracerError
 from ..manifest import Manifest, find_workspace_root, on_sys_path
+from ..placed import devices, placed
 from ..plan.chain import Link
 from ..plan.dag import top_placements
 from ..split.model import SplitModel
@@ -61,13 +62,16 @@ class _Resolver:
             self._check_dag(key, task)
             if task.placement is not None:
                 self._check_infer(key, task)
-                return dataclasses.replace(task, placement=self._label((*key, "placement"), task.placement))
+                label = self._label((*key, "placement"), task.placement)
+                self._check_route((*key, "next"), task.next, label)
+                return dataclasses.replace(task, placement=label)
         if isinstance(task, Sweep) and (task.placements or task.top):
             if task.cuts is not None or task.splits != "all":
                 field = "cuts" if task.cuts is not None else "splits"
                 raise self._error((*key, field), "give placements or splits (cuts), not both", None)
-            self._check_route((*key, "next"), task.next)
             labels = [self._label((*key, "placements", i), spec) for i, spec in enumerate(task.placements)]
+            for label in labels or [""]:
+                self._check_route((*key, "next"), task.next, label)
             labels += [label for label in self._top(key, task) if label not in labels]
             return dataclasses.replace(task, placements=list(labels), top=0)
         return task
@@ -81,6 +85,7 @@ class _Resolver:
             raise self._error(where, f"top {task.top} is no count", "E.g. top: 3.")
         if task.uplinks:
             raise self._error(where, "top plans for one link, but the sweep has uplinks", "Drop one of them.")
+        self._check_route((*key, "next"), task.next)
         head = self.manifest.participants[str(key[1])]
         if not math.isfinite(head.limits.uplink_bps):
             raise self._error(
@@ -104,7 +109,6 @@ class _Resolver:
                 "give placement or a split, not both",
                 "Drop split to run the placement, or placement to run the split.",
             )
-        self._check_route((*key, "next"), task.next)
 
     def _check_dag(self, key: KeyPath, task: Infer) -> None:
         if not task.dag:
@@ -119,17 +123,19 @@ class _Resolver:
             raise self._error((*key, "objective"), "the minimum-cut placement minimises latency only", None)
         self._check_route((*key, "next"), task.next)
 
-    def _check_route(self, key: KeyPath, route: list[str]) -> None:
-        if len(route) != 1:
+    def _check_route(self, key: KeyPath, route: list[str], label: str = "") -> None:
+        """A placement needs a participant per device after the first: one, or one per '|' more."""
+        if len(route) != devices(label) - 1:
             raise self._error(
                 key,
-                f"a placement runs on two participants, but next names {len(route)}",
-                "Name one participant in next.",
+                f"placement {label or '(planned)'} runs on {devices(label)} participants, "
+                f"but next names {len(route) + 1} with this one",
+                f"Name {devices(label) - 1} participant(s) in next.",
             )
 
     def _label(self, key: KeyPath, spec: PlacementSpec) -> str:
         try:
-            return self._model.placement(self._read(key, spec)).label
+            return placed(self._model, self._read(key, spec)).label
         except ConfigError:
             raise
         except SplitTracerError as exc:

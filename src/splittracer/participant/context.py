@@ -138,13 +138,15 @@ class ParticipantContext:
     def run_placed(self, placement: str, device: int, *tensors: torch.Tensor) -> Any:
         """Run one device's layers of ``placement`` (0: the first device's, 1: the rest), recorded
         as a compute span carrying ``attrs['placement']``; see :meth:`run_layers`."""
-        if device not in (0, 1):
-            raise SplitError(f"a placement has devices 0 and 1, not {device}")
         part = self._placed.get((placement, device))
         if part is None:
-            head, tail = self.model.place(placement)
-            self._placed[placement, 0], self._placed[placement, 1] = head, tail
-            part = (head, tail)[device]
+            chain = placement.split("|")  # a chain: every device's layers but the last's
+            parts = self.model.place_chain(chain) if len(chain) > 1 else self.model.place(placement)
+            if not 0 <= device < len(parts):
+                raise SplitError(f"placement {placement} has devices 0..{len(parts) - 1}, not {device}")
+            for i, built in enumerate(parts):
+                self._placed[placement, i] = built
+            part = parts[device]
         return self._timed(part, part.start, part.end, tensors, {"placement": placement})
 
     def _timed(
