@@ -16,6 +16,12 @@ before the first inference) or ``split: adaptive`` (re-planned when the
 measured bandwidth moves): the head measures what it must (:class:`LinkProbe`
 messages of growing size) and plans with :mod:`splittracer.plan.online`.
 Every plan is recorded as a ``split_plan`` metric.
+
+A placement that is not a prefix cut (any dependency-closed set of layers on
+the first device, :mod:`splittracer.placed`) runs the same way with two
+participants: ``placement: 1-5,7`` on :class:`Infer`, ``placements: [...]`` on
+:class:`Sweep`, or ``split: auto`` with ``dag: true`` for the planner's
+minimum-cut placement.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from .errors import RunError
+from .placed import Placed, RunPlaced, call_placed, placed, plan_placement, run_placed_task, sweep_placements
 from .plan.online import (
     DEFAULT_THRESHOLD,
     MEASURE,
@@ -50,6 +57,7 @@ __all__ = [
     "MeasureLink",
     "Result",
     "RunLayers",
+    "RunPlaced",
     "SplitHead",
     "SplitTail",
     "Sweep",
@@ -69,6 +77,11 @@ class Sweep(Task):
     to each in turn; every inference span carries ``attrs['uplink']``, the
     name as given, so summaries and charts show one sweep per link. The
     participant needs an emulated ``uplink`` in its limits for this.
+
+    ``placements`` (two participants) sweeps placements instead of splits:
+    each the first device's layers, ``1-5,7`` or a list of indices and names;
+    ``top: K`` adds the planner's K placements predicted fastest (the
+    controller resolves them from the participants' profiles and links).
     """
 
     next: list[str]
@@ -78,6 +91,8 @@ class Sweep(Task):
     warmup: int = -1  # -1: the manifest's options.warmup
     finish: bool = True
     uplinks: list[str] = field(default_factory=list)
+    placements: list[str | list[int | str]] = field(default_factory=list)
+    top: int = 0
 
 
 class Infer(Task):
@@ -93,6 +108,9 @@ class Infer(Task):
     (its profile's per-layer energy plus ``tx_power`` x transfer time; the
     radio defaults to its uplink's name when that is 3g, lte or wifi).
     ``planner`` is filled by the controller from the participants' profiles.
+    ``placement`` (two participants) runs the first device's layers it names
+    (``1-5,7``) and the rest on the second; ``dag: true`` with ``split: auto``
+    runs the planner's minimum-cut placement.
     """
 
     next: list[str]
@@ -106,6 +124,8 @@ class Infer(Task):
     objective: str = "latency"
     tx_power: str | None = None
     planner: bytes = b""
+    placement: str | list[int | str] | None = None
+    dag: bool = False
 
 
 class RunLayers(Task, priority=5):
@@ -174,7 +194,10 @@ class SplitHead(Role):
 
     @handles(Sweep)
     def sweep(self, task: Sweep, ctx: Context) -> None:
-        points = _sweep_points(task, ctx.num_layers, len(task.next))
+        given = task.cuts is not None or task.splits != "all"
+        points = sweep_placements(ctx.model, task.placements, task.next, given) or _sweep_points(
+            task, ctx.num_layers, len(task.next)
+        )
         repeats = task.repeats if task.repeats >= 0 else ctx.options.repeats
         warmup = task.warmup if task.warmup >= 0 else ctx.options.warmup
         per_point = warmup + repeats
@@ -185,7 +208,7 @@ class SplitHead(Role):
             attrs = _set_sweep_uplink(ctx, link, first + done)
             for cuts in points:
                 for r in range(per_point):
-                    _infer(ctx, first + done, cuts, task.next, warmup=r < warmup, attrs=attrs)
+                    _infer_point(ctx, first + done, cuts, task.next, warmup=r < warmup, attrs=attrs)
                     done += 1
                     ctx.progress(done, total, _sweep_label(cuts, link))
         if task.finish:
@@ -197,6 +220,8 @@ class SplitHead(Role):
         first = self._reserve(task.count)
         if mode is not None:
             _infer_planned(task, ctx, mode, first)
+        elif task.placement is not None:
+            _infer_placed(task, ctx, placed(ctx.model, task.placement), first)
         else:
             cuts = _fixed_cuts(task, ctx.num_layers)
             for i in range(task.count):
@@ -231,6 +256,10 @@ class SplitTail(Role):
         outputs = [t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
         return Result(outputs=outputs, busy_s=time.perf_counter() - started)
 
+    @handles(RunPlaced)
+    def run_placed(self, task: RunPlaced, ctx: Context) -> Task:
+        return run_placed_task(ctx, task, Result)
+
     @handles(LinkProbe)
     def probed(self, task: LinkProbe, ctx: Context) -> None:
         """Nothing to do: the sender timed the delivery."""
@@ -258,8 +287,11 @@ def _set_sweep_uplink(ctx: Context, link: str | None, first: int) -> dict[str, s
     return {"uplink": link}
 
 
-def _sweep_label(cuts: list[int], link: str | None) -> str:
-    where = f"split {cuts[0]}" if len(cuts) == 1 else f"cuts {cuts}"
+def _sweep_label(cuts: list[int] | Placed, link: str | None) -> str:
+    if isinstance(cuts, Placed):
+        where = f"placement {cuts.label}"
+    else:
+        where = f"split {cuts[0]}" if len(cuts) == 1 else f"cuts {cuts}"
     return where if link is None else f"{link}: {where}"
 
 
@@ -316,6 +348,9 @@ def _infer_planned(task: Infer, ctx: Context, mode: str, first: int = 0) -> None
         raise RunError(f"the planner's inputs describe {inputs.hops} hop(s) but next names {len(task.next)}")
     points = ctx.model.points
     fits = _start_links(ctx, inputs, task.next, adaptive=mode == "adaptive")
+    if task.dag:
+        _infer_dag(task, ctx, inputs, fits[0].bandwidth_bps, first)
+        return
     planner = AdaptivePlanner(
         inputs, [p.bytes for p in points], [p.allowed for p in points], [f.bandwidth_bps for f in fits]
     )
@@ -457,7 +492,7 @@ def split_problem(task: Task, num_layers: int) -> tuple[str, str] | None:
     rules when the task arrives.
     """
     try:
-        if isinstance(task, Sweep):
+        if isinstance(task, Sweep) and not (task.placements or task.top):  # those: the controller's
             _sweep_points(task, num_layers, len(task.next))
         elif isinstance(task, Infer) and not _plans_or_misnames(task):
             _fixed_cuts(task, num_layers)
@@ -502,3 +537,34 @@ def _check_cuts(cuts: list[int], num_layers: int, hops: int) -> None:
         raise RunError(f"split {outside[0]} is not a split point: the model has 0..{num_layers}")
     if cuts != sorted(cuts):
         raise RunError(f"cuts {cuts} go backwards: each hop's cut must be at or after the one before")
+
+
+# --- placements (see splittracer.placed) -------------------------------------------------------
+
+
+def _infer_point(
+    ctx: Context,
+    index: int,
+    point: list[int] | Placed,
+    route: list[str],
+    *,
+    warmup: bool,
+    attrs: dict[str, str | int | float | bool] | None = None,
+) -> None:
+    """One inference at a sweep's point: a chain of cuts or a placement."""
+    if isinstance(point, Placed):
+        call_placed(ctx, index, point, route, Result, warmup=warmup, attrs=attrs)
+    else:
+        _infer(ctx, index, point, route, warmup=warmup, attrs=attrs)
+
+
+def _infer_placed(task: Infer, ctx: Context, where: Placed, first: int) -> None:
+    for i in range(task.count):
+        _apply_uplink_trace(task, ctx, i)
+        call_placed(ctx, first + i, where, task.next, Result, warmup=False)
+        ctx.progress(i + 1, task.count, f"placement {where.label}")
+
+
+def _infer_dag(task: Infer, ctx: Context, inputs: PlannerInputs, bandwidth_bps: float, first: int) -> None:
+    """``split: auto`` with ``dag: true``: the minimum-cut placement, planned once, then run."""
+    _infer_placed(task, ctx, plan_placement(ctx, inputs, bandwidth_bps, first), first)

@@ -121,6 +121,17 @@ class Context(Protocol):
         """
         ...
 
+    def run_placed(self, placement: str, device: int, *tensors: torch.Tensor) -> Any:
+        """Run one device's layers of a placement (``1-5,7``: the first device's layers).
+
+        ``device`` 0 runs the first device's layers on the model's input and
+        returns the tensors crossing to the second (:data:`Tensors`); ``device``
+        1 runs the rest on those and returns the model's output. A chain
+        (``1-3|4-6``: every device's layers but the last's) has devices 0..N-1.
+        Recorded as a compute span, as :meth:`run_layers` is.
+        """
+        ...
+
     def inference(
         self,
         index: int,

@@ -24,6 +24,7 @@ LAYERS: list[set[str]] = [
     {"workspace"},
     {"manifest"},
     {"builtin"},
+    {"placed"},
     {"participant"},
     {"roles"},
     {"plan"},

@@ -117,3 +117,19 @@ def test_an_unmeasured_choice_is_compared_through_the_predicted_fastest():
 def _planned(cuts):
     """Just enough of a SplitPrediction for PlanCheck.planned."""
     return types.SimpleNamespace(chain=types.SimpleNamespace(best=types.SimpleNamespace(cuts=cuts)))
+
+
+def _placed(index: int, placement: str, head_end: int, total_ms: float):
+    """One inference of a placement: as the built-in head records it (the placement on its span)."""
+    spans = _inference(index, [head_end], total_ms)
+    spans[0] = msgspec.structs.replace(spans[0], attrs={"placement": placement})
+    return spans
+
+
+def test_measured_placements_are_grouped_apart_from_the_split_they_end_at():
+    spans = [*_inference(1, [3], 10.0), *_placed(2, "1,3", 3, 20.0), *_placed(3, "1,3", 3, 22.0)]
+    found = measured_cuts(spans)
+    assert [(m.cuts, m.placement, m.count, m.total_ms) for m in found] == [
+        ((3,), "", 1, 10.0),
+        ((3,), "1,3", 2, 21.0),
+    ]

@@ -8,7 +8,7 @@ import pytest
 
 from splittracer.errors import SplitTracerError
 from splittracer.plan.chain import Link, plan_chain
-from splittracer.plan.dag import min_cut, plan_dag
+from splittracer.plan.dag import estimate_placement, min_cut, plan_dag, top_placements
 from splittracer.plan.graph import LayerInfo, ModelGraph, ValueInfo, model_graph
 
 
@@ -91,3 +91,27 @@ def test_resnet18_dag_never_worse_than_the_best_split(resnet18_split):
         assert tuple(t.name for t in placed.tensors) == dag.sent
         if dag.contiguous:  # then it is a split, and the best one
             assert dag.total_ms == pytest.approx(chain.best.total_ms)
+
+
+def test_a_given_placement_is_priced_as_the_min_cut_prices_its_own():
+    graph = _branchy()
+    first, second = [1.0, 100.0, 1.0, 1.0], [0.1, 1.0, 0.1, 0.1]
+    link, reply = Link(1e6, 0.01), Link(1e7, 0.002)
+    dag = plan_dag(graph, first, second, link, reply=reply)
+    assert estimate_placement(graph, dag.first, first, second, link, reply=reply) == dag
+    # Layer 1 alone: x (still read by L) and r cross.
+    alone = estimate_placement(graph, [1], first, second, link)
+    assert alone.sent == ("x", "r") and alone.bytes == 1_000_100
+    assert alone.total_ms == pytest.approx(1.0 + 1.2 + link.transfer_ms(1_000_100))
+
+
+def test_top_placements_start_with_the_min_cut_and_are_ordered():
+    graph = _branchy()
+    first, second = [1.0, 100.0, 1.0, 1.0], [0.1, 1.0, 0.1, 0.1]
+    link = Link(1e6, 0.01)
+    top = top_placements(graph, first, second, link, 3)
+    assert len(top) == 3 and top[0] == plan_dag(graph, first, second, link)
+    assert [p.total_ms for p in top] == sorted(p.total_ms for p in top)
+    assert len({p.first for p in top}) == 3
+    # Every candidate is a prefix cut or some rate's min cut: never more than there are.
+    assert len(top_placements(graph, first, second, link, 100)) <= 5 + len(graph.allowed)

@@ -258,3 +258,17 @@ def test_hops_and_cuts_are_in_the_json_rows() -> None:
 def test_two_participants_keep_one_cut_and_one_hop() -> None:
     (row,) = summarize(inference(4, 0, head=1, transfer=2, tail=3, total=7, nbytes=64))
     assert row.cuts == (4,) and row.cut_label == "4" and len(row.hops) == 1
+
+
+def test_a_placement_is_a_row_of_its_own_labelled_by_its_layers() -> None:
+    label = {"placement": "1-3,7", "placement_layers": "1-3 (a..c), 7 (g)", "placement_tensors": 2}
+    placed = inference(4, 1, head=1, transfer=2, tail=3, total=7)
+    placed[-1] = span("inference", 0, 4, 1, 7, attrs=label)
+    rows = summarize([*inference(4, 0, head=1, transfer=2, tail=3, total=6), *placed])
+    assert [(r.split, r.placement, r.total.median) for r in rows] == [(4, "", 6), (4, "1-3,7", 7)]
+    assert rows[1].cut_label == "[1-3,7]" and rows[0].cut_label == "4"
+    assert rows[1].placement_layers == "1-3 (a..c), 7 (g)" and rows[1].placement_tensors == 2
+    flat = summary_to_dicts(rows)
+    assert (
+        "placement" not in flat[0] and flat[1]["placement"] == "1-3,7" and flat[1]["placement_tensors"] == 2
+    )

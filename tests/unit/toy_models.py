@@ -80,3 +80,41 @@ class InceptionToy(nn.Module):
 def inception_toy() -> nn.Module:
     """Factory used as ``tests.unit.toy_models:inception_toy`` (input 1,3,16,16)."""
     return InceptionToy()
+
+
+class Join(nn.Module):
+    """Concatenates two paths: a layer of its own, so the path before it stays one too."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.cat([a, b], 1)
+
+
+class TwoPath(nn.Module):
+    """An input reduced twice: by a pool feeding a heavy stack, and later by a pool only the end reads.
+
+    Every prefix cut sends the input (the second pool still needs it) or runs
+    the heavy stack on the first device; the minimum cut runs both pools there.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reduce = nn.AvgPool2d(4)
+        convs: list[nn.Module] = [nn.Conv2d(3, 128, 3, padding=1), nn.ReLU()]
+        for _ in range(3):
+            convs += [nn.Conv2d(128, 128, 3, padding=1), nn.ReLU()]
+        self.heavy = nn.Sequential(*convs, nn.MaxPool2d(2))
+        self.side = nn.MaxPool2d(8)
+        self.join = Join()
+        self.merge = nn.Conv2d(131, 16, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.heavy(self.reduce(x))
+        s = self.side(x)
+        return self.fc(torch.flatten(self.pool(self.merge(self.join(h, s))), 1))
+
+
+def two_path() -> nn.Module:
+    """Factory used as ``tests.unit.toy_models:two_path`` (input 1,3,224,224)."""
+    return TwoPath()

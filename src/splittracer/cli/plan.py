@@ -205,7 +205,7 @@ def _check(
     workspace: Path | None,
     json: bool,
 ) -> None:
-    from ..controller.plancheck import check_run, check_to_dict
+    from ..controller.plancheck import check_run, check_to_dict, placement_label
     from ..metrics.store import ResultsStore
     from ..workspace import find_workspace
 
@@ -218,8 +218,8 @@ def _check(
         return
     rows = [
         [
-            ",".join(map(str, r.cuts)),
-            result.plan.label(r.cuts[0]),
+            f"[{r.placement}]" if r.placement else ",".join(map(str, r.cuts)),
+            placement_label(r.placement, result.plan) if r.placement else result.plan.label(r.cuts[0]),
             r.count,
             r.measured_ms,
             r.predicted_ms,
@@ -257,6 +257,14 @@ def _print_verdict(result: PlanCheck) -> None:
         f"median |error| {result.median_abs_error:.1%}; rank correlation {result.rank_correlation:.2f}",
         highlight=False,
     )
+    dag, row = result.plan.dag, result.dag_row
+    if dag is not None:
+        measured = "not measured by this run" if row is None else f"measured {row.measured_ms:.2f} ms"
+        console.print(
+            f"DAG min-cut: [{dag.placement}] ({len(dag.sent)} tensors, {dag.bytes:,} bytes) — "
+            f"predicted {dag.total_ms:.2f} ms, {measured}",
+            highlight=False,
+        )
 
 
 def _cuts(cuts: tuple[int, ...]) -> str:

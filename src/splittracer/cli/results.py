@@ -118,7 +118,7 @@ def _print_split_table(summary: RunSummary, split_rows: Sequence[SplitRow], titl
     counts = [split_tensors(r, summary.run.record.split_tensors) for r in split_rows]
     rows = [
         [
-            r.split if len(r.cuts) <= 1 else r.cut_label,
+            r.split if len(r.cuts) <= 1 and not r.placement else r.cut_label,
             label,
             r.count,
             r.head.median,

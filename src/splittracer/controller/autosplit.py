@@ -38,7 +38,7 @@ from ..tasks import Task
 from ..units import parse_rate
 from ..workspace import profile_store
 
-__all__ = ["resolve_planned_splits"]
+__all__ = ["planned_costs", "resolve_planned_splits"]
 
 OBJECTIVES = ("latency", "energy")
 
@@ -295,3 +295,13 @@ def _planned_field(task: Infer) -> str | None:
     if isinstance(task.split, str):
         return "split"
     return "cuts" if isinstance(task.cuts, str) else None
+
+
+def planned_costs(
+    manifest: Manifest, workspace: Path | None, key: KeyPath, names: Sequence[str]
+) -> tuple[ModelGraph, list[LayerCosts]]:
+    """The model's graph and the per-layer costs of the participants ``names`` (their profiles),
+    as planned splits use them; a ConfigError at ``key`` (or the participant's profile) otherwise."""
+    resolver = _Resolver(manifest, workspace)
+    route = [resolver._participant(key, name, "next") for name in names]
+    return resolver._graph, [resolver._costs(p) for p in route]

@@ -6,6 +6,11 @@ the given device profiles with the run's own links (each participant's
 ``uplink`` and ``latency``), and compares, cut by cut, the predicted and
 the measured median end-to-end latency.
 
+A run of placements (``Sweep.placements``, ``Infer.placement`` or
+``dag: true``) is compared placement by placement: each is priced as the DAG
+planner prices a cut, and the planner's minimum-cut placement is named
+beside the measured one when the run measured it.
+
 On a machine shared with other work, a sample is slowed, never sped up, by
 that work: ``quantile=0.25`` compares lower quartiles instead, which a
 minority of disturbed samples cannot move.
@@ -26,10 +31,12 @@ from ..manifest import Limits, ModelSection
 from ..metrics.spans import Span
 from ..metrics.store import ResultsStore
 from ..plan.chain import Link, estimate_cuts
+from ..plan.dag import estimate_placement
 from ..plan.estimate import Estimator
 from ..plan.planner import SplitPrediction, predict_splits
 from ..plan.profiles import DeviceProfile
 from ..report.summary import completed_inferences
+from ..split.placement import layer_set, named_ranges
 
 __all__ = [
     "CutCheck",
@@ -38,6 +45,7 @@ __all__ = [
     "check_run",
     "check_to_dict",
     "measured_cuts",
+    "placement_label",
     "run_links",
 ]
 
@@ -50,6 +58,7 @@ class MeasuredCuts:
     cuts: tuple[int, ...]
     count: int
     total_ms: float
+    placement: str = ""  # the first device's layers ('1-3,7-9') when the inferences ran a placement
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ class CutCheck:
     count: int
     measured_ms: float
     predicted_ms: float
+    placement: str = ""  # the first device's layers, for a placement's row
 
     @property
     def error(self) -> float:
@@ -84,7 +94,19 @@ class PlanCheck:
     @property
     def planned_row(self) -> CutCheck | None:
         """The measurement of the planner's choice, when the sweep measured it."""
-        return next((r for r in self.rows if r.cuts == self.planned), None)
+        return next((r for r in self.rows if r.cuts == self.planned and not r.placement), None)
+
+    @property
+    def dag_row(self) -> CutCheck | None:
+        """The measurement of the DAG planner's placement (``plan.dag``), when the run measured it."""
+        dag = self.plan.dag
+        if dag is None:
+            return None
+        if dag.contiguous:  # a prefix: measured as the split or as the placement
+            prefix = next((r for r in self.rows if r.cuts == (len(dag.first),) and not r.placement), None)
+            if prefix is not None:
+                return prefix
+        return next((r for r in self.rows if r.placement == dag.placement), None)
 
     @property
     def compared(self) -> CutCheck:
@@ -141,6 +163,7 @@ def measured_cuts(spans: Iterable[Span], quantile: float = 0.5) -> list[Measured
     spans = list(spans)
     completed = completed_inferences(spans)
     totals: dict[int, float] = {}
+    placed: dict[int, str] = {}
     ends: defaultdict[int, dict[int, int]] = defaultdict(dict)
     warm: set[int] = set()
     for span in spans:
@@ -150,15 +173,19 @@ def measured_cuts(spans: Iterable[Span], quantile: float = 0.5) -> list[Measured
             warm.add(span.inference)
         if span.kind == "inference" and not span.attrs.get("error"):
             totals[span.inference] = max(totals.get(span.inference, 0.0), span.duration_ms)
+            if "placement" in span.attrs:
+                placed[span.inference] = str(span.attrs["placement"])
         elif span.kind == "compute":
             ends[span.inference][span.stage] = span.end_layer
-    grouped: defaultdict[tuple[int, ...], list[float]] = defaultdict(list)
+    grouped: defaultdict[tuple[tuple[int, ...], str], list[float]] = defaultdict(list)
     for inference, total in totals.items():
         stages = ends.get(inference, {})
         if inference in warm or len(stages) < 2:
             continue
-        grouped[tuple(stages[s] for s in sorted(stages)[:-1])].append(total)
-    return [MeasuredCuts(c, len(v), float(np.quantile(v, quantile))) for c, v in sorted(grouped.items())]
+        grouped[tuple(stages[s] for s in sorted(stages)[:-1]), placed.get(inference, "")].append(total)
+    return [
+        MeasuredCuts(c, len(v), float(np.quantile(v, quantile)), p) for (c, p), v in sorted(grouped.items())
+    ]
 
 
 def run_links(manifest_text: str) -> tuple[ModelSection, tuple[Link, ...], tuple[Link, ...]]:
@@ -213,11 +240,19 @@ def check_run(
         override=model.override,
         estimator=estimator,
         reply_links=reply[:hops],
+        dag=hops == 1 and any(m.placement for m in measured),
     )
     return PlanCheck(run.id, run.experiment, plan, tuple(_compare(plan, m) for m in measured))
 
 
 def _compare(plan: SplitPrediction, measured: MeasuredCuts) -> CutCheck:
+    if measured.placement:
+        first = layer_set(measured.placement, plan.layer_names)
+        costs = [c.ms for c in plan.costs]
+        placed = estimate_placement(
+            plan.graph, first, costs[0], costs[1], plan.links[0], reply=plan.reply_links[0]
+        )
+        return CutCheck(measured.cuts, measured.count, measured.total_ms, placed.total_ms, measured.placement)
     predicted = estimate_cuts(
         measured.cuts,
         [c.ms for c in plan.costs],
@@ -254,7 +289,31 @@ def check_to_dict(result: PlanCheck) -> dict[str, Any]:
                 "measured_ms": r.measured_ms,
                 "predicted_ms": r.predicted_ms,
                 "error": r.error,
+                **(_placement_dict(r.placement, result.plan) if r.placement else {}),
             }
             for r in result.rows
         ],
+        **({"dag": _dag_dict(result)} if result.plan.dag is not None else {}),
+    }
+
+
+def placement_label(placement: str, plan: SplitPrediction) -> str:
+    """A placement's layers on the first device with the names at the ranges' ends."""
+    return named_ranges(layer_set(placement, plan.layer_names), plan.layer_names)
+
+
+def _placement_dict(placement: str, plan: SplitPrediction) -> dict[str, Any]:
+    return {"placement": placement, "placement_layers": placement_label(placement, plan)}
+
+
+def _dag_dict(result: PlanCheck) -> dict[str, Any]:
+    dag, row = result.plan.dag, result.dag_row
+    assert dag is not None
+    return {
+        **_placement_dict(dag.placement, result.plan),
+        "bytes": dag.bytes,
+        "tensors": len(dag.sent),
+        "predicted_ms": dag.total_ms,
+        "measured": row is not None,
+        "measured_ms": None if row is None else row.measured_ms,
     }

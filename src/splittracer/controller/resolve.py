@@ -15,6 +15,7 @@ from ..metrics.record import RunProvenance
 from ..tasks import Task
 from ..wire.messages import ModelConfig, RunOptions
 from .autosplit import resolve_planned_splits
+from .placed import resolve_placements
 from .preflight import check_manifest, preflight_cache
 from .provenance import code_fingerprint
 
@@ -83,6 +84,7 @@ def resolve_run(manifest: Manifest, workspace: Path | None = None) -> ResolvedRu
         [(name, build_task(entry)) for name, entries in manifest.playbook.items() for entry in entries],
         workspace,
     )
+    playbook = resolve_placements(manifest, playbook, workspace)
     o = manifest.options
     options = RunOptions(
         repeats=o.repeats,

@@ -54,6 +54,7 @@ class ParticipantContext:
         self._model = model
         self._inputs = inputs
         self._parts: dict[tuple[int, int, bool | None], Part] = {}
+        self._placed: dict[tuple[str, int], Part] = {}
         self._local = threading.local()
         self._computed_ns = now_ns()  # when this participant last finished computing (or started)
         self.keep_warm: KeepWarm | None = None  # set by the runtime for ``keep_warm: true``
@@ -132,8 +133,33 @@ class ParticipantContext:
         part = self._parts.get(key)
         if part is None:
             part = self._parts[key] = self.model.part(start, end, final=final)
+        return self._timed(part, start, end, tensors, {})
+
+    def run_placed(self, placement: str, device: int, *tensors: torch.Tensor) -> Any:
+        """Run one device's layers of ``placement`` (0: the first device's, 1: the rest), recorded
+        as a compute span carrying ``attrs['placement']``; see :meth:`run_layers`."""
+        part = self._placed.get((placement, device))
+        if part is None:
+            chain = placement.split("|")  # a chain: every device's layers but the last's
+            parts = self.model.place_chain(chain) if len(chain) > 1 else self.model.place(placement)
+            if not 0 <= device < len(parts):
+                raise SplitError(f"placement {placement} has devices 0..{len(parts) - 1}, not {device}")
+            for i, built in enumerate(parts):
+                self._placed[placement, i] = built
+            part = parts[device]
+        return self._timed(part, part.start, part.end, tensors, {"placement": placement})
+
+    def _timed(
+        self,
+        part: Part,
+        start: int,
+        end: int,
+        tensors: tuple[torch.Tensor, ...],
+        extra: dict[str, str | int | float | bool],
+    ) -> Any:
+        """Run ``part`` on ``tensors`` inside a compute span."""
         tags = self.tags
-        attrs = {**_warmup(tags), **self._idle_attrs()}
+        attrs = {**_warmup(tags), **self._idle_attrs(), **extra}
         warm = self.keep_warm.paused() if self.keep_warm is not None else contextlib.nullcontext()
         try:
             with (

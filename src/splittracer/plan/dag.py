@@ -34,7 +34,7 @@ from ..split.parts import compact
 from .chain import Link
 from .graph import ModelGraph
 
-__all__ = ["DagPlan", "min_cut", "plan_dag"]
+__all__ = ["DagPlan", "estimate_placement", "min_cut", "plan_dag", "top_placements"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,57 @@ def plan_dag(
             edges += [(a, c, math.inf), (c, value.layer, math.inf)]
     _flow, side = min_cut(aux + len(graph.values), edges, source, sink)
     return _describe(graph, side, first_ms, second_ms, link, reply or Link())
+
+
+def estimate_placement(
+    graph: ModelGraph,
+    first: Iterable[int],
+    first_ms: Sequence[float],
+    second_ms: Sequence[float],
+    link: Link,
+    *,
+    reply: Link | None = None,
+) -> DagPlan:
+    """The predicted latency of a given placement (the first device's layers), priced as
+    :func:`plan_dag` prices a cut: what a measured placement is compared with."""
+    return _describe(graph, {0, *first}, first_ms, second_ms, link, reply or Link())
+
+
+RATE_STEPS = tuple(2.0**i for i in range(-6, 7))  # 1/64 .. 64 times the link's rate
+
+
+def top_placements(
+    graph: ModelGraph,
+    first_ms: Sequence[float],
+    second_ms: Sequence[float],
+    link: Link,
+    k: int,
+    *,
+    reply: Link | None = None,
+) -> list[DagPlan]:
+    """The ``k`` placements predicted fastest on ``link``, fastest first.
+
+    The candidates are every allowed prefix cut and the minimum-cut placement
+    at the link's rate and at 1/64 to 64 times it (each a placement that is
+    best for some rate), all priced on ``link``; the first is the minimum cut
+    itself. Enumerating every closed layer set is exponential, so the rest are
+    the best of these, not necessarily the k best of all.
+    """
+    sides: dict[tuple[int, ...], None] = {}
+    for factor in RATE_STEPS:
+        scaled = Link(link.bandwidth_bps * factor, link.latency_s)
+        sides[plan_dag(graph, first_ms, second_ms, scaled).first] = None
+    for cut, allowed in enumerate(graph.allowed):
+        if allowed:
+            sides[tuple(range(1, cut + 1))] = None
+    priced = [estimate_placement(graph, side, first_ms, second_ms, link, reply=reply) for side in sides]
+    finite = [p for p in priced if math.isfinite(p.total_ms) and all(_sendable(graph, p))]
+    return sorted(finite, key=lambda p: (p.total_ms, len(p.first)))[:k]
+
+
+def _sendable(graph: ModelGraph, plan: DagPlan) -> list[bool]:
+    sizes = {v.name: v.bytes for v in graph.values}
+    return [sizes.get(name) is not None for name in plan.sent]
 
 
 def _describe(

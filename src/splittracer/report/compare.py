@@ -84,7 +84,7 @@ def compare_runs(store: ResultsStore, run_ids: Sequence[str]) -> RunComparison:
         )
     summaries = tuple(run_summary(store, run_id) for run_id in run_ids)
     layers = next((s.layers for s in summaries if s.layers), ())
-    by_split = [{row.split: row for row in s.rows} for s in summaries]
+    by_split = [{row.split: row for row in s.rows if not row.placement} for s in summaries]  # splits only
     splits = sorted(set().union(*by_split))
     rows = tuple(
         CompareRow(k, split_label(k, layers), tuple(found.get(k) for found in by_split)) for k in splits

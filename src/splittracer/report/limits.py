@@ -74,7 +74,7 @@ class WholeModelRatio:
 
 def whole_model_ratio(rows: tuple[SplitRow, ...], layers: tuple[str, ...]) -> WholeModelRatio | None:
     """The ratio, when the run measured split 0 and the split after the model's last layer."""
-    by_split = {row.split: row for row in rows}
+    by_split = {row.split: row for row in rows if not row.placement}  # a placement is no split
     last = len(layers) if layers else max(by_split, default=0)
     if last == 0 or 0 not in by_split or last not in by_split:
         return None

@@ -33,8 +33,14 @@ def split_labels(splits: Sequence[int], labels: Sequence[str] | None) -> list[st
 
 
 def _row_ticks(rows: Sequence[SplitRow], labels: Sequence[str] | None) -> list[str]:
-    """One tick per row: its split's label, or every cut's along a chain ('conv1 → fc')."""
-    return [" → ".join(split_labels(r.cuts or (r.split,), labels)) for r in rows]
+    """One tick per row: its split's label, every cut's along a chain ('conv1 → fc'), or a
+    placement's layers on the first device ('1-3 (stem.0..block1.b1), 7-9 (...)')."""
+    return [
+        r.placement_layers or r.placement
+        if r.placement
+        else " → ".join(split_labels(r.cuts or (r.split,), labels))
+        for r in rows
+    ]
 
 
 def plot_stacked_splits(

@@ -209,12 +209,17 @@ def tensors_label(counts: Sequence[int | None]) -> int | str | None:
 
 
 def row_label(row: SplitRow, layers: Sequence[str]) -> str:
-    """The layer each cut of ``row`` comes after: 'input', 'conv1', or 'conv1 → fc' along a chain."""
+    """The layer each cut of ``row`` comes after: 'input', 'conv1', or 'conv1 → fc' along a chain;
+    a placement's layers on the first device, named at the ranges' ends."""
+    if row.placement:
+        return row.placement_layers or row.placement
     return " → ".join(split_label(k, layers) for k in row.cuts or (row.split,))
 
 
 def split_tensors(row: SplitRow, counts: Sequence[int]) -> tuple[int | None, ...]:
     """The number of tensors crossing each cut of ``row``, from the run record's ``split_tensors``."""
+    if row.placement:
+        return (row.placement_tensors,)
     return tuple(counts[k] if 0 <= k < len(counts) else None for k in row.cuts or (row.split,))
 
 
@@ -224,7 +229,9 @@ def split_decisions(metrics: Sequence[Metric]) -> tuple[SplitDecision, ...]:
     return tuple(
         SplitDecision(
             inference=int(m.attrs.get("inference", 0)),
-            cuts=str(m.attrs.get("cuts", int(m.value))),
+            cuts=f"[{m.attrs['placement']}]"
+            if "placement" in m.attrs
+            else str(m.attrs.get("cuts", int(m.value))),
             reason=str(m.attrs.get("reason", "")),
             bandwidth_bps=float(m.attrs.get("bandwidth_bps", 0.0)),
             predicted_ms=float(m.attrs.get("predicted_ms", math.nan)),

@@ -15,6 +15,11 @@ split=k``. Per inference:
   taken as forward. In a longer chain the forward hops add up;
 * total = the ``inference`` span, recorded once, end to end.
 
+A placement that is not a prefix cut (its ``inference`` span carries
+``attrs['placement']``, the first device's layers as ``1-3,7-9``) is a row of
+its own, labelled by the placement; its ``split`` tag is how many layers the
+first device ran.
+
 In a chain of three or more participants a row is one chain of cuts: the
 split tag (the first cut) and where each middle participant's compute ended.
 Its :class:`Hop` entries give each link's transfer (both directions) and
@@ -31,6 +36,7 @@ span tagged ``attrs['warmup'] = True``) are never samples either.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -92,10 +98,15 @@ class SplitRow:
     bytes_wire: int
     cuts: tuple[int, ...] = ()
     hops: tuple[Hop, ...] = ()
+    placement: str = ""  # the first device's layers ('1-3,7-9') when the row ran a placement
+    placement_layers: str = ""  # the same with the layer names at the ranges' ends
+    placement_tensors: int = 0  # tensors crossing the placement
 
     @property
     def cut_label(self) -> str:
-        """Every cut of the row: '5' or '5→12'."""
+        """Every cut of the row: '5' or '5→12'; a placement's layers: '[1-3,7-9]'."""
+        if self.placement:
+            return f"[{self.placement}]"
         return "→".join(str(k) for k in self.cuts or (self.split,))
 
 
@@ -120,6 +131,7 @@ class _Inference:
     ends: dict[int, int] = field(default_factory=dict)  # stage -> last layer it computed
     links: defaultdict[tuple[str, str], _Link] = field(default_factory=lambda: defaultdict(_Link))
     error: str = ""  # the exception type an errored ``inference`` span recorded
+    placement: tuple[str, str, int] = ("", "", 0)  # label, named ranges, tensors: the inference span's
 
     def cuts(self, split: int) -> tuple[int, ...]:
         """The split, then where each middle stage's compute ended."""
@@ -143,10 +155,17 @@ class Incomplete:
 
 def summarize(spans: Iterable[Span]) -> list[SplitRow]:
     """One row per chain of cuts with completed, non-warm-up inferences, sorted by its cuts."""
-    by_cuts: defaultdict[tuple[int, ...], list[_Inference]] = defaultdict(list)
+    by_cuts: defaultdict[tuple[tuple[int, ...], tuple[str, str, int]], list[_Inference]] = defaultdict(list)
     for (split, _), inference in _counted(spans).items():
-        by_cuts[inference.cuts(split)].append(inference)
-    return [_row(cuts, by_cuts[cuts]) for cuts in sorted(by_cuts)]
+        by_cuts[inference.cuts(split), inference.placement].append(inference)
+    return [_placed_row(_row(cuts, by_cuts[cuts, p]), p) for cuts, p in sorted(by_cuts)]
+
+
+def _placed_row(row: SplitRow, placement: tuple[str, str, int]) -> SplitRow:
+    label, layers, tensors = placement
+    if not label:
+        return row
+    return dataclasses.replace(row, placement=label, placement_layers=layers, placement_tensors=tensors)
 
 
 def counted_inferences(spans: Iterable[Span]) -> dict[tuple[int, int], tuple[int, ...]]:
@@ -197,6 +216,13 @@ def _accumulate(inference: _Inference, span: Span) -> None:
             inference.bytes_raw += span.bytes_raw
             inference.bytes_wire += span.bytes_wire
     elif span.kind == "inference":
+        if "placement" in span.attrs:
+            a = span.attrs
+            inference.placement = (
+                str(a["placement"]),
+                str(a.get("placement_layers", "")),
+                int(a.get("placement_tensors", 0)),
+            )
         error = span.attrs.get("error")
         if error:
             inference.error = str(error)
@@ -280,6 +306,9 @@ def _row_dict(row: SplitRow) -> dict[str, Any]:
         for s, q in enumerate(row.stages)
     ]
     flat["cuts"] = list(row.cuts)
+    if row.placement:
+        flat["placement"], flat["placement_layers"] = row.placement, row.placement_layers
+        flat["placement_tensors"] = row.placement_tensors
     flat["hops"] = [_hop_dict(h) for h in row.hops]
     return flat
 

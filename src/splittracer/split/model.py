@@ -251,6 +251,45 @@ class SplitModel:
         )
         return head, tail
 
+    def place_chain(self, specs: Sequence[PlacementSpec]) -> list[Part]:
+        """Parts for a chain of ``len(specs) + 1`` devices: ``specs`` name the layers of every
+        device but the last, in chain order; the last runs the rest.
+
+        Every device's layers together with those before it must be closed
+        under data dependencies, so each device sends on what it made and all
+        that later devices still need of what it received. One spec is
+        :meth:`place`. SplitError naming the offending layer otherwise.
+        """
+        graph, names = self._graph, self._graph.names
+        held: set[int] = set()
+        takes, parts = graph.live[0], []
+        for device, spec in enumerate(specs, start=1):
+            own = layer_set(spec, names)
+            again = sorted(own & held)
+            if again:
+                raise SplitError(
+                    f"layer {again[0]} ({names[again[0] - 1]}) is placed on device {device} and before it"
+                )
+            held |= own
+            try:
+                check_closed(graph, held)
+            except SplitError as exc:
+                raise SplitError(f"devices 1..{device} together: {exc.message}", hint=exc.hint) from None
+            sends = crossing(graph, held)
+            odd = [v.name for v in sends if v not in self._tensors]
+            if odd:
+                raise SplitError(f"device {device} would send values that are not tensors ({', '.join(odd)})")
+            span = (min(own, default=1) - 1, max(own, default=0))
+            parts.append(build_layer_part(self._gm, graph, own, takes, sends, final=False, span=span))
+            takes = sends
+        rest = [i for i in range(1, self.num_layers + 1) if i not in held]
+        span = (min(rest, default=self.num_layers + 1) - 1, self.num_layers)
+        out = self.captured.out_spec
+        parts.append(
+            build_layer_part(self._gm, graph, rest, takes, graph.live[-1], out, final=True, span=span)
+        )
+        return parts
+
     def run_placement(self, spec: PlacementSpec | Placement, x: torch.Tensor) -> Any:
         """Run head then tail of a placement on ``x``."""
         head, tail = self.place(spec)
