@@ -3,8 +3,10 @@
 Sources, by prefix:
 
 ``torchvision:NAME``
-    Any classification/detection model torchvision knows, with random
-    weights unless a local weights file is given (nothing is downloaded).
+    Any model torchvision knows (classification, detection, segmentation,
+    video), with random weights -- backbone weights too -- unless a local
+    weights file is given. Nothing is downloaded: a builder that tries is a
+    ModelError naming the URL.
 ``ultralytics:FILE.yaml``
     A YOLO model built from the ``ultralytics`` package's own model yaml
     (optional extra ``splittracer[yolo]``), random weights, no download.
@@ -17,10 +19,12 @@ Sources, by prefix:
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
+import inspect
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,9 +94,54 @@ def _build_torchvision(name: str) -> tuple[nn.Module, tuple[int, ...]]:
     known = torchvision.models.list_models()
     if name not in known:
         raise ModelError(f"torchvision has no model named '{name}'", hint=_did_you_mean(name, known))
-    module = torchvision.models.get_model(name, weights=None)
-    size = 299 if name == "inception_v3" else 224
-    return module, (1, 3, size, size)
+    builder = torchvision.models.get_model_builder(name)
+    # Every weight argument a builder takes is None: a detector's default ImageNet backbone
+    # weights would otherwise be downloaded although the model's own weights are not.
+    offline = {key: None for key in inspect.signature(builder).parameters if key.startswith("weights")}
+    with no_downloads(f"torchvision:{name}"):
+        module = builder(**offline)
+    return module, _torchvision_shape(name, builder.__module__)
+
+
+def _torchvision_shape(name: str, where: str) -> tuple[int, ...]:
+    """The input a torchvision builder expects: video models take frames, Inception 299 pixels."""
+    if ".video." in where:
+        return (1, 3, 16, 112, 112)
+    size = 299 if "inception_v3" in name else 224
+    return (1, 3, size, size)
+
+
+@contextlib.contextmanager
+def no_downloads(source: str) -> Iterator[None]:
+    """Turn any attempt to download while ``source`` is built into a ModelError.
+
+    torch.hub's downloader is what torchvision and timm fetch weights with; a
+    builder that still wants a file fails with one paragraph instead of a
+    urllib traceback (or, worse, a silent download on a device).
+    """
+    import torch.hub
+
+    def refuse(url: str, *_args: object, **_kwargs: object) -> None:
+        raise _DownloadRefused(url)
+
+    real = torch.hub.download_url_to_file
+    torch.hub.download_url_to_file = refuse
+    try:
+        yield
+    except _DownloadRefused as exc:
+        raise ModelError(
+            f"building {source} would download {exc.url}: SplitTracer never downloads weights",
+            hint="Build it with random weights (the default), or download the file yourself and "
+            "pass it as a local state_dict with --weights (the manifest's model.weights).",
+        ) from None
+    finally:
+        torch.hub.download_url_to_file = real
+
+
+class _DownloadRefused(Exception):
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
 
 
 def _build_ultralytics(name: str) -> tuple[nn.Module, tuple[int, ...]]:
@@ -138,7 +187,8 @@ def _build_timm(name: str) -> tuple[nn.Module, tuple[int, ...]]:
     known = timm.list_models()
     if name not in known:
         raise ModelError(f"timm has no model named '{name}'", hint=_did_you_mean(name, known))
-    module = timm.create_model(name, pretrained=False)
+    with no_downloads(f"timm:{name}"):
+        module = timm.create_model(name, pretrained=False)
     size = tuple(module.default_cfg.get("input_size", (3, 224, 224)))
     return module, (1, *size)
 
