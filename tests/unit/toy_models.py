@@ -80,3 +80,29 @@ class InceptionToy(nn.Module):
 def inception_toy() -> nn.Module:
     """Factory used as ``tests.unit.toy_models:inception_toy`` (input 1,3,16,16)."""
     return InceptionToy()
+
+
+class FlattenBetween(nn.Module):
+    """A functional step between top-level modules and a branch on a value: no tracer captures it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.classifier = nn.Linear(16, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.pool(self.features(x))
+        if y.sum() > 1e9:  # never taken; makes the forward untraceable
+            y = y * 0
+        return self.classifier(torch.flatten(y, 1))
+
+
+def flatten_batch(x: torch.Tensor) -> torch.Tensor:
+    """What ``FlattenBetween`` does between pool and classifier, as a named function."""
+    return torch.flatten(x, 1)
+
+
+def halve(x: torch.Tensor) -> torch.Tensor:
+    """A named function for ``call:`` steps."""
+    return x / 2

@@ -32,6 +32,7 @@ import torch
 from torch import fx, nn
 
 from ..errors import CaptureError
+from .sequence import Step, chain_graph
 
 METHODS = ("export", "fx", "hooks")
 log = logging.getLogger(__name__)
@@ -60,16 +61,17 @@ def capture(
     example: torch.Tensor,
     *,
     methods: Sequence[str] = METHODS,
-    sequence: Sequence[str] | None = None,
+    sequence: Sequence[Step] | None = None,
     override_hint: str = "",
 ) -> Captured:
     """Capture ``model`` on ``example`` with the first method that works.
 
-    ``sequence`` (module paths in execution order) replaces automatic capture
-    with an explicit chain of modules, for models no method can trace.
+    ``sequence`` (module calls and functional steps in execution order)
+    replaces automatic capture with an explicit chain, for models no method
+    can trace.
     """
     if sequence is not None:
-        gm = _chain_graph(model, list(sequence))
+        gm = chain_graph(model, sequence)
         return Captured(gm, "sequence")
     attempts: list[Attempt] = []
     for method in methods:
@@ -146,7 +148,7 @@ def _capture_fx(model: nn.Module, example: torch.Tensor) -> tuple[fx.GraphModule
 
 def _capture_hooks(model: nn.Module, example: torch.Tensor) -> tuple[fx.GraphModule, Any]:
     order = _record_chain(model, example)
-    return _chain_graph(model, order), None
+    return chain_graph(model, [Step("module", path) for path in order]), None
 
 
 def _record_chain(model: nn.Module, example: torch.Tensor) -> list[str]:
@@ -175,19 +177,6 @@ def _record_chain(model: nn.Module, example: torch.Tensor) -> list[str]:
     if output is not previous:
         raise RuntimeError("the model's output is not the last top-level module's output")
     return [name for name, _a, _o in calls]
-
-
-def _chain_graph(model: nn.Module, paths: list[str]) -> fx.GraphModule:
-    graph = fx.Graph()
-    value = graph.placeholder("x")
-    for path in paths:
-        try:
-            model.get_submodule(path)
-        except AttributeError as exc:
-            raise CaptureError(f"the model has no module '{path}'") from exc
-        value = graph.call_module(path, (value,))
-    graph.output(value)
-    return fx.GraphModule(model, graph)
 
 
 def _drop_guards(gm: fx.GraphModule) -> None:

@@ -85,7 +85,7 @@ def build_layer_graph(
     inputs = tuple(n for n in gm.graph.nodes if n.op == "placeholder")
     output = next(n for n in gm.graph.nodes if n.op == "output")
     nodes = tuple(n for n in gm.graph.nodes if n.op in ("call_function", "call_method", "call_module"))
-    keys = _attach_glue([_group_key(node_owner(n), model, granularity, groups) for n in nodes])
+    keys = _attach_glue([_node_key(n, model, granularity, groups) for n in nodes])
     layer_of: dict[fx.Node, int] = {n: 0 for n in inputs}
     names: list[str] = []
     previous: str | None = None
@@ -96,6 +96,14 @@ def build_layer_graph(
         layer_of[node] = len(names)
     live = _live_sets(inputs, nodes, layer_of, output, len(names))
     return LayerGraph(nodes, layer_of, _unique(names), tuple(names), live, inputs, output)
+
+
+def _node_key(
+    node: fx.Node, model: nn.Module, granularity: Granularity, groups: Mapping[str, Sequence[str]] | None
+) -> str | None:
+    """The layer a node belongs to; a module called as one opaque node is always a layer of its own."""
+    key = _group_key(node_owner(node), model, granularity, groups)
+    return str(node.target) if key is None and node.op == "call_module" else key
 
 
 def _group_key(

@@ -19,6 +19,7 @@ from .macs import node_macs
 from .override import SplitOverride, load_override
 from .parts import Part, build_layer_part, build_part, compact
 from .placement import PlacementSpec, check_closed, closure, layer_set
+from .sequence import Step, check_chain
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,10 @@ class SplitModel:
         if isinstance(granularity, str):
             granularity = Granularity.parse(ov.granularity or granularity)
         self.granularity = granularity
-        self.captured: Captured = capture(model, example, methods=ov.capture or METHODS, sequence=ov.sequence)
+        steps = ov.steps()
+        if steps is not None:
+            _check_sequence(model, steps, example, override_file, locals().get("located"))
+        self.captured: Captured = capture(model, example, methods=ov.capture or METHODS, sequence=steps)
         self._gm = self.captured.graph_module
         self._graph: LayerGraph = build_layer_graph(self._gm, model, granularity, ov.groups)
         probe = _Probe(self._gm)
@@ -316,6 +320,17 @@ class SplitModel:
                     hint=did_you_mean(item, names) or "Use 'splittracer model inspect' for names.",
                 )
         return allowed
+
+
+def _check_sequence(
+    model: nn.Module, steps: list[Step], example: torch.Tensor, file: str | None, located: Any
+) -> None:
+    """A sequence that cannot run, or computes something else, is the override's mistake."""
+    problem = check_chain(model, steps, example)
+    if problem is not None:
+        line = located.line_of(("sequence", problem.index)) if located else None
+        key = f"sequence.{problem.index}"
+        raise ConfigError(problem.message, path=file, line=line, key=key, hint=problem.hint)
 
 
 def _restrict(point: SplitPoint, allowed: set[int]) -> SplitPoint:

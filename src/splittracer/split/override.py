@@ -10,19 +10,32 @@ Example (every key optional)::
     sequence: [backbone, neck, head]  # explicit chain of modules, no tracing
 
 ``sequence`` is the explicit placement for models nothing can trace: the
-listed modules run one after another, each on the previous one's output.
+listed modules run one after another, each on the previous one's output,
+with functional steps between them where the forward has glue
+(``- flatten: 1``, ``- reshape: [-1, 256]``, ``- call: pkg.mod:fn``; see
+:mod:`.sequence`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import field_validator
+from pydantic import AfterValidator, field_validator
 
 from ..config import LocatedYaml, Strict, load_typed, read_yaml
 from ..errors import ConfigError
 from .capture import METHODS
 from .layers import Granularity
+from .sequence import Step, parse_step
+
+
+def _step_item(item: str | dict[str, Any]) -> str | dict[str, Any]:
+    parse_step(item)  # a ValueError names what is wrong with this one item
+    return item
+
+
+SequenceItem = Annotated[str | dict[str, Any], AfterValidator(_step_item)]
 
 
 class SplitOverride(Strict):
@@ -32,7 +45,7 @@ class SplitOverride(Strict):
     capture: list[str] | None = None
     groups: dict[str, list[str]] | None = None
     splits: list[int | str] | None = None
-    sequence: list[str] | None = None
+    sequence: list[SequenceItem] | None = None
 
     @field_validator("granularity")
     @classmethod
@@ -51,6 +64,10 @@ class SplitOverride(Strict):
             if method not in METHODS:
                 raise ValueError(f"unknown capture method '{method}', expected one of {METHODS}")
         return value
+
+    def steps(self) -> list[Step] | None:
+        """The ``sequence``, parsed (None when the override has none)."""
+        return None if self.sequence is None else [parse_step(item) for item in self.sequence]
 
 
 def load_override(path: str | Path) -> tuple[SplitOverride, LocatedYaml]:
