@@ -11,7 +11,7 @@ from splittracer.errors import CaptureError, ConfigError, SplitError
 from splittracer.split import Granularity, SplitModel
 from splittracer.split.profile import profile_layers, verify_splits
 
-from .toy_models import ChainOfOpaque, FlattenBetween, Uncapturable
+from .toy_models import ChainOfOpaque, DataDependent, FlattenBetween, Uncapturable
 
 FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures" / "overrides"
 
@@ -124,12 +124,14 @@ def test_hooks_fallback_splits_an_untraceable_chain():
 
 
 def test_uncapturable_model_names_the_construct_and_the_override():
+    # No sub-modules and a branch on a value: no tracer follows it, and eager capture has no layers.
     with pytest.raises(CaptureError) as info:
-        SplitModel(Uncapturable().eval(), torch.randn(2, 8))
+        SplitModel(DataDependent().eval(), torch.randn(2, 8))
     text = info.value.render()
-    assert "toy_models.py" in text and "y.sum() > 0" in text
-    assert "--override" in text
-    assert "hooks:" in text and "not" in text
+    assert "its forward branches on a tensor's value" in text
+    assert "toy_models.py" in text and "DataDependent.forward: if x.sum() > 0" in text
+    assert "--override" in text and "`capture: [eager]`" in text and "`sequence:`" in text
+    assert "eager: SplitError: the forward called none of the model's modules" in text
 
 
 def test_override_sequence_captures_by_hand(write_override):

@@ -106,3 +106,33 @@ def flatten_batch(x: torch.Tensor) -> torch.Tensor:
 def halve(x: torch.Tensor) -> torch.Tensor:
     """A named function for ``call:`` steps."""
     return x / 2
+
+
+def small_detector() -> nn.Module:
+    """torchvision's smallest Faster R-CNN, random weights, keeping every box (score threshold 0)."""
+    from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn
+
+    torch.manual_seed(0)
+    model = fasterrcnn_mobilenet_v3_large_320_fpn(
+        weights=None, weights_backbone=None, box_score_thresh=0.0, box_detections_per_img=20, min_size=160,
+        max_size=160,
+    )  # fmt: skip
+    model.example_input_shape = (1, 3, 128, 128)
+    return model
+
+
+class Residual(nn.Module):
+    """A branch on a value and an in-place residual add in the forward's own code."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(8, 8)
+        self.b = nn.Linear(8, 8)
+        self.c = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.a(x)
+        y += x
+        if y.mean() > 10:  # a Python branch on a value
+            y = y * 0
+        return self.c(torch.relu(self.b(y)) + y)

@@ -102,16 +102,17 @@ def _node_key(
     node: fx.Node, model: nn.Module, granularity: Granularity, groups: Mapping[str, Sequence[str]] | None
 ) -> str | None:
     """The layer a node belongs to; a module called as one opaque node is always a layer of its own."""
-    key = _group_key(node_owner(node), model, granularity, groups)
+    key = group_key(node_owner(node), model, granularity, groups)
     return str(node.target) if key is None and node.op == "call_module" else key
 
 
-def _group_key(
+def group_key(
     owner: str,
     model: nn.Module,
     granularity: Granularity,
     groups: Mapping[str, Sequence[str]] | None,
 ) -> str | None:
+    """The layer a module path belongs to at ``granularity`` (None: glue of the layer before)."""
     for name, prefixes in (groups or {}).items():
         if any(owner == p or owner.startswith(p + ".") for p in prefixes):
             return name
