@@ -130,7 +130,7 @@ def test_uncapturable_model_names_the_construct_and_the_override():
     text = info.value.render()
     assert "its forward branches on a tensor's value" in text
     assert "toy_models.py" in text and "DataDependent.forward: if x.sum() > 0" in text
-    assert "--override" in text and "`capture: [eager]`" in text and "`sequence:`" in text
+    assert "--override" in text and "`capture:` listing `eager`" in text and "`sequence:`" in text
     assert "eager: SplitError: the forward called none of the model's modules" in text
 
 

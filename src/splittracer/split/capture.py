@@ -100,9 +100,9 @@ def capture(
     raise CaptureError(
         f"no capture method could split {type(model).__name__}{_construct(attempts)}:\n{lines}",
         hint="Write an override file and pass it with --override (see 'Split overrides' in the README): "
-        "`capture: [eager]` with `granularity: block` when the eager capture found no layers at the "
-        "default granularity, or an explicit `sequence:` of modules with the functional steps between "
-        "them (`- flatten: 1`, `- call: pkg.mod:fn`)." + override_hint,
+        "an explicit `sequence:` of modules with the functional steps between them (`- flatten: 1`, "
+        "`- call: pkg.mod:fn`), or `capture:` listing `eager` once the forward's work is done by "
+        "sub-modules it calls (each becomes a layer; `granularity:` leaf or block)." + override_hint,
     )
 
 
