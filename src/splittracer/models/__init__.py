@@ -12,6 +12,9 @@ Sources, by prefix:
     (optional extra ``splittracer[yolo]``), random weights, no download.
 ``timm:NAME``
     Any timm model, random weights (optional extra ``splittracer[timm]``).
+``transformers:TYPE?key=value&...``
+    A Hugging Face model built from its config with the given sizes,
+    random weights (optional package ``transformers``; see :mod:`.hf`).
 ``package.module:callable``
     A user's own model: a module-level ``nn.Module`` instance, or a class or
     function that returns one when called with no arguments.
@@ -43,6 +46,7 @@ class ModelSpec:
     source: str
     module: nn.Module
     input_shape: tuple[int, ...]
+    vocab: int | None = None  # inputs are token ids below this (a language model), not noise
 
 
 def load_model(
@@ -64,7 +68,8 @@ def load_model(
     if weights is not None:
         _load_weights(module, Path(weights))
     module.eval()
-    return ModelSpec(source, module, input_shape or default_shape)
+    vocab = getattr(module, "input_vocab", None)
+    return ModelSpec(source, module, input_shape or default_shape, int(vocab) if vocab else None)
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:
@@ -82,9 +87,11 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def example_input(shape: tuple[int, ...], *, seed: int = 0) -> torch.Tensor:
-    """A reproducible synthetic input of ``shape`` (standard normal, float32)."""
+def example_input(shape: tuple[int, ...], *, seed: int = 0, vocab: int | None = None) -> torch.Tensor:
+    """A reproducible synthetic input of ``shape``: standard normal float32, or token ids below ``vocab``."""
     generator = torch.Generator().manual_seed(seed)
+    if vocab:
+        return torch.randint(0, vocab, shape, generator=generator)
     return torch.randn(shape, generator=generator)
 
 
@@ -193,6 +200,13 @@ def _build_timm(name: str) -> tuple[nn.Module, tuple[int, ...]]:
     return module, (1, *size)
 
 
+def _build_transformers(name: str) -> tuple[nn.Module, tuple[int, ...]]:
+    from .hf import build_from_config
+
+    with no_downloads(f"transformers:{name}"):
+        return build_from_config(name)
+
+
 def _build_user(module_name: str, attr: str) -> tuple[nn.Module, tuple[int, ...]]:
     obj = import_object(module_name, attr)
     model = obj if isinstance(obj, nn.Module) else _call_factory(obj, f"{module_name}:{attr}")
@@ -261,4 +275,5 @@ _BUILDERS: dict[str, Callable[[str], tuple[nn.Module, tuple[int, ...]]]] = {
     "torchvision": _build_torchvision,
     "ultralytics": _build_ultralytics,
     "timm": _build_timm,
+    "transformers": _build_transformers,
 }
