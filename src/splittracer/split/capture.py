@@ -60,6 +60,7 @@ class Captured:
     attempts: list[Attempt] = field(default_factory=list)
     out_spec: Any = None
     eager: EagerCapture | None = None
+    dynamic_batch: bool = False  # the graph runs any batch size, not only the example's
 
 
 def capture(
@@ -70,17 +71,22 @@ def capture(
     sequence: Sequence[Step] | None = None,
     override_hint: str = "",
     layer_key: Callable[[str], str | None] = lambda path: path,
+    dynamic_batch: bool = False,
 ) -> Captured:
     """Capture ``model`` on ``example`` with the first method that works.
 
-    ``layer_key`` maps a leaf module's path to its layer's (the granularity),
-    for eager capture. ``sequence`` (module calls and functional steps in execution order)
+    ``dynamic_batch`` asks for a graph that runs any batch size (export with
+    a symbolic batch dimension; fx, hooks and sequence graphs record no
+    shapes); when export cannot keep the batch free, the attempt says why
+    and a fixed-batch export is tried next. ``layer_key`` maps a leaf
+    module's path to its layer's (the granularity), for eager capture.
+    ``sequence`` (module calls and functional steps in execution order)
     replaces automatic capture with an explicit chain, for models no method
     can trace.
     """
     if sequence is not None:
         gm = chain_graph(model, sequence)
-        return Captured(gm, "sequence")
+        return Captured(gm, "sequence", dynamic_batch=dynamic_batch)
     attempts: list[Attempt] = []
     for method in methods:
         if method == "eager":
@@ -91,11 +97,15 @@ def capture(
                 continue
             return Captured(None, method, [*attempts, Attempt(method)], eager=eager)
         try:
-            gm, out_spec = _CAPTURERS[method](model, example)
+            batched = dynamic_batch
+            if dynamic_batch and method == "export":
+                gm, out_spec, batched = _export_batched(model, example, attempts)
+            else:
+                gm, out_spec = _CAPTURERS[method](model, example)
         except Exception as exc:
             attempts.append(Attempt(method, _describe_failure(exc)))
             continue
-        return Captured(gm, method, [*attempts, Attempt(method)], out_spec)
+        return Captured(gm, method, [*attempts, Attempt(method)], out_spec, dynamic_batch=batched)
     lines = "\n".join(f"  {a.method}: {a.error}" for a in attempts)
     raise CaptureError(
         f"no capture method could split {type(model).__name__}{_construct(attempts)}:\n{lines}",
@@ -172,6 +182,27 @@ def _capture_export(model: nn.Module, example: torch.Tensor) -> tuple[fx.GraphMo
     gm = program.module()
     _drop_guards(gm)
     return gm, program.call_spec.out_spec
+
+
+def _export_batched(
+    model: nn.Module, example: torch.Tensor, attempts: list[Attempt]
+) -> tuple[fx.GraphModule, Any, bool]:
+    """Export with dim 0 symbolic; a model that fixes its batch gets a fixed-batch export instead.
+
+    The example is doubled along the batch: export treats a size of 1 as a
+    constant, so a batch-1 example could never yield a free batch dimension.
+    """
+    batch = torch.export.Dim("batch", min=1)
+    doubled = torch.cat([example, example]) if example.shape[0] == 1 else example
+    try:
+        with torch.no_grad():
+            program = torch.export.export(model, (doubled,), dynamic_shapes=({0: batch},))
+    except Exception as exc:
+        attempts.append(Attempt("export", "dynamic batch: " + _describe_failure(exc)))
+        return (*_capture_export(model, example), False)
+    gm = program.module()
+    _drop_guards(gm)
+    return gm, program.call_spec.out_spec, True
 
 
 def _capture_fx(model: nn.Module, example: torch.Tensor) -> tuple[fx.GraphModule, Any]:

@@ -143,7 +143,12 @@ class SplitModel:
             _check_sequence(model, steps, example, override_file, locals().get("located"))
         key = functools.partial(group_key, model=model, granularity=granularity, groups=ov.groups)
         self.captured: Captured = capture(
-            model, example, methods=ov.capture or METHODS, sequence=steps, layer_key=key
+            model,
+            example,
+            methods=ov.capture or METHODS,
+            sequence=steps,
+            layer_key=key,
+            dynamic_batch=ov.batch == "dynamic",
         )
         self._layer_graph: LayerGraph | None = None
         self._tensors: dict[fx.Node, TensorInfo] = {}
@@ -169,6 +174,11 @@ class SplitModel:
     def method(self) -> str:
         """The capture method that worked: export, fx, hooks or sequence."""
         return self.captured.method
+
+    @property
+    def dynamic_batch(self) -> bool:
+        """Whether the parts run any batch size (the override's ``batch: dynamic``, where capture allows)."""
+        return self.captured.dynamic_batch
 
     @property
     def attempts(self) -> list[Attempt]:

@@ -8,6 +8,7 @@ Example (every key optional)::
       stem: [conv1, bn1, relu, maxpool]
     splits: [0, stem, layer2, 14] # allowed split points: indices or layer names
     sequence: [backbone, neck, head]  # explicit chain of modules, no tracing
+    batch: dynamic                # parts run any batch size (default: the example's)
 
 ``sequence`` is the explicit placement for models nothing can trace: the
 listed modules run one after another, each on the previous one's output,
@@ -19,7 +20,7 @@ with functional steps between them where the forward has glue
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, field_validator
 
@@ -46,6 +47,7 @@ class SplitOverride(Strict):
     groups: dict[str, list[str]] | None = None
     splits: list[int | str] | None = None
     sequence: list[SequenceItem] | None = None
+    batch: Literal["fixed", "dynamic"] = "fixed"
 
     @field_validator("granularity")
     @classmethod
