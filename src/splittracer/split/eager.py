@@ -31,7 +31,10 @@ not send the input: the tail gets a stand-in of the same shape.
 
 Limits: the input's shape must be the example's; a layer whose output
 changes structure from input to input (a list whose length varies) cannot be
-banked; placements other than cuts need a graph, so they are refused.
+banked; placements other than cuts need a graph, so they are refused. A
+part routes the model's layer modules through itself while it runs, so one
+model runs one part at a time; and since every part replays the forward's
+glue, per-layer profiles of an eager model include that glue.
 """
 
 from __future__ import annotations
