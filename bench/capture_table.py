@@ -88,7 +88,8 @@ def walk(names: list[str], size: int, granularity: str, limit_s: int) -> list[di
     """Every builder in its own process; a timeout or a crash is that row's reason."""
     rows = []
     for name in names:
-        command = [sys.executable, __file__, "--one", name, "--shape", shape_for(name, size)]
+        shape = shape_for(name, size)
+        command = [sys.executable, __file__, "--one", name, "--shape", shape]
         command += ["--granularity", granularity]
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=limit_s)
@@ -96,15 +97,16 @@ def walk(names: list[str], size: int, granularity: str, limit_s: int) -> list[di
             row = json.loads(lines[-1]) if done.returncode == 0 and lines else None
             if row is None:
                 tail = (done.stderr.strip().splitlines() or ["no output"])[-1][:160]
-                row = {"model": name, "family": family(name), "reason": f"crashed: {tail}"}
+                row = {"model": name, "family": family(name), "shape": shape, "reason": f"crashed: {tail}"}
         except subprocess.TimeoutExpired:
-            row = {"model": name, "family": family(name), "reason": f"over the {limit_s} s limit"}
+            reason = f"over the {limit_s} s limit"
+            row = {"model": name, "family": family(name), "shape": shape, "reason": reason}
         print(_line(row), file=sys.stderr, flush=True)
         rows.append(row)
     return rows
 
 
-def table(rows: list[dict[str, object]], granularity: str, note: str) -> str:
+def table(body: list[str], granularity: str, note: str) -> str:
     """The Markdown page: one row per builder."""
     head = [
         "# Which torchvision models split",
@@ -112,15 +114,28 @@ def table(rows: list[dict[str, object]], granularity: str, note: str) -> str:
         f"Written by `bench/capture_table.py` (granularity `{granularity}`, random weights, synthetic "
         f"inputs). {note}",
         "",
-        "| model | family | input | captured by | split points | verified | why not |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| model | family | input | captured by | split points | verified | why not | seconds |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    body = [
+    return "\n".join(head + sorted(body)) + "\n"
+
+
+def row_line(r: dict[str, object]) -> str:
+    """One builder's row."""
+    return (
         f"| {r['model']} | {r['family']} | {r.get('shape', '')} | {r.get('method', '—')} | "
-        f"{r.get('points', '—')} | {r.get('verified', '—')} | {r.get('reason', '')} |"
-        for r in rows
-    ]
-    return "\n".join(head + body) + "\n"
+        f"{r.get('points', '—')} | {r.get('verified', '—')} | {r.get('reason', '')} | "
+        f"{r.get('seconds', '')} |"
+    )
+
+
+def merged(out: Path, rows: list[dict[str, object]]) -> list[str]:
+    """Rows of an earlier table at ``out`` for the builders not run this time (``--update``)."""
+    if not out.is_file():
+        return []
+    fresh = {str(r["model"]) for r in rows}
+    lines = [line for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line]
+    return [line for line in lines[1:] if line.split("|")[1].strip() not in fresh]  # [0]: the header
 
 
 def _line(row: dict[str, object]) -> str:
@@ -134,6 +149,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64, help="image side for models that allow it")
     parser.add_argument("--limit-s", type=int, default=900, help="time limit per model")
     parser.add_argument("--out", type=Path, default=Path("docs/capture-table.md"))
+    parser.add_argument("--update", action="store_true", help="keep the other rows of an existing table")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--shape", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -150,7 +166,11 @@ def main() -> None:
         else f"A subset: builders matching `{args.only}` ({len(rows)} of "
         f"{len(torchvision.models.list_models())})."
     )
-    args.out.write_text(table(rows, args.granularity, note))
+    body = [row_line(r) for r in rows] + (merged(args.out, rows) if args.update else [])
+    if args.update:
+        note = f"A subset: {len(body)} of {len(torchvision.models.list_models())} builders."
+    text = table(body, args.granularity, note)
+    args.out.write_text(text)
     print(f"wrote {args.out}", file=sys.stderr)
 
 
