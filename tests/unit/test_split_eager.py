@@ -9,7 +9,7 @@ from splittracer.errors import SplitError
 from splittracer.split import SplitModel, SplitOverride
 from splittracer.split.profile import verify_splits
 
-from .toy_models import FlattenBetween, Residual, Uncapturable, small_detector
+from .toy_models import FlattenBetween, PassThrough, Residual, Uncapturable, small_detector
 
 
 def test_value_dependent_branch_is_captured_eagerly_and_every_split_is_exact():
@@ -109,4 +109,12 @@ def test_detector_splits_inside_the_backbone_and_the_heads(detector):
         sm.num_layers,  # everything but the post-processing on the first device
     ]
     checks = verify_splits(sm, x, splits=inside)
+    assert len(checks) == 4 and all(c.ok and c.max_abs_diff == 0 for c in checks), checks
+
+
+def test_a_layer_that_returns_its_input_keeps_both_origins():
+    model, x = PassThrough().eval(), torch.randn(2, 8)
+    sm = SplitModel(model, x, override=SplitOverride(capture=["eager"]))
+    assert [layer.name for layer in sm.layers] == ["a", "drop", "b"]
+    checks = verify_splits(sm, x)
     assert len(checks) == 4 and all(c.ok and c.max_abs_diff == 0 for c in checks), checks

@@ -147,3 +147,18 @@ class FixedBatch(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.a(x).view(1, 4)
+
+
+class PassThrough(nn.Module):
+    """A layer that returns its input object (Dropout in eval), whose input is read again later."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(8, 8)
+        self.drop = nn.Dropout(0.5)
+        self.b = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.a(x)
+        z = self.b(self.drop(y))
+        return z + y

@@ -154,7 +154,8 @@ class _Recorder:
             self.units.append((layer, j))
             if kind == "number":
                 self.always.add((layer, j))
-            self.sources[id(leaf)] = frozenset({(layer, j)})
+            # A layer that hands back its input (Identity, Dropout in eval) keeps both origins.
+            self.sources[id(leaf)] = self.sources.get(id(leaf), frozenset()) | {(layer, j)}
             self.alive.append(leaf)
 
     def sources_of(self, value: Any) -> frozenset[Unit]:
@@ -336,14 +337,16 @@ class EagerPart(Part):
         return dict(zip(units, tensors))
 
     def _value(self, received: dict[Unit, torch.Tensor], i: int) -> Any:
-        """Layer i's output built from the leaves received, the example's for the others.
+        """Layer i's output built from the leaves received, stand-ins for the others.
 
-        A leaf not received is one no code after the cut reads: the example's
-        value keeps shapes (and any glue before the cut) as they were.
+        A leaf not received is one nothing after the cut reads. Its stand-in
+        has the example's shape but is NaN, so a read the capture missed shows
+        up as a split that differs when it is verified, not as a silent copy
+        of the example's values.
         """
         example = leaves_of(self.cap.values[i])
         leaves = [
-            received[(i, j)] if (i, j) in received else _fresh(leaf, (i, j) in self.cap.mutated)
+            received[(i, j)] if (i, j) in received else _stand_in(leaf, (i, j) in self.cap.mutated)
             for j, leaf in enumerate(example)
         ]
         return unflatten(self.cap.specs[i], iter(leaves))
@@ -364,8 +367,12 @@ class EagerPart(Part):
         return tuple(out)
 
 
-def _fresh(leaf: torch.Tensor, mutated: bool) -> torch.Tensor:
-    return leaf.clone() if mutated else leaf
+def _stand_in(leaf: torch.Tensor, mutated: bool) -> torch.Tensor:
+    """NaN of ``leaf``'s shape (no memory unless written to); integers keep the example's values."""
+    if not leaf.is_floating_point():
+        return leaf.clone() if mutated else leaf
+    nan = torch.full((), float("nan"), dtype=leaf.dtype, device=leaf.device).expand(leaf.shape)
+    return nan.clone() if mutated else nan
 
 
 def _copy(value: Any) -> Any:
