@@ -112,7 +112,7 @@ def table(body: list[str], granularity: str, note: str) -> str:
         "# Which torchvision models split",
         "",
         f"Written by `bench/capture_table.py` (granularity `{granularity}`, random weights, synthetic "
-        f"inputs). {note}",
+        f"inputs; seconds: capture and verification, wall time on the machine that ran it). {note}",
         "",
         "| model | family | input | captured by | split points | verified | why not | seconds |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
