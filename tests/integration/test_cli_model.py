@@ -66,8 +66,8 @@ def test_profile_json():
         ),
         (["model", "inspect", "torchvision:alexnet", "--input-shape", "abc"], "positive integers"),
         (
-            ["model", "inspect", "tests.unit.toy_models:Uncapturable", "--input-shape", "2,8"],
-            "--override",
+            ["model", "inspect", "tests.unit.toy_models:DataDependent", "--input-shape", "2,8"],
+            "`capture:` listing `eager`",
         ),
         (
             ["model", "inspect", "torchvision:alexnet", "--granularity", "huge"],
@@ -126,7 +126,7 @@ def test_usage_error_exits_2():
 
 
 def test_torch_noise_stays_off_the_terminal_unless_debug():
-    args = ["model", "inspect", "tests.unit.toy_models:Uncapturable", "--input-shape", "2,8"]
+    args = ["model", "inspect", "tests.unit.toy_models:DataDependent", "--input-shape", "2,8"]
     quiet = splittracer(*args)
     assert quiet.returncode == 2
     # only SplitTracer's own paragraph: no graph dump, no torch log line, no warning
@@ -144,6 +144,23 @@ def test_verify_chosen_splits_only():
     outside = splittracer("model", "verify", "torchvision:alexnet", "--splits", "3,99")
     assert outside.returncode == 2 and "split 99 is not a split point" in outside.stderr
     assert "Traceback" not in outside.stderr
+
+
+@pytest.mark.slow
+def test_verify_a_detector_captured_eagerly():
+    """Faster R-CNN: data-dependent post-processing, lists of dicts out; split between its parts."""
+    args = ["model", "verify", "tests.unit.toy_models:small_detector", "--granularity", "block", "--json"]
+    result = splittracer(*args)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["ok"] and [s["after"] for s in data["splits"]] == [
+        "input",
+        "transform",
+        "backbone",
+        "rpn",
+        "roi_heads",
+    ]
+    assert all(s["max_abs_diff"] == 0 for s in data["splits"])
 
 
 def test_version():

@@ -17,6 +17,9 @@ MODELS = [
     ("torchvision:efficientnet_b0", (1, 3, 64, 64), "leaf"),
     ("ultralytics:yolov8n.yaml", (1, 3, 128, 128), "leaf"),
     ("ultralytics:yolov8n.yaml", (1, 3, 128, 128), "block"),
+    # segmentation (OrderedDict output) and a detector (eager: data-dependent post-processing)
+    ("torchvision:lraspp_mobilenet_v3_large", (1, 3, 64, 64), "block"),
+    ("torchvision:fasterrcnn_mobilenet_v3_large_320_fpn", (1, 3, 128, 128), "block"),
 ]
 
 

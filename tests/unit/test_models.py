@@ -84,3 +84,48 @@ def test_parse_input_shape_rejects(text):
 def test_example_input_is_reproducible():
     assert torch.equal(example_input((1, 3, 4, 4), seed=1), example_input((1, 3, 4, 4), seed=1))
     assert not torch.equal(example_input((1, 3, 4, 4), seed=1), example_input((1, 3, 4, 4), seed=2))
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any download through torch.hub or urllib fails the test."""
+    import urllib.request
+
+    import torch.hub
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"tried the network: {args[:1]}")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(torch.hub, "urlopen", refuse, raising=False)
+    return refuse
+
+
+def test_detector_builds_offline_backbone_weights_too(no_network):
+    spec = load_model("torchvision:fasterrcnn_mobilenet_v3_large_320_fpn")
+    assert type(spec.module).__name__ == "FasterRCNN"
+    spec = load_model("torchvision:deeplabv3_mobilenet_v3_large")
+    assert type(spec.module).__name__ == "DeepLabV3"
+
+
+def test_video_builder_gets_a_clip_shape(no_network):
+    assert load_model("torchvision:r3d_18").input_shape == (1, 3, 16, 112, 112)
+
+
+def test_a_builder_that_downloads_is_one_clear_error(monkeypatch, no_network):
+    import torch.hub
+    import torchvision
+
+    def downloading_builder(weights=None):
+        torch.hub.download_url_to_file("https://example.invalid/w.pth", "/nonexistent")
+        raise AssertionError("not reached")
+
+    downloading_builder.__module__ = "torchvision.models.fake"
+    monkeypatch.setattr(torchvision.models, "get_model_builder", lambda name: downloading_builder)
+    with pytest.raises(ModelError) as info:
+        load_model("torchvision:alexnet")
+    text = info.value.render()
+    assert "would download https://example.invalid/w.pth" in text
+    assert "--weights" in text
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert torch.hub.download_url_to_file.__name__ == "download_url_to_file"  # restored after the build

@@ -11,7 +11,7 @@ from splittracer.errors import CaptureError, ConfigError, SplitError
 from splittracer.split import Granularity, SplitModel
 from splittracer.split.profile import profile_layers, verify_splits
 
-from .toy_models import ChainOfOpaque, Uncapturable
+from .toy_models import ChainOfOpaque, DataDependent, FlattenBetween, Uncapturable
 
 FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures" / "overrides"
 
@@ -124,21 +124,27 @@ def test_hooks_fallback_splits_an_untraceable_chain():
 
 
 def test_uncapturable_model_names_the_construct_and_the_override():
+    # No sub-modules and a branch on a value: no tracer follows it, and eager capture has no layers.
     with pytest.raises(CaptureError) as info:
-        SplitModel(Uncapturable().eval(), torch.randn(2, 8))
+        SplitModel(DataDependent().eval(), torch.randn(2, 8))
     text = info.value.render()
-    assert "toy_models.py" in text and "y.sum() > 0" in text
-    assert "--override" in text
-    assert "hooks:" in text and "not" in text
+    assert "its forward branches on a tensor's value" in text
+    assert "toy_models.py" in text and "DataDependent.forward: if x.sum() > 0" in text
+    assert "--override" in text and "`capture:` listing `eager`" in text and "`sequence:`" in text
+    assert "eager: SplitError: the forward called none of the model's modules" in text
 
 
-def test_override_sequence_captures_by_hand(tmp_path):
-    model = Uncapturable().eval()
-    override = tmp_path / "override.yaml"
-    override.write_text("sequence: [a, b]\n")
-    sm = SplitModel(model, torch.randn(2, 8), override=override)
+def test_override_sequence_captures_by_hand(write_override):
+    model = ChainOfOpaque().eval()
+    sm = SplitModel(model, torch.randn(2, 8), override=write_override("sequence: [a, b, c]\n"))
     assert sm.method == "sequence"
-    assert [layer.name for layer in sm.layers] == ["a", "b"]
+    assert [layer.name for layer in sm.layers] == ["a", "b", "c"]
+
+
+def test_sequence_that_is_not_the_model_is_refused(write_override):
+    # Uncapturable adds its input back after b: the chain a, b runs but computes something else.
+    with pytest.raises(ConfigError, match=r"key 'sequence.1'.*not the model's output.*other values"):
+        SplitModel(Uncapturable().eval(), torch.randn(2, 8), override=write_override("sequence: [a, b]\n"))
 
 
 def test_override_groups_and_allowed_splits(resnet18_split):
@@ -183,6 +189,18 @@ def test_profile_times_every_layer(alexnet_split):
     assert result.forward_median_ms > 0
 
 
+@pytest.fixture
+def write_override(tmp_path):
+    """Write an override file under the test's own folder and return its path."""
+
+    def write(text: str):
+        path = tmp_path / "override.yaml"
+        path.write_text(text)
+        return path
+
+    return write
+
+
 def test_participants_build_identical_random_weights():
     """Head and tail come from different processes: the same seed must give the same model."""
     from splittracer.split.load import load_split_model
@@ -194,3 +212,56 @@ def test_participants_build_identical_random_weights():
     head, _ = first.split.cut(10)
     _, tail = second.split.cut(10)
     assert torch.allclose(tail(*head(first.example)), first.spec.module(first.example), atol=1e-5)
+
+
+def test_override_sequence_with_glue_splits_and_verifies(write_override):
+    model = FlattenBetween().eval()
+    x = torch.randn(2, 3, 8, 8)
+    text = "sequence:\n  - features\n  - pool\n  - flatten: 1\n  - classifier\n"
+    sm = SplitModel(model, x, override=write_override(text))
+    assert sm.method == "sequence"
+    assert [layer.name for layer in sm.layers] == ["features", "pool", "classifier"]
+    assert sm.points[2].tensors[0].shape == (2, 16)  # the flatten is glue of the pool layer
+    checks = verify_splits(sm, x)
+    assert len(checks) == 4 and all(c.ok for c in checks)
+
+
+def test_override_sequence_reshape_and_named_function(write_override):
+    model, x = FlattenBetween().eval(), torch.randn(2, 3, 8, 8)
+    glue = "{call: 'tests.unit.toy_models:flatten_batch'}"
+    for step in ("{reshape: [-1, 16]}", glue):
+        sm = SplitModel(
+            model, x, override=write_override(f"sequence: [features, pool, {step}, classifier]\n")
+        )
+        assert all(c.ok for c in verify_splits(sm, x))
+    text = f"sequence: [features, pool, {glue}, {{call: 'tests.unit.toy_models:halve'}}, classifier]\n"
+    with pytest.raises(ConfigError) as info:
+        SplitModel(model, x, override=write_override(text))
+    assert "key 'sequence.4'" in info.value.render() and "not the model's output" in info.value.render()
+
+
+def test_wrong_sequence_names_the_module_and_the_shape(write_override):
+    model = FlattenBetween().eval()
+    path = write_override("sequence:\n  - features\n  - pool\n  - classifier\n")
+    with pytest.raises(ConfigError) as info:
+        SplitModel(model, torch.randn(2, 3, 8, 8), override=path)
+    text = info.value.render()
+    assert f"{path.name}:4, key 'sequence.2'" in text
+    assert "module 'classifier' (Linear)" in text and "output of 'pool', a 2×4×2×2 tensor" in text
+    assert "flatten: 1" in text
+
+
+@pytest.mark.parametrize(
+    ("body", "pattern"),
+    [
+        ("sequence: [features, {squash: 1}]\n", r"key 'sequence.1'.*'squash: 1' is not a step"),
+        (
+            "sequence: [features, poool]\n",
+            r"key 'sequence.1'.*no module 'poool'[\s\S]*features, pool, classifier",
+        ),
+    ],
+)
+def test_malformed_sequence_steps(body, pattern, write_override):
+    with pytest.raises(ConfigError) as info:
+        SplitModel(FlattenBetween().eval(), torch.randn(2, 3, 8, 8), override=write_override(body))
+    assert re.search(pattern, info.value.render()), info.value.render()

@@ -118,3 +118,85 @@ class TwoPath(nn.Module):
 def two_path() -> nn.Module:
     """Factory used as ``tests.unit.toy_models:two_path`` (input 1,3,224,224)."""
     return TwoPath()
+
+
+class FlattenBetween(nn.Module):
+    """A functional step between top-level modules and a branch on a value: no tracer captures it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.classifier = nn.Linear(16, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.pool(self.features(x))
+        if y.sum() > 1e9:  # never taken; makes the forward untraceable
+            y = y * 0
+        return self.classifier(torch.flatten(y, 1))
+
+
+def flatten_batch(x: torch.Tensor) -> torch.Tensor:
+    """What ``FlattenBetween`` does between pool and classifier, as a named function."""
+    return torch.flatten(x, 1)
+
+
+def halve(x: torch.Tensor) -> torch.Tensor:
+    """A named function for ``call:`` steps."""
+    return x / 2
+
+
+def small_detector() -> nn.Module:
+    """torchvision's smallest Faster R-CNN, random weights, keeping every box (score threshold 0)."""
+    from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn
+
+    torch.manual_seed(0)
+    model = fasterrcnn_mobilenet_v3_large_320_fpn(
+        weights=None, weights_backbone=None, box_score_thresh=0.0, box_detections_per_img=20, min_size=160,
+        max_size=160,
+    )  # fmt: skip
+    model.example_input_shape = (1, 3, 128, 128)
+    return model
+
+
+class Residual(nn.Module):
+    """A branch on a value and an in-place residual add in the forward's own code."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(8, 8)
+        self.b = nn.Linear(8, 8)
+        self.c = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.a(x)
+        y += x
+        if y.mean() > 10:  # a Python branch on a value
+            y = y * 0
+        return self.c(torch.relu(self.b(y)) + y)
+
+
+class FixedBatch(nn.Module):
+    """Reshapes to a batch of one: no graph of it can run another batch size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.a(x).view(1, 4)
+
+
+class PassThrough(nn.Module):
+    """A layer that returns its input object (Dropout in eval), whose input is read again later."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(8, 8)
+        self.drop = nn.Dropout(0.5)
+        self.b = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.a(x)
+        z = self.b(self.drop(y))
+        return z + y

@@ -3,13 +3,18 @@
 Sources, by prefix:
 
 ``torchvision:NAME``
-    Any classification/detection model torchvision knows, with random
-    weights unless a local weights file is given (nothing is downloaded).
+    Any model torchvision knows (classification, detection, segmentation,
+    video), with random weights -- backbone weights too -- unless a local
+    weights file is given. Nothing is downloaded: a builder that tries is a
+    ModelError naming the URL.
 ``ultralytics:FILE.yaml``
     A YOLO model built from the ``ultralytics`` package's own model yaml
     (optional extra ``splittracer[yolo]``), random weights, no download.
 ``timm:NAME``
     Any timm model, random weights (optional extra ``splittracer[timm]``).
+``transformers:TYPE?key=value&...``
+    A Hugging Face model built from its config with the given sizes,
+    random weights (optional package ``transformers``; see :mod:`.hf`).
 ``package.module:callable``
     A user's own model: a module-level ``nn.Module`` instance, or a class or
     function that returns one when called with no arguments.
@@ -17,10 +22,12 @@ Sources, by prefix:
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
+import inspect
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +46,7 @@ class ModelSpec:
     source: str
     module: nn.Module
     input_shape: tuple[int, ...]
+    vocab: int | None = None  # inputs are token ids below this (a language model), not noise
 
 
 def load_model(
@@ -60,7 +68,8 @@ def load_model(
     if weights is not None:
         _load_weights(module, Path(weights))
     module.eval()
-    return ModelSpec(source, module, input_shape or default_shape)
+    vocab = getattr(module, "input_vocab", None)
+    return ModelSpec(source, module, input_shape or default_shape, int(vocab) if vocab else None)
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:
@@ -78,9 +87,11 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def example_input(shape: tuple[int, ...], *, seed: int = 0) -> torch.Tensor:
-    """A reproducible synthetic input of ``shape`` (standard normal, float32)."""
+def example_input(shape: tuple[int, ...], *, seed: int = 0, vocab: int | None = None) -> torch.Tensor:
+    """A reproducible synthetic input of ``shape``: standard normal float32, or token ids below ``vocab``."""
     generator = torch.Generator().manual_seed(seed)
+    if vocab:
+        return torch.randint(0, vocab, shape, generator=generator)
     return torch.randn(shape, generator=generator)
 
 
@@ -90,9 +101,54 @@ def _build_torchvision(name: str) -> tuple[nn.Module, tuple[int, ...]]:
     known = torchvision.models.list_models()
     if name not in known:
         raise ModelError(f"torchvision has no model named '{name}'", hint=_did_you_mean(name, known))
-    module = torchvision.models.get_model(name, weights=None)
-    size = 299 if name == "inception_v3" else 224
-    return module, (1, 3, size, size)
+    builder = torchvision.models.get_model_builder(name)
+    # Every weight argument a builder takes is None: a detector's default ImageNet backbone
+    # weights would otherwise be downloaded although the model's own weights are not.
+    offline = {key: None for key in inspect.signature(builder).parameters if key.startswith("weights")}
+    with no_downloads(f"torchvision:{name}"):
+        module = builder(**offline)
+    return module, _torchvision_shape(name, builder.__module__)
+
+
+def _torchvision_shape(name: str, where: str) -> tuple[int, ...]:
+    """The input a torchvision builder expects: video models take frames, Inception 299 pixels."""
+    if ".video." in where:
+        return (1, 3, 16, 112, 112)
+    size = 299 if "inception_v3" in name else 224
+    return (1, 3, size, size)
+
+
+@contextlib.contextmanager
+def no_downloads(source: str) -> Iterator[None]:
+    """Turn any attempt to download while ``source`` is built into a ModelError.
+
+    torch.hub's downloader is what torchvision and timm fetch weights with; a
+    builder that still wants a file fails with one paragraph instead of a
+    urllib traceback (or, worse, a silent download on a device).
+    """
+    import torch.hub
+
+    def refuse(url: str, *_args: object, **_kwargs: object) -> None:
+        raise _DownloadRefused(url)
+
+    real = torch.hub.download_url_to_file
+    torch.hub.download_url_to_file = refuse
+    try:
+        yield
+    except _DownloadRefused as exc:
+        raise ModelError(
+            f"building {source} would download {exc.url}: SplitTracer never downloads weights",
+            hint="Build it with random weights (the default), or download the file yourself and "
+            "pass it as a local state_dict with --weights (the manifest's model.weights).",
+        ) from None
+    finally:
+        torch.hub.download_url_to_file = real
+
+
+class _DownloadRefused(Exception):
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
 
 
 def _build_ultralytics(name: str) -> tuple[nn.Module, tuple[int, ...]]:
@@ -138,9 +194,17 @@ def _build_timm(name: str) -> tuple[nn.Module, tuple[int, ...]]:
     known = timm.list_models()
     if name not in known:
         raise ModelError(f"timm has no model named '{name}'", hint=_did_you_mean(name, known))
-    module = timm.create_model(name, pretrained=False)
+    with no_downloads(f"timm:{name}"):
+        module = timm.create_model(name, pretrained=False)
     size = tuple(module.default_cfg.get("input_size", (3, 224, 224)))
     return module, (1, *size)
+
+
+def _build_transformers(name: str) -> tuple[nn.Module, tuple[int, ...]]:
+    from .hf import build_from_config
+
+    with no_downloads(f"transformers:{name}"):
+        return build_from_config(name)
 
 
 def _build_user(module_name: str, attr: str) -> tuple[nn.Module, tuple[int, ...]]:
@@ -211,4 +275,5 @@ _BUILDERS: dict[str, Callable[[str], tuple[nn.Module, tuple[int, ...]]]] = {
     "torchvision": _build_torchvision,
     "ultralytics": _build_ultralytics,
     "timm": _build_timm,
+    "transformers": _build_transformers,
 }

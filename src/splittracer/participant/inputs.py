@@ -15,15 +15,18 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 class InputSource:
     """Input number ``i`` of a run: the same ``i`` gives the same tensor on every run."""
 
-    def __init__(self, shape: tuple[int, ...], *, seed: int = 0, dataset: str | None = None) -> None:
+    def __init__(
+        self, shape: tuple[int, ...], *, seed: int = 0, dataset: str | None = None, vocab: int | None = None
+    ) -> None:
         self.shape = shape
         self.seed = seed
+        self.vocab = vocab  # a language model's inputs are token ids below it
         self.files = image_files(Path(dataset)) if dataset else []
 
     def get(self, index: int) -> torch.Tensor:
         """A tensor of ``shape``: image ``index`` (cycling) or synthetic noise."""
         if not self.files:
-            return example_input(self.shape, seed=self.seed + index)
+            return example_input(self.shape, seed=self.seed + index, vocab=self.vocab)
         return _load_image(self.files[index % len(self.files)], self.shape)
 
 

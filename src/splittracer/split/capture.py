@@ -1,6 +1,6 @@
 """Turn a model into an FX graph whose nodes know which module they belong to.
 
-Three methods, tried in order:
+Four methods, tried in order:
 
 1. ``torch.export`` — captures nearly every model, including data-dependent
    Python such as YOLO's routing; nodes carry ``nn_module_stack``.
@@ -11,8 +11,12 @@ Three methods, tried in order:
    top-level modules run, and the capture is accepted only when they form a
    chain (each one's input is the previous one's output, the model's output
    is the last one's output).
+4. eager execution (:mod:`.eager`) — for everything else: the model's own
+   forward runs with its leaf (or block) modules as layers; a head stops
+   after layer k and the tail resumes with the banked outputs. It yields no
+   graph, so only cuts (not arbitrary placements) are possible.
 
-Whatever worked, the result is one ``torch.fx.GraphModule`` plus a function
+Whatever traced, the result is one ``torch.fx.GraphModule`` plus a function
 giving each node's *owner* (the dotted path of the module that ran it), so
 everything downstream treats the three the same way.
 """
@@ -24,7 +28,7 @@ import io
 import logging
 import traceback
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,8 +36,10 @@ import torch
 from torch import fx, nn
 
 from ..errors import CaptureError
+from .eager import EagerCapture, capture_eager, hooked_paths
+from .sequence import Step, chain_graph
 
-METHODS = ("export", "fx", "hooks")
+METHODS = ("export", "fx", "hooks", "eager")
 log = logging.getLogger(__name__)
 
 
@@ -49,10 +55,12 @@ class Attempt:
 class Captured:
     """A captured graph: which method worked and why the earlier ones did not."""
 
-    graph_module: fx.GraphModule
+    graph_module: fx.GraphModule | None
     method: str
     attempts: list[Attempt] = field(default_factory=list)
     out_spec: Any = None
+    eager: EagerCapture | None = None
+    dynamic_batch: bool = False  # the graph runs any batch size, not only the example's
 
 
 def capture(
@@ -60,31 +68,70 @@ def capture(
     example: torch.Tensor,
     *,
     methods: Sequence[str] = METHODS,
-    sequence: Sequence[str] | None = None,
+    sequence: Sequence[Step] | None = None,
     override_hint: str = "",
+    layer_key: Callable[[str], str | None] = lambda path: path,
+    dynamic_batch: bool = False,
 ) -> Captured:
     """Capture ``model`` on ``example`` with the first method that works.
 
-    ``sequence`` (module paths in execution order) replaces automatic capture
-    with an explicit chain of modules, for models no method can trace.
+    ``dynamic_batch`` asks for a graph that runs any batch size (export with
+    a symbolic batch dimension; fx, hooks and sequence graphs record no
+    shapes); when export cannot keep the batch free, the attempt says why
+    and a fixed-batch export is tried next. ``layer_key`` maps a leaf
+    module's path to its layer's (the granularity), for eager capture.
+    ``sequence`` (module calls and functional steps in execution order)
+    replaces automatic capture with an explicit chain, for models no method
+    can trace.
     """
     if sequence is not None:
-        gm = _chain_graph(model, list(sequence))
-        return Captured(gm, "sequence")
+        gm = chain_graph(model, sequence)
+        return Captured(gm, "sequence", dynamic_batch=dynamic_batch)
     attempts: list[Attempt] = []
     for method in methods:
+        if method == "eager":
+            try:
+                eager = capture_eager(model, example, hooked_paths(model, layer_key))
+            except Exception as exc:
+                attempts.append(Attempt(method, _describe_failure(exc)))
+                continue
+            return Captured(None, method, [*attempts, Attempt(method)], eager=eager)
         try:
-            gm, out_spec = _CAPTURERS[method](model, example)
+            batched = dynamic_batch
+            if dynamic_batch and method == "export":
+                gm, out_spec, batched = _export_batched(model, example, attempts)
+            else:
+                gm, out_spec = _CAPTURERS[method](model, example)
         except Exception as exc:
             attempts.append(Attempt(method, _describe_failure(exc)))
             continue
-        return Captured(gm, method, [*attempts, Attempt(method)], out_spec)
+        return Captured(gm, method, [*attempts, Attempt(method)], out_spec, dynamic_batch=batched)
     lines = "\n".join(f"  {a.method}: {a.error}" for a in attempts)
     raise CaptureError(
-        f"no capture method could split {type(model).__name__}:\n{lines}",
-        hint="Write an override file (allowed splits, layer groups or an explicit `sequence:` "
-        "of modules) and pass it with --override; see 'Split overrides' in the README." + override_hint,
+        f"no capture method could split {type(model).__name__}{_construct(attempts)}:\n{lines}",
+        hint="Write an override file and pass it with --override (see 'Split overrides' in the README): "
+        "an explicit `sequence:` of modules with the functional steps between them (`- flatten: 1`, "
+        "`- call: pkg.mod:fn`), or `capture:` listing `eager` once the forward's work is done by "
+        "sub-modules it calls (each becomes a layer; `granularity:` leaf or block)." + override_hint,
     )
+
+
+def _construct(attempts: list[Attempt]) -> str:
+    """The construct that stopped the tracers, and where: the first line a user wrote that failed."""
+    for attempt in attempts:
+        where = attempt.error.partition(" (at ")[2].rstrip(")")
+        if not where:
+            continue
+        error = attempt.error
+        what = (
+            "branches on a tensor's value"
+            if "data-dependent" in error or "control flow" in error
+            else "iterates over a tensor"
+            if "iterated" in error
+            else "has code no tracer follows"
+        )
+        return f": its forward {what} ({where})"
+    return ""
 
 
 @contextlib.contextmanager
@@ -137,6 +184,27 @@ def _capture_export(model: nn.Module, example: torch.Tensor) -> tuple[fx.GraphMo
     return gm, program.call_spec.out_spec
 
 
+def _export_batched(
+    model: nn.Module, example: torch.Tensor, attempts: list[Attempt]
+) -> tuple[fx.GraphModule, Any, bool]:
+    """Export with dim 0 symbolic; a model that fixes its batch gets a fixed-batch export instead.
+
+    The example is doubled along the batch: export treats a size of 1 as a
+    constant, so a batch-1 example could never yield a free batch dimension.
+    """
+    batch = torch.export.Dim("batch", min=1)
+    doubled = torch.cat([example, example]) if example.shape[0] == 1 else example
+    try:
+        with torch.no_grad():
+            program = torch.export.export(model, (doubled,), dynamic_shapes=({0: batch},))
+    except Exception as exc:
+        attempts.append(Attempt("export", "dynamic batch: " + _describe_failure(exc)))
+        return (*_capture_export(model, example), False)
+    gm = program.module()
+    _drop_guards(gm)
+    return gm, program.call_spec.out_spec, True
+
+
 def _capture_fx(model: nn.Module, example: torch.Tensor) -> tuple[fx.GraphModule, Any]:
     gm = fx.symbolic_trace(model)
     with torch.no_grad():
@@ -146,7 +214,7 @@ def _capture_fx(model: nn.Module, example: torch.Tensor) -> tuple[fx.GraphModule
 
 def _capture_hooks(model: nn.Module, example: torch.Tensor) -> tuple[fx.GraphModule, Any]:
     order = _record_chain(model, example)
-    return _chain_graph(model, order), None
+    return chain_graph(model, [Step("module", path) for path in order]), None
 
 
 def _record_chain(model: nn.Module, example: torch.Tensor) -> list[str]:
@@ -177,19 +245,6 @@ def _record_chain(model: nn.Module, example: torch.Tensor) -> list[str]:
     return [name for name, _a, _o in calls]
 
 
-def _chain_graph(model: nn.Module, paths: list[str]) -> fx.GraphModule:
-    graph = fx.Graph()
-    value = graph.placeholder("x")
-    for path in paths:
-        try:
-            model.get_submodule(path)
-        except AttributeError as exc:
-            raise CaptureError(f"the model has no module '{path}'") from exc
-        value = graph.call_module(path, (value,))
-    graph.output(value)
-    return fx.GraphModule(model, graph)
-
-
 def _drop_guards(gm: fx.GraphModule) -> None:
     """Remove export's input-guard call: each part has different inputs."""
     for node in list(gm.graph.nodes):
@@ -214,13 +269,21 @@ def _describe_failure(exc: BaseException) -> str:
 
 
 def _user_frame(exc: BaseException) -> str:
-    frames = traceback.extract_tb(exc.__traceback__)
-    user = [f for f in frames if "/torch/" not in f.filename and "splittracer" not in f.filename]
-    if not user:
+    """``file:line in Class.method: code`` of the last frame of the user's code."""
+    frames = [
+        (frame, summary)
+        for (frame, _line), summary in zip(
+            traceback.walk_tb(exc.__traceback__), traceback.extract_tb(exc.__traceback__)
+        )
+        if "/torch/" not in summary.filename and "splittracer" not in summary.filename
+    ]
+    if not frames:
         return ""
-    last = user[-1]
+    frame, last = frames[-1]
+    owner = frame.f_locals.get("self")
+    name = f"{type(owner).__name__}.{last.name}" if isinstance(owner, nn.Module) else last.name
     code = f": {last.line.strip()}" if last.line else ""
-    return f"{last.filename}:{last.lineno} in {last.name}{code}"
+    return f"{last.filename}:{last.lineno} in {name}{code}"
 
 
 _CAPTURERS = {"export": _capture_export, "fx": _capture_fx, "hooks": _capture_hooks}

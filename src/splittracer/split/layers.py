@@ -85,7 +85,7 @@ def build_layer_graph(
     inputs = tuple(n for n in gm.graph.nodes if n.op == "placeholder")
     output = next(n for n in gm.graph.nodes if n.op == "output")
     nodes = tuple(n for n in gm.graph.nodes if n.op in ("call_function", "call_method", "call_module"))
-    keys = _attach_glue([_group_key(node_owner(n), model, granularity, groups) for n in nodes])
+    keys = _attach_glue([_node_key(n, model, granularity, groups) for n in nodes])
     layer_of: dict[fx.Node, int] = {n: 0 for n in inputs}
     names: list[str] = []
     previous: str | None = None
@@ -98,12 +98,21 @@ def build_layer_graph(
     return LayerGraph(nodes, layer_of, _unique(names), tuple(names), live, inputs, output)
 
 
-def _group_key(
+def _node_key(
+    node: fx.Node, model: nn.Module, granularity: Granularity, groups: Mapping[str, Sequence[str]] | None
+) -> str | None:
+    """The layer a node belongs to; a module called as one opaque node is always a layer of its own."""
+    key = group_key(node_owner(node), model, granularity, groups)
+    return str(node.target) if key is None and node.op == "call_module" else key
+
+
+def group_key(
     owner: str,
     model: nn.Module,
     granularity: Granularity,
     groups: Mapping[str, Sequence[str]] | None,
 ) -> str | None:
+    """The layer a module path belongs to at ``granularity`` (None: glue of the layer before)."""
     for name, prefixes in (groups or {}).items():
         if any(owner == p or owner.startswith(p + ".") for p in prefixes):
             return name

@@ -42,6 +42,6 @@ def load_split_model(
     """
     torch.manual_seed(seed)
     spec = load_model(source, input_shape=input_shape, weights=weights)
-    x = example_input(spec.input_shape, seed=seed).to(device)
+    x = example_input(spec.input_shape, seed=seed, vocab=spec.vocab).to(device)
     spec.module.to(device)
     return LoadedSplit(spec, SplitModel(spec.module, x, granularity=granularity, override=override), x)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,11 +15,14 @@ from torch import fx, nn
 from ..config import did_you_mean
 from ..errors import ConfigError, ModelError, SplitError
 from .capture import METHODS, Attempt, Captured, capture
-from .layers import Granularity, LayerGraph, build_layer_graph, crossing
+from .eager import EagerCapture
+from .layers import Granularity, LayerGraph, build_layer_graph, crossing, group_key
 from .macs import node_macs
 from .override import SplitOverride, load_override
 from .parts import Part, build_layer_part, build_part, compact
 from .placement import PlacementSpec, check_closed, closure, layer_set
+from .sequence import Step, check_chain
+from .structure import tensors_in
 
 
 @dataclass(frozen=True)
@@ -134,14 +138,29 @@ class SplitModel:
         if isinstance(granularity, str):
             granularity = Granularity.parse(ov.granularity or granularity)
         self.granularity = granularity
-        self.captured: Captured = capture(model, example, methods=ov.capture or METHODS, sequence=ov.sequence)
-        self._gm = self.captured.graph_module
-        self._graph: LayerGraph = build_layer_graph(self._gm, model, granularity, ov.groups)
-        probe = _Probe(self._gm)
-        with torch.no_grad():
-            probe.run(example)
-        self._tensors: dict[fx.Node, TensorInfo] = dict(probe.info)
-        self.layers, self.points = _describe(self._gm, model, self._graph, probe)
+        steps = ov.steps()
+        if steps is not None:
+            _check_sequence(model, steps, example, override_file, locals().get("located"))
+        key = functools.partial(group_key, model=model, granularity=granularity, groups=ov.groups)
+        self.captured: Captured = capture(
+            model,
+            example,
+            methods=ov.capture or METHODS,
+            sequence=steps,
+            layer_key=key,
+            dynamic_batch=ov.batch == "dynamic",
+        )
+        self._layer_graph: LayerGraph | None = None
+        self._tensors: dict[fx.Node, TensorInfo] = {}
+        if self.captured.eager is not None:
+            self.layers, self.points = _describe_eager(self.captured.eager)
+        else:
+            self._layer_graph = build_layer_graph(self._gm, model, granularity, ov.groups)
+            probe = _Probe(self._gm)
+            with torch.no_grad():
+                probe.run(example)
+            self._tensors = dict(probe.info)
+            self.layers, self.points = _describe(self._gm, model, self._graph, probe)
         if ov.splits is not None:
             allowed = self._resolve_splits(ov.splits, override_file, locals().get("located"))
             self.points = [_restrict(p, allowed) for p in self.points]
@@ -157,6 +176,11 @@ class SplitModel:
         return self.captured.method
 
     @property
+    def dynamic_batch(self) -> bool:
+        """Whether the parts run any batch size (the override's ``batch: dynamic``, where capture allows)."""
+        return self.captured.dynamic_batch
+
+    @property
     def attempts(self) -> list[Attempt]:
         """Every capture method tried, with why it failed."""
         return self.captured.attempts
@@ -164,7 +188,26 @@ class SplitModel:
     @property
     def num_layers(self) -> int:
         """L: split points are 0..L."""
-        return self._graph.count
+        return len(self.layers)
+
+    @property
+    def _gm(self) -> fx.GraphModule:
+        if self.captured.graph_module is None:
+            raise self._no_graph()
+        return self.captured.graph_module
+
+    @property
+    def _graph(self) -> LayerGraph:
+        if self._layer_graph is None:
+            raise self._no_graph()
+        return self._layer_graph
+
+    def _no_graph(self) -> SplitError:
+        return SplitError(
+            f"{type(self.model).__name__} was captured eagerly (no tracer could capture it), so it has "
+            "no graph: it can be cut between layers (splits, chains), not placed layer by layer",
+            hint="Use a split point k, or give the model a traceable forward.",
+        )
 
     def graph_values(self) -> GraphValues:
         """Run the captured graph once on the example input and describe every value.
@@ -188,6 +231,10 @@ class SplitModel:
         self._check_index(end)
         if start > end:
             raise SplitError(f"part start {start} is after its end {end}")
+        if self.captured.eager is not None:
+            return self.captured.eager.part(
+                start, end, final=end == self.num_layers if final is None else final
+            )
         return build_part(self._gm, self._graph, start, end, self.captured.out_spec, final=final)
 
     def cut(self, k: int) -> tuple[Part, Part]:
@@ -357,6 +404,46 @@ class SplitModel:
         return allowed
 
 
+def _check_sequence(
+    model: nn.Module, steps: list[Step], example: torch.Tensor, file: str | None, located: Any
+) -> None:
+    """A sequence that cannot run, or computes something else, is the override's mistake."""
+    problem = check_chain(model, steps, example)
+    if problem is not None:
+        line = located.line_of(("sequence", problem.index)) if located else None
+        key = f"sequence.{problem.index}"
+        raise ConfigError(problem.message, path=file, line=line, key=key, hint=problem.hint)
+
+
+def _describe_eager(cap: EagerCapture) -> tuple[list[Layer], list[SplitPoint]]:
+    """Every layer and split point of an eager capture, from its one recorded run."""
+    layers = []
+    for index, path in enumerate(cap.paths, start=1):
+        tensors = list(tensors_in(cap.values[index]))
+        module = cap.model.get_submodule(path)
+        output = _info(path, tensors[-1]) if tensors else None
+        params = sum(p.numel() for p in module.parameters())
+        layers.append(
+            Layer(index, _unique_name(cap.paths, index), type(module).__name__, output, params, None)
+        )
+    points = []
+    for k in range(cap.count + 1):
+        infos = tuple(_info(name, t) for name, t in cap.tensors_at(k))
+        points.append(SplitPoint(k, "input" if k == 0 else layers[k - 1].name, infos))
+    return layers, points
+
+
+def _unique_name(paths: tuple[str, ...], index: int) -> str:
+    """A module called again (a shared activation) is ``path#2``, ``path#3``, ... as in traced layers."""
+    seen = paths[:index].count(paths[index - 1])
+    return paths[index - 1] if seen == 1 else f"{paths[index - 1]}#{seen}"
+
+
+def _info(name: str, tensor: torch.Tensor) -> TensorInfo:
+    dtype = str(tensor.dtype).removeprefix("torch.")
+    return TensorInfo(name, tuple(tensor.shape), dtype, tensor.numel() * tensor.element_size())
+
+
 def _restrict(point: SplitPoint, allowed: set[int]) -> SplitPoint:
     if point.index in allowed or not point.allowed:
         return point
@@ -406,9 +493,7 @@ class _Probe(fx.Interpreter):
     def run_node(self, n: fx.Node) -> Any:
         result = super().run_node(n)
         if isinstance(result, torch.Tensor):
-            size = result.numel() * result.element_size()
-            dtype = str(result.dtype).removeprefix("torch.")
-            self.info[n] = TensorInfo(n.name, tuple(result.shape), dtype, size)
+            self.info[n] = _info(n.name, result)
         if n.op in ("call_function", "call_method", "call_module"):
             args, _kwargs = self.fetch_args_kwargs_from_env(n)
             self.macs[n] = node_macs(n, self.graph_module, tuple(args), result)

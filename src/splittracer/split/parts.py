@@ -9,13 +9,14 @@ shared with the captured model, never copied.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import fx, nn
 from torch.utils import _pytree as pytree
 
-from .layers import LayerGraph
+if TYPE_CHECKING:  # the eager engine's parts import this module, and layers imports capture
+    from .layers import LayerGraph
 
 
 class Part(nn.Module):

@@ -108,13 +108,14 @@ def verify_splits(
     """
     chosen = set(range(sm.num_layers + 1)) if splits is None else _checked_splits(sm, splits)
     with torch.no_grad():
-        reference = _tensor_leaves(sm.model(x))
+        expected = sm.model(x)
+    reference = _tensor_leaves(expected)
     checks = []
     for point in sm.points:
         if not point.allowed or point.index not in chosen:
             continue
-        leaves = _tensor_leaves(sm.run_split(point.index, x))
-        diff = _max_diff(reference, leaves)
+        got = sm.run_split(point.index, x)
+        diff = _max_diff(reference, _tensor_leaves(got)) if same_structure(expected, got) else float("inf")
         checks.append(SplitCheck(point.index, point.after, diff, diff <= tolerance))
     return checks
 
@@ -166,6 +167,15 @@ def _median_quartiles(samples: list[int]) -> tuple[float, float, float]:
         return ms[0], ms[0], ms[0]
     q1, _q2, q3 = statistics.quantiles(ms, n=4)
     return statistics.median(ms), q1, q3
+
+
+def same_structure(a: Any, b: Any) -> bool:
+    """Whether two outputs nest alike (the same lists, tuples and dict keys).
+
+    Leaves compared in order are then the same quantities: a detector's
+    boxes with boxes, labels with labels, scores with scores.
+    """
+    return bool(pytree.tree_structure(a) == pytree.tree_structure(b))
 
 
 def _tensor_leaves(value: Any) -> list[torch.Tensor]:
