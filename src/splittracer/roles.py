@@ -159,8 +159,12 @@ class Context(Protocol):
         """A line for the controller's log."""
         ...
 
-    def finish(self) -> None:
-        """End the run: the controller stops every participant and saves the results."""
+    def finish(self, *, everyone: bool = False) -> None:
+        """This participant is done: the run ends once every participant with a playbook is.
+
+        From a participant without a playbook, or with ``everyone=True``, it
+        ends the run at once: the controller stops every participant and saves the results.
+        """
         ...
 
 

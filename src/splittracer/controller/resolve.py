@@ -35,6 +35,8 @@ class ResolvedParticipant:
     cpu: float | None = None  # a fraction of one CPU, enforced with cgroups
     memory_bytes: int | None = None
     keep_warm: bool = False  # its CPU kept busy while it waits (participant/warm.py)
+    group: str = ""  # the manifest's name for a replicated participant ('' for a single one)
+    replica: int = 0  # its index in the group
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,26 @@ class ResolvedRun:
     timeout_s: float = 3600.0
     provenance: RunProvenance = field(default_factory=RunProvenance)  # stored with the run
 
+    @property
+    def groups(self) -> dict[str, list[str]]:
+        """Each replicated participant's manifest name -> its replicas' names, in order."""
+        found: dict[str, list[str]] = {}
+        for p in self.participants:
+            if p.group:
+                found.setdefault(p.group, []).append(p.name)
+        return found
+
+    @property
+    def clients(self) -> tuple[str, ...]:
+        """The participants with a playbook, in manifest order: the run waits for each to finish."""
+        owners = {name for name, _ in self.playbook}
+        return tuple(p.name for p in self.participants if p.name in owners)
+
+    def client_index(self, name: str) -> int:
+        """``name``'s index among several clients; -1 when it is the only one (or none)."""
+        clients = self.clients
+        return clients.index(name) if len(clients) > 1 and name in clients else -1
+
 
 def resolve_run(manifest: Manifest, workspace: Path | None = None) -> ResolvedRun:
     """Resolve a validated manifest into the run the controller executes (tasks built here).
@@ -63,7 +85,9 @@ def resolve_run(manifest: Manifest, workspace: Path | None = None) -> ResolvedRu
     check_manifest(manifest, preflight_cache(workspace))
     participants = tuple(
         ResolvedParticipant(
-            name=p.name,
+            name=name,
+            group=p.name if p.replicas > 1 else "",
+            replica=replica,
             stage=p.stage,
             role=p.role,
             device=p.device,
@@ -77,11 +101,16 @@ def resolve_run(manifest: Manifest, workspace: Path | None = None) -> ResolvedRu
             keep_warm=p.keep_warm,
         )
         for p in manifest.participants.values()
+        for replica, name in enumerate(p.replica_names)
     )
-    playbook = resolve_planned_splits(
+    planned = resolve_planned_splits(
         manifest,
         [(name, build_task(entry)) for name, entries in manifest.playbook.items() for entry in entries],
         workspace,
+    )
+    # Every replica of a group runs its own copy of the group's playbook.
+    playbook = tuple(
+        (replica, task) for name, task in planned for replica in manifest.participants[name].replica_names
     )
     o = manifest.options
     options = RunOptions(

@@ -120,6 +120,8 @@ class Participant(Strict):
     params: dict[str, JsonValue] = Field(default_factory=dict)
     profile: str | None = None
     keep_warm: bool = False  # its CPU kept busy while it waits, unlike an idle device (participant/warm.py)
+    replicas: PositiveInt = 1  # a fleet: NAME-0 .. NAME-(N-1), each its own copy of the playbook
+    stage_: NonNegativeInt | None = Field(default=None, alias="stage")  # default: manifest order
     _name: str = PrivateAttr(default="")
     _stage: int = PrivateAttr(default=-1)
 
@@ -151,8 +153,15 @@ class Participant(Strict):
 
     @property
     def stage(self) -> int:
-        """Position in the manifest: 0 for the first device of the pipeline."""
+        """Its stage in the pipeline: ``stage:`` as written, else its position in the manifest."""
         return self._stage
+
+    @property
+    def replica_names(self) -> tuple[str, ...]:
+        """The names its replicas run under: itself alone, or ``NAME-0`` .. ``NAME-(N-1)``."""
+        if self.replicas == 1:
+            return (self._name,)
+        return tuple(f"{self._name}-{i}" for i in range(self.replicas))
 
 
 class PlaybookEntry(Strict):
@@ -228,7 +237,17 @@ class Manifest(Strict):
     @model_validator(mode="after")
     def _number_participants(self) -> Manifest:
         for stage, (name, participant) in enumerate(self.participants.items()):
-            participant._name, participant._stage = name, stage
+            explicit = participant.stage_
+            participant._name, participant._stage = name, stage if explicit is None else explicit
+        taken: dict[str, str] = {}
+        for name, participant in self.participants.items():
+            for replica in participant.replica_names:
+                if replica in taken and taken[replica] != name:
+                    raise ValueError(
+                        f"'{taken[replica]}' and '{name}' would both run a participant named '{replica}'"
+                        " (replicas are named NAME-0, NAME-1, ...); rename one of them"
+                    )
+                taken[replica] = name
         return self
 
     @property
