@@ -212,7 +212,9 @@ class SplitHead(Role):
 
 
 class SplitTail(Role):
-    """Any later device: runs its layers, forwards or answers."""
+    """Any later device: runs its layers, forwards or answers; ``workers: N`` serves N at once."""
+
+    parallel = True
 
     @handles(RunLayers)
     def run(self, task: RunLayers, ctx: Context) -> Task:

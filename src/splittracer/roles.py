@@ -201,8 +201,12 @@ class Role:
     ``setup`` and ``teardown`` are optional hooks. ``handler_for`` and
     ``handled_task_types`` belong to the framework and are not meant to be
     overridden.
+
+    ``parallel = True`` says the role's handlers may run on several threads at
+    once, so a participant may have ``workers: N`` (the built-in tail does).
     """
 
+    parallel: ClassVar[bool] = False
     _st_handlers: ClassVar[Mapping[type[Task], str]] = MappingProxyType({})
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

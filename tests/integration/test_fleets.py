@@ -66,6 +66,35 @@ def test_four_clients_share_one_server(tmp_path):
     assert edge_ids == {s.inference for s in inferences}
     # The run ended after the last camera's last answer, not when the first camera was done.
     assert stopping_ns >= max(s.end_ns for s in inferences)
+    # One worker: the edge handled one task at a time; every task's wait in its inbox is a span.
+    queued = [s for s in spans if s.participant == "edge" and s.kind == "queue" and s.inference >= 0]
+    assert {s.inference for s in queued} == edge_ids
+    assert _most_at_once(spans, "edge") == 1
+    assert row.queue.median > 0
+
+
+def _most_at_once(spans, participant: str) -> int:
+    """The most handlers of ``participant`` that ran at the same time."""
+    edges = sorted(
+        (t, step)
+        for s in spans
+        if s.participant == participant and s.kind == "handle"
+        for t, step in ((s.start_ns, 1), (s.end_ns, -1))
+    )
+    running = most = 0
+    for _, step in edges:
+        running += step
+        most = max(most, running)
+    return most
+
+
+def test_workers_serve_several_clients_at_once(tmp_path):
+    manifest = FAN_IN.replace('SplitTail", limits', 'SplitTail", workers: 2, limits')
+    ws = workspace_with(tmp_path, {"fan-in": manifest.replace("ROLE", "splittracer.builtin:SplitHead")})
+    store = ResultsStore(ws.results_db)
+    outcome = run_experiment(resolve_run(ws.load_manifest("fan-in")), store, workspace=ws.root)
+    assert outcome.status == "succeeded", outcome.error
+    assert _most_at_once(store.spans(outcome.run_id), "edge") == 2
 
 
 def test_a_failing_client_is_named_and_the_others_finish(tmp_path):

@@ -132,3 +132,16 @@ def test_a_failed_client_is_set_aside_and_named() -> None:
     with pytest.raises(RunError, match=r"1 of 3 clients failed \(b\)"):
         clients.raise_failures()
     assert not Clients(("a",)).failed("a", "x")  # a lone client's failure is the run's
+
+
+def test_workers_need_a_role_that_allows_them(tmp_path: Path) -> None:
+    from splittracer.errors import UserCodeError
+    from splittracer.manifest import check_user_code
+
+    manifest = _manifest(tmp_path, FLEET.replace("replicas: 3", "replicas: 3, workers: 2"))
+    with pytest.raises(UserCodeError, match="asks for 2 workers") as info:
+        check_user_code(manifest, tmp_path)
+    assert "parallel = True" in (info.value.hint or "")
+    tail = _manifest(tmp_path, FLEET.replace("replicas: 2", "replicas: 2, workers: 4"))
+    check_user_code(tail, tmp_path)  # the built-in tail may serve several at once
+    assert resolve_run(tail).participants[3].workers == 4

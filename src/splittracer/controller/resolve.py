@@ -35,6 +35,7 @@ class ResolvedParticipant:
     cpu: float | None = None  # a fraction of one CPU, enforced with cgroups
     memory_bytes: int | None = None
     keep_warm: bool = False  # its CPU kept busy while it waits (participant/warm.py)
+    workers: int = 1  # handlers run at once (a role with ``parallel = True``)
     group: str = ""  # the manifest's name for a replicated participant ('' for a single one)
     replica: int = 0  # its index in the group
 
@@ -83,26 +84,7 @@ def resolve_run(manifest: Manifest, workspace: Path | None = None) -> ResolvedRu
     reported before anything starts.
     """
     check_manifest(manifest, preflight_cache(workspace))
-    participants = tuple(
-        ResolvedParticipant(
-            name=name,
-            group=p.name if p.replicas > 1 else "",
-            replica=replica,
-            stage=p.stage,
-            role=p.role,
-            device=p.device,
-            torch_device=p.torch_device,
-            params=dict(p.params),
-            threads=p.limits.threads,
-            uplink_bps=p.limits.uplink_bps,
-            latency_s=p.limits.latency_s,
-            cpu=p.limits.cpu,
-            memory_bytes=p.limits.memory_bytes,
-            keep_warm=p.keep_warm,
-        )
-        for p in manifest.participants.values()
-        for replica, name in enumerate(p.replica_names)
-    )
+    participants = _participants(manifest)
     planned = resolve_planned_splits(
         manifest,
         [(name, build_task(entry)) for name, entries in manifest.playbook.items() for entry in entries],
@@ -132,6 +114,31 @@ def resolve_run(manifest: Manifest, workspace: Path | None = None) -> ResolvedRu
             code=code_fingerprint(manifest, workspace),
             manifest_file=str(manifest.path) if manifest.path else None,
         ),
+    )
+
+
+def _participants(manifest: Manifest) -> tuple[ResolvedParticipant, ...]:
+    """Every participant, each replica of a group under its own name."""
+    return tuple(
+        ResolvedParticipant(
+            name=name,
+            group=p.name if p.replicas > 1 else "",
+            replica=replica,
+            stage=p.stage,
+            role=p.role,
+            device=p.device,
+            torch_device=p.torch_device,
+            params=dict(p.params),
+            threads=p.limits.threads,
+            uplink_bps=p.limits.uplink_bps,
+            latency_s=p.limits.latency_s,
+            cpu=p.limits.cpu,
+            memory_bytes=p.limits.memory_bytes,
+            keep_warm=p.keep_warm,
+            workers=p.workers,
+        )
+        for p in manifest.participants.values()
+        for replica, name in enumerate(p.replica_names)
     )
 
 

@@ -296,6 +296,7 @@ class _Run:
             uplink_bps=p.uplink_bps,
             latency_s=p.latency_s,
             keep_warm=p.keep_warm,
+            workers=p.workers,
             groups=self.plan.groups,
             replica=p.replica,
             client=self.plan.client_index(p.name),

@@ -120,6 +120,7 @@ class Participant(Strict):
     params: dict[str, JsonValue] = Field(default_factory=dict)
     profile: str | None = None
     keep_warm: bool = False  # its CPU kept busy while it waits, unlike an idle device (participant/warm.py)
+    workers: PositiveInt = 1  # handlers at once, for a role with ``parallel = True``
     replicas: PositiveInt = 1  # a fleet: NAME-0 .. NAME-(N-1), each its own copy of the playbook
     stage_: NonNegativeInt | None = Field(default=None, alias="stage")  # default: manifest order
     _name: str = PrivateAttr(default="")
