@@ -28,6 +28,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from .errors import RunError
+from .pacing import ARRIVALS, StreamFrames, arrival_offsets, pump_closed, pump_open
 from .plan.online import (
     DEFAULT_THRESHOLD,
     MEASURE,
@@ -40,7 +41,7 @@ from .plan.online import (
 )
 from .roles import Context, Role, handles
 from .tasks import Task
-from .units import parse_rate
+from .units import parse_duration, parse_rate
 
 __all__ = [
     "Finish",
@@ -52,6 +53,7 @@ __all__ = [
     "RunLayers",
     "SplitHead",
     "SplitTail",
+    "Stream",
     "Sweep",
     "planned_mode",
 ]
@@ -106,6 +108,40 @@ class Infer(Task):
     objective: str = "latency"
     tx_power: str | None = None
     planner: bytes = b""
+
+
+class Stream(Task):
+    """Frames through the pipeline at one ``split`` (or ``cuts``), pipelined: the head computes
+    frame n+1 while frame n is on the link or at the server.
+
+    Closed loop (default): ``inflight`` frames in the system at once. Open
+    loop: ``rate`` frames per second arriving ``constant`` or ``poisson``
+    (``arrivals``); a frame that finds 64 still in flight is dropped and
+    counted. ``count`` measured frames follow ``warmup`` ones (-1: the
+    manifest's ``options.warmup``). ``deadline`` (e.g. ``100ms``) is kept on
+    every frame, so results count the late ones.
+    """
+
+    next: list[str]
+    split: int = -1
+    cuts: list[int] | None = None
+    count: int = 100
+    inflight: int = 1
+    rate: float = 0.0
+    arrivals: str = "constant"
+    deadline: str | None = None
+    warmup: int = -1
+    finish: bool = True
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or self.inflight < 1 or self.rate < 0:
+            raise ValueError("count and inflight must be at least 1, and rate at least 0")
+        if self.rate > 0 and self.inflight != 1:
+            raise ValueError("give rate (frames arrive open loop) or inflight (closed loop), not both")
+        if self.arrivals not in ARRIVALS:
+            raise ValueError(f"arrivals must be {' or '.join(ARRIVALS)}, not '{self.arrivals}'")
+        if self.deadline is not None:
+            parse_duration(self.deadline)
 
 
 class RunLayers(Task, priority=5):
@@ -206,6 +242,24 @@ class SplitHead(Role):
         if task.finish:
             ctx.finish()
 
+    @handles(Stream)
+    def stream(self, task: Stream, ctx: Context) -> None:
+        cuts = _fixed_cuts(task, ctx.num_layers)
+        warmup = task.warmup if task.warmup >= 0 else ctx.options.warmup
+        total = warmup + task.count
+        first = self._reserve(total)
+        rest = lambda sent: _stream_rest(ctx, task, cuts, sent)  # noqa: E731
+        frames = StreamFrames(ctx, rest, _stream_attrs(task, first), cuts[0], first, warmup, total)
+        if task.rate > 0:
+            offsets = arrival_offsets(total, task.rate, task.arrivals, ctx.options.seed + frames.first)
+            done = pump_open(offsets, frames.run)
+        else:
+            done = pump_closed(total, task.inflight, frames.run)
+        if done.dropped:
+            ctx.record("stream_dropped", float(done.dropped), stream=frames.first)
+        if task.finish:
+            ctx.finish()
+
     @handles(Finish)
     def finish(self, task: Finish, ctx: Context) -> None:
         ctx.finish()
@@ -245,6 +299,27 @@ class SplitTail(Role):
     @handles(Finish)
     def finish(self, task: Finish, ctx: Context) -> None:
         ctx.finish()
+
+
+def _stream_attrs(task: Stream, first: int) -> dict[str, str | int | float | bool]:
+    """What every frame's inference span says of its stream."""
+    attrs: dict[str, str | int | float | bool] = {
+        "stream": first,
+        "loop": task.arrivals if task.rate > 0 else "closed",
+        "offered_fps": task.rate,
+        "inflight": task.inflight,
+    }
+    if task.deadline is not None:
+        attrs["deadline_ms"] = parse_duration(task.deadline) * 1000
+    return attrs
+
+
+def _stream_rest(ctx: Context, task: Stream, cuts: list[int], sent: tuple[torch.Tensor, ...]) -> None:
+    """A frame after the head's layers: the rest along the route, until its answer is back."""
+    onward = RunLayers(start=cuts[0], tensors=list(sent), route=task.next[1:], cuts=cuts[1:])
+    reply = ctx.call(task.next[0], onward)
+    if not isinstance(reply, Result):
+        raise RunError(f"expected a Result from {task.next[-1]}, got {type(reply).__name__}")
 
 
 def _set_sweep_uplink(ctx: Context, link: str | None, first: int) -> dict[str, str | int | float | bool]:
@@ -287,7 +362,7 @@ def _infer(
     return took, reply
 
 
-def _fixed_cuts(task: Infer, num_layers: int) -> list[int]:
+def _fixed_cuts(task: Infer | Stream, num_layers: int) -> list[int]:
     if isinstance(task.cuts, list):
         cuts = task.cuts
     else:
@@ -461,7 +536,7 @@ def split_problem(task: Task, num_layers: int) -> tuple[str, str] | None:
     try:
         if isinstance(task, Sweep):
             _sweep_points(task, num_layers, len(task.next))
-        elif isinstance(task, Infer) and not _plans_or_misnames(task):
+        elif (isinstance(task, Infer) and not _plans_or_misnames(task)) or isinstance(task, Stream):
             _fixed_cuts(task, num_layers)
     except RunError as exc:
         return _split_field(task), exc.message
@@ -471,7 +546,7 @@ def split_problem(task: Task, num_layers: int) -> tuple[str, str] | None:
 def _split_field(task: Task) -> str:
     if isinstance(task, Sweep):
         return "cuts" if task.cuts is not None else "splits"
-    return "cuts" if isinstance(task, Infer) and isinstance(task.cuts, list) else "split"
+    return "cuts" if isinstance(task, Infer | Stream) and isinstance(task.cuts, list) else "split"
 
 
 def _plans_or_misnames(task: Infer) -> bool:

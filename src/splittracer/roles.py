@@ -135,6 +135,11 @@ class Context(Protocol):
         """
         ...
 
+    def waiting(self) -> AbstractContextManager[None]:
+        """Time the block as a ``queue`` span: the inference in progress waiting for this
+        participant (a stream's frame waiting for the head's processor)."""
+        ...
+
     def send(self, peer: str, task: Task) -> None:
         """Deliver ``task`` to ``peer``'s inbox; returns once it arrived."""
         ...

@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
     {"workspace"},
     {"manifest"},
     {"builtin"},
-    {"participant"},
+    {"participant", "pacing"},
     {"roles"},
     {"plan"},
     {"tasks"},

@@ -228,6 +228,13 @@ class ParticipantContext:
         ):
             yield
 
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Time the block as a ``queue`` span of the inference in progress."""
+        tags = self.tags
+        with self._recorder.span("queue", inference=tags.inference, split=tags.split, attrs=_warmup(tags)):
+            yield
+
     # -- messages --------------------------------------------------------------
 
     def send(self, peer: str, task: Task) -> None:

@@ -1,0 +1,189 @@
+"""Frame pacing for streams: when frames arrive, and how many are in flight at once.
+
+A stream runs ``count`` frames through a pipeline. Closed loop
+(``inflight: K``): K frames are in the system at all times, frame ``n+K``
+starting when one of them completes. Open loop (``rate:``): frames arrive
+on a schedule, constant or Poisson, whatever the pipeline does; a frame
+that finds ``bound`` frames still in flight is dropped (and counted), so
+an overloaded pipeline cannot pile up threads without end.
+
+Each frame runs on its own thread, so the first stage computes frame
+``n+1`` while frame ``n`` is on the link or at the server. Knows nothing
+of tasks or models: :func:`pump` calls ``frame(i)`` for each frame.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .errors import RunError
+from .roles import Context
+
+ARRIVALS = ("constant", "poisson")
+OPEN_LOOP_BOUND = 64  # frames in flight at most, open loop: more are dropped
+
+
+def arrival_offsets(count: int, rate: float, arrivals: str, seed: int) -> list[float]:
+    """Seconds from the stream's start at which each of ``count`` frames arrives.
+
+    ``constant``: every ``1/rate``; ``poisson``: exponential gaps of mean
+    ``1/rate``, seeded, so a rerun offers the same load.
+    """
+    if rate <= 0:
+        raise RunError(f"a stream's rate must be positive frames per second, not {rate:g}")
+    if arrivals not in ARRIVALS:
+        raise RunError(f"a stream's arrivals must be {' or '.join(ARRIVALS)}, not '{arrivals}'")
+    if arrivals == "constant":
+        return [i / rate for i in range(count)]
+    rng = random.Random(seed)
+    offsets, at = [], 0.0
+    for _ in range(count):
+        offsets.append(at)
+        at += rng.expovariate(rate)
+    return offsets
+
+
+@dataclass
+class PumpResult:
+    """What a stream did: frames completed and dropped."""
+
+    completed: int = 0
+    dropped: int = 0
+
+
+class _Pump:
+    def __init__(self, frame: Callable[[int], None]) -> None:
+        self.frame = frame
+        self.lock = threading.Lock()
+        self.result = PumpResult()
+        self.error: BaseException | None = None
+        self.failed = threading.Event()
+
+    def run_one(self, index: int) -> None:
+        try:
+            self.frame(index)
+        except BaseException as exc:
+            with self.lock:
+                self.error = self.error or exc
+            self.failed.set()
+        else:
+            with self.lock:
+                self.result.completed += 1
+
+    def finish(self, threads: list[threading.Thread]) -> PumpResult:
+        for thread in threads:
+            thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def pump_closed(count: int, inflight: int, frame: Callable[[int], None]) -> PumpResult:
+    """Run frames ``0..count-1`` with ``inflight`` of them in the system at once.
+
+    Frames start in order; the first failure stops new frames and is raised
+    once the frames in flight are done.
+    """
+    if inflight < 1:
+        raise RunError(f"a stream's inflight must be at least 1, not {inflight}")
+    pump, numbers = _Pump(frame), iter(range(count))
+
+    def worker() -> None:
+        while not pump.failed.is_set():
+            with pump.lock:
+                index = next(numbers, None)
+            if index is None:
+                return
+            pump.run_one(index)
+
+    threads = [threading.Thread(target=worker, name=f"frames-{i}", daemon=True) for i in range(inflight)]
+    for thread in threads:
+        thread.start()
+    return pump.finish(threads)
+
+
+def pump_open(offsets: list[float], frame: Callable[[int], None], bound: int = OPEN_LOOP_BOUND) -> PumpResult:
+    """Start frame ``i`` at ``offsets[i]`` seconds from now, whatever is still in flight.
+
+    A frame that arrives while ``bound`` frames are in flight is dropped.
+    """
+    pump, slots = _Pump(frame), threading.BoundedSemaphore(bound)
+    threads: list[threading.Thread] = []
+
+    def run(index: int) -> None:
+        try:
+            pump.run_one(index)
+        finally:
+            slots.release()
+
+    started = time.perf_counter()
+    for index, offset in enumerate(offsets):
+        _sleep_until(started + offset)
+        if pump.failed.is_set():
+            break
+        if not slots.acquire(blocking=False):
+            pump.result.dropped += 1
+            continue
+        thread = threading.Thread(target=run, args=(index,), name=f"frame-{index}", daemon=True)
+        thread.start()
+        threads.append(thread)
+    return pump.finish(threads)
+
+
+def _sleep_until(deadline: float) -> None:
+    remaining = deadline - time.perf_counter()
+    if remaining > 0:
+        time.sleep(remaining)
+
+
+class StreamFrames:
+    """One stream's frames on the head: its layers one frame at a time, then ``rest``.
+
+    Frame ``i`` is inference ``first + i`` (a warm-up for ``i < warmup``),
+    timed from the moment it starts. Frames wait for the head's processor
+    (recorded as a ``queue`` span) so the head is one stage of a pipeline:
+    while one frame computes, others are on the link or at the server.
+    ``rest(tensors)`` sends what crosses the split onwards and waits for the answer.
+    """
+
+    INPUTS = 8  # distinct inputs made before the stream starts, used in turn
+
+    def __init__(
+        self,
+        ctx: Context,
+        rest: Callable[[tuple[torch.Tensor, ...]], None],
+        attrs: dict[str, str | int | float | bool],
+        split: int,
+        first: int,
+        warmup: int,
+        total: int,
+    ) -> None:
+        self.ctx, self.attrs, self.split = ctx, attrs, split
+        self.first, self.warmup, self.total = first, warmup, total
+        self.inputs = [ctx.example(first + i) for i in range(min(total, self.INPUTS))]
+        self.rest = rest
+        self._head = threading.Lock()
+        self._lock = threading.Lock()
+        self._done = 0
+
+    def run(self, i: int) -> None:
+        """Frame ``i``, start to answer."""
+        ctx = self.ctx
+        with ctx.inference(self.first + i, split=self.split, warmup=i < self.warmup, attrs=self.attrs):
+            with ctx.waiting():
+                self._head.acquire()
+            try:
+                sent = ctx.run_layers(0, self.split, self.inputs[i % len(self.inputs)], final=False)
+            finally:
+                self._head.release()
+            self.rest(sent)
+        with self._lock:
+            self._done += 1
+            done = self._done
+        ctx.progress(done, self.total, f"stream split {self.split}")
