@@ -6,6 +6,7 @@ import itertools
 import threading
 import time
 
+import msgspec
 import pytest
 
 from splittracer.builtin import Stream
@@ -144,3 +145,30 @@ def test_clients_of_a_stream_add_up_and_share_the_server() -> None:
     assert total.frames == 6 and total.achieved_fps == pytest.approx(5 / 0.11)
     # Each camera alone could do 1/30 ms; the edge they share caps both at 1/30 ms.
     assert rows[0].bound_fps == pytest.approx(1000 / 30) and total.bound_fps == pytest.approx(1000 / 30)
+
+
+def test_a_stream_run_in_the_summary_json_table_and_export(tmp_path, capsys) -> None:
+    import csv
+
+    from splittracer.cli.results import print_run_summary
+    from splittracer.metrics import ParticipantRecord, ResultsStore, RunRecord
+    from splittracer.report.runs import run_summary, summary_to_dict
+    from splittracer.report.streams import export_run_streams, streams_path
+
+    with ResultsStore(tmp_path / "results.sqlite") as store:
+        record = RunRecord(participants={"phone": ParticipantRecord(uplink_bps=10e6)})
+        run_id = store.create_run("pipe", "name: pipe\n", record)
+        frames = _frames("phone", 0, [100, 150, 200])
+        store.append_spans(run_id, [msgspec.structs.replace(s, run_id=run_id) for s in frames])
+        store.finish_run(run_id, "succeeded")
+        summary = run_summary(store, run_id)
+        [row] = summary.streams
+        assert row.bound_fps == pytest.approx(25.0)  # the 10 Mbit/s link from the record: 40 ms a frame
+        assert summary_to_dict(summary)["streams"][0]["achieved_fps"] == pytest.approx(20.0)
+        print_run_summary(summary)
+        assert "Streams" in capsys.readouterr().out
+        written = export_run_streams(store, run_id, streams_path(tmp_path / "run.csv"), "csv")
+    assert written == tmp_path / "run-streams.csv"
+    with written.open() as handle:
+        [exported] = list(csv.DictReader(handle))
+    assert float(exported["latency_ms_p95"]) == pytest.approx(100.0) and exported["client"] == "phone"

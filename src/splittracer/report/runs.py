@@ -20,6 +20,7 @@ from ..metrics.record import record_to_dict
 from ..metrics.spans import Metric, Span
 from ..metrics.store import INTERRUPTED_BY_USER, ResultsStore, RunInfo
 from .custom import MetricRow, metric_rows_to_dicts, summarize_metrics
+from .streams import StreamRow, stream_rows_to_dicts, summarize_streams, uplinks_of
 from .summary import Incomplete, SplitRow, completed_inferences, incomplete, summarize, summary_to_dicts
 from .uplinks import UplinkSweep, summarize_by_uplink
 
@@ -101,6 +102,7 @@ class RunSummary:
     not_counted: tuple[NotCounted, ...] = ()
     metrics: tuple[MetricRow, ...] = ()
     uplinks: tuple[UplinkSweep, ...] = ()  # one per link of a sweep over several uplinks
+    streams: tuple[StreamRow, ...] = ()  # per client and stream of a run with Stream tasks
 
     @property
     def labels(self) -> list[str]:
@@ -139,6 +141,7 @@ def run_summary(store: ResultsStore, run_id: str) -> RunSummary:
         not_counted=not_counted(run, spans),
         metrics=tuple(summarize_metrics(metrics, spans)),
         uplinks=summarize_by_uplink(spans),
+        streams=tuple(summarize_streams(spans, metrics, uplinks_of(run.record))),
     )
 
 
@@ -325,6 +328,7 @@ def summary_to_dict(summary: RunSummary) -> dict[str, Any]:
         "not_counted": [dataclasses.asdict(left) for left in summary.not_counted],
         "metrics": metric_rows_to_dicts(summary.metrics),
         "uplinks": [_uplink_dict(sweep, summary.layers) for sweep in summary.uplinks],
+        "streams": stream_rows_to_dicts(summary.streams),
     }
 
 

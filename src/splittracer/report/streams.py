@@ -26,13 +26,25 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..errors import SplitTracerError
+from ..metrics.record import RunRecord
 from ..metrics.spans import Metric, Span
+from ..metrics.store import ResultsStore
+from .export import atomic_path
 
-__all__ = ["StreamRow", "stream_rows_to_dicts", "summarize_streams"]
+__all__ = [
+    "StreamRow",
+    "export_run_streams",
+    "stream_rows_to_dicts",
+    "streams_path",
+    "summarize_streams",
+    "uplinks_of",
+]
 
 
 @dataclass(frozen=True)
@@ -255,3 +267,39 @@ def stream_rows_to_dicts(rows: Iterable[StreamRow]) -> list[dict[str, Any]]:
         }
         for r in rows
     ]
+
+
+def uplinks_of(record: RunRecord) -> dict[str, float]:
+    """Each participant's emulated uplink in bit/s, from a run's record."""
+    return {name: p.uplink_bps for name, p in record.participants.items()}
+
+
+def streams_path(path: str | Path) -> Path:
+    """Where stream results go beside a spans file: ``runs.csv`` -> ``runs-streams.csv``."""
+    target = Path(path)
+    return target.with_name(f"{target.stem}-streams{target.suffix}")
+
+
+def export_run_streams(store: ResultsStore, run_id: str, path: str | Path, fmt: str) -> Path | None:
+    """Write a run's stream rows (one per client and stream, then the aggregates) as CSV or Parquet,
+    one flat column per figure; None (and no file) when the run streamed nothing."""
+    import pandas as pd
+
+    run = store.get_run(run_id)
+    rows = summarize_streams(store.spans(run.id), store.metrics(run.id), uplinks_of(run.record))
+    if not rows:
+        return None
+    frame = pd.json_normalize(stream_rows_to_dicts(rows), sep="_")
+    target = Path(path)
+    with atomic_path(target) as temp:
+        if fmt == "parquet":
+            try:
+                frame.to_parquet(temp)
+            except ImportError as exc:
+                raise SplitTracerError(
+                    "Parquet export needs the optional dependency pyarrow, which is not installed",
+                    hint="Install it with: pip install 'splittracer[parquet]' (or export to .csv).",
+                ) from exc
+        else:
+            frame.to_csv(temp, index=False)
+    return target
