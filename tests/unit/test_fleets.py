@@ -145,3 +145,15 @@ def test_workers_need_a_role_that_allows_them(tmp_path: Path) -> None:
     tail = _manifest(tmp_path, FLEET.replace("replicas: 2", "replicas: 2, workers: 4"))
     check_user_code(tail, tmp_path)  # the built-in tail may serve several at once
     assert resolve_run(tail).participants[3].workers == 4
+
+
+@pytest.mark.parametrize("name", ["fleet", "stream"])
+def test_the_scaffold_ships_a_fleet_and_a_stream_that_resolve(tmp_path: Path, name: str) -> None:
+    from splittracer.workspace import init_workspace
+
+    workspace = init_workspace(tmp_path / "ws")
+    manifest = workspace.load_manifest(name)
+    run = resolve_run(manifest, workspace.root)
+    if name == "fleet":
+        assert run.clients == ("camera-0", "camera-1", "camera-2", "camera-3")
+    assert {type(task).__name__ for _, task in run.playbook} == {"Stream"}
