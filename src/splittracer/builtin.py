@@ -21,14 +21,16 @@ Every plan is recorded as a ``split_plan`` metric.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import field
+from typing import Any
 
 import torch
 from torch.utils import _pytree as pytree
 
 from .errors import RunError
-from .pacing import ARRIVALS, StreamFrames, arrival_offsets, pump_closed, pump_open
+from .pacing import ARRIVALS, Batcher, StreamFrames, arrival_offsets, pump_closed, pump_open, stream_attrs
 from .plan.online import (
     DEFAULT_THRESHOLD,
     MEASURE,
@@ -249,7 +251,9 @@ class SplitHead(Role):
         total = warmup + task.count
         first = self._reserve(total)
         rest = lambda sent: _stream_rest(ctx, task, cuts, sent)  # noqa: E731
-        frames = StreamFrames(ctx, rest, _stream_attrs(task, first), cuts[0], first, warmup, total)
+        deadline_s = parse_duration(task.deadline) if task.deadline is not None else None
+        attrs = stream_attrs(first, task.rate, task.arrivals, task.inflight, deadline_s)
+        frames = StreamFrames(ctx, rest, attrs, cuts[0], first, warmup, total)
         if task.rate > 0:
             offsets = arrival_offsets(total, task.rate, task.arrivals, ctx.options.seed + frames.first)
             done = pump_open(offsets, frames.run)
@@ -266,15 +270,27 @@ class SplitHead(Role):
 
 
 class SplitTail(Role):
-    """Any later device: runs its layers, forwards or answers; ``workers: N`` serves N at once."""
+    """Any later device: runs its layers, forwards or answers; ``workers: N`` serves N at once,
+    and ``batch:`` stacks requests for the same layers (:class:`~splittracer.pacing.Batcher`)."""
 
     parallel = True
+    _batching = threading.Lock()
+    _batcher: Batcher | None = None
+
+    def _layers(self, ctx: Context, start: int, end: int, tensors: list[torch.Tensor], final: bool) -> Any:
+        window = ctx.batch
+        if window is None:
+            return ctx.run_layers(start, end, *tensors, final=final)
+        with self._batching:
+            if self._batcher is None:
+                self._batcher = Batcher(*window)
+        return self._batcher.run(ctx, start, end, tuple(tensors), final=final)
 
     @handles(RunLayers)
     def run(self, task: RunLayers, ctx: Context) -> Task:
         started = time.perf_counter()
         end = task.cuts[0] if task.route else ctx.num_layers
-        out = ctx.run_layers(task.start, end, *task.tensors, final=not task.route)
+        out = self._layers(ctx, task.start, end, task.tensors, not task.route)
         if task.route:
             onward = RunLayers(start=end, tensors=list(out), route=task.route[1:], cuts=task.cuts[1:])
             called = time.perf_counter()
@@ -299,19 +315,6 @@ class SplitTail(Role):
     @handles(Finish)
     def finish(self, task: Finish, ctx: Context) -> None:
         ctx.finish()
-
-
-def _stream_attrs(task: Stream, first: int) -> dict[str, str | int | float | bool]:
-    """What every frame's inference span says of its stream."""
-    attrs: dict[str, str | int | float | bool] = {
-        "stream": first,
-        "loop": task.arrivals if task.rate > 0 else "closed",
-        "offered_fps": task.rate,
-        "inflight": task.inflight,
-    }
-    if task.deadline is not None:
-        attrs["deadline_ms"] = parse_duration(task.deadline) * 1000
-    return attrs
 
 
 def _stream_rest(ctx: Context, task: Stream, cuts: list[int], sent: tuple[torch.Tensor, ...]) -> None:

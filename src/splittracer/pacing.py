@@ -19,8 +19,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+from torch.utils import _pytree as pytree
 
 from .errors import RunError
 from .roles import Context
@@ -142,6 +144,21 @@ def _sleep_until(deadline: float) -> None:
         time.sleep(remaining)
 
 
+def stream_attrs(
+    first: int, rate: float, arrivals: str, inflight: int, deadline_s: float | None
+) -> dict[str, str | int | float | bool]:
+    """What every frame's ``inference`` span says of its stream (the results read them)."""
+    attrs: dict[str, str | int | float | bool] = {
+        "stream": first,
+        "loop": arrivals if rate > 0 else "closed",
+        "offered_fps": rate,
+        "inflight": inflight,
+    }
+    if deadline_s is not None:
+        attrs["deadline_ms"] = deadline_s * 1000
+    return attrs
+
+
 class StreamFrames:
     """One stream's frames on the head: its layers one frame at a time, then ``rest``.
 
@@ -187,3 +204,96 @@ class StreamFrames:
             self._done += 1
             done = self._done
         ctx.progress(done, self.total, f"stream split {self.split}")
+
+
+class _Batch:
+    def __init__(self) -> None:
+        self.items: list[tuple[torch.Tensor, ...]] = []
+        self.full = threading.Event()  # max requests joined: compute now
+        self.started = threading.Event()  # closed: no one joins any more, compute begins
+        self.done = threading.Event()
+        self.outputs: list[Any] = []
+        self.error: BaseException | None = None
+
+
+class Batcher:
+    """Dynamic batching: requests for the same layers arriving within ``wait_s`` of the first
+    are stacked (up to ``max_size``) along the batch dimension and computed once.
+
+    Every request runs on its own handler thread (the role has ``workers >=
+    max_size``). The first of a batch leads: it waits out the window (a
+    ``queue`` span), computes the batch (a ``compute`` span) and records its
+    size (the ``batch_size`` metric); the others wait for the batch to close
+    (``queue``) and for its computation (a ``compute`` span of their own,
+    the same interval, ``attrs['batched']`` true), then take their slice.
+    """
+
+    def __init__(self, max_size: int, wait_s: float) -> None:
+        self.max_size, self.wait_s = max_size, wait_s
+        self._lock = threading.Lock()
+        self._open: dict[tuple[int, int, bool], _Batch] = {}
+
+    def run(
+        self, ctx: Context, start: int, end: int, tensors: tuple[torch.Tensor, ...], *, final: bool
+    ) -> Any:
+        """Layers ``start+1..end`` on ``tensors``, computed with whatever else arrives meanwhile."""
+        key = (start, end, final)
+        with self._lock:
+            batch = self._open.get(key)
+            leader = batch is None
+            if batch is None:
+                batch = self._open[key] = _Batch()
+            index = len(batch.items)
+            batch.items.append(tensors)
+            if len(batch.items) >= self.max_size:
+                self._close(key, batch)
+        if leader:
+            self._lead(ctx, key, batch)
+        else:
+            with ctx.waiting():
+                batch.started.wait()
+            with ctx.computing(start, end, batched=True):
+                batch.done.wait()
+        if batch.error is not None:
+            raise batch.error
+        return batch.outputs[index]
+
+    def _close(self, key: tuple[int, int, bool], batch: _Batch) -> None:
+        if self._open.get(key) is batch:
+            del self._open[key]
+        batch.full.set()
+
+    def _lead(self, ctx: Context, key: tuple[int, int, bool], batch: _Batch) -> None:
+        with ctx.waiting():
+            batch.full.wait(self.wait_s)
+        with self._lock:
+            self._close(key, batch)
+            items = list(batch.items)
+        batch.started.set()
+        try:
+            stacked = [torch.cat(column) for column in zip(*items, strict=True)]
+            out = ctx.run_layers(key[0], key[1], *stacked, final=key[2])
+            batch.outputs = _unstack(out, [t[0].shape[0] if t else 1 for t in items])
+            ctx.record("batch_size", float(len(items)))
+        except BaseException as exc:
+            batch.error = exc
+        finally:
+            batch.done.set()
+
+
+def _unstack(out: Any, sizes: list[int]) -> list[Any]:
+    """Each request's slice of a batched output (tensors split along dimension 0)."""
+    leaves, spec = pytree.tree_flatten(out)
+    total = sum(sizes)
+    parts: list[Any] = []
+    offset = 0
+    for size in sizes:
+        sliced = [
+            leaf[offset : offset + size]
+            if isinstance(leaf, torch.Tensor) and leaf.dim() and leaf.shape[0] == total
+            else leaf
+            for leaf in leaves
+        ]
+        parts.append(pytree.tree_unflatten(sliced, spec))
+        offset += size
+    return parts

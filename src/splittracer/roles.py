@@ -135,6 +135,18 @@ class Context(Protocol):
         """
         ...
 
+    @property
+    def batch(self) -> tuple[int, float] | None:
+        """The participant's ``batch:`` as (max requests, window in seconds); None without one."""
+        ...
+
+    def computing(
+        self, start: int, end: int, **attrs: str | int | float | bool
+    ) -> AbstractContextManager[None]:
+        """Time the block as a ``compute`` span of layers ``start+1..end`` for the inference in
+        progress, computed elsewhere on this participant (its share of a batch)."""
+        ...
+
     def waiting(self) -> AbstractContextManager[None]:
         """Time the block as a ``queue`` span: the inference in progress waiting for this
         participant (a stream's frame waiting for the head's processor)."""

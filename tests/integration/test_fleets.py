@@ -104,3 +104,34 @@ def test_a_failing_client_is_named_and_the_others_finish(tmp_path):
     assert "sensor is broken" in outcome.error
     done = Counter(s.participant for s in spans if s.kind == "inference")
     assert done == {"camera-0": 10, "camera-1": 10, "camera-3": 10}
+
+
+BATCHED = """
+name: batched
+model: {source: torchvision:alexnet, input_shape: [1, 3, 64, 64]}
+participants:
+  camera: {role: "splittracer.builtin:SplitHead", replicas: 4, limits: {threads: 1}}
+  edge: {role: "splittracer.builtin:SplitTail", batch: {max: 4, wait: 20ms}, limits: {threads: 1}}
+playbook:
+  camera:
+    - task: Stream
+      params: {split: 13, next: [edge], count: 10, inflight: 2, warmup: 0}
+"""
+
+
+def test_the_edge_batches_what_its_clients_send_within_the_window(tmp_path):
+    ws = workspace_with(tmp_path, {"batched": BATCHED})
+    store = ResultsStore(ws.results_db)
+    outcome = run_experiment(resolve_run(ws.load_manifest("batched")), store, workspace=ws.root)
+    assert outcome.status == "succeeded", outcome.error
+    spans = store.spans(outcome.run_id)
+    frames = {s.inference for s in spans if s.kind == "inference"}
+    assert len(frames) == 40
+    # Every frame has its tail compute (its own, or its share of a batch); a batch was computed once.
+    at_edge = [s for s in spans if s.participant == "edge" and s.kind == "compute"]
+    assert {s.inference for s in at_edge} == frames
+    sizes = [m.value for m in store.metrics(outcome.run_id) if m.name == "batch_size"]
+    assert sum(sizes) == 40 and max(sizes) > 1
+    assert len([s for s in at_edge if not s.attrs.get("batched")]) == len(sizes)
+    [row] = summarize(spans)
+    assert row.count == 40

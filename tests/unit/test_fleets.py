@@ -157,3 +157,16 @@ def test_the_scaffold_ships_a_fleet_and_a_stream_that_resolve(tmp_path: Path, na
     if name == "fleet":
         assert run.clients == ("camera-0", "camera-1", "camera-2", "camera-3")
     assert {type(task).__name__ for _, task in run.playbook} == {"Stream"}
+
+
+def test_a_batch_gives_the_workers_it_needs(tmp_path: Path) -> None:
+    from splittracer.errors import UserCodeError
+    from splittracer.manifest import check_user_code
+
+    tail = _manifest(tmp_path, FLEET.replace("stage: 1", "stage: 1, batch: {max: 8, wait: 5ms}"))
+    cloud = resolve_run(tail).participants[-1]
+    assert (cloud.workers, cloud.batch_max, cloud.batch_wait_s) == (8, 8, pytest.approx(0.005))
+    head = _manifest(tmp_path, FLEET.replace("replicas: 3", "replicas: 3, batch: {max: 2}"))
+    with pytest.raises(UserCodeError, match="asks for 2 workers") as info:
+        check_user_code(head, tmp_path)
+    assert "participants.camera.batch" in str(info.value) or "batch" in info.value.message

@@ -290,6 +290,7 @@ _LS_COLUMNS = ("name", "host", "reachable", "login", "ready", "arch", "Python", 
 
 def _status_row(s: DeviceStatus) -> list[object]:
     from ..devices.probe import LOGIN_OK
+
     facts = s.device.facts
     return [
         s.device.name,

@@ -81,6 +81,7 @@ def _say_replaced(name: str, replaced: Sequence[ModelRecord], profile: DevicePro
 def _warn_unsteady(record: ModelRecord, shown: int = 5) -> None:
     """Warn when layers' samples spread widely: the machine was busy while they were measured."""
     from ..plan.profiles import UNSTEADY_SPREAD
+
     unsteady = record.unsteady_layers()
     if not unsteady:
         return

@@ -36,6 +36,8 @@ class ResolvedParticipant:
     memory_bytes: int | None = None
     keep_warm: bool = False  # its CPU kept busy while it waits (participant/warm.py)
     workers: int = 1  # handlers run at once (a role with ``parallel = True``)
+    batch_max: int = 0  # dynamic batching: at most this many requests computed at once (0: none)
+    batch_wait_s: float = 0.0  # ... arriving within this window
     group: str = ""  # the manifest's name for a replicated participant ('' for a single one)
     replica: int = 0  # its index in the group
 
@@ -135,7 +137,9 @@ def _participants(manifest: Manifest) -> tuple[ResolvedParticipant, ...]:
             cpu=p.limits.cpu,
             memory_bytes=p.limits.memory_bytes,
             keep_warm=p.keep_warm,
-            workers=p.workers,
+            workers=p.handlers,
+            batch_max=p.batch.max if p.batch else 0,
+            batch_wait_s=p.batch.wait_s if p.batch else 0.0,
         )
         for p in manifest.participants.values()
         for replica, name in enumerate(p.replica_names)

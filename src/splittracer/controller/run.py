@@ -297,6 +297,8 @@ class _Run:
             latency_s=p.latency_s,
             keep_warm=p.keep_warm,
             workers=p.workers,
+            batch_max=p.batch_max,
+            batch_wait_s=p.batch_wait_s,
             groups=self.plan.groups,
             replica=p.replica,
             client=self.plan.client_index(p.name),

@@ -154,6 +154,7 @@ class LocalDeployer:
             return (scratch / "participant.log").open("wb")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         return (self.log_dir / f"{name}.log").open("wb")
+
     def _cgroup(self, name: str, secrets: Path, log_file: IO[bytes]) -> ParticipantCgroup | None:
         """``name``'s cgroups with its limits written, or None when it has no limits."""
         if self.cgroups is None or name not in self.limits:

@@ -125,9 +125,7 @@ def _v2_hierarchy(controller: str, mounts: str, own: str) -> _Hierarchy | str:
 
 
 def _v1_hierarchy(controller: str, mounts: str, own: str) -> _Hierarchy | str:
-    point = next(
-        (f[1] for f in _mounts(mounts) if f[2] == "cgroup" and controller in f[3].split(",")), None
-    )
+    point = next((f[1] for f in _mounts(mounts) if f[2] == "cgroup" and controller in f[3].split(",")), None)
     if point is None:
         return f"no cgroup v1 hierarchy has the '{controller}' controller"
     path = "/"

@@ -106,6 +106,26 @@ class Limits(Strict):
 _UNIT_PARSERS = {"uplink": parse_rate, "latency": parse_duration, "memory": parse_size}
 
 
+class Batch(Strict):
+    """Dynamic batching on a participant whose role supports it (the built-in tail): requests
+    for the same layers arriving within ``wait`` are stacked, up to ``max``, and computed once."""
+
+    max: PositiveInt = 8
+    wait: str = "5ms"
+
+    @field_validator("wait", mode="before")
+    @classmethod
+    def _valid_wait(cls, value: object) -> object:
+        if parse_duration(str(value)) < 0:
+            raise ValueError("expected a duration such as 5ms")
+        return str(value)
+
+    @property
+    def wait_s(self) -> float:
+        """The batching window in seconds."""
+        return parse_duration(self.wait)
+
+
 class Participant(Strict):
     """One participant: where it runs, which role it plays, its limits and role parameters.
 
@@ -121,6 +141,7 @@ class Participant(Strict):
     profile: str | None = None
     keep_warm: bool = False  # its CPU kept busy while it waits, unlike an idle device (participant/warm.py)
     workers: PositiveInt = 1  # handlers at once, for a role with ``parallel = True``
+    batch: Batch | None = None  # dynamic batching (the built-in tail); needs max workers, given by default
     replicas: PositiveInt = 1  # a fleet: NAME-0 .. NAME-(N-1), each its own copy of the playbook
     stage_: NonNegativeInt | None = Field(default=None, alias="stage")  # default: manifest order
     _name: str = PrivateAttr(default="")
@@ -156,6 +177,11 @@ class Participant(Strict):
     def stage(self) -> int:
         """Its stage in the pipeline: ``stage:`` as written, else its position in the manifest."""
         return self._stage
+
+    @property
+    def handlers(self) -> int:
+        """Handlers it runs at once: ``workers``, at least a batch's ``max``."""
+        return max(self.workers, self.batch.max if self.batch else 1)
 
     @property
     def replica_names(self) -> tuple[str, ...]:

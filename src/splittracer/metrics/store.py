@@ -212,9 +212,7 @@ class ResultsStore:
         with self._write() as conn:
             conn.execute("UPDATE runs SET record = ? WHERE id = ?", (encode_record(record), resolved))
 
-    def finish_run(
-        self, run_id: str, status: EndStatus, error: str | None = None
-    ) -> None:
+    def finish_run(self, run_id: str, status: EndStatus, error: str | None = None) -> None:
         """Mark a run as ended with ``status`` (and the reason, when it failed); its lease ends."""
         if status not in ("succeeded", "failed", "interrupted"):
             raise ValueError(f"a run finishes as 'succeeded' or 'failed', not '{status}'")

@@ -228,6 +228,26 @@ class ParticipantContext:
         ):
             yield
 
+    @property
+    def batch(self) -> tuple[int, float] | None:
+        """The participant's ``batch:`` as (max requests, window in seconds); None without one."""
+        config = self._config
+        return (config.batch_max, config.batch_wait_s) if config.batch_max > 0 else None
+
+    @contextlib.contextmanager
+    def computing(self, start: int, end: int, **attrs: str | int | float | bool) -> Iterator[None]:
+        """Time the block as a ``compute`` span of layers ``start+1..end`` of the inference in progress."""
+        tags = self.tags
+        with self._recorder.span(
+            "compute",
+            inference=tags.inference,
+            split=tags.split,
+            start_layer=start,
+            end_layer=end,
+            attrs={**attrs, **_warmup(tags)},
+        ):
+            yield
+
     @contextlib.contextmanager
     def waiting(self) -> Iterator[None]:
         """Time the block as a ``queue`` span of the inference in progress."""

@@ -87,6 +87,8 @@ class RunConfig(msgspec.Struct, frozen=True):
     replica: int = 0  # this participant's index in its group (0 when it is not replicated)
     client: int = -1  # its index among several clients (participants with a playbook); -1: one client
     workers: int = 1  # handlers run in parallel, where the role allows it
+    batch_max: int = 0  # dynamic batching: requests computed at once (0: no batching)
+    batch_wait_s: float = 0.0  # how long a batch waits for more requests
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):
