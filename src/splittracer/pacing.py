@@ -221,9 +221,11 @@ class Batcher:
     are stacked (up to ``max_size``) along the batch dimension and computed once.
 
     Every request runs on its own handler thread (the role has ``workers >=
-    max_size``). The first of a batch leads: it waits out the window (a
-    ``queue`` span), computes the batch (a ``compute`` span) and records its
-    size (the ``batch_size`` metric); the others wait for the batch to close
+    max_size``). One batch computes at a time: requests that arrive while
+    one computes gather into the next. The first of a batch leads: it waits
+    out the window and for the batch before to finish (a ``queue`` span),
+    computes the batch (a ``compute`` span) and records its size (the
+    ``batch_size`` metric); the others wait for the batch to close
     (``queue``) and for its computation (a ``compute`` span of their own,
     the same interval, ``attrs['batched']`` true), then take their slice.
     """
@@ -231,6 +233,7 @@ class Batcher:
     def __init__(self, max_size: int, wait_s: float) -> None:
         self.max_size, self.wait_s = max_size, wait_s
         self._lock = threading.Lock()
+        self._computing = threading.Lock()  # one batch at a time: a batch in the window waits
         self._open: dict[tuple[int, int, bool], _Batch] = {}
 
     def run(
@@ -266,6 +269,7 @@ class Batcher:
     def _lead(self, ctx: Context, key: tuple[int, int, bool], batch: _Batch) -> None:
         with ctx.waiting():
             batch.full.wait(self.wait_s)
+            self._computing.acquire()
         with self._lock:
             self._close(key, batch)
             items = list(batch.items)
@@ -278,6 +282,7 @@ class Batcher:
         except BaseException as exc:
             batch.error = exc
         finally:
+            self._computing.release()
             batch.done.set()
 
 
