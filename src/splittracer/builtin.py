@@ -30,7 +30,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from .errors import RunError
-from .pacing import ARRIVALS, Batcher, StreamFrames, arrival_offsets, pump_closed, pump_open, stream_attrs
+from .pacing import ARRIVALS, Batcher, StreamFrames, stream_attrs
 from .plan.online import (
     DEFAULT_THRESHOLD,
     MEASURE,
@@ -119,9 +119,9 @@ class Stream(Task):
     Closed loop (default): ``inflight`` frames in the system at once. Open
     loop: ``rate`` frames per second arriving ``constant`` or ``poisson``
     (``arrivals``); a frame that finds 64 still in flight is dropped and
-    counted. ``count`` measured frames follow ``warmup`` ones (-1: the
-    manifest's ``options.warmup``). ``deadline`` (e.g. ``100ms``) is kept on
-    every frame, so results count the late ones.
+    counted; ``rates`` runs one such stream per rate, in turn. ``count``
+    measured frames follow ``warmup`` ones (-1: ``options.warmup``).
+    ``deadline`` (e.g. ``100ms``) is kept on every frame: results count the late ones.
     """
 
     next: list[str]
@@ -130,6 +130,7 @@ class Stream(Task):
     count: int = 100
     inflight: int = 1
     rate: float = 0.0
+    rates: list[float] = field(default_factory=list)
     arrivals: str = "constant"
     deadline: str | None = None
     warmup: int = -1
@@ -138,8 +139,10 @@ class Stream(Task):
     def __post_init__(self) -> None:
         if self.count < 1 or self.inflight < 1 or self.rate < 0:
             raise ValueError("count and inflight must be at least 1, and rate at least 0")
-        if self.rate > 0 and self.inflight != 1:
+        if (self.rate > 0 or self.rates) and self.inflight != 1:
             raise ValueError("give rate (frames arrive open loop) or inflight (closed loop), not both")
+        if self.rates and (self.rate > 0 or min(self.rates) <= 0):
+            raise ValueError("rates sweeps the offered load: positive rates, and no rate beside them")
         if self.arrivals not in ARRIVALS:
             raise ValueError(f"arrivals must be {' or '.join(ARRIVALS)}, not '{self.arrivals}'")
         if self.deadline is not None:
@@ -247,22 +250,22 @@ class SplitHead(Role):
     @handles(Stream)
     def stream(self, task: Stream, ctx: Context) -> None:
         cuts = _fixed_cuts(task, ctx.num_layers)
+        for rate in task.rates or [task.rate]:  # a sweep over offered load: one stream per rate
+            self._stream_at(task, ctx, cuts, rate)
+        if task.finish:
+            ctx.finish()
+
+    def _stream_at(self, task: Stream, ctx: Context, cuts: list[int], rate: float) -> None:
         warmup = task.warmup if task.warmup >= 0 else ctx.options.warmup
         total = warmup + task.count
         first = self._reserve(total)
         rest = lambda sent: _stream_rest(ctx, task, cuts, sent)  # noqa: E731
         deadline_s = parse_duration(task.deadline) if task.deadline is not None else None
-        attrs = stream_attrs(first, task.rate, task.arrivals, task.inflight, deadline_s)
+        attrs = stream_attrs(first, rate, task.arrivals, task.inflight, deadline_s)
         frames = StreamFrames(ctx, rest, attrs, cuts[0], first, warmup, total)
-        if task.rate > 0:
-            offsets = arrival_offsets(total, task.rate, task.arrivals, ctx.options.seed + frames.first)
-            done = pump_open(offsets, frames.run)
-        else:
-            done = pump_closed(total, task.inflight, frames.run)
+        done = frames.pump(rate, task.arrivals, task.inflight)
         if done.dropped:
-            ctx.record("stream_dropped", float(done.dropped), stream=frames.first)
-        if task.finish:
-            ctx.finish()
+            ctx.record("stream_dropped", float(done.dropped), stream=first)
 
     @handles(Finish)
     def finish(self, task: Finish, ctx: Context) -> None:

@@ -189,6 +189,14 @@ class StreamFrames:
         self._lock = threading.Lock()
         self._done = 0
 
+    def pump(self, rate: float, arrivals: str, inflight: int) -> PumpResult:
+        """Every frame: open loop at ``rate`` (seeded by the run's seed and the stream), else closed
+        loop with ``inflight`` in the system."""
+        if rate > 0:
+            offsets = arrival_offsets(self.total, rate, arrivals, self.ctx.options.seed + self.first)
+            return pump_open(offsets, self.run)
+        return pump_closed(self.total, inflight, self.run)
+
     def run(self, i: int) -> None:
         """Frame ``i``, start to answer."""
         ctx = self.ctx

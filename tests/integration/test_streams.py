@@ -56,3 +56,33 @@ def test_frames_in_flight_reach_the_pipeline_bound(tmp_path):
     assert best.ratio >= 0.9, f"achieved {best.achieved_fps:.2f} of a bound of {best.bound_fps:.2f} frames/s"
     # One at a time, a frame's head, link and tail add up; pipelined, only the slowest counts.
     assert best.achieved_fps >= 1.5 * one
+
+
+SWEEP = """
+name: sweep
+model: {source: torchvision:alexnet, input_shape: [1, 3, 64, 64]}
+participants:
+  phone: {role: "splittracer.builtin:SplitHead", limits: {threads: 1}}
+  edge: {role: "splittracer.builtin:SplitTail", limits: {threads: 1}}
+playbook:
+  phone:
+    - task: Stream
+      params: {split: 13, next: [edge], count: 6, warmup: 1, rates: [10, 40], arrivals: poisson,
+               deadline: 1ms}
+"""
+
+
+def test_a_sweep_over_offered_load_and_its_charts(tmp_path):
+    from splittracer.report.runs import run_summary, write_plots
+
+    ws = workspace_with(tmp_path, {"sweep": SWEEP})
+    outcome, store = run(ws, "sweep")
+    assert outcome.status == "succeeded", outcome.error
+    summary = run_summary(store, outcome.run_id)
+    assert [(r.offered_fps, r.loop, r.frames) for r in summary.streams] == [
+        (10, "poisson", 6),
+        (40, "poisson", 6),
+    ]
+    assert all(r.deadline_misses == 6 for r in summary.streams)  # no frame crosses two processes in 1 ms
+    written = {p.name.removeprefix(outcome.run_id) for p in write_plots(store, outcome.run_id, tmp_path)}
+    assert {"-latency-cdf.png", "-throughput.svg"} <= written

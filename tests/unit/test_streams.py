@@ -72,6 +72,8 @@ def test_an_open_loop_drops_frames_beyond_its_bound() -> None:
         ({"rate": 5.0, "inflight": 4}, "not both"),
         ({"arrivals": "bursty"}, "constant or poisson"),
         ({"deadline": "soon"}, "duration"),
+        ({"rates": [5.0, 0.0]}, "positive rates"),
+        ({"rates": [5.0], "inflight": 2}, "not both"),
     ],
 )
 def test_a_stream_refuses_what_cannot_run(params: dict[str, object], message: str) -> None:
@@ -172,3 +174,26 @@ def test_a_stream_run_in_the_summary_json_table_and_export(tmp_path, capsys) -> 
     with written.open() as handle:
         [exported] = list(csv.DictReader(handle))
     assert float(exported["latency_ms_p95"]) == pytest.approx(100.0) and exported["client"] == "phone"
+
+
+def test_stream_charts(tmp_path) -> None:
+    from splittracer.report.stream_plots import plot_latency_cdf, plot_throughput_vs_offered
+
+    spans = _frames("phone", 0, [100, 150, 200], loop="poisson", offered_fps=8.0)
+    spans += [msgspec.structs.replace(s, inference=s.inference + 10) for s in _frames("phone", 0, [400, 480])]
+    rows = summarize_streams(
+        [
+            msgspec.structs.replace(s, attrs={**s.attrs, "stream": 10}) if s.inference >= 10 else s
+            for s in spans
+        ]
+    )
+    assert [r.offered_fps for r in rows] == [8.0, 0.0] and rows[0].samples_ms == (100.0, 100.0, 100.0)
+    written = plot_latency_cdf(rows, tmp_path / "run-latency-cdf", title="t")
+    written += plot_throughput_vs_offered(rows, tmp_path / "run-throughput", title="t")
+    assert sorted(p.name for p in written) == [
+        "run-latency-cdf.png",
+        "run-latency-cdf.svg",
+        "run-throughput.png",
+        "run-throughput.svg",
+    ]
+    assert all(p.stat().st_size > 1000 for p in written)

@@ -247,7 +247,8 @@ def write_plots(store: ResultsStore, run_id: str, out_dir: str | Path) -> list[P
     """Write the stacked-latency and bytes-per-split charts of a run as PNG and SVG.
 
     Files are ``<run id>-splits.{png,svg}`` and ``<run id>-bytes.{png,svg}``
-    in ``out_dir``; raises SplitTracerError if the run measured nothing.
+    in ``out_dir`` (a stream run adds ``-latency-cdf`` and, open loop,
+    ``-throughput``); raises SplitTracerError if the run measured nothing.
     """
     # matplotlib is imported only when a figure is wanted.
     from .plots import plot_bytes_per_split, plot_stacked_splits
@@ -269,7 +270,21 @@ def write_plots(store: ResultsStore, run_id: str, out_dir: str | Path) -> list[P
         latency += plot_stacked_by_uplink(
             links, f"{stem}-uplinks", title=f"Latency per split point, per uplink — {title}", labels=layers
         )
-    return [*latency, *sizes]
+    return [*latency, *sizes, *_stream_plots(summary, stem, title)]
+
+
+def _stream_plots(summary: RunSummary, stem: Path, title: str) -> list[Path]:
+    """A stream run's latency CDF and, with open-loop streams, achieved against offered load."""
+    if not summary.streams:
+        return []
+    from .stream_plots import plot_latency_cdf, plot_throughput_vs_offered
+
+    written = plot_latency_cdf(summary.streams, f"{stem}-latency-cdf", title=f"Frame latency — {title}")
+    if any(r.offered_fps > 0 for r in summary.streams):
+        written += plot_throughput_vs_offered(
+            summary.streams, f"{stem}-throughput", title=f"Achieved against offered load — {title}"
+        )
+    return written
 
 
 def run_duration_s(run: RunInfo) -> float | None:

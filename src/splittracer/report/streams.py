@@ -66,6 +66,7 @@ class StreamRow:
     deadline_misses: int = 0
     dropped: int = 0
     utilisation: dict[int, float] = field(default_factory=dict)  # stage -> busy share of the window
+    samples_ms: tuple[float, ...] = ()  # every frame's latency, for the CDF
 
     @property
     def ratio(self) -> float:
@@ -156,6 +157,7 @@ def _row(
         deadline_misses=_misses(frames),
         dropped=dropped,
         utilisation=_utilisation(frames),
+        samples_ms=tuple(sorted(f.span.duration_ms for f in frames)),
     )
 
 
