@@ -170,3 +170,24 @@ def test_a_batch_gives_the_workers_it_needs(tmp_path: Path) -> None:
     with pytest.raises(UserCodeError, match="asks for 2 workers") as info:
         check_user_code(head, tmp_path)
     assert "participants.camera.batch" in str(info.value) or "batch" in info.value.message
+
+
+def test_devices_put_one_replica_on_each(tmp_path: Path) -> None:
+    text = FLEET.replace("replicas: 3}", "devices: [pi1, pi2, pi3]}")
+    run = resolve_run(_manifest(tmp_path, text))
+    cameras = [(p.name, p.device) for p in run.participants if p.group == "camera"]
+    assert cameras == [("camera-0", "pi1"), ("camera-1", "pi2"), ("camera-2", "pi3")]
+    assert len(run.playbook) == 3
+
+
+@pytest.mark.parametrize(
+    ("fleet", "message"),
+    [
+        ("devices: [pi1, pi2], device: pi9}", "not both"),
+        ("devices: [pi1, pi2], replicas: 3}", "replicas: 3 but 2 devices"),
+    ],
+)
+def test_devices_and_their_conflicts_are_located(tmp_path: Path, fleet: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        _manifest(tmp_path, FLEET.replace("replicas: 3}", fleet))
+    assert info.value.line == 4

@@ -124,11 +124,11 @@ def _participants(manifest: Manifest) -> tuple[ResolvedParticipant, ...]:
     return tuple(
         ResolvedParticipant(
             name=name,
-            group=p.name if p.replicas > 1 else "",
+            group=p.name if p.size > 1 else "",
             replica=replica,
             stage=p.stage,
             role=p.role,
-            device=p.device,
+            device=p.device_of(replica),
             torch_device=p.torch_device,
             params=dict(p.params),
             threads=p.limits.threads,

@@ -143,6 +143,7 @@ class Participant(Strict):
     workers: PositiveInt = 1  # handlers at once, for a role with ``parallel = True``
     batch: Batch | None = None  # dynamic batching (the built-in tail); needs max workers, given by default
     replicas: PositiveInt = 1  # a fleet: NAME-0 .. NAME-(N-1), each its own copy of the playbook
+    devices: list[str] | None = Field(default=None, min_length=1)  # a fleet: one replica per device
     stage_: NonNegativeInt | None = Field(default=None, alias="stage")  # default: manifest order
     _name: str = PrivateAttr(default="")
     _stage: int = PrivateAttr(default=-1)
@@ -178,6 +179,25 @@ class Participant(Strict):
         """Its stage in the pipeline: ``stage:`` as written, else its position in the manifest."""
         return self._stage
 
+    @model_validator(mode="after")
+    def _one_fleet_form(self) -> Participant:
+        if self.devices is None:
+            return self
+        if self.device != "local":
+            raise ValueError("give 'device' (one device) or 'devices' (one replica on each), not both")
+        if "replicas" in self.model_fields_set and self.replicas != len(self.devices):
+            raise ValueError(f"replicas: {self.replicas} but {len(self.devices)} devices; give one of them")
+        return self
+
+    @property
+    def size(self) -> int:
+        """How many run: one per entry of ``devices``, else ``replicas``."""
+        return len(self.devices) if self.devices else self.replicas
+
+    def device_of(self, replica: int) -> str:
+        """Where replica ``replica`` runs: its entry of ``devices``, else ``device``."""
+        return self.devices[replica] if self.devices else self.device
+
     @property
     def handlers(self) -> int:
         """Handlers it runs at once: ``workers``, at least a batch's ``max``."""
@@ -186,9 +206,9 @@ class Participant(Strict):
     @property
     def replica_names(self) -> tuple[str, ...]:
         """The names its replicas run under: itself alone, or ``NAME-0`` .. ``NAME-(N-1)``."""
-        if self.replicas == 1:
+        if self.size == 1:
             return (self._name,)
-        return tuple(f"{self._name}-{i}" for i in range(self.replicas))
+        return tuple(f"{self._name}-{i}" for i in range(self.size))
 
 
 class PlaybookEntry(Strict):
