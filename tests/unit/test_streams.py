@@ -152,8 +152,10 @@ def test_clients_of_a_stream_add_up_and_share_the_server() -> None:
 def test_a_stream_run_in_the_summary_json_table_and_export(tmp_path, capsys) -> None:
     import csv
 
+    from splittracer.cli.compare import print_comparison
     from splittracer.cli.results import print_run_summary
     from splittracer.metrics import ParticipantRecord, ResultsStore, RunRecord
+    from splittracer.report.compare import compare_runs, comparison_to_dict
     from splittracer.report.runs import run_summary, summary_to_dict
     from splittracer.report.streams import export_run_streams, streams_path
 
@@ -170,6 +172,10 @@ def test_a_stream_run_in_the_summary_json_table_and_export(tmp_path, capsys) -> 
         print_run_summary(summary)
         assert "Streams" in capsys.readouterr().out
         written = export_run_streams(store, run_id, streams_path(tmp_path / "run.csv"), "csv")
+        comparison = compare_runs(store, [run_id, run_id])
+        assert [row["run"] for row in comparison_to_dict(comparison)["streams"]] == [run_id, run_id]
+        print_comparison(comparison)
+        assert "Streams per run" in capsys.readouterr().out
     assert written == tmp_path / "run-streams.csv"
     with written.open() as handle:
         [exported] = list(csv.DictReader(handle))
