@@ -156,6 +156,7 @@ def test_a_stream_run_in_the_summary_json_table_and_export(tmp_path, capsys) -> 
     from splittracer.cli.results import print_run_summary
     from splittracer.metrics import ParticipantRecord, ResultsStore, RunRecord
     from splittracer.report.compare import compare_runs, comparison_to_dict
+    from splittracer.report.html import write_html_report
     from splittracer.report.runs import run_summary, summary_to_dict
     from splittracer.report.streams import export_run_streams, streams_path
 
@@ -176,6 +177,10 @@ def test_a_stream_run_in_the_summary_json_table_and_export(tmp_path, capsys) -> 
         assert [row["run"] for row in comparison_to_dict(comparison)["streams"]] == [run_id, run_id]
         print_comparison(comparison)
         assert "Streams per run" in capsys.readouterr().out
+        report = write_html_report(store, run_id, tmp_path / "report" / "run.html")
+    page = report.html.read_text()
+    assert 'id="streams"' in page and "Latency CDF" in page
+    assert {p.name for p in report.figures} >= {"run-latency-cdf.svg", "run-latency-cdf.png"}
     assert written == tmp_path / "run-streams.csv"
     with written.open() as handle:
         [exported] = list(csv.DictReader(handle))
