@@ -191,3 +191,16 @@ def test_devices_and_their_conflicts_are_located(tmp_path: Path, fleet: str, mes
     with pytest.raises(ConfigError, match=message) as info:
         _manifest(tmp_path, FLEET.replace("replicas: 3}", fleet))
     assert info.value.line == 4
+
+
+def test_a_fleets_links_are_no_chain() -> None:
+    from splittracer.report.runs import chain_links
+    from splittracer.report.summary import Hop, Quantiles, SplitRow
+
+    def row(*links: tuple[str, str]) -> SplitRow:
+        q = Quantiles(1.0, 1.0, 1.0)
+        hops = tuple(Hop(a, b, q, 10, 10) for a, b in links)
+        return SplitRow(13, 4, q, q, q, q, (q, q), 0.0, 10, 10, (13,), hops)
+
+    assert chain_links([row(("camera-0", "edge"), ("camera-1", "edge"))]) == []
+    assert chain_links([row(("phone", "edge"), ("edge", "cloud"))]) == [("phone", "edge"), ("edge", "cloud")]

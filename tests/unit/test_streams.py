@@ -140,13 +140,19 @@ def test_stream_rows_from_spans() -> None:
 
 
 def test_clients_of_a_stream_add_up_and_share_the_server() -> None:
-    spans = _frames("cam-0", 0, [100, 150, 200]) + _frames("cam-1", 1_000_000, [110, 160, 210])
+    spans = _frames("cam-0", 0, [100, 200, 300]) + _frames("cam-1", 1_000_000, [150, 250, 350])
     rows = summarize_streams(spans, (), {})
     assert [r.client for r in rows] == ["cam-0", "cam-1", "*"]
     total = rows[-1]
-    assert total.frames == 6 and total.achieved_fps == pytest.approx(5 / 0.11)
+    assert total.frames == 6 and total.achieved_fps == pytest.approx(5 / 0.25)
     # Each camera alone could do 1/30 ms; the edge they share caps both at 1/30 ms.
     assert rows[0].bound_fps == pytest.approx(1000 / 30) and total.bound_fps == pytest.approx(1000 / 30)
+
+
+def test_a_server_computing_two_frames_at_once_counts_its_time_once() -> None:
+    spans = _frames("cam-0", 0, [100, 200]) + _frames("cam-1", 1_000_000, [100, 200])  # in lockstep
+    total = summarize_streams(spans, (), {})[-1]
+    assert total.bound_fps == pytest.approx(2 * 1000 / 30)  # 30 ms of the edge served two frames
 
 
 def test_a_stream_run_in_the_summary_json_table_and_export(tmp_path, capsys) -> None:

@@ -9,6 +9,7 @@ of one or ``'latest'``; an unknown one raises SplitTracerError.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -191,7 +192,12 @@ def _which(members: Sequence[NotCounted], shown: int = 5) -> str:
 def chain_links(rows: Sequence[SplitRow]) -> list[tuple[str, str]]:
     """The links (sender, receiver) of a chain of three or more participants in chain order; [] for two."""
     longest = max(rows, key=lambda r: len(r.hops), default=None)
-    return [(h.sender, h.receiver) for h in longest.hops] if longest and len(longest.hops) > 1 else []
+    if longest is None or len(longest.hops) < 2:
+        return []
+    hops = longest.hops
+    if any(a.receiver != b.sender for a, b in itertools.pairwise(hops)):
+        return []  # several clients' links to one server (a fleet), side by side: no chain
+    return [(h.sender, h.receiver) for h in hops]
 
 
 def hop_cells(row: SplitRow, links: Sequence[tuple[str, str]]) -> list[float | int | None]:

@@ -14,6 +14,9 @@ failed frames are no samples. Per client and stream:
 * the pipeline bound ``1 / max(stage)`` over the medians of each stage's
   compute per frame and, for a link with an emulated rate, its transfer
   time ``8 * bytes / rate`` (a link without one is no stage of the bound).
+  A participant that computes several frames at once (``workers``, a
+  batch) has its median scaled by the share of its compute time that was
+  its own (the union of its compute intervals over their sum).
 
 The aggregate row of a stream sums its clients' frames; its bound is the
 sum of theirs, capped by each participant every client shares (its compute
@@ -80,6 +83,9 @@ class _Frame:
     compute: defaultdict[tuple[int, str], float] = field(default_factory=lambda: defaultdict(float))
     queue: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))
     links: dict[tuple[str, str], int] = field(default_factory=dict)  # (sender, receiver) -> bytes on the wire
+    intervals: list[tuple[str, int, int]] = field(
+        default_factory=list
+    )  # (participant, start, end) of compute
 
 
 def summarize_streams(
@@ -118,6 +124,8 @@ def _frames(spans: list[Span]) -> dict[int, _Frame]:
             continue
         if s.kind == "compute":
             frame.compute[s.stage, s.participant] += s.duration_ms
+            if not s.attrs.get("batched"):  # a batch is computed once, by the request that led it
+                frame.intervals.append((s.participant, s.start_ns, s.end_ns))
         elif s.kind == "queue":
             frame.queue[s.stage] += s.duration_ms
         elif s.kind == "transfer":
@@ -165,13 +173,33 @@ def _stage_times(frames: list[_Frame], uplinks: dict[str, float]) -> dict[str, f
     """Median ms per frame of each stage of the pipeline: compute per participant, rated links."""
     stages: dict[str, float] = {}
     for stage, name in sorted({key for f in frames for key in f.compute}):
-        stages[f"{stage}:{name}"] = _median([f.compute.get((stage, name), 0.0) for f in frames])
+        median = _median([f.compute.get((stage, name), 0.0) for f in frames])
+        stages[f"{stage}:{name}"] = median * _busy_share(frames, name)
     for sender, receiver in sorted({key for f in frames for key in f.links}):
         rate = uplinks.get(sender, math.inf)
         if math.isfinite(rate) and rate > 0:
             wire = _median([f.links.get((sender, receiver), 0) for f in frames])
             stages[f"{sender}->{receiver}"] = 8000 * wire / rate
     return stages
+
+
+def _busy_share(frames: list[_Frame], name: str) -> float:
+    """How much of ``name``'s compute time is its own: the union of its compute intervals over
+    their sum. 1 when it computes one frame at a time; less with ``workers`` or a batch,
+    whose frames share its time."""
+    intervals = sorted((start, end) for f in frames for who, start, end in f.intervals if who == name)
+    total = sum(end - start for start, end in intervals)
+    if total <= 0:
+        return 1.0
+    union, reach = 0, None
+    for start, end in intervals:
+        if reach is None or start > reach:
+            union += end - start
+            reach = end
+        elif end > reach:
+            union += end - reach
+            reach = end
+    return union / total
 
 
 def _achieved(frames: list[_Frame]) -> float:
@@ -237,7 +265,7 @@ def _with_bound(row: StreamRow, members: list[StreamRow], frames: list[_Frame]) 
         for (_, name), ms in f.compute.items():
             if name not in clients:
                 shared[name].append(ms)
-    caps = [1000 / _median(v) for v in shared.values() if _median(v) > 0]
+    caps = [1000 / (_median(v) * _busy_share(frames, n)) for n, v in shared.items() if _median(v) > 0]
     bound = min([sum(m.bound_fps for m in members), *caps])
     return StreamRow(**{**row.__dict__, "bound_fps": bound})
 
