@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # the real names for type checkers; at run time they load laz
         RunLayers,
         SplitHead,
         SplitTail,
+        Stream,
         Sweep,
     )
     from .controller.resolve import ResolvedParticipant, ResolvedRun, resolve_run
@@ -49,6 +50,7 @@ if TYPE_CHECKING:  # the real names for type checkers; at run time they load laz
     from .models import ModelSpec, load_model
     from .report.export import spans_to_frame
     from .report.runs import NotCounted, RunSummary, SplitDecision, run_summary
+    from .report.streams import StreamRow, summarize_streams
     from .report.summary import Quantiles, SplitRow, summarize
     from .roles import Context, Handler, Role, RunOptions, Tensors, handles
     from .split import Granularity, GraphValues, Layer, Part, Placement, SplitModel, SplitPoint, TensorInfo
@@ -69,6 +71,7 @@ _LAZY = {
             "RunLayers",
             "SplitHead",
             "SplitTail",
+            "Stream",
             "Sweep",
         ],
         "splittracer.builtin",
@@ -84,6 +87,7 @@ _LAZY = {
     **dict.fromkeys(["ModelSpec", "load_model"], "splittracer.models"),
     "spans_to_frame": "splittracer.report.export",
     **dict.fromkeys(["NotCounted", "RunSummary", "SplitDecision", "run_summary"], "splittracer.report.runs"),
+    **dict.fromkeys(["StreamRow", "summarize_streams"], "splittracer.report.streams"),
     **dict.fromkeys(["Quantiles", "SplitRow", "summarize"], "splittracer.report.summary"),
     **dict.fromkeys(["Context", "Handler", "Role", "RunOptions", "Tensors", "handles"], "splittracer.roles"),
     **dict.fromkeys(
@@ -166,6 +170,8 @@ __all__ = [
     "SplitRow",
     "SplitTail",
     "SplitTracerError",
+    "Stream",
+    "StreamRow",
     "Sweep",
     "Task",
     "TensorInfo",
@@ -187,6 +193,7 @@ __all__ = [
     "run_summary",
     "spans_to_frame",
     "summarize",
+    "summarize_streams",
     "verify_splits",
 ]
 

@@ -157,7 +157,7 @@ def _fields_at(model: type[BaseModel], loc: KeyPath) -> list[str]:
             return []
     current = _unwrap_optional(current)
     if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
+        return [info.alias or name for name, info in current.model_fields.items()]
     return []
 
 

@@ -146,6 +146,23 @@ class Context(Protocol):
         """
         ...
 
+    @property
+    def batch(self) -> tuple[int, float] | None:
+        """The participant's ``batch:`` as (max requests, window in seconds); None without one."""
+        ...
+
+    def computing(
+        self, start: int, end: int, **attrs: str | int | float | bool
+    ) -> AbstractContextManager[None]:
+        """Time the block as a ``compute`` span of layers ``start+1..end`` for the inference in
+        progress, computed elsewhere on this participant (its share of a batch)."""
+        ...
+
+    def waiting(self) -> AbstractContextManager[None]:
+        """Time the block as a ``queue`` span: the inference in progress waiting for this
+        participant (a stream's frame waiting for the head's processor)."""
+        ...
+
     def send(self, peer: str, task: Task) -> None:
         """Deliver ``task`` to ``peer``'s inbox; returns once it arrived."""
         ...
@@ -170,8 +187,12 @@ class Context(Protocol):
         """A line for the controller's log."""
         ...
 
-    def finish(self) -> None:
-        """End the run: the controller stops every participant and saves the results."""
+    def finish(self, *, everyone: bool = False) -> None:
+        """This participant is done: the run ends once every participant with a playbook is.
+
+        From a participant without a playbook, or with ``everyone=True``, it
+        ends the run at once: the controller stops every participant and saves the results.
+        """
         ...
 
 
@@ -208,8 +229,12 @@ class Role:
     ``setup`` and ``teardown`` are optional hooks. ``handler_for`` and
     ``handled_task_types`` belong to the framework and are not meant to be
     overridden.
+
+    ``parallel = True`` says the role's handlers may run on several threads at
+    once, so a participant may have ``workers: N`` (the built-in tail does).
     """
 
+    parallel: ClassVar[bool] = False
     _st_handlers: ClassVar[Mapping[type[Task], str]] = MappingProxyType({})
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -206,6 +206,8 @@ def _scaffold(name: str) -> dict[str, str]:
         f"{EXPERIMENTS_DIR}/neurosurgeon.yaml": _NEUROSURGEON,
         f"{EXPERIMENTS_DIR}/lab-neurosurgeon.yaml": _LAB_NEUROSURGEON,
         f"{EXPERIMENTS_DIR}/neurosurgeon-paper.yaml": _NEUROSURGEON_PAPER,
+        f"{EXPERIMENTS_DIR}/fleet.yaml": _FLEET,
+        f"{EXPERIMENTS_DIR}/stream.yaml": _STREAM,
     }
 
 
@@ -337,4 +339,62 @@ playbook:
 options:
   repeats: 5
   warmup: 1
+"""
+
+_FLEET = """\
+# A fleet: four cameras share one edge server. Each replica (camera-0 .. camera-3) runs its own
+# copy of the playbook; every camera is at stage 0, the edge at stage 1. The run ends when every
+# camera has finished; 'results show' counts 4 x 10 inferences, each with its own id.
+name: fleet
+description: Four cameras (replicas) stream AlexNet frames split after pool5 to one edge
+model:
+  source: torchvision:alexnet
+participants:
+  camera:
+    role: splittracer.builtin:SplitHead
+    replicas: 4             # camera-0 .. camera-3
+    limits:
+      threads: 1
+      uplink: wifi
+  edge:
+    role: splittracer.builtin:SplitTail
+    workers: 2              # serve two cameras at once
+    limits:
+      threads: 1
+playbook:
+  camera:
+    - task: Stream
+      params: {split: 13, next: [edge], count: 10, inflight: 2, deadline: 300ms}
+options:
+  warmup: 1
+"""
+
+_STREAM = """\
+# Frames through a pipeline: the phone computes frame n+1 while frame n is on the LTE link and
+# at the edge. One frame at a time, then four in flight, then Poisson arrivals at 10 frames/s;
+# 'results show' compares each stream's achieved frames/s with its pipeline bound.
+name: stream
+description: AlexNet frames split after pool5, phone -> edge over LTE, closed and open loop
+model:
+  source: torchvision:alexnet
+participants:
+  phone:
+    role: splittracer.builtin:SplitHead
+    limits:
+      threads: 1
+      uplink: lte           # 36,864 bytes a frame: 50 ms on the link
+  edge:
+    role: splittracer.builtin:SplitTail
+    limits:
+      threads: 1
+playbook:
+  phone:
+    - task: Stream
+      params: {split: 13, next: [edge], count: 20, inflight: 1, finish: false}
+    - task: Stream
+      params: {split: 13, next: [edge], count: 40, inflight: 4, finish: false}
+    - task: Stream
+      params: {split: 13, next: [edge], count: 40, rate: 10, arrivals: poisson, deadline: 200ms}
+options:
+  warmup: 2
 """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from splittracer.builtin import MeasureLink, RunLayers, SplitHead, SplitTail, probe_link
+from splittracer.builtin import Infer, MeasureLink, RunLayers, SplitHead, SplitTail, probe_link
 from splittracer.participant.context import ParticipantContext
 from splittracer.roles import Context, handles
 from splittracer.tasks import Task
@@ -57,3 +57,13 @@ class RecordingTail(SplitTail):
     def run(self, task: RunLayers, ctx: Context) -> Task:
         ctx.record("part_start", float(task.start), part="last")
         return super().run(task, ctx)
+
+
+class FailingCamera(SplitHead):
+    """The built-in head, except that replica ``camera-2`` fails on its first task."""
+
+    @handles(Infer)
+    def infer(self, task: Infer, ctx: Context) -> None:
+        if ctx.participant == "camera-2":
+            raise ValueError("camera-2's sensor is broken")
+        super().infer(task, ctx)

@@ -46,7 +46,7 @@ def test_experiment_ls_and_show(workspace):
     result = splittracer("experiment", "ls", "--workspace", str(workspace), "--json")
     assert result.returncode == 0, result.stderr
     names = [e["name"] for e in json.loads(result.stdout)]
-    assert names == ["lab-neurosurgeon", "neurosurgeon", "neurosurgeon-paper"]
+    assert names == ["fleet", "lab-neurosurgeon", "neurosurgeon", "neurosurgeon-paper", "stream"]
     shown = splittracer("experiment", "show", "neurosurgeon", "--workspace", str(workspace))
     assert shown.returncode == 0 and "splittracer.builtin:SplitHead" in shown.stdout
 

@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
     {"manifest"},
     {"builtin"},
     {"placed"},
-    {"participant"},
+    {"participant", "pacing"},
     {"roles"},
     {"plan"},
     {"tasks"},

@@ -133,7 +133,14 @@ def test_experiments_lists_broken_manifests_with_their_error(tmp_path: Path) -> 
     workspace = init_workspace(tmp_path)
     (workspace.experiments_dir / "broken.yaml").write_text("name: broken\nparticipant: {}\n")
     infos = {info.name: info for info in workspace.experiments()}
-    assert list(infos) == ["broken", "lab-neurosurgeon", "neurosurgeon", "neurosurgeon-paper"]
+    assert list(infos) == [
+        "broken",
+        "fleet",
+        "lab-neurosurgeon",
+        "neurosurgeon",
+        "neurosurgeon-paper",
+        "stream",
+    ]
     good = infos["neurosurgeon"]
     assert (good.participants, good.error) == (("phone", "cloud"), None)
     assert good.description.startswith("AlexNet split after every layer")
@@ -148,7 +155,8 @@ def test_manifest_path_unknown_name(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no experiment named 'neurosurgen'") as info:
         workspace.manifest_path("neurosurgen")
     assert "Did you mean 'neurosurgeon'?" in (info.value.hint or "")
-    assert "Known experiments: lab-neurosurgeon, neurosurgeon, neurosurgeon-paper." in (info.value.hint or "")
+    known = "Known experiments: fleet, lab-neurosurgeon, neurosurgeon, neurosurgeon-paper, stream."
+    assert known in (info.value.hint or "")
 
 
 def test_default_workspace_of_a_manifest_is_its_workspace(tmp_path: Path) -> None:

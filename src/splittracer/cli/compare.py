@@ -58,6 +58,30 @@ def print_comparison(comparison: RunComparison) -> None:
         )
     best = ", ".join(f"{i}: {b if b is not None else '—'}" for i, b in zip(ids, comparison.best_splits))
     console.print(f"Fastest split per run: {best}", highlight=False, soft_wrap=True)
+    _print_streams(comparison)
+
+
+def _print_streams(comparison: RunComparison) -> None:
+    """Stream runs: each run's streams, their throughput against the bound and their tail latency."""
+    rows = [
+        [
+            s.run.id,
+            r.client,
+            r.stream,
+            r.split,
+            r.offered_fps or f"{r.inflight} in flight",
+            r.achieved_fps,
+            r.bound_fps,
+            f"{r.ratio:.0%}",
+            r.latency_ms["p50"],
+            r.latency_ms["p99"],
+        ]
+        for s in comparison.runs
+        for r in s.streams
+    ]
+    if rows:
+        columns = ["run", "client", "stream", "split", "offered", "achieved fps", "bound fps", "of bound"]
+        print_table("Streams per run", [*columns, "p50 ms", "p99 ms"], rows)
 
 
 app.command("compare")(compare)

@@ -107,7 +107,34 @@ def print_run_summary(summary: RunSummary, *, error: bool = True) -> None:
     else:
         _print_split_table(summary, summary.rows, "Median per split point (bytes: forward transfers only)")
     _print_plans(summary)
+    _print_streams(summary)
     _print_metrics(summary)
+
+
+def _print_streams(summary: RunSummary) -> None:
+    """One row per client and stream (then the clients together, as '*'): throughput and tail latency."""
+    if not summary.streams:
+        return
+    rows = [
+        [
+            r.client,
+            r.stream,
+            r.split,
+            f"{r.offered_fps:g}/s {r.loop}" if r.offered_fps else f"closed, {r.inflight} in flight",
+            r.frames,
+            r.achieved_fps,
+            r.bound_fps,
+            f"{r.ratio:.0%}",
+            *(r.latency_ms[q] for q in ("p50", "p95", "p99", "max")),
+            "  ".join(f"{stage}: {ms:.2f}" for stage, ms in r.queue_ms.items()),
+            r.deadline_misses,
+            r.dropped,
+        ]
+        for r in summary.streams
+    ]
+    columns = ["client", "stream", "split", "offered", "frames", "achieved fps", "bound fps", "of bound"]
+    columns += ["p50 ms", "p95 ms", "p99 ms", "max ms", "queue ms per stage", "late", "dropped"]
+    print_table("Streams (achieved: completions/s after the first; bound: 1/slowest stage)", columns, rows)
 
 
 def _print_split_table(summary: RunSummary, split_rows: Sequence[SplitRow], title: str) -> None:
@@ -208,9 +235,11 @@ def export(
     output: Annotated[Path | None, typer.Option(help="File to write (default: results/<run>.<fmt>)")] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Write every span of a run to a CSV or Parquet file, and its metrics beside it (<name>-metrics)."""
+    """Write every span of a run to a CSV or Parquet file, its metrics beside it (<name>-metrics)
+    and, for a stream run, its stream results (<name>-streams)."""
     from ..metrics.store import ResultsStore
     from ..report.export import export_run, export_run_metrics, metrics_path
+    from ..report.streams import export_run_streams, streams_path
     from ..workspace import find_workspace
 
     ws = find_workspace(explicit=workspace)
@@ -219,7 +248,8 @@ def export(
         target = output or ws.results_dir / f"{run_id}.{fmt.value}"
         written = [export_run(store, run_id, target, _FORMATS[fmt])]
         metrics = export_run_metrics(store, run_id, metrics_path(target), _FORMATS[fmt])
-    for path in [*written, *([metrics] if metrics else [])]:
+        streams = export_run_streams(store, run_id, streams_path(target), _FORMATS[fmt])
+    for path in [*written, *([metrics] if metrics else []), *([streams] if streams else [])]:
         console.print(str(path), highlight=False, soft_wrap=True)
 
 

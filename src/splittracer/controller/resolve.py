@@ -36,6 +36,11 @@ class ResolvedParticipant:
     cpu: float | None = None  # a fraction of one CPU, enforced with cgroups
     memory_bytes: int | None = None
     keep_warm: bool = False  # its CPU kept busy while it waits (participant/warm.py)
+    workers: int = 1  # handlers run at once (a role with ``parallel = True``)
+    batch_max: int = 0  # dynamic batching: at most this many requests computed at once (0: none)
+    batch_wait_s: float = 0.0  # ... arriving within this window
+    group: str = ""  # the manifest's name for a replicated participant ('' for a single one)
+    replica: int = 0  # its index in the group
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,26 @@ class ResolvedRun:
     timeout_s: float = 3600.0
     provenance: RunProvenance = field(default_factory=RunProvenance)  # stored with the run
 
+    @property
+    def groups(self) -> dict[str, list[str]]:
+        """Each replicated participant's manifest name -> its replicas' names, in order."""
+        found: dict[str, list[str]] = {}
+        for p in self.participants:
+            if p.group:
+                found.setdefault(p.group, []).append(p.name)
+        return found
+
+    @property
+    def clients(self) -> tuple[str, ...]:
+        """The participants with a playbook, in manifest order: the run waits for each to finish."""
+        owners = {name for name, _ in self.playbook}
+        return tuple(p.name for p in self.participants if p.name in owners)
+
+    def client_index(self, name: str) -> int:
+        """``name``'s index among several clients; -1 when it is the only one (or none)."""
+        clients = self.clients
+        return clients.index(name) if len(clients) > 1 and name in clients else -1
+
 
 def resolve_run(manifest: Manifest, workspace: Path | None = None) -> ResolvedRun:
     """Resolve a validated manifest into the run the controller executes (tasks built here).
@@ -62,29 +87,17 @@ def resolve_run(manifest: Manifest, workspace: Path | None = None) -> ResolvedRu
     reported before anything starts.
     """
     check_manifest(manifest, preflight_cache(workspace))
-    participants = tuple(
-        ResolvedParticipant(
-            name=p.name,
-            stage=p.stage,
-            role=p.role,
-            device=p.device,
-            torch_device=p.torch_device,
-            params=dict(p.params),
-            threads=p.limits.threads,
-            uplink_bps=p.limits.uplink_bps,
-            latency_s=p.limits.latency_s,
-            cpu=p.limits.cpu,
-            memory_bytes=p.limits.memory_bytes,
-            keep_warm=p.keep_warm,
-        )
-        for p in manifest.participants.values()
-    )
-    playbook = resolve_planned_splits(
+    participants = _participants(manifest)
+    planned = resolve_planned_splits(
         manifest,
         [(name, build_task(entry)) for name, entries in manifest.playbook.items() for entry in entries],
         workspace,
     )
-    playbook = resolve_placements(manifest, playbook, workspace)
+    planned = resolve_placements(manifest, planned, workspace)
+    # Every replica of a group runs its own copy of the group's playbook.
+    playbook = tuple(
+        (replica, task) for name, task in planned for replica in manifest.participants[name].replica_names
+    )
     o = manifest.options
     options = RunOptions(
         repeats=o.repeats,
@@ -105,6 +118,33 @@ def resolve_run(manifest: Manifest, workspace: Path | None = None) -> ResolvedRu
             code=code_fingerprint(manifest, workspace),
             manifest_file=str(manifest.path) if manifest.path else None,
         ),
+    )
+
+
+def _participants(manifest: Manifest) -> tuple[ResolvedParticipant, ...]:
+    """Every participant, each replica of a group under its own name."""
+    return tuple(
+        ResolvedParticipant(
+            name=name,
+            group=p.name if p.size > 1 else "",
+            replica=replica,
+            stage=p.stage,
+            role=p.role,
+            device=p.device_of(replica),
+            torch_device=p.torch_device,
+            params=dict(p.params),
+            threads=p.limits.threads,
+            uplink_bps=p.limits.uplink_bps,
+            latency_s=p.limits.latency_s,
+            cpu=p.limits.cpu,
+            memory_bytes=p.limits.memory_bytes,
+            keep_warm=p.keep_warm,
+            workers=p.handlers,
+            batch_max=p.batch.max if p.batch else 0,
+            batch_wait_s=p.batch.wait_s if p.batch else 0.0,
+        )
+        for p in manifest.participants.values()
+        for replica, name in enumerate(p.replica_names)
     )
 
 

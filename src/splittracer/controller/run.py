@@ -36,6 +36,7 @@ from ..version import __version__
 from ..wire.grpc_path import deliver, open_channel
 from ..wire.messages import Event, ParticipantInfo, PeerInfo, Reply, RunConfig, decoder, encode, method
 from ..wire.tls import CONTROLLER, issue_run_certificates
+from .clients import Clients
 from .clocksync import ClockEstimate, estimate_offset, to_controller_clock
 from .placement import deployer_for_plan
 from .resolve import ResolvedParticipant, ResolvedRun
@@ -133,6 +134,7 @@ class _Run:
         self.record = RunRecord.starting(_controller_facts(), plan.provenance)
         self.run_id = store.create_run(plan.experiment, plan.manifest_text, self.record)
         self.certificates = issue_run_certificates(self.run_id, [p.name for p in plan.participants])
+        self.clients = Clients(plan.clients)
 
     def execute(self) -> RunOutcome:
         started = time.monotonic()
@@ -299,6 +301,12 @@ class _Run:
             uplink_bps=p.uplink_bps,
             latency_s=p.latency_s,
             keep_warm=p.keep_warm,
+            workers=p.workers,
+            batch_max=p.batch_max,
+            batch_wait_s=p.batch_wait_s,
+            groups=self.plan.groups,
+            replica=p.replica,
+            client=self.plan.client_index(p.name),
             workspace=remote_dir or (str(self.workspace) if self.workspace else None),
         )
 
@@ -329,7 +337,8 @@ class _Run:
         while True:
             timeout = 0.2
             while (kind := self._next_event(timeout)) is not None:
-                if kind == "finished":
+                if kind == "finished" and self.clients.all_done:
+                    self.clients.raise_failures()
                     return
                 timeout = 0.0  # take everything queued before judging health
             self._check_health()
@@ -357,6 +366,11 @@ class _Run:
             self.observer.progress(event.participant, event.done, event.total, event.label)
         elif event.kind == "log":
             self.observer.log(event.participant, event.message)
+        elif event.kind == "finished":
+            self.clients.finished(event.participant, everyone=event.everyone)
+        elif event.kind == "error" and self.clients.failed(event.participant, _error_text(event)):
+            _log_frames(event)  # one client of several failed: the others go on, the run reports it
+            return "finished"
         elif event.kind == "error":
             _log_frames(event)
             # A consequence is named in one line after its cause, never with a second traceback.

@@ -106,6 +106,26 @@ class Limits(Strict):
 _UNIT_PARSERS = {"uplink": parse_rate, "latency": parse_duration, "memory": parse_size}
 
 
+class Batch(Strict):
+    """Dynamic batching on a participant whose role supports it (the built-in tail): requests
+    for the same layers arriving within ``wait`` are stacked, up to ``max``, and computed once."""
+
+    max: PositiveInt = 8
+    wait: str = "5ms"
+
+    @field_validator("wait", mode="before")
+    @classmethod
+    def _valid_wait(cls, value: object) -> object:
+        if parse_duration(str(value)) < 0:
+            raise ValueError("expected a duration such as 5ms")
+        return str(value)
+
+    @property
+    def wait_s(self) -> float:
+        """The batching window in seconds."""
+        return parse_duration(self.wait)
+
+
 class Participant(Strict):
     """One participant: where it runs, which role it plays, its limits and role parameters.
 
@@ -120,6 +140,11 @@ class Participant(Strict):
     params: dict[str, JsonValue] = Field(default_factory=dict)
     profile: str | None = None
     keep_warm: bool = False  # its CPU kept busy while it waits, unlike an idle device (participant/warm.py)
+    workers: PositiveInt = 1  # handlers at once, for a role with ``parallel = True``
+    batch: Batch | None = None  # dynamic batching (the built-in tail); needs max workers, given by default
+    replicas: PositiveInt = 1  # a fleet: NAME-0 .. NAME-(N-1), each its own copy of the playbook
+    devices: list[str] | None = Field(default=None, min_length=1)  # a fleet: one replica per device
+    stage_: NonNegativeInt | None = Field(default=None, alias="stage")  # default: manifest order
     _name: str = PrivateAttr(default="")
     _stage: int = PrivateAttr(default=-1)
 
@@ -151,8 +176,39 @@ class Participant(Strict):
 
     @property
     def stage(self) -> int:
-        """Position in the manifest: 0 for the first device of the pipeline."""
+        """Its stage in the pipeline: ``stage:`` as written, else its position in the manifest."""
         return self._stage
+
+    @model_validator(mode="after")
+    def _one_fleet_form(self) -> Participant:
+        if self.devices is None:
+            return self
+        if self.device != "local":
+            raise ValueError("give 'device' (one device) or 'devices' (one replica on each), not both")
+        if "replicas" in self.model_fields_set and self.replicas != len(self.devices):
+            raise ValueError(f"replicas: {self.replicas} but {len(self.devices)} devices; give one of them")
+        return self
+
+    @property
+    def size(self) -> int:
+        """How many run: one per entry of ``devices``, else ``replicas``."""
+        return len(self.devices) if self.devices else self.replicas
+
+    def device_of(self, replica: int) -> str:
+        """Where replica ``replica`` runs: its entry of ``devices``, else ``device``."""
+        return self.devices[replica] if self.devices else self.device
+
+    @property
+    def handlers(self) -> int:
+        """Handlers it runs at once: ``workers``, at least a batch's ``max``."""
+        return max(self.workers, self.batch.max if self.batch else 1)
+
+    @property
+    def replica_names(self) -> tuple[str, ...]:
+        """The names its replicas run under: itself alone, or ``NAME-0`` .. ``NAME-(N-1)``."""
+        if self.size == 1:
+            return (self._name,)
+        return tuple(f"{self._name}-{i}" for i in range(self.size))
 
 
 class PlaybookEntry(Strict):
@@ -228,7 +284,17 @@ class Manifest(Strict):
     @model_validator(mode="after")
     def _number_participants(self) -> Manifest:
         for stage, (name, participant) in enumerate(self.participants.items()):
-            participant._name, participant._stage = name, stage
+            explicit = participant.stage_
+            participant._name, participant._stage = name, stage if explicit is None else explicit
+        taken: dict[str, str] = {}
+        for name, participant in self.participants.items():
+            for replica in participant.replica_names:
+                if replica in taken and taken[replica] != name:
+                    raise ValueError(
+                        f"'{taken[replica]}' and '{name}' would both run a participant named '{replica}'"
+                        " (replicas are named NAME-0, NAME-1, ...); rename one of them"
+                    )
+                taken[replica] = name
         return self
 
     @property

@@ -64,6 +64,14 @@ def _load_role(manifest: Manifest, participant: Participant, workspace: Path) ->
             f"{_describe(found)}, not a subclass of splittracer.roles.Role",
             hint=f"Name a class written as: class {attr.split('.')[-1]}(Role) with @handles methods.",
         )
+    if participant.handlers > 1 and not found.parallel:
+        key = "workers" if participant.workers > 1 else "batch"
+        raise UserCodeError(
+            f"{where_text(manifest, ('participants', participant.name, key))}: participant "
+            f"'{participant.name}' asks for {participant.handlers} workers, but role '{participant.role}' "
+            "handles one task at a time",
+            hint="Drop 'workers', or set 'parallel = True' on a role whose handlers may run at once.",
+        )
     return found
 
 

@@ -40,6 +40,28 @@ SPAN_KINDS = (
 )
 
 
+CLIENT_STRIDE = 1_000_000  # inference ids per client when several clients share a run
+
+
+def inference_id(client: int, sequence: int) -> int:
+    """The run-wide id of a client's inference ``sequence``: ``client * 1_000_000 + sequence``.
+
+    ``client`` is -1 when the run has one client: its ids are its sequence
+    numbers. Several clients (a fleet of cameras) get disjoint ranges, so the
+    id alone says whose inference it was (:func:`client_of`).
+    """
+    if client < 0:
+        return sequence
+    if not 0 <= sequence < CLIENT_STRIDE:
+        raise RunError(f"inference {sequence} of a client is outside 0..{CLIENT_STRIDE - 1}")
+    return client * CLIENT_STRIDE + sequence
+
+
+def client_of(inference: int) -> int:
+    """The client index an inference id of a several-client run belongs to."""
+    return inference // CLIENT_STRIDE
+
+
 class Span(msgspec.Struct, frozen=True, kw_only=True):
     """One timed thing on one participant.
 

@@ -18,6 +18,7 @@ import torch
 
 from ..clock import now_ns
 from ..errors import RunError, SplitError
+from ..metrics.spans import inference_id
 from ..metrics.system import cpu_freq_mhz
 from ..roles import Tensors
 from ..split.model import SplitModel
@@ -73,7 +74,7 @@ class ParticipantContext:
 
     @property
     def peers(self) -> Sequence[str]:
-        """Names of the other participants."""
+        """Names of the other participants (each replica by its own name)."""
         return [p for p in self._config.peers if p != self._config.name]
 
     @property
@@ -234,15 +235,50 @@ class ParticipantContext:
         """Time one end-to-end inference; spans inside (here and on peers) carry its id.
 
         ``attrs`` go on its ``inference`` span, e.g. ``{"uplink": "3g"}`` to
-        group a sweep's inferences by the link they crossed.
+        group a sweep's inferences by the link they crossed. When several
+        clients share the run, ``index`` is this client's sequence number and
+        the id its spans carry is unique in the run
+        (:func:`~splittracer.metrics.spans.inference_id`); the span names the client.
         """
-        tags = Tags(index, split, warmup)
+        client = self._config.client
+        tags = Tags(inference_id(client, index), split, warmup)
+        extra: dict[str, str | int | float | bool] = {"client": self.participant} if client >= 0 else {}
         with (
             self.tagged(tags),
             self._recorder.span(
-                "inference", inference=index, split=split, attrs={**(attrs or {}), **_warmup(tags)}
+                "inference",
+                inference=tags.inference,
+                split=split,
+                attrs={**(attrs or {}), **extra, **_warmup(tags)},
             ),
         ):
+            yield
+
+    @property
+    def batch(self) -> tuple[int, float] | None:
+        """The participant's ``batch:`` as (max requests, window in seconds); None without one."""
+        config = self._config
+        return (config.batch_max, config.batch_wait_s) if config.batch_max > 0 else None
+
+    @contextlib.contextmanager
+    def computing(self, start: int, end: int, **attrs: str | int | float | bool) -> Iterator[None]:
+        """Time the block as a ``compute`` span of layers ``start+1..end`` of the inference in progress."""
+        tags = self.tags
+        with self._recorder.span(
+            "compute",
+            inference=tags.inference,
+            split=tags.split,
+            start_layer=start,
+            end_layer=end,
+            attrs={**attrs, **_warmup(tags)},
+        ):
+            yield
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Time the block as a ``queue`` span of the inference in progress."""
+        tags = self.tags
+        with self._recorder.span("queue", inference=tags.inference, split=tags.split, attrs=_warmup(tags)):
             yield
 
     # -- messages --------------------------------------------------------------
@@ -290,15 +326,28 @@ class ParticipantContext:
         """A line for the controller's log."""
         self._emit("log", message=message)
 
-    def finish(self) -> None:
-        """End the run: the controller stops every participant and saves the results."""
-        self._emit("finished")
+    def finish(self, *, everyone: bool = False) -> None:
+        """This participant is done: the run ends once every participant with a playbook is.
+
+        A participant without a playbook (or ``everyone=True``) ends the run
+        for everyone at once: the controller stops every participant and saves the results.
+        """
+        self._emit("finished", everyone=everyone)
+
+    def resolve_peer(self, peer: str) -> str:
+        """The participant a name reaches: ``peer`` itself, or for a replicated group one of
+        its replicas (this participant's replica index modulo the group's size)."""
+        members = self._config.groups.get(peer)
+        if not members:
+            return peer
+        return members[self._config.replica % len(members)]
 
     # -- internals -----------------------------------------------------------
 
     def _deliver(
         self, peer: str, task: Task, *, expects_reply: bool, timeout: float | None = None
     ) -> Task | None:
+        peer = self.resolve_peer(peer)
         if peer not in self._config.peers or peer == self.participant:
             known = ", ".join(sorted(self.peers))
             raise RunError(f"'{self.participant}' has no peer named '{peer}' (peers: {known})")

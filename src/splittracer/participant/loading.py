@@ -29,6 +29,16 @@ def import_role(spec: str, workspace: str | None) -> type[Role]:
     return role
 
 
+def allowed_workers(role: type[Role], workers: int) -> int:
+    """How many handlers of ``role`` may run at once: ``workers``, if the role allows more than one."""
+    if workers > 1 and not role.parallel:
+        raise UserCodeError(
+            f"role {role.__qualname__} handles one task at a time, so it cannot have {workers} workers",
+            hint="Drop 'workers', or set 'parallel = True' on a role whose handlers may run at once.",
+        )
+    return max(workers, 1)
+
+
 def load_model(config: RunConfig) -> tuple[Any, InputSource | None]:
     """The run's split model and its inputs, or (None, None) when the manifest names no model."""
     if config.model is None:

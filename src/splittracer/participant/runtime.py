@@ -54,7 +54,7 @@ from .context import ParticipantContext
 from .delivery import Received, open_incoming, prepare_task, record_received
 from .failure import describe, full_traceback, user_traceback
 from .lifeline import Lifeline
-from .loading import accelerator_name, import_role, load_model
+from .loading import accelerator_name, allowed_workers, import_role, load_model
 from .recorder import TaggedRecorder
 from .warm import KeepWarm
 
@@ -100,7 +100,9 @@ class Participant:
         # Tasks queued or being handled; a call that finds none runs inline (see _accept).
         self._busy = 0
         self._busy_lock = threading.Lock()
-        self._run_lock = threading.Lock()  # one handler at a time, on the worker or inline
+        # Handlers running at once, on the workers or inline: one, unless ``workers:`` allows more.
+        self._workers = 1
+        self._slots = threading.BoundedSemaphore(1)
         self._role_ready = False
         self._sampler: SystemSampler | None = None
         self._energy: EnergyProbe | None = None
@@ -178,6 +180,8 @@ class Participant:
         self._links = {name: self._link(name, peer) for name, peer in peers.items()}
         self.recorder = TaggedRecorder(config.run_id, config.name, config.stage, clock=now_ns)
         role_class = import_role(config.role, config.workspace)
+        self._workers = allowed_workers(role_class, config.workers)
+        self._slots = threading.BoundedSemaphore(self._workers)
         model, inputs = load_model(config)
         self._warm = KeepWarm() if config.keep_warm else None
         self.ctx = ParticipantContext(
@@ -286,14 +290,14 @@ class Participant:
         behind a task on the worker.
         """
         with self._busy_lock:
-            if self._busy or not self._role_ready:
+            if self._busy >= self._workers or not self._role_ready:
                 return False
-            self._busy = 1
+            self._busy += 1
             return True
 
     def _handle_inline(self, received: Received) -> tuple[Task | None, Exception | None]:
         try:
-            with self._run_lock:
+            with self._slots:
                 return self._dispatch(received)
         finally:
             with self._busy_lock:
@@ -334,21 +338,19 @@ class Participant:
     def _work(self) -> None:
         ctx, role = self.ctx, self.role
         assert ctx is not None and role is not None
-        with self._run_lock:
+        with self._exclusive():
             ready = self._guarded("setup", lambda: role.setup(ctx))
             self._role_ready = ready
-        while True:
-            item = self._inbox.get()
-            if item.received is None:
-                break
-            if ready:
-                with self._run_lock:
-                    self._handle(item)
-            elif item.result is not None:  # after a failed setup, senders get an error, not a hang
-                item.result.set_exception(RunError(f"'{self._name}' could not set up its role"))
-            with self._busy_lock:
-                self._busy -= 1
-        with self._run_lock:  # an inline handler may still be running
+        others = [
+            threading.Thread(target=self._serve, args=(ready,), name=f"worker-{i}", daemon=True)
+            for i in range(1, self._workers)
+        ]
+        for thread in others:
+            thread.start()
+        self._serve(ready)
+        for thread in others:
+            thread.join()
+        with self._exclusive():  # an inline handler may still be running
             self._role_ready = False
             self._guarded("teardown", lambda: role.teardown(ctx))
         if self._sampler is not None:
@@ -357,6 +359,32 @@ class Participant:
             self._warm.stop()
         self._emit("stopped")
         self._stopped.set()
+
+    def _serve(self, ready: bool) -> None:
+        """One worker: take tasks from the inbox until the stop item, which it passes on."""
+        while True:
+            item = self._inbox.get()
+            if item.received is None:
+                self._inbox.put(item)  # every worker sees it
+                return
+            if ready:
+                with self._slots:
+                    self._handle(item)
+            elif item.result is not None:  # after a failed setup, senders get an error, not a hang
+                item.result.set_exception(RunError(f"'{self._name}' could not set up its role"))
+            with self._busy_lock:
+                self._busy -= 1
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold every handler slot: nothing else runs (setup and teardown)."""
+        for _ in range(self._workers):
+            self._slots.acquire()
+        try:
+            yield
+        finally:
+            for _ in range(self._workers):
+                self._slots.release()
 
     def _handle(self, item: _Queued) -> None:
         assert item.received is not None
@@ -371,6 +399,9 @@ class Participant:
         """Run the role's handler for one task: its answer (a Task or None), or the error it raised."""
         assert self.ctx is not None and self.role is not None and self.recorder is not None
         task, envelope = received.task, received.envelope
+        # How long the task waited in the inbox (or for a free worker) before its handler began.
+        attrs: dict[str, str | int | float | bool] = {"task": task_name(task), "from": envelope.sender}
+        self.recorder.add_span("queue", received.decoded_ns, now_ns(), envelope.tags, attrs=attrs)
         with self.ctx.tagged(envelope.tags):
             try:
                 result = self._run_handler(task, envelope.tags, envelope.sender)

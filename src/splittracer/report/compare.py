@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import SplitTracerError
 from ..metrics.store import ResultsStore
 from .runs import RunSummary, run_summary, run_to_dict, split_label
+from .streams import stream_rows_to_dicts
 from .summary import SplitRow
 
 __all__ = ["CompareRow", "RunComparison", "compare_runs", "comparison_to_dict", "write_comparison_plot"]
@@ -110,6 +111,9 @@ def comparison_to_dict(comparison: RunComparison) -> dict[str, Any]:
                 "cv_pct": row.cv_pct,
             }
             for row in comparison.rows
+        ],
+        "streams": [
+            {"run": s.run.id, **row} for s in comparison.runs for row in stream_rows_to_dicts(s.streams)
         ],
     }
 

@@ -9,6 +9,7 @@ of one or ``'latest'``; an unknown one raises SplitTracerError.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from ..metrics.record import record_to_dict
 from ..metrics.spans import Metric, Span
 from ..metrics.store import INTERRUPTED_BY_USER, ResultsStore, RunInfo
 from .custom import MetricRow, metric_rows_to_dicts, summarize_metrics
+from .streams import StreamRow, stream_rows_to_dicts, summarize_streams, uplinks_of
 from .summary import Incomplete, SplitRow, completed_inferences, incomplete, summarize, summary_to_dicts
 from .uplinks import UplinkSweep, summarize_by_uplink
 
@@ -101,6 +103,7 @@ class RunSummary:
     not_counted: tuple[NotCounted, ...] = ()
     metrics: tuple[MetricRow, ...] = ()
     uplinks: tuple[UplinkSweep, ...] = ()  # one per link of a sweep over several uplinks
+    streams: tuple[StreamRow, ...] = ()  # per client and stream of a run with Stream tasks
 
     @property
     def labels(self) -> list[str]:
@@ -139,6 +142,7 @@ def run_summary(store: ResultsStore, run_id: str) -> RunSummary:
         not_counted=not_counted(run, spans),
         metrics=tuple(summarize_metrics(metrics, spans)),
         uplinks=summarize_by_uplink(spans),
+        streams=tuple(summarize_streams(spans, metrics, uplinks_of(run.record))),
     )
 
 
@@ -188,7 +192,12 @@ def _which(members: Sequence[NotCounted], shown: int = 5) -> str:
 def chain_links(rows: Sequence[SplitRow]) -> list[tuple[str, str]]:
     """The links (sender, receiver) of a chain of three or more participants in chain order; [] for two."""
     longest = max(rows, key=lambda r: len(r.hops), default=None)
-    return [(h.sender, h.receiver) for h in longest.hops] if longest and len(longest.hops) > 1 else []
+    if longest is None or len(longest.hops) < 2:
+        return []
+    hops = longest.hops
+    if any(a.receiver != b.sender for a, b in itertools.pairwise(hops)):
+        return []  # several clients' links to one server (a fleet), side by side: no chain
+    return [(h.sender, h.receiver) for h in hops]
 
 
 def hop_cells(row: SplitRow, links: Sequence[tuple[str, str]]) -> list[float | int | None]:
@@ -251,7 +260,8 @@ def write_plots(store: ResultsStore, run_id: str, out_dir: str | Path) -> list[P
     """Write the stacked-latency and bytes-per-split charts of a run as PNG and SVG.
 
     Files are ``<run id>-splits.{png,svg}`` and ``<run id>-bytes.{png,svg}``
-    in ``out_dir``; raises SplitTracerError if the run measured nothing.
+    in ``out_dir`` (a stream run adds ``-latency-cdf`` and, open loop,
+    ``-throughput``); raises SplitTracerError if the run measured nothing.
     """
     # matplotlib is imported only when a figure is wanted.
     from .plots import plot_bytes_per_split, plot_stacked_splits
@@ -273,7 +283,21 @@ def write_plots(store: ResultsStore, run_id: str, out_dir: str | Path) -> list[P
         latency += plot_stacked_by_uplink(
             links, f"{stem}-uplinks", title=f"Latency per split point, per uplink — {title}", labels=layers
         )
-    return [*latency, *sizes]
+    return [*latency, *sizes, *_stream_plots(summary, stem, title)]
+
+
+def _stream_plots(summary: RunSummary, stem: Path, title: str) -> list[Path]:
+    """A stream run's latency CDF and, with open-loop streams, achieved against offered load."""
+    if not summary.streams:
+        return []
+    from .stream_plots import plot_latency_cdf, plot_throughput_vs_offered
+
+    written = plot_latency_cdf(summary.streams, f"{stem}-latency-cdf", title=f"Frame latency — {title}")
+    if any(r.offered_fps > 0 for r in summary.streams):
+        written += plot_throughput_vs_offered(
+            summary.streams, f"{stem}-throughput", title=f"Achieved against offered load — {title}"
+        )
+    return written
 
 
 def run_duration_s(run: RunInfo) -> float | None:
@@ -332,6 +356,7 @@ def summary_to_dict(summary: RunSummary) -> dict[str, Any]:
         "not_counted": [dataclasses.asdict(left) for left in summary.not_counted],
         "metrics": metric_rows_to_dicts(summary.metrics),
         "uplinks": [_uplink_dict(sweep, summary.layers) for sweep in summary.uplinks],
+        "streams": stream_rows_to_dicts(summary.streams),
     }
 
 

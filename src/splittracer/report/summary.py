@@ -79,7 +79,8 @@ class SplitRow:
 
     ``stages[s]`` is the compute time of stage ``s`` (one entry per device in
     the chain); ``other_ms`` is the median total less the median head,
-    transfer and tail: the overhead no span accounts for (dispatch, queues).
+    transfer, tail and queue: the overhead no span accounts for (dispatch).
+    ``queue`` is the time the inference's tasks waited in inboxes (``queue`` spans).
     ``transfer`` covers forward and reply transfers; ``bytes_raw`` and
     ``bytes_wire`` are the median bytes of the forward transfers alone.
     ``cuts`` is every cut of the chain (``(split,)`` with two participants)
@@ -101,6 +102,7 @@ class SplitRow:
     placement: str = ""  # the first device's layers ('1-3,7-9') when the row ran a placement
     placement_layers: str = ""  # the same with the layer names at the ranges' ends
     placement_tensors: int = 0  # tensors crossing the placement
+    queue: Quantiles = Quantiles(0.0, 0.0, 0.0)
 
     @property
     def cut_label(self) -> str:
@@ -124,6 +126,7 @@ class _Inference:
     # Accumulated per (split, inference) while scanning spans once.
     stage_ms: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))
     transfer_ms: float = 0.0
+    queue_ms: float = 0.0
     total_ms: float | None = None
     bytes_raw: int = 0
     bytes_wire: int = 0
@@ -209,6 +212,8 @@ def _accumulate(inference: _Inference, span: Span) -> None:
     if span.kind == "compute":
         inference.stage_ms[span.stage] += span.duration_ms
         inference.ends[span.stage] = max(inference.ends.get(span.stage, -1), span.end_layer)
+    elif span.kind == "queue":
+        inference.queue_ms += span.duration_ms
     elif span.kind == "transfer":
         inference.transfer_ms += span.duration_ms
         _accumulate_link(inference, span)
@@ -269,6 +274,7 @@ def _row(cuts: tuple[int, ...], inferences: list[_Inference]) -> SplitRow:
     transfer = Quantiles.of([i.transfer_ms for i in inferences])
     tail = Quantiles.of([sum(ms for s, ms in i.stage_ms.items() if s >= 1) for i in inferences])
     total = Quantiles.of([i.total_ms or 0.0 for i in inferences])
+    queue = Quantiles.of([i.queue_ms for i in inferences])
     return SplitRow(
         split=cuts[0],
         count=len(inferences),
@@ -277,11 +283,12 @@ def _row(cuts: tuple[int, ...], inferences: list[_Inference]) -> SplitRow:
         tail=tail,
         total=total,
         stages=stages,
-        other_ms=total.median - (head.median + transfer.median + tail.median),
+        other_ms=total.median - (head.median + transfer.median + tail.median + queue.median),
         bytes_raw=_median_int([i.bytes_raw for i in inferences]),
         bytes_wire=_median_int([i.bytes_wire for i in inferences]),
         cuts=cuts,
         hops=_hops(inferences),
+        queue=queue,
     )
 
 
@@ -296,7 +303,13 @@ def summary_to_dicts(rows: Iterable[SplitRow]) -> list[dict[str, Any]]:
 
 def _row_dict(row: SplitRow) -> dict[str, Any]:
     flat: dict[str, Any] = {"split": row.split, "count": row.count}
-    parts = {"head": row.head, "transfer": row.transfer, "tail": row.tail, "total": row.total}
+    parts = {
+        "head": row.head,
+        "transfer": row.transfer,
+        "tail": row.tail,
+        "queue": row.queue,
+        "total": row.total,
+    }
     for name, q in parts.items():
         flat |= {f"{name}_ms": q.median, f"{name}_p25_ms": q.p25, f"{name}_p75_ms": q.p75}
     flat["other_ms"] = row.other_ms

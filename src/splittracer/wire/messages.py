@@ -85,6 +85,12 @@ class RunConfig(msgspec.Struct, frozen=True):
     latency_s: float = 0.0
     workspace: str | None = None
     keep_warm: bool = False  # keep its CPU busy while it waits (participant/warm.py)
+    groups: dict[str, list[str]] = {}  # a replicated participant's name -> its replicas' names
+    replica: int = 0  # this participant's index in its group (0 when it is not replicated)
+    client: int = -1  # its index among several clients (participants with a playbook); -1: one client
+    workers: int = 1  # handlers run in parallel, where the role allows it
+    batch_max: int = 0  # dynamic batching: requests computed at once (0: no batching)
+    batch_wait_s: float = 0.0  # how long a batch waits for more requests
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):
@@ -106,6 +112,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     traceback: str = ""  # error: the user's own frames (or their line SplitTracer refused), or ''
     debug_traceback: str = ""  # error: every frame, SplitTracer's included (logged for --debug)
     caused_by: str = ""  # error: the peer whose failure this one follows from (its error says why)
+    everyone: bool = False  # finished: end the run for everyone, not only this participant's part
 
 
 class Reply(msgspec.Struct, frozen=True):

@@ -1,0 +1,89 @@
+"""Which split points a built-in task names, checked against the model before and when it runs."""
+
+from __future__ import annotations
+
+from ..errors import RunError
+from ..plan.online import (
+    MODES,
+)
+from ..tasks import Task
+from .tasks import Infer, Stream, Sweep
+
+
+def fixed_cuts(task: Infer | Stream, num_layers: int) -> list[int]:
+    if isinstance(task.cuts, list):
+        cuts = task.cuts
+    else:
+        split = task.split if isinstance(task.split, int) else -1
+        cuts = [split if split >= 0 else num_layers]
+    _check_cuts(cuts, num_layers, len(task.next))
+    return cuts
+
+
+def planned_mode(task: Infer) -> str | None:
+    """``auto`` or ``adaptive`` when ``task`` asks for planned cuts; None for given ones."""
+    word = task.split if isinstance(task.split, str) else task.cuts if isinstance(task.cuts, str) else None
+    if word is None:
+        return None
+    if word not in MODES:
+        raise RunError(f"Infer asks for cuts '{word}': expected split points, {' or '.join(MODES)}")
+    if isinstance(task.split, str) and task.cuts is not None:
+        raise RunError(f"Infer gives both split: {task.split} and cuts; give one of them")
+    return word
+
+
+def split_problem(task: Task, num_layers: int) -> tuple[str, str] | None:
+    """Why a built-in task's split points cannot run on a model of ``num_layers`` layers.
+
+    ``(field, reason)`` for a Sweep or an Infer with given splits or cuts that
+    the run would refuse (a split outside ``0..num_layers``, cuts out of order
+    or not one per hop); None when they run, or when the task plans its own.
+    The controller asks before it starts anything; the head applies the same
+    rules when the task arrives.
+    """
+    try:
+        if isinstance(task, Sweep) and not (task.placements or task.top):  # those: the controller's
+            sweep_points(task, num_layers, len(task.next))
+        elif (isinstance(task, Infer) and not _plans_or_misnames(task)) or isinstance(task, Stream):
+            fixed_cuts(task, num_layers)
+    except RunError as exc:
+        return _split_field(task), exc.message
+    return None
+
+
+def _split_field(task: Task) -> str:
+    if isinstance(task, Sweep):
+        return "cuts" if task.cuts is not None else "splits"
+    return "cuts" if isinstance(task, Infer | Stream) and isinstance(task.cuts, list) else "split"
+
+
+def _plans_or_misnames(task: Infer) -> bool:
+    """Planned cuts, or a word that is no mode: the planner's own check reports that, located."""
+    try:
+        return planned_mode(task) is not None
+    except RunError:
+        return True
+
+
+def sweep_points(task: Sweep, num_layers: int, hops: int) -> list[list[int]]:
+    if task.cuts is not None:
+        points = task.cuts
+    elif task.splits == "all":
+        points = [[k] for k in range(num_layers + 1)]
+    elif isinstance(task.splits, list):
+        points = [[k] for k in task.splits]
+    else:
+        raise RunError(f"Sweep.splits must be 'all' or a list of split points, not {task.splits!r}")
+    for cuts in points:
+        _check_cuts(cuts, num_layers, hops)
+    return points
+
+
+def _check_cuts(cuts: list[int], num_layers: int, hops: int) -> None:
+    if len(cuts) != hops:
+        raise RunError(f"cuts {cuts} name {len(cuts)} cut(s) but the route has {hops} hop(s)")
+    outside = [k for k in cuts if not 0 <= k <= num_layers]
+    if outside:
+        raise RunError(f"split {outside[0]} is not a split point: the model has 0..{num_layers}")
+    if cuts != sorted(cuts):
+        raise RunError(f"cuts {cuts} go backwards: each hop's cut must be at or after the one before")

@@ -1,0 +1,161 @@
+"""The built-in roles: :class:`SplitHead` drives sweeps, inferences and streams;
+:class:`SplitTail` runs the rest of each inference."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import torch
+from torch.utils import _pytree as pytree
+
+from ..pacing import Batcher, StreamFrames, stream_attrs
+from ..placed import RunPlaced, placed, run_placed_task, sweep_placements
+from ..roles import Context, Role, handles
+from ..tasks import Task
+from ..units import parse_duration
+from .points import fixed_cuts, planned_mode, sweep_points
+from .running import (
+    apply_uplink_trace,
+    infer_once,
+    infer_placed,
+    infer_planned,
+    infer_point,
+    probe_link,
+    set_sweep_uplink,
+    stream_rest,
+    sweep_label,
+)
+from .tasks import Finish, Infer, LinkProbe, LinkReport, MeasureLink, Result, RunLayers, Stream, Sweep
+
+
+class SplitHead(Role):
+    """The first device: runs the head of every inference and drives the sweep.
+
+    Inference ids run on across the playbook's tasks (a second ``Infer``
+    starts where the first ended), so every inference of a run has its own.
+    """
+
+    _issued = 0  # inference ids handed out so far in this run
+
+    def _reserve(self, count: int) -> int:
+        """The first of ``count`` new inference ids."""
+        first = self._issued
+        self._issued = first + count
+        return first
+
+    @handles(Sweep)
+    def sweep(self, task: Sweep, ctx: Context) -> None:
+        given = task.cuts is not None or task.splits != "all"
+        points = sweep_placements(ctx.model, task.placements, task.next, given) or sweep_points(
+            task, ctx.num_layers, len(task.next)
+        )
+        repeats = task.repeats if task.repeats >= 0 else ctx.options.repeats
+        warmup = task.warmup if task.warmup >= 0 else ctx.options.warmup
+        per_point = warmup + repeats
+        links: list[str | None] = list(task.uplinks) or [None]
+        total, done = len(links) * len(points) * per_point, 0
+        first = self._reserve(total)
+        for link in links:
+            attrs = set_sweep_uplink(ctx, link, first + done)
+            for cuts in points:
+                for r in range(per_point):
+                    infer_point(ctx, first + done, cuts, task.next, warmup=r < warmup, attrs=attrs)
+                    done += 1
+                    ctx.progress(done, total, sweep_label(cuts, link))
+        if task.finish:
+            ctx.finish()
+
+    @handles(Infer)
+    def infer(self, task: Infer, ctx: Context) -> None:
+        mode = planned_mode(task)
+        first = self._reserve(task.count)
+        if mode is not None:
+            infer_planned(task, ctx, mode, first)
+        elif task.placement is not None:
+            infer_placed(task, ctx, placed(ctx.model, task.placement), first)
+        else:
+            cuts = fixed_cuts(task, ctx.num_layers)
+            for i in range(task.count):
+                apply_uplink_trace(task, ctx, i)
+                infer_once(ctx, first + i, cuts, task.next, warmup=False)
+                ctx.progress(i + 1, task.count, f"split {cuts[0]}")
+        if task.finish:
+            ctx.finish()
+
+    @handles(Stream)
+    def stream(self, task: Stream, ctx: Context) -> None:
+        cuts = fixed_cuts(task, ctx.num_layers)
+        for rate in task.rates or [task.rate]:  # a sweep over offered load: one stream per rate
+            self._stream_at(task, ctx, cuts, rate)
+        if task.finish:
+            ctx.finish()
+
+    def _stream_at(self, task: Stream, ctx: Context, cuts: list[int], rate: float) -> None:
+        warmup = task.warmup if task.warmup >= 0 else ctx.options.warmup
+        total = warmup + task.count
+        first = self._reserve(total)
+        rest = lambda sent: stream_rest(ctx, task, cuts, sent)  # noqa: E731
+        deadline_s = parse_duration(task.deadline) if task.deadline is not None else None
+        attrs = stream_attrs(first, rate, task.arrivals, task.inflight, deadline_s)
+        frames = StreamFrames(ctx, rest, attrs, cuts[0], first, warmup, total)
+        done = frames.pump(rate, task.arrivals, task.inflight)
+        if done.dropped:
+            ctx.record("stream_dropped", float(done.dropped), stream=first)
+
+    @handles(Finish)
+    def finish(self, task: Finish, ctx: Context) -> None:
+        ctx.finish()
+
+
+class SplitTail(Role):
+    """Any later device: runs its layers, forwards or answers; ``workers: N`` serves N at once,
+    and ``batch:`` stacks requests for the same layers (:class:`~splittracer.pacing.Batcher`)."""
+
+    parallel = True
+    _batching = threading.Lock()
+    _batcher: Batcher | None = None
+
+    def _layers(self, ctx: Context, start: int, end: int, tensors: list[torch.Tensor], final: bool) -> Any:
+        window = ctx.batch
+        if window is None:
+            return ctx.run_layers(start, end, *tensors, final=final)
+        with self._batching:
+            if self._batcher is None:
+                self._batcher = Batcher(*window)
+        return self._batcher.run(ctx, start, end, tuple(tensors), final=final)
+
+    @handles(RunLayers)
+    def run(self, task: RunLayers, ctx: Context) -> Task:
+        started = time.perf_counter()
+        end = task.cuts[0] if task.route else ctx.num_layers
+        out = self._layers(ctx, task.start, end, task.tensors, not task.route)
+        if task.route:
+            onward = RunLayers(start=end, tensors=list(out), route=task.route[1:], cuts=task.cuts[1:])
+            called = time.perf_counter()
+            reply = ctx.call(task.route[0], onward)  # the last hop's Result travels back hop by hop
+            if not isinstance(reply, Result):
+                return reply
+            hop_s = time.perf_counter() - called - reply.busy_s
+            busy = time.perf_counter() - started
+            return Result(outputs=reply.outputs, busy_s=busy, hops_s=[hop_s, *reply.hops_s])
+        outputs = [t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
+        return Result(outputs=outputs, busy_s=time.perf_counter() - started)
+
+    @handles(RunPlaced)
+    def run_placed(self, task: RunPlaced, ctx: Context) -> Task:
+        return run_placed_task(ctx, task, Result)
+
+    @handles(LinkProbe)
+    def probed(self, task: LinkProbe, ctx: Context) -> None:
+        """Nothing to do: the sender timed the delivery."""
+
+    @handles(MeasureLink)
+    def measure(self, task: MeasureLink, ctx: Context) -> LinkReport:
+        fit = probe_link(ctx, task.peer, task.bandwidth_bps, task.latency_s)
+        return LinkReport(bandwidth_bps=fit.bandwidth_bps, overhead_s=fit.overhead_s, samples=fit.samples)
+
+    @handles(Finish)
+    def finish(self, task: Finish, ctx: Context) -> None:
+        ctx.finish()

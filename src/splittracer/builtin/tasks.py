@@ -1,0 +1,168 @@
+"""The built-in tasks: what a head, a tail and the planner send each other."""
+
+from __future__ import annotations
+
+from dataclasses import field
+
+import torch
+
+from ..pacing import ARRIVALS
+from ..plan.online import (
+    DEFAULT_THRESHOLD,
+    MEASURE,
+)
+from ..tasks import Task
+from ..units import parse_duration
+
+PROBE_START_BYTES = 4 << 10
+
+
+PROBE_MAX_BYTES = 16 << 20
+
+
+PROBE_TARGET_S = 0.25  # stop growing once one probe takes this long: enough to see the rate
+
+
+class Sweep(Task):
+    """Run every split point (or the listed ones) ``warmup + repeats`` times each.
+
+    ``uplinks`` (``[3g, lte, wifi]`` or rates such as ``10mbit``) repeats the
+    whole sweep once per uplink rate, this participant's emulated uplink set
+    to each in turn; every inference span carries ``attrs['uplink']``, the
+    name as given, so summaries and charts show one sweep per link. The
+    participant needs an emulated ``uplink`` in its limits for this.
+
+    ``placements`` (two participants) sweeps placements instead of splits:
+    each the first device's layers, ``1-5,7`` or a list of indices and names;
+    ``top: K`` adds the planner's K placements predicted fastest (the
+    controller resolves them from the participants' profiles and links).
+    """
+
+    next: list[str]
+    splits: list[int] | str = "all"
+    cuts: list[list[int]] | None = None
+    repeats: int = -1  # -1: the manifest's options.repeats
+    warmup: int = -1  # -1: the manifest's options.warmup
+    finish: bool = True
+    uplinks: list[str] = field(default_factory=list)
+    placements: list[str | list[int | str]] = field(default_factory=list)
+    top: int = 0
+
+
+class Infer(Task):
+    """Run ``count`` inferences at one split point (or one chain of cuts), or at planned ones.
+
+    ``split`` (or ``cuts``) ``auto`` plans once before the first inference;
+    ``adaptive`` re-plans when a hop's measured bandwidth moves by more than
+    ``threshold`` (relative). ``bandwidth`` (one rate, or one per hop) serves
+    hops whose sender has no emulated uplink; hops with neither are measured.
+    ``uplink_trace`` changes this participant's emulated uplink from the given
+    inference on: ``[[10, 3g], [20, wifi]]``. ``objective`` is what planned
+    cuts minimise: ``latency``, or ``energy``, the first participant's
+    (its profile's per-layer energy plus ``tx_power`` x transfer time; the
+    radio defaults to its uplink's name when that is 3g, lte or wifi).
+    ``planner`` is filled by the controller from the participants' profiles.
+    ``placement`` (two participants) runs the first device's layers it names
+    (``1-5,7``) and the rest on the second; ``dag: true`` with ``split: auto``
+    runs the planner's minimum-cut placement.
+    """
+
+    next: list[str]
+    split: int | str = -1
+    cuts: list[int] | str | None = None
+    count: int = 1
+    finish: bool = False
+    bandwidth: str | list[str] | None = None
+    threshold: float = DEFAULT_THRESHOLD
+    uplink_trace: list[tuple[int, str]] = field(default_factory=list)
+    objective: str = "latency"
+    tx_power: str | None = None
+    planner: bytes = b""
+    placement: str | list[int | str] | None = None
+    dag: bool = False
+
+
+class Stream(Task):
+    """Frames through the pipeline at one ``split`` (or ``cuts``), pipelined: the head computes
+    frame n+1 while frame n is on the link or at the server.
+
+    Closed loop (default): ``inflight`` frames in the system at once. Open
+    loop: ``rate`` frames per second arriving ``constant`` or ``poisson``
+    (``arrivals``); a frame that finds 64 still in flight is dropped and
+    counted; ``rates`` runs one such stream per rate, in turn. ``count``
+    measured frames follow ``warmup`` ones (-1: ``options.warmup``).
+    ``deadline`` (e.g. ``100ms``) is kept on every frame: results count the late ones.
+    """
+
+    next: list[str]
+    split: int = -1
+    cuts: list[int] | None = None
+    count: int = 100
+    inflight: int = 1
+    rate: float = 0.0
+    rates: list[float] = field(default_factory=list)
+    arrivals: str = "constant"
+    deadline: str | None = None
+    warmup: int = -1
+    finish: bool = True
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or self.inflight < 1 or self.rate < 0:
+            raise ValueError("count and inflight must be at least 1, and rate at least 0")
+        if (self.rate > 0 or self.rates) and self.inflight != 1:
+            raise ValueError("give rate (frames arrive open loop) or inflight (closed loop), not both")
+        if self.rates and (self.rate > 0 or min(self.rates) <= 0):
+            raise ValueError("rates sweeps the offered load: positive rates, and no rate beside them")
+        if self.arrivals not in ARRIVALS:
+            raise ValueError(f"arrivals must be {' or '.join(ARRIVALS)}, not '{self.arrivals}'")
+        if self.deadline is not None:
+            parse_duration(self.deadline)
+
+
+class RunLayers(Task, priority=5):
+    """Run layers ``start+1..`` on ``tensors``; ``cuts[i]`` ends hop ``i`` of ``route``."""
+
+    start: int
+    tensors: list[torch.Tensor]
+    route: list[str] = field(default_factory=list)
+    cuts: list[int] = field(default_factory=list)
+
+
+class Result(Task, priority=5):
+    """The model's output (its tensor leaves), sent back to the head.
+
+    ``busy_s`` is how long the answering participant's handler took (its own
+    clock), so the caller can tell the network's share of its call;
+    ``hops_s`` the network seconds of the later hops, measured the same way.
+    """
+
+    outputs: list[torch.Tensor]
+    busy_s: float = 0.0
+    hops_s: list[float] = field(default_factory=list)
+
+
+class LinkProbe(Task, priority=5):
+    """Bytes sent only to time a link."""
+
+    payload: torch.Tensor
+
+
+class MeasureLink(Task, priority=5):
+    """Measure the receiver's link to ``peer``: its rate (unless ``bandwidth_bps`` gives it)
+    and the fixed cost of one message beyond the link's ``latency_s``."""
+
+    peer: str
+    bandwidth_bps: float = MEASURE
+    latency_s: float = 0.0
+
+
+class LinkReport(Task, priority=5):
+    """The answer to :class:`MeasureLink`."""
+
+    bandwidth_bps: float
+    overhead_s: float
+    samples: int
+
+
+class Finish(Task):
+    """End the run."""

@@ -1,0 +1,216 @@
+"""Streams: frame pacing, the Stream task's checks, and stream results from spans."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+import msgspec
+import pytest
+
+from splittracer.builtin import Stream
+from splittracer.errors import RunError
+from splittracer.metrics.spans import Metric, Span
+from splittracer.pacing import arrival_offsets, pump_closed, pump_open
+from splittracer.report.streams import stream_rows_to_dicts, summarize_streams
+
+
+def test_constant_and_poisson_arrivals() -> None:
+    assert arrival_offsets(4, 10.0, "constant", 0) == pytest.approx([0.0, 0.1, 0.2, 0.3])
+    poisson = arrival_offsets(4000, 100.0, "poisson", 7)
+    gaps = [b - a for a, b in itertools.pairwise(poisson)]
+    assert sum(gaps) / len(gaps) == pytest.approx(0.01, rel=0.1)
+    assert poisson == arrival_offsets(4000, 100.0, "poisson", 7)  # seeded: the same load again
+    with pytest.raises(RunError, match="constant or poisson"):
+        arrival_offsets(3, 1.0, "bursty", 0)
+
+
+def test_a_closed_loop_keeps_inflight_frames_in_the_system() -> None:
+    running, most, lock = 0, 0, threading.Lock()
+
+    def frame(_: int) -> None:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.01)
+        with lock:
+            running -= 1
+
+    result = pump_closed(20, 3, frame)
+    assert (result.completed, most) == (20, 3)
+
+
+def test_a_failing_frame_stops_the_stream_and_is_raised() -> None:
+    def frame(i: int) -> None:
+        if i == 2:
+            raise ValueError("frame 2")
+
+    with pytest.raises(ValueError, match="frame 2"):
+        pump_closed(50, 2, frame)
+
+
+def test_an_open_loop_drops_frames_beyond_its_bound() -> None:
+    release = threading.Event()
+    started: list[int] = []
+
+    def frame(i: int) -> None:
+        started.append(i)
+        release.wait(5)
+
+    timer = threading.Timer(0.2, release.set)
+    timer.start()
+    result = pump_open([0.0, 0.0, 0.0, 0.0, 0.0], frame, bound=2)
+    assert (result.completed, result.dropped, sorted(started)) == (2, 3, [0, 1])
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"count": 0}, "at least 1"),
+        ({"rate": 5.0, "inflight": 4}, "not both"),
+        ({"arrivals": "bursty"}, "constant or poisson"),
+        ({"deadline": "soon"}, "duration"),
+        ({"rates": [5.0, 0.0]}, "positive rates"),
+        ({"rates": [5.0], "inflight": 2}, "not both"),
+    ],
+)
+def test_a_stream_refuses_what_cannot_run(params: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Stream(next=["edge"], **params)  # type: ignore[arg-type]
+
+
+def _span(kind: str, who: str, stage: int, inference: int, start_ms: float, end_ms: float, **attrs) -> Span:
+    return Span(
+        run_id="r",
+        participant=who,
+        stage=stage,
+        kind=kind,
+        inference=inference,
+        split=13,
+        start_ns=int(start_ms * 1e6),
+        end_ns=int(end_ms * 1e6),
+        bytes_wire=attrs.pop("bytes_wire", 0),
+        attrs=attrs,
+    )
+
+
+def _frames(client: str, first: int, ends_ms: list[float], **attrs) -> list[Span]:
+    """Frames of 100 ms each, ending at ``ends_ms``: 20 ms head, 50 kB over the link, 30 ms tail."""
+    spans = []
+    for i, end in enumerate(ends_ms):
+        n, start = first + i, end - 100
+        stream = {"stream": 0, "loop": "closed", "inflight": 2, "offered_fps": 0.0, **attrs}
+        spans += [
+            _span("inference", client, 0, n, start, end, **stream),
+            _span("queue", client, 0, n, start, start + 1),
+            _span("compute", client, 0, n, start + 1, start + 21),
+            _span(
+                "transfer",
+                "edge",
+                0,
+                n,
+                start + 21,
+                start + 61,
+                bytes_wire=50_000,
+                **{"from": client, "to": "edge"},
+            ),
+            _span("queue", "edge", 1, n, start + 61, start + 65),
+            _span("compute", "edge", 1, n, start + 65, start + 95),
+        ]
+    return spans
+
+
+def test_stream_rows_from_spans() -> None:
+    spans = _frames("phone", 0, [100, 150, 200, 250, 300], deadline_ms=99.5)
+    metrics = [
+        Metric(
+            run_id="r", participant="phone", name="stream_dropped", value=2, time_ns=0, attrs={"stream": 0}
+        )
+    ]
+    [row] = summarize_streams(spans, metrics, {"phone": 10e6})
+    assert (row.client, row.frames, row.inflight, row.dropped) == ("phone", 5, 2, 2)
+    assert row.achieved_fps == pytest.approx(4 / 0.2)  # four completions in 200 ms after the first
+    assert row.stage_ms == pytest.approx({"0:phone": 20.0, "1:edge": 30.0, "phone->edge": 40.0})
+    assert row.bound_fps == pytest.approx(25.0) and row.ratio == pytest.approx(0.8)
+    assert row.latency_ms["p50"] == pytest.approx(100.0) and row.deadline_misses == 5
+    assert row.queue_ms == pytest.approx({0: 1.0, 1: 4.0})
+    assert stream_rows_to_dicts([row])[0]["queue_ms"] == pytest.approx({"0": 1.0, "1": 4.0})
+
+
+def test_clients_of_a_stream_add_up_and_share_the_server() -> None:
+    spans = _frames("cam-0", 0, [100, 200, 300]) + _frames("cam-1", 1_000_000, [150, 250, 350])
+    rows = summarize_streams(spans, (), {})
+    assert [r.client for r in rows] == ["cam-0", "cam-1", "*"]
+    total = rows[-1]
+    assert total.frames == 6 and total.achieved_fps == pytest.approx(5 / 0.25)
+    # Each camera alone could do 1/30 ms; the edge they share caps both at 1/30 ms.
+    assert rows[0].bound_fps == pytest.approx(1000 / 30) and total.bound_fps == pytest.approx(1000 / 30)
+
+
+def test_a_server_computing_two_frames_at_once_counts_its_time_once() -> None:
+    spans = _frames("cam-0", 0, [100, 200]) + _frames("cam-1", 1_000_000, [100, 200])  # in lockstep
+    total = summarize_streams(spans, (), {})[-1]
+    assert total.bound_fps == pytest.approx(2 * 1000 / 30)  # 30 ms of the edge served two frames
+
+
+def test_a_stream_run_in_the_summary_json_table_and_export(tmp_path, capsys) -> None:
+    import csv
+
+    from splittracer.cli.compare import print_comparison
+    from splittracer.cli.results import print_run_summary
+    from splittracer.metrics import ParticipantRecord, ResultsStore, RunRecord
+    from splittracer.report.compare import compare_runs, comparison_to_dict
+    from splittracer.report.html import write_html_report
+    from splittracer.report.runs import run_summary, summary_to_dict
+    from splittracer.report.streams import export_run_streams, streams_path
+
+    with ResultsStore(tmp_path / "results.sqlite") as store:
+        record = RunRecord(participants={"phone": ParticipantRecord(uplink_bps=10e6)})
+        run_id = store.create_run("pipe", "name: pipe\n", record)
+        frames = _frames("phone", 0, [100, 150, 200])
+        store.append_spans(run_id, [msgspec.structs.replace(s, run_id=run_id) for s in frames])
+        store.finish_run(run_id, "succeeded")
+        summary = run_summary(store, run_id)
+        [row] = summary.streams
+        assert row.bound_fps == pytest.approx(25.0)  # the 10 Mbit/s link from the record: 40 ms a frame
+        assert summary_to_dict(summary)["streams"][0]["achieved_fps"] == pytest.approx(20.0)
+        print_run_summary(summary)
+        assert "Streams" in capsys.readouterr().out
+        written = export_run_streams(store, run_id, streams_path(tmp_path / "run.csv"), "csv")
+        comparison = compare_runs(store, [run_id, run_id])
+        assert [row["run"] for row in comparison_to_dict(comparison)["streams"]] == [run_id, run_id]
+        print_comparison(comparison)
+        assert "Streams per run" in capsys.readouterr().out
+        report = write_html_report(store, run_id, tmp_path / "report" / "run.html")
+    page = report.html.read_text()
+    assert 'id="streams"' in page and "Latency CDF" in page
+    assert {p.name for p in report.figures} >= {"run-latency-cdf.svg", "run-latency-cdf.png"}
+    assert written == tmp_path / "run-streams.csv"
+    with written.open() as handle:
+        [exported] = list(csv.DictReader(handle))
+    assert float(exported["latency_ms_p95"]) == pytest.approx(100.0) and exported["client"] == "phone"
+
+
+def test_stream_charts(tmp_path) -> None:
+    from splittracer.report.stream_plots import plot_latency_cdf, plot_throughput_vs_offered
+
+    spans = _frames("phone", 0, [100, 150, 200], loop="poisson", offered_fps=8.0)
+    spans += [msgspec.structs.replace(s, inference=s.inference + 10) for s in _frames("phone", 0, [400, 480])]
+    rows = summarize_streams(
+        [
+            msgspec.structs.replace(s, attrs={**s.attrs, "stream": 10}) if s.inference >= 10 else s
+            for s in spans
+        ]
+    )
+    assert [r.offered_fps for r in rows] == [8.0, 0.0] and rows[0].samples_ms == (100.0, 100.0, 100.0)
+    written = plot_latency_cdf(rows, tmp_path / "run-latency-cdf", title="t")
+    written += plot_throughput_vs_offered(rows, tmp_path / "run-throughput", title="t")
+    assert sorted(p.name for p in written) == [
+        "run-latency-cdf.png",
+        "run-latency-cdf.svg",
+        "run-throughput.png",
+        "run-throughput.svg",
+    ]
+    assert all(p.stat().st_size > 1000 for p in written)
