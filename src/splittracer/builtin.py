@@ -41,6 +41,7 @@ from .plan.online import (
 from .roles import Context, Role, handles
 from .tasks import Task
 from .units import parse_rate
+from .wire.codecs import CODECS, codec_problem
 
 __all__ = [
     "Finish",
@@ -69,6 +70,11 @@ class Sweep(Task):
     to each in turn; every inference span carries ``attrs['uplink']``, the
     name as given, so summaries and charts show one sweep per link. The
     participant needs an emulated ``uplink`` in its limits for this.
+
+    ``codecs`` (``[none, fp16, int8]``) repeats every split once per codec of
+    the tensors crossing each cut (``jpeg:90`` and the like for the input at
+    split 0); inference spans carry ``attrs['codec']``. Empty: the manifest's
+    ``options.compression``.
     """
 
     next: list[str]
@@ -78,6 +84,7 @@ class Sweep(Task):
     warmup: int = -1  # -1: the manifest's options.warmup
     finish: bool = True
     uplinks: list[str] = field(default_factory=list)
+    codecs: list[str] = field(default_factory=list)
 
 
 class Infer(Task):
@@ -93,6 +100,8 @@ class Infer(Task):
     (its profile's per-layer energy plus ``tx_power`` x transfer time; the
     radio defaults to its uplink's name when that is 3g, lte or wifi).
     ``planner`` is filled by the controller from the participants' profiles.
+    ``codec`` encodes the tensors crossing the cuts: one name for every hop or
+    one per hop (``[int8, fp16]``); None: the manifest's ``options.compression``.
     """
 
     next: list[str]
@@ -106,15 +115,18 @@ class Infer(Task):
     objective: str = "latency"
     tx_power: str | None = None
     planner: bytes = b""
+    codec: str | list[str] | None = None
 
 
 class RunLayers(Task, priority=5):
-    """Run layers ``start+1..`` on ``tensors``; ``cuts[i]`` ends hop ``i`` of ``route``."""
+    """Run layers ``start+1..`` on ``tensors``; ``cuts[i]`` ends hop ``i`` of ``route``,
+    whose tensors travel encoded by ``codecs[i]`` (empty: the run's ``options.compression``)."""
 
     start: int
     tensors: list[torch.Tensor]
     route: list[str] = field(default_factory=list)
     cuts: list[int] = field(default_factory=list)
+    codecs: list[str] = field(default_factory=list)
 
 
 class Result(Task, priority=5):
@@ -179,15 +191,20 @@ class SplitHead(Role):
         warmup = task.warmup if task.warmup >= 0 else ctx.options.warmup
         per_point = warmup + repeats
         links: list[str | None] = list(task.uplinks) or [None]
-        total, done = len(links) * len(points) * per_point, 0
+        codecs = list(task.codecs) or [ctx.options.compression]
+        total, done = len(links) * len(codecs) * len(points) * per_point, 0
         first = self._reserve(total)
         for link in links:
             attrs = _set_sweep_uplink(ctx, link, first + done)
-            for cuts in points:
-                for r in range(per_point):
-                    _infer(ctx, first + done, cuts, task.next, warmup=r < warmup, attrs=attrs)
-                    done += 1
-                    ctx.progress(done, total, _sweep_label(cuts, link))
+            for codec in codecs:
+                hops = [codec] * len(task.next)
+                for cuts in points:
+                    for r in range(per_point):
+                        _infer(
+                            ctx, first + done, cuts, task.next, warmup=r < warmup, attrs=attrs, codecs=hops
+                        )
+                        done += 1
+                        ctx.progress(done, total, _sweep_label(cuts, link, codec if task.codecs else None))
         if task.finish:
             ctx.finish()
 
@@ -199,9 +216,10 @@ class SplitHead(Role):
             _infer_planned(task, ctx, mode, first)
         else:
             cuts = _fixed_cuts(task, ctx.num_layers)
+            codecs = infer_codecs(task, len(task.next))
             for i in range(task.count):
                 _apply_uplink_trace(task, ctx, i)
-                _infer(ctx, first + i, cuts, task.next, warmup=False)
+                _infer(ctx, first + i, cuts, task.next, warmup=False, codecs=codecs)
                 ctx.progress(i + 1, task.count, f"split {cuts[0]}")
         if task.finish:
             ctx.finish()
@@ -220,9 +238,12 @@ class SplitTail(Role):
         end = task.cuts[0] if task.route else ctx.num_layers
         out = ctx.run_layers(task.start, end, *task.tensors, final=not task.route)
         if task.route:
-            onward = RunLayers(start=end, tensors=list(out), route=task.route[1:], cuts=task.cuts[1:])
+            onward = RunLayers(
+                start=end, tensors=list(out), route=task.route[1:], cuts=task.cuts[1:], codecs=task.codecs[1:]
+            )
             called = time.perf_counter()
-            reply = ctx.call(task.route[0], onward)  # the last hop's Result travels back hop by hop
+            # The last hop's Result travels back hop by hop.
+            reply = ctx.call(task.route[0], onward, codec=task.codecs[0] if task.codecs else None)
             if not isinstance(reply, Result):
                 return reply
             hop_s = time.perf_counter() - called - reply.busy_s
@@ -258,8 +279,9 @@ def _set_sweep_uplink(ctx: Context, link: str | None, first: int) -> dict[str, s
     return {"uplink": link}
 
 
-def _sweep_label(cuts: list[int], link: str | None) -> str:
+def _sweep_label(cuts: list[int], link: str | None, codec: str | None = None) -> str:
     where = f"split {cuts[0]}" if len(cuts) == 1 else f"cuts {cuts}"
+    where = where if codec is None else f"{where} {codec}"
     return where if link is None else f"{link}: {where}"
 
 
@@ -271,18 +293,44 @@ def _infer(
     *,
     warmup: bool,
     attrs: dict[str, str | int | float | bool] | None = None,
+    codecs: list[str] | None = None,
 ) -> tuple[float, Result]:
-    """One inference; the seconds its call took and the Result."""
+    """One inference; the seconds its call took and the Result. ``codecs``: one per hop."""
     x = ctx.example(index)  # made before the clock starts: inputs exist before inference
-    with ctx.inference(index, split=cuts[0], warmup=warmup, attrs=attrs):
+    hops = codecs or [ctx.options.compression] * len(route)
+    tagged = {**(attrs or {}), "codec": _codec_label(hops)}
+    with ctx.inference(index, split=cuts[0], warmup=warmup, attrs=tagged):
         sent = ctx.run_layers(0, cuts[0], x, final=False)
-        task = RunLayers(start=cuts[0], tensors=list(sent), route=route[1:], cuts=cuts[1:])
+        task = RunLayers(start=cuts[0], tensors=list(sent), route=route[1:], cuts=cuts[1:], codecs=hops[1:])
         called = time.perf_counter()
-        reply = ctx.call(route[0], task)
+        reply = ctx.call(route[0], task, codec=hops[0])
         took = time.perf_counter() - called
     if not isinstance(reply, Result):
         raise RunError(f"expected a Result from {route[-1]}, got {type(reply).__name__}")
     return took, reply
+
+
+def _codec_label(hops: list[str]) -> str:
+    """One name when every hop uses the same codec, else the hops' names joined by ``/``."""
+    return hops[0] if len(set(hops)) == 1 else "/".join(hops)
+
+
+def infer_codecs(task: Infer, hops: int) -> list[str] | None:
+    """The codec of each hop an Infer asks for; None: the run's ``options.compression``."""
+    if task.codec is None:
+        return None
+    codecs = [task.codec] * hops if isinstance(task.codec, str) else list(task.codec)
+    if len(codecs) != hops:
+        raise RunError(f"codec names {len(codecs)} codec(s) but the route has {hops} hop(s)")
+    _check_codecs(codecs)
+    return codecs
+
+
+def _check_codecs(names: list[str]) -> None:
+    for name in names:
+        problem = codec_problem(name)
+        if problem is not None:
+            raise RunError(f"{problem}; known codecs: {', '.join(CODECS)} (jpeg:Q and webp:Q take a quality)")
 
 
 def _fixed_cuts(task: Infer, num_layers: int) -> list[int]:
@@ -320,9 +368,10 @@ def _infer_planned(task: Infer, ctx: Context, mode: str, first: int = 0) -> None
         inputs, [p.bytes for p in points], [p.allowed for p in points], [f.bandwidth_bps for f in fits]
     )
     _record_decision(ctx, planner, mode, "start", first)
+    codecs = infer_codecs(task, len(task.next))
     for i in range(task.count):
         _apply_uplink_trace(task, ctx, i)
-        took, result = _infer(ctx, first + i, planner.cuts, task.next, warmup=False)
+        took, result = _infer(ctx, first + i, planner.cuts, task.next, warmup=False, codecs=codecs)
         if mode == "adaptive":
             _observe(ctx, planner, fits, [took - result.busy_s, *result.hops_s], first + i)
             if planner.replan() is not None:
@@ -463,6 +512,17 @@ def split_problem(task: Task, num_layers: int) -> tuple[str, str] | None:
             _fixed_cuts(task, num_layers)
     except RunError as exc:
         return _split_field(task), exc.message
+    return _codec_problem(task)
+
+
+def _codec_problem(task: Task) -> tuple[str, str] | None:
+    try:
+        if isinstance(task, Sweep):
+            _check_codecs(task.codecs)
+        elif isinstance(task, Infer):
+            infer_codecs(task, len(task.next))
+    except RunError as exc:
+        return ("codecs" if isinstance(task, Sweep) else "codec"), exc.message
     return None
 
 

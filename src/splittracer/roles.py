@@ -135,12 +135,16 @@ class Context(Protocol):
         """
         ...
 
-    def send(self, peer: str, task: Task) -> None:
-        """Deliver ``task`` to ``peer``'s inbox; returns once it arrived."""
+    def send(self, peer: str, task: Task, *, codec: str | None = None) -> None:
+        """Deliver ``task`` to ``peer``'s inbox; returns once it arrived.
+
+        ``codec`` encodes its tensors (``fp16``, ``int8``, ``jpeg:90``, ...)
+        instead of the run's ``options.compression``.
+        """
         ...
 
-    def call(self, peer: str, task: Task, *, timeout: float = 600.0) -> Task:
-        """Send ``task`` to ``peer`` and wait for the task its handler returns."""
+    def call(self, peer: str, task: Task, *, timeout: float = 600.0, codec: str | None = None) -> Task:
+        """Send ``task`` to ``peer`` and wait for the task its handler returns (``codec`` as for send)."""
         ...
 
     def set_uplink(self, rate_bps: float) -> None:

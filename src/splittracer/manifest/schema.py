@@ -20,7 +20,7 @@ from pydantic import (
 from ..config import KeyPath, LocatedYaml, Strict, did_you_mean
 from ..errors import ConfigError
 from ..units import parse_duration, parse_rate, parse_size
-from ..wire.codecs import CODECS
+from ..wire.codecs import CODECS, codec_problem
 from .located import Where, dotted, unknown_hint
 
 _EXPERIMENT_NAME = re.compile(r"^[a-z0-9_-]+$")
@@ -188,9 +188,11 @@ class Options(Strict):
     @field_validator("compression")
     @classmethod
     def _known_codec(cls, value: str) -> str:
-        if value not in CODECS:
+        if codec_problem(value) is not None:
             close = did_you_mean(value, CODECS)
-            raise ValueError(f"expected one of {', '.join(CODECS)}.{' ' + close if close else ''}")
+            raise ValueError(
+                f"expected one of {', '.join(CODECS)} (jpeg:Q, webp:Q).{' ' + close if close else ''}"
+            )
         return value
 
     @field_validator("timeout", mode="before")

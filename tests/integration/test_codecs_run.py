@@ -1,0 +1,87 @@
+"""Codecs on the cut in a real run: a Sweep over codecs x splits, an Infer per hop, spans that say which."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+
+from splittracer.wire.lossy import HEADER_BYTES
+
+from .helpers import run, workspace_with
+
+DIGITS = """
+name: {name}
+model: {{source: "splittracer.examples.digits:build", input_shape: [1, 3, 8, 8]}}
+participants:
+  phone: {{role: "splittracer.builtin:SplitHead", limits: {{threads: 1}}}}
+  {tails}
+playbook:
+  phone:
+    - task: {task}
+      params: {params}
+"""
+
+
+def _manifest(
+    name: str, task: str, params: str, tails: str = 'cloud: {role: "splittracer.builtin:SplitTail"}'
+) -> str:
+    return DIGITS.format(name=name, task=task, params=params, tails=tails)
+
+
+def test_a_sweep_over_codecs_and_splits_shrinks_the_cut_by_each_codecs_ratio(tmp_path):
+    params = "{splits: [0, 2, 5], codecs: [none, fp16, int8, int4], next: [cloud], repeats: 2, warmup: 1}"
+    ws = workspace_with(tmp_path, {"sweep": _manifest("sweep", "Sweep", params)})
+    outcome, store = run(ws, "sweep")
+    assert outcome.status == "succeeded", outcome.error
+    spans = store.spans(outcome.run_id)
+    codec_of = {s.inference: s.attrs["codec"] for s in spans if s.kind == "inference"}
+    assert sorted(set(codec_of.values())) == ["fp16", "int4", "int8", "none"]
+    wire: dict[tuple[int, str], set[int]] = defaultdict(set)
+    raw: dict[tuple[int, str], set[int]] = defaultdict(set)
+    for s in spans:
+        if s.kind == "transfer" and s.attrs.get("direction") == "forward" and s.inference >= 0:
+            assert s.attrs["codec"] == codec_of[s.inference]
+            wire[(s.split, codec_of[s.inference])].add(s.bytes_wire)
+            raw[(s.split, codec_of[s.inference])].add(s.bytes_raw)
+    assert len(wire) == 12 and all(len(v) == 1 for v in wire.values())  # the same bytes every time
+    for split in (0, 2, 5):
+        (tensor,) = raw[(split, "none")]
+        (plain,) = wire[(split, "none")]
+        header = plain - tensor  # the task's own header, the same for every codec
+        (half,) = wire[(split, "fp16")]
+        (quarter,) = wire[(split, "int8")]
+        (eighth,) = wire[(split, "int4")]
+        assert half - header == tensor // 2 + HEADER_BYTES
+        assert quarter - header == tensor // 4 + HEADER_BYTES + 8
+        assert eighth - header == (tensor // 4 + 1) // 2 + HEADER_BYTES + 8
+        assert raw[(split, "int8")] == {tensor}  # raw bytes stay the float32 size
+    timed = {(s.kind, s.attrs.get("codec")) for s in spans if s.kind in ("compress", "decompress")}
+    assert timed == {(k, c) for k in ("compress", "decompress") for c in ("fp16", "int8", "int4")}
+
+
+def test_infer_sets_a_codec_per_hop_and_a_misnamed_codec_is_refused_before_the_run(tmp_path):
+    tails = 'edge: {role: "splittracer.builtin:SplitTail"}\n  cloud: {role: "splittracer.builtin:SplitTail"}'
+    good = _manifest(
+        "hops",
+        "Infer",
+        "{cuts: [2, 5], codec: [int8, fp16], next: [edge, cloud], count: 2, finish: true}",
+        tails,
+    )
+    bad = _manifest("bad", "Sweep", "{splits: [1], codecs: [none, jpg:90], next: [cloud]}")
+    ws = workspace_with(tmp_path, {"hops": good, "bad": bad})
+    outcome, store = run(ws, "hops")
+    assert outcome.status == "succeeded", outcome.error
+    spans = store.spans(outcome.run_id)
+    forward = {
+        (s.attrs["from"], s.attrs["codec"])
+        for s in spans
+        if s.kind == "transfer" and s.attrs["direction"] == "forward" and s.inference >= 0
+    }
+    assert forward == {("phone", "int8"), ("edge", "fp16")}
+    assert {s.attrs["codec"] for s in spans if s.kind == "inference"} == {"int8/fp16"}
+    from splittracer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="codecs") as caught:
+        run(ws, "bad")
+    assert "jpeg" in str(caught.value) or "jpeg" in (caught.value.hint or "")
