@@ -28,6 +28,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from .errors import RunError
+from .metrics.accuracy import PREDICTION, predict, reference_outputs
 from .plan.online import (
     DEFAULT_THRESHOLD,
     MEASURE,
@@ -299,14 +300,19 @@ def _infer(
     x = ctx.example(index)  # made before the clock starts: inputs exist before inference
     hops = codecs or [ctx.options.compression] * len(route)
     tagged = {**(attrs or {}), "codec": _codec_label(hops)}
+    # The uncompressed whole model on the same input, before the clock starts (metrics/accuracy.py).
+    reference = None if warmup else reference_outputs(ctx.model.model, x, ctx.model.device)
     with ctx.inference(index, split=cuts[0], warmup=warmup, attrs=tagged):
         sent = ctx.run_layers(0, cuts[0], x, final=False)
         task = RunLayers(start=cuts[0], tensors=list(sent), route=route[1:], cuts=cuts[1:], codecs=hops[1:])
         called = time.perf_counter()
         reply = ctx.call(route[0], task, codec=hops[0])
         took = time.perf_counter() - called
-    if not isinstance(reply, Result):
-        raise RunError(f"expected a Result from {route[-1]}, got {type(reply).__name__}")
+        if not isinstance(reply, Result):
+            raise RunError(f"expected a Result from {route[-1]}, got {type(reply).__name__}")
+        if reference is not None:  # inside, so the metric carries the inference's tags (a few µs)
+            found = predict(reply.outputs, reference, ctx.label(index))
+            ctx.record(PREDICTION, float(found.top1), codec=tagged["codec"], **found.attrs())
     return took, reply
 
 

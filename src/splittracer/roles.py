@@ -106,6 +106,10 @@ class Context(Protocol):
         """Input number ``index`` (synthetic and seeded, or from the manifest's dataset)."""
         ...
 
+    def label(self, index: int) -> int | None:
+        """The label of input ``index``: its class folder's output index; None when unlabelled."""
+        ...
+
     @overload
     def run_layers(self, start: int, end: int, *tensors: torch.Tensor, final: Literal[False]) -> Tensors: ...
 

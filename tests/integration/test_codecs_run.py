@@ -6,9 +6,12 @@ from collections import defaultdict
 
 import pytest
 
+from splittracer.report.runs import run_summary
 from splittracer.wire.lossy import HEADER_BYTES
 
 from .helpers import run, workspace_with
+
+pytestmark = pytest.mark.slow
 
 DIGITS = """
 name: {name}
@@ -58,6 +61,14 @@ def test_a_sweep_over_codecs_and_splits_shrinks_the_cut_by_each_codecs_ratio(tmp
         assert raw[(split, "int8")] == {tensor}  # raw bytes stay the float32 size
     timed = {(s.kind, s.attrs.get("codec")) for s in spans if s.kind in ("compress", "decompress")}
     assert timed == {(k, c) for k in ("compress", "decompress") for c in ("fp16", "int8", "int4")}
+    # Every measured inference is compared with the uncompressed model (random weights: no labels).
+    rows = {(r.split, r.codec): r for r in run_summary(store, outcome.run_id).accuracy}
+    assert set(rows) == {(k, c) for k in (0, 2, 5) for c in ("none", "fp16", "int8", "int4")}
+    assert all(r.count == 2 and r.top1 is None and r.agreement is not None for r in rows.values())
+    for split in (0, 2, 5):
+        assert rows[split, "none"].agreement == 1.0 and rows[split, "none"].rel_error < 1e-6
+        assert 0 < rows[split, "fp16"].rel_error < 2e-3
+        assert rows[split, "fp16"].rel_error < rows[split, "int8"].rel_error < rows[split, "int4"].rel_error
 
 
 def test_infer_sets_a_codec_per_hop_and_a_misnamed_codec_is_refused_before_the_run(tmp_path):

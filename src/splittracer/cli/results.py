@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -15,6 +15,7 @@ from ._render import console, print_json, print_table
 
 if TYPE_CHECKING:  # the store and the report (numpy) load in the commands, not with the command line
     from ..metrics.store import ResultsStore
+    from ..report.accuracy import AccuracyRow
     from ..report.export import ExportFormat
     from ..report.runs import RunSummary
     from ..report.summary import SplitRow
@@ -107,7 +108,38 @@ def print_run_summary(summary: RunSummary, *, error: bool = True) -> None:
     else:
         _print_split_table(summary, summary.rows, "Median per split point (bytes: forward transfers only)")
     _print_plans(summary)
+    _print_accuracy(summary)
     _print_metrics(summary)
+
+
+def _print_accuracy(summary: RunSummary) -> None:
+    if not summary.accuracy:
+        return
+
+    def share(value: float | None) -> str:
+        return "—" if value is None else f"{100 * value:.1f}%"
+
+    rows = [
+        [r.cut_label, r.codec, r.count, r.bytes_raw, r.bytes_wire, r.total_ms, *_quality(r, share)]
+        for r in summary.accuracy
+    ]
+    columns = [
+        "split",
+        "codec",
+        "n",
+        "bytes",
+        "wire bytes",
+        "total ms",
+        "agreement",
+        "rel error",
+        "top-1",
+        "top-5",
+    ]
+    print_table("Accuracy per split and codec (agreement: top-1 as the uncompressed model's)", columns, rows)
+
+
+def _quality(row: AccuracyRow, share: Callable[[float | None], str]) -> list[str]:
+    return [share(row.agreement), f"{row.rel_error:.2e}", share(row.top1), share(row.top5)]
 
 
 def _print_split_table(summary: RunSummary, split_rows: Sequence[SplitRow], title: str) -> None:
@@ -152,6 +184,7 @@ def _print_plans(summary: RunSummary) -> None:
 
 def _print_not_counted(summary: RunSummary) -> None:
     from ..report.runs import not_counted_lines
+
     for line in not_counted_lines(summary.not_counted):
         console.print(line, highlight=False, soft_wrap=True)
 

@@ -41,6 +41,8 @@ class ModelSection(Strict):
     override: Path | None = None
     weights: Path | None = None
     dataset: Path | None = None
+    # Class folder names to model output indices: a mapping, or a file of one name per line.
+    labels: dict[str, NonNegativeInt] | Path | None = None
 
     @field_validator("source")
     @classmethod
@@ -63,6 +65,26 @@ class ModelSection(Strict):
         if value is None or base is None or value.is_absolute():
             return value
         return Path(base) / value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_file(
+        cls, value: dict[str, int] | Path | None, info: ValidationInfo
+    ) -> dict[str, int] | Path | None:
+        if not isinstance(value, Path):
+            return value
+        base = (info.context or {}).get("base_dir")
+        path = value if base is None or value.is_absolute() else Path(base) / value
+        if not path.is_file():
+            raise ValueError(f"labels file '{path}' does not exist (one class name per line, or a mapping)")
+        return path
+
+    def label_indices(self) -> dict[str, int] | None:
+        """The class-name mapping: as given, or one name per line of the labels file (line 1 is 0)."""
+        if isinstance(self.labels, Path):
+            names = [line.strip() for line in self.labels.read_text().splitlines() if line.strip()]
+            return {name: i for i, name in enumerate(names)}
+        return self.labels
 
 
 class Limits(Strict):

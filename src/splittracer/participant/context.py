@@ -111,6 +111,10 @@ class ParticipantContext:
             raise SplitError("this experiment's manifest names no model, so there are no inputs")
         return self._inputs.get(index)
 
+    def label(self, index: int) -> int | None:
+        """The label of input ``index`` (its class folder in the dataset); None when it has none."""
+        return None if self._inputs is None else self._inputs.label(index)
+
     @overload
     def run_layers(self, start: int, end: int, *tensors: torch.Tensor, final: Literal[False]) -> Tensors: ...
 

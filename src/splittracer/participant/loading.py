@@ -45,7 +45,10 @@ def load_model(config: RunConfig) -> tuple[Any, InputSource | None]:
         seed=config.options.seed,
         device=torch_device(config.torch_device, config.name),
     )
-    return loaded.split, InputSource(loaded.spec.input_shape, seed=config.options.seed, dataset=m.dataset)
+    inputs = InputSource(
+        loaded.spec.input_shape, seed=config.options.seed, dataset=m.dataset, labels=m.labels
+    )
+    return loaded.split, inputs
 
 
 def torch_device(name: str, participant: str) -> torch.device:

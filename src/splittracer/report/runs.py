@@ -19,6 +19,7 @@ from typing import Any
 from ..metrics.record import record_to_dict
 from ..metrics.spans import Metric, Span
 from ..metrics.store import INTERRUPTED_BY_USER, ResultsStore, RunInfo
+from .accuracy import AccuracyRow, accuracy_rows, accuracy_rows_to_dicts
 from .custom import MetricRow, metric_rows_to_dicts, summarize_metrics
 from .summary import Incomplete, SplitRow, completed_inferences, incomplete, summarize, summary_to_dicts
 from .uplinks import UplinkSweep, summarize_by_uplink
@@ -101,6 +102,7 @@ class RunSummary:
     not_counted: tuple[NotCounted, ...] = ()
     metrics: tuple[MetricRow, ...] = ()
     uplinks: tuple[UplinkSweep, ...] = ()  # one per link of a sweep over several uplinks
+    accuracy: tuple[AccuracyRow, ...] = ()  # per (cuts, codec), where inferences recorded predictions
 
     @property
     def labels(self) -> list[str]:
@@ -139,6 +141,7 @@ def run_summary(store: ResultsStore, run_id: str) -> RunSummary:
         not_counted=not_counted(run, spans),
         metrics=tuple(summarize_metrics(metrics, spans)),
         uplinks=summarize_by_uplink(spans),
+        accuracy=tuple(accuracy_rows(spans, metrics)),
     )
 
 
@@ -325,6 +328,7 @@ def summary_to_dict(summary: RunSummary) -> dict[str, Any]:
         "not_counted": [dataclasses.asdict(left) for left in summary.not_counted],
         "metrics": metric_rows_to_dicts(summary.metrics),
         "uplinks": [_uplink_dict(sweep, summary.layers) for sweep in summary.uplinks],
+        "accuracy": accuracy_rows_to_dicts(summary.accuracy),
     }
 
 
