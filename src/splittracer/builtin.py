@@ -20,6 +20,7 @@ Every plan is recorded as a ``split_plan`` metric.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import field
@@ -197,15 +198,23 @@ class SplitHead(Role):
         first = self._reserve(total)
         for link in links:
             attrs = _set_sweep_uplink(ctx, link, first + done)
-            for codec in codecs:
+            for codec, cuts in itertools.product(codecs, points):
                 hops = [codec] * len(task.next)
-                for cuts in points:
-                    for r in range(per_point):
-                        _infer(
-                            ctx, first + done, cuts, task.next, warmup=r < warmup, attrs=attrs, codecs=hops
-                        )
-                        done += 1
-                        ctx.progress(done, total, _sweep_label(cuts, link, codec if task.codecs else None))
+                for r in range(per_point):
+                    # Input r - warmup: every split and codec sees the same inputs, compared pairwise.
+                    sample = (r - warmup) % per_point
+                    _infer(
+                        ctx,
+                        first + done,
+                        cuts,
+                        task.next,
+                        warmup=r < warmup,
+                        attrs=attrs,
+                        codecs=hops,
+                        sample=sample,
+                    )
+                    done += 1
+                    ctx.progress(done, total, _sweep_label(cuts, link, codec if task.codecs else None))
         if task.finish:
             ctx.finish()
 
@@ -295,9 +304,12 @@ def _infer(
     warmup: bool,
     attrs: dict[str, str | int | float | bool] | None = None,
     codecs: list[str] | None = None,
+    sample: int | None = None,
 ) -> tuple[float, Result]:
-    """One inference; the seconds its call took and the Result. ``codecs``: one per hop."""
-    x = ctx.example(index)  # made before the clock starts: inputs exist before inference
+    """One inference on input ``sample`` (default: ``index``); the seconds its call took and
+    the Result. ``codecs``: one per hop."""
+    sample = index if sample is None else sample
+    x = ctx.example(sample)  # made before the clock starts: inputs exist before inference
     hops = codecs or [ctx.options.compression] * len(route)
     tagged = {**(attrs or {}), "codec": _codec_label(hops)}
     # The uncompressed whole model on the same input, before the clock starts (metrics/accuracy.py).
@@ -311,7 +323,7 @@ def _infer(
         if not isinstance(reply, Result):
             raise RunError(f"expected a Result from {route[-1]}, got {type(reply).__name__}")
         if reference is not None:  # inside, so the metric carries the inference's tags (a few µs)
-            found = predict(reply.outputs, reference, ctx.label(index))
+            found = predict(reply.outputs, reference, ctx.label(sample))
             ctx.record(PREDICTION, float(found.top1), codec=tagged["codec"], **found.attrs())
     return took, reply
 
