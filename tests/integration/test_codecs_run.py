@@ -96,3 +96,33 @@ def test_infer_sets_a_codec_per_hop_and_a_misnamed_codec_is_refused_before_the_r
     with pytest.raises(ConfigError, match="codecs") as caught:
         run(ws, "bad")
     assert "jpeg" in str(caught.value) or "jpeg" in (caught.value.hint or "")
+
+
+IMAGES = """
+name: images
+model: {source: torchvision:resnet18, input_shape: [1, 3, 64, 64], granularity: block}
+participants:
+  phone: {role: "splittracer.builtin:SplitHead", limits: {threads: 1}}
+  cloud: {role: "splittracer.builtin:SplitTail", limits: {threads: 1}}
+playbook:
+  phone:
+    - task: Sweep
+      params: {splits: [0, 3], codecs: [none, png, "jpeg:95", "jpeg:20", "webp:50"], next: [cloud], repeats: 2}
+options: {warmup: 0}
+"""
+
+
+def test_image_codecs_send_the_input_as_an_image_at_split_0_and_say_which(tmp_path):
+    ws = workspace_with(tmp_path, {"images": IMAGES})
+    outcome, store = run(ws, "images")
+    assert outcome.status == "succeeded", outcome.error
+    rows = {(r.split, r.codec): r for r in run_summary(store, outcome.run_id).accuracy}
+    raw = rows[0, "none"].bytes_raw
+    assert all(r.bytes_raw == raw for (split, _), r in rows.items() if split == 0)
+    wire = {codec: rows[0, codec].bytes_wire for codec in ("none", "png", "jpeg:95", "jpeg:20", "webp:50")}
+    assert wire["jpeg:20"] < wire["jpeg:95"] < wire["png"] < wire["none"] / 3  # 8 bits a value at most
+    assert rows[0, "png"].rel_error < rows[0, "jpeg:95"].rel_error < rows[0, "jpeg:20"].rel_error
+    assert all(r.agreement is not None for r in rows.values())
+    # After split 0 the cut is no image (64 channels): it crosses unchanged, with the 10-byte header.
+    tensor_bytes = rows[3, "none"].bytes_wire
+    assert all(rows[3, codec].bytes_wire == tensor_bytes + HEADER_BYTES for codec in wire if codec != "none")
