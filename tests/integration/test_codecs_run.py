@@ -107,7 +107,8 @@ participants:
 playbook:
   phone:
     - task: Sweep
-      params: {splits: [0, 3], codecs: [none, png, "jpeg:95", "jpeg:20", "webp:50"], next: [cloud], repeats: 2}
+      params:
+        {splits: [0, 3], codecs: [none, png, "jpeg:95", "jpeg:20", "webp:50"], next: [cloud], repeats: 2}
 options: {warmup: 0}
 """
 
