@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
@@ -69,6 +74,34 @@ def test_a_sweep_over_codecs_and_splits_shrinks_the_cut_by_each_codecs_ratio(tmp
         assert rows[split, "none"].agreement == 1.0 and rows[split, "none"].rel_error < 1e-6
         assert 0 < rows[split, "fp16"].rel_error < 2e-3
         assert rows[split, "fp16"].rel_error < rows[split, "int8"].rel_error < rows[split, "int4"].rel_error
+    _check_results_commands(ws.root, outcome.run_id)
+
+
+def _results(root: Path, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "splittracer", "results", *args, "--workspace", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _check_results_commands(root: Path, run_id: str) -> None:
+    """show (table and JSON), export and plot carry accuracy, agreement and bytes per (split, codec)."""
+    accuracy = json.loads(_results(root, "show", run_id, "--json"))["accuracy"]
+    assert len(accuracy) == 12 and {"agreement", "rel_error", "bytes_wire", "top1", "codec"} <= set(
+        accuracy[0]
+    )
+    assert "Accuracy per split and codec" in _results(root, "show", run_id)
+    _results(root, "export", run_id)
+    table = (root / "results" / f"{run_id}-accuracy.csv").read_text().splitlines()
+    assert table[0].startswith("split,cuts,codec,count,bytes_raw,bytes_wire") and len(table) == 13
+    _results(root, "plot", run_id)
+    for chart in ("rate-accuracy", "latency-accuracy"):
+        assert (root / "results" / f"{run_id}-{chart}.png").stat().st_size > 1000
 
 
 def test_infer_sets_a_codec_per_hop_and_a_misnamed_codec_is_refused_before_the_run(tmp_path):

@@ -7,9 +7,11 @@ import math
 import pytest
 import torch
 
+from splittracer.errors import SplitTracerError
 from splittracer.metrics.accuracy import classification, predict, reference_outputs, relative_error
 from splittracer.metrics.spans import Metric, Span
-from splittracer.report.accuracy import accuracy_rows
+from splittracer.report.accuracy import AccuracyRow, accuracy_rows
+from splittracer.report.ratecharts import pareto_front, plot_latency_accuracy, plot_rate_accuracy
 
 
 def test_predict_gives_top5_agreement_error_and_correctness() -> None:
@@ -86,7 +88,35 @@ def test_accuracy_rows_group_by_cuts_and_codec_and_skip_warmups() -> None:
         )
     rows = accuracy_rows(spans, metrics)
     assert [(r.cuts, r.codec, r.count, r.agreement, r.top1, r.top5) for r in rows] == [
+        ((2,), "none", 1, 1.0, 1.0, 1.0),  # in the order the run used the codecs
         ((2,), "int8", 2, 0.5, 0.0, 1.0),
-        ((2,), "none", 1, 1.0, 1.0, 1.0),
     ]
-    assert rows[0].bytes_wire == 100 and rows[0].bytes_raw == 400 and rows[0].total_ms == 2.0
+    assert rows[1].bytes_wire == 100 and rows[1].bytes_raw == 400 and rows[1].total_ms == 2.0
+
+
+def _row(
+    split: int, codec: str, wire: float, ms: float, top1: float | None, agreement: float | None = 1.0
+) -> AccuracyRow:
+    return AccuracyRow(
+        (split,), codec, 10, round(4 * wire), round(wire), ms, agreement, 0.0, top1, top1, 10 if top1 else 0
+    )
+
+
+def test_pareto_front_keeps_what_nothing_beats_on_latency_and_accuracy() -> None:
+    rows = [_row(0, "none", 800, 10, 0.99), _row(0, "int8", 200, 6, 0.97), _row(3, "int8", 50, 8, 0.96)]
+    rows += [_row(3, "int4", 25, 5, 0.90), _row(5, "fp16", 100, 12, 0.99)]
+    assert [(r.split, r.codec) for r in pareto_front(rows)] == [(3, "int4"), (0, "int8"), (0, "none")]
+
+
+def test_rate_and_latency_charts_are_written_with_agreement_when_unlabelled(tmp_path) -> None:
+    rows = [
+        _row(k, c, 100.0 * (k + 1) / (2 if c == "fp16" else 1), 5.0 + k, None)
+        for k in range(3)
+        for c in ("none", "fp16")
+    ]
+    rate = plot_rate_accuracy(rows, tmp_path / "rate", "t")
+    latency = plot_latency_accuracy(rows, tmp_path / "latency", "t")
+    assert all(p.stat().st_size > 1000 for p in (*rate.paths, *latency.paths))
+    assert "agreement" in rate.svg and "Pareto" in latency.svg
+    with pytest.raises(SplitTracerError, match="no classification"):
+        plot_rate_accuracy([_row(0, "none", 1, 1, None, agreement=None)], tmp_path / "none", "t")

@@ -80,7 +80,7 @@ def _bound(name: str, x: torch.Tensor) -> torch.Tensor:
         return torch.where(x.abs() >= 2**-14, x.abs() * 2**-11, torch.full_like(x, 2**-25))
     if name == "bf16":
         return x.abs() * 2**-8
-    if name == "int8-channel" and x.dim() >= 2 and x.numel():
+    if name == "int8-channel" and x.dim() >= 3 and x.numel():
         per = x.transpose(0, 1).reshape(x.shape[1], -1)
         spread = per.max(dim=1).values - per.min(dim=1).values
         return (spread / 510).reshape([1, -1] + [1] * (x.dim() - 2)).expand_as(x)

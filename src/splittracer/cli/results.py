@@ -240,8 +240,10 @@ def export(
     output: Annotated[Path | None, typer.Option(help="File to write (default: results/<run>.<fmt>)")] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Write every span of a run to a CSV or Parquet file, and its metrics beside it (<name>-metrics)."""
+    """Write every span of a run to a CSV or Parquet file, its metrics beside it (<name>-metrics)
+    and, when inferences recorded predictions, accuracy per split and codec (<name>-accuracy)."""
     from ..metrics.store import ResultsStore
+    from ..report.accuracy import accuracy_path, export_run_accuracy
     from ..report.export import export_run, export_run_metrics, metrics_path
     from ..workspace import find_workspace
 
@@ -251,7 +253,8 @@ def export(
         target = output or ws.results_dir / f"{run_id}.{fmt.value}"
         written = [export_run(store, run_id, target, _FORMATS[fmt])]
         metrics = export_run_metrics(store, run_id, metrics_path(target), _FORMATS[fmt])
-    for path in [*written, *([metrics] if metrics else [])]:
+        accuracy = export_run_accuracy(store, run_id, accuracy_path(target), _FORMATS[fmt])
+    for path in [*written, *([metrics] if metrics else []), *([accuracy] if accuracy else [])]:
         console.print(str(path), highlight=False, soft_wrap=True)
 
 

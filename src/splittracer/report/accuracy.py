@@ -19,13 +19,18 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..metrics.accuracy import PREDICTION
 from ..metrics.spans import Metric, Span
+from .export import atomic_path
 from .summary import counted_inferences
 
-__all__ = ["AccuracyRow", "accuracy_rows", "accuracy_rows_to_dicts"]
+if TYPE_CHECKING:
+    from ..metrics.store import ResultsStore
+
+__all__ = ["AccuracyRow", "accuracy_path", "accuracy_rows", "accuracy_rows_to_dicts", "export_run_accuracy"]
 
 
 @dataclass(frozen=True)
@@ -35,8 +40,8 @@ class AccuracyRow:
     cuts: tuple[int, ...]
     codec: str
     count: int
-    bytes_raw: float
-    bytes_wire: float
+    bytes_raw: int
+    bytes_wire: int
     total_ms: float
     agreement: float | None
     rel_error: float
@@ -85,7 +90,11 @@ def accuracy_rows(spans: Sequence[Span], metrics: Iterable[Metric]) -> list[Accu
         if "correct" in m.attrs:
             group.correct.append(bool(m.attrs["correct"]))
             group.correct5.append(bool(m.attrs.get("correct5")))
-    return [_row(key, groups[key]) for key in sorted(groups)]
+    # Codecs in the order the run used them (a sweep's own order), within each chain of cuts.
+    order = {name: i for i, name in enumerate(dict.fromkeys(codec[i] for i in sorted(codec)))}
+    return [
+        _row(key, groups[key]) for key in sorted(groups, key=lambda k: (k[0], order.get(k[1], len(order))))
+    ]
 
 
 def _per_inference(
@@ -116,8 +125,8 @@ def _row(key: tuple[tuple[int, ...], str], g: _Group) -> AccuracyRow:
         cuts=cuts,
         codec=codec,
         count=len(g.errors),
-        bytes_raw=statistics.median(g.bytes_raw),
-        bytes_wire=statistics.median(g.bytes_wire),
+        bytes_raw=round(statistics.median(g.bytes_raw)),
+        bytes_wire=round(statistics.median(g.bytes_wire)),
         total_ms=statistics.median(g.total_ms),
         agreement=_share(g.agrees),
         rel_error=statistics.median(g.errors),
@@ -146,3 +155,29 @@ def accuracy_rows_to_dicts(rows: Iterable[AccuracyRow]) -> list[dict[str, Any]]:
         }
         for r in rows
     ]
+
+
+def accuracy_path(path: str | Path) -> Path:
+    """Where the accuracy table goes beside a spans file: ``runs.csv`` -> ``runs-accuracy.csv``."""
+    target = Path(path)
+    return target.with_name(f"{target.stem}-accuracy{target.suffix}")
+
+
+def export_run_accuracy(
+    store: ResultsStore, run_id: str, path: str | Path, fmt: str | None = None
+) -> Path | None:
+    """Write a run's accuracy rows (CSV or Parquet); None (and no file) when it recorded no predictions."""
+    rows = accuracy_rows(store.spans(run_id), store.metrics(run_id))
+    if not rows:
+        return None
+    import pandas as pd
+
+    frame = pd.DataFrame.from_records(accuracy_rows_to_dicts(rows))
+    frame["cuts"] = ["→".join(map(str, cuts)) for cuts in frame["cuts"]]
+    target = Path(path)
+    with atomic_path(target) as temp:
+        if (fmt or target.suffix.lstrip(".")) == "parquet":
+            frame.to_parquet(temp, index=False)
+        else:
+            frame.to_csv(temp, index=False)
+    return target

@@ -269,7 +269,20 @@ def write_plots(store: ResultsStore, run_id: str, out_dir: str | Path) -> list[P
         latency += plot_stacked_by_uplink(
             links, f"{stem}-uplinks", title=f"Latency per split point, per uplink — {title}", labels=layers
         )
-    return [*latency, *sizes]
+    return [*latency, *sizes, *_accuracy_plots(summary, stem, title)]
+
+
+def _accuracy_plots(summary: RunSummary, stem: Path, title: str) -> list[Path]:
+    """The rate-accuracy and latency-accuracy charts, when inferences recorded classifications."""
+    if not any(row.agreement is not None for row in summary.accuracy):
+        return []
+    from .ratecharts import plot_latency_accuracy, plot_rate_accuracy
+
+    rate = plot_rate_accuracy(summary.accuracy, f"{stem}-rate-accuracy", f"Bytes vs accuracy — {title}")
+    latency = plot_latency_accuracy(
+        summary.accuracy, f"{stem}-latency-accuracy", f"Latency vs accuracy — {title}"
+    )
+    return [*rate.paths, *latency.paths]
 
 
 def run_duration_s(run: RunInfo) -> float | None:

@@ -15,7 +15,8 @@ maximum), plus the rounding of float32 arithmetic and of the source dtype:
                           ``<= 2**-25`` below; beyond 65504 the value becomes ``±inf``
 ``bf16``                  ``|x - x'| <= 2**-8 * |x|`` (float32's range)
 ``int8``                  ``|x - x'| <= (hi - lo) / 510``, one ``lo``/scale per tensor
-``int8-channel``          the same per channel (axis 1 of a tensor of 2+ dimensions)
+``int8-channel``          the same per channel (axis 1 of a tensor of 3+ dimensions;
+                          per tensor for fewer)
 ``int4``                  ``|x - x'| <= (hi - lo) / 30``, two values per byte
 ``png``                   as ``int8`` (the 8-bit image is kept exactly)
 ``jpeg:Q``, ``webp:Q``    no fixed bound: the image codec decides; measure agreement
@@ -144,8 +145,9 @@ def _affine(x: np.ndarray, levels: int) -> tuple[float, float, np.ndarray]:
 
 def _channel_affine(x: np.ndarray, shape: tuple[int, ...]) -> bytes:
     """Per-channel int8: channel count, run length, every channel's lo and scale, the levels."""
-    channels = shape[1] if len(shape) >= 2 else 1
-    inner = x.size // (shape[0] * channels) if len(shape) >= 2 else x.size
+    # (batch, channels, ...): a 2-D (batch, features) tensor has no channels worth a scale each.
+    channels = shape[1] if len(shape) >= 3 else 1
+    inner = x.size // (shape[0] * channels) if len(shape) >= 3 else x.size
     runs = x.reshape(-1, channels, inner)
     lo = runs.min(axis=(0, 2))
     hi = runs.max(axis=(0, 2))
