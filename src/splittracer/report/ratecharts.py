@@ -93,8 +93,9 @@ def _figure(
     fig = Figure(figsize=(7.0, 4.5), layout="constrained")
     ax = fig.add_subplot()
     for i, (codec, points) in enumerate(lines.items()):
-        points.sort(key=lambda r: r.cuts)
-        ax.plot([x(r) for r in points], [_value(r) for r in points], marker="o", ms=4,
+        points.sort(key=x)  # the rate curve runs along the bytes; latency points stand alone
+        style = "-" if log else "none"
+        ax.plot([x(r) for r in points], [_value(r) for r in points], marker="o", ms=4, ls=style,
                 color=RUN_COLORS[i % len(RUN_COLORS)], label=codec)  # fmt: skip
     if log:
         ax.set_xscale("log")
