@@ -36,9 +36,11 @@ from ..metrics.record import RunRecord, record_to_dict
 from ..metrics.spans import Metric, Span
 from ..metrics.store import ResultsStore, RunInfo
 from ..metrics.system import SYSTEM_METRICS
+from .accuracy import AccuracyRow, accuracy_rows
 from .custom import MetricRow, summarize_metrics
 from .export import atomic_path
 from .layers import LayerTime, describe_layer_times, layer_times
+from .ratecharts import plot_rate_accuracy
 from .runs import (
     NotCounted,
     chain_links,
@@ -128,6 +130,9 @@ def write_html_report(
         _energy_section(run, stem, figures),
         _metadata_section(run),
     ]
+    accuracy = _accuracy_section(run, stem, figures)
+    if accuracy is not None:  # only runs whose inferences recorded predictions
+        sections.insert(2, accuracy)
     with atomic_path(target) as temp:
         temp.write_text(_page(run.info, sections), encoding="utf-8")
     return ReportFiles(target, tuple(figures))
@@ -210,6 +215,43 @@ def _splits_section(run: _Run, stem: Path, figures: list[Path]) -> _Section:
     lead = f"Fastest split: {best.cut_label} (after {row_label(best, run.layers)}), "
     lead += f"median {best.total.median:,.3f} ms over {best.count} inferences."
     return _Section("splits", title, f"<p>{html.escape(lead)}</p>{chart}{_table(columns, rows)}{left_out}")
+
+
+# -- accuracy per split and codec -----------------------------------------------------
+
+
+def _accuracy_section(run: _Run, stem: Path, figures: list[Path]) -> _Section | None:
+    rows = accuracy_rows(run.spans, run.metrics)
+    if not any(r.agreement is not None for r in rows):
+        return None
+    saved = plot_rate_accuracy(rows, f"{stem}-rate-accuracy", "Bytes vs accuracy, one line per codec")
+    caption = "Bytes on the wire per inference against accuracy (agreement without labels)"
+    chart = _figure(saved.paths, saved.svg, "rate-accuracy", caption, figures)
+
+    def share(value: float | None) -> str:
+        return "—" if value is None else f"{100 * value:.1f}%"
+
+    columns = ["split", "codec", "n", "bytes", "wire bytes", "total ms", "agreement", "rel error"]
+    columns += ["top-1", "top-5"]
+    table = [
+        [
+            r.cut_label,
+            r.codec,
+            r.count,
+            r.bytes_raw,
+            r.bytes_wire,
+            r.total_ms,
+            share(r.agreement),
+            *_errors(r),
+        ]
+        for r in rows
+    ]
+    return _Section("accuracy", "Accuracy per split and codec", chart + _table(columns, table))
+
+
+def _errors(row: AccuracyRow) -> list[str]:
+    top = ["—" if v is None else f"{100 * v:.1f}%" for v in (row.top1, row.top5)]
+    return [f"{row.rel_error:.2e}", *top]
 
 
 # -- custom metrics ------------------------------------------------------------------
