@@ -159,6 +159,11 @@ class Context(Protocol):
         """Record a custom metric ``name`` = ``value`` with optional attributes."""
         ...
 
+    def record_for(self, index: int, split: int, name: str, value: float, **attrs: object) -> None:
+        """Record a metric of inference ``index`` (at ``split``) after its timed block ended:
+        what is worked out about an inference (its prediction's accuracy) without adding to its time."""
+        ...
+
     def progress(self, done: int, total: int, label: str = "") -> None:
         """Report progress to the controller (drives its progress bar)."""
         ...

@@ -261,6 +261,11 @@ class ParticipantContext:
             plain["warmup"] = True  # as on spans: summaries leave warm-up samples out
         self._recorder.metric(name, value, plain, inference=tags.inference, split=tags.split)
 
+    def record_for(self, index: int, split: int, name: str, value: float, **attrs: object) -> None:
+        """Record a metric of inference ``index`` at ``split`` once it ended (no time is added to it)."""
+        plain = {k: v for k, v in attrs.items() if isinstance(v, (str, int, float, bool))}
+        self._recorder.metric(name, value, plain, inference=index, split=split)
+
     def progress(self, done: int, total: int, label: str = "") -> None:
         """Tell the controller how far this participant is (drives the progress bar)."""
         self._emit("progress", done=done, total=total, label=label)
