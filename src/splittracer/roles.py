@@ -106,6 +106,10 @@ class Context(Protocol):
         """Input number ``index`` (synthetic and seeded, or from the manifest's dataset)."""
         ...
 
+    def label(self, index: int) -> int | None:
+        """The label of input ``index``: its class folder's output index; None when unlabelled."""
+        ...
+
     @overload
     def run_layers(self, start: int, end: int, *tensors: torch.Tensor, final: Literal[False]) -> Tensors: ...
 
@@ -163,12 +167,16 @@ class Context(Protocol):
         participant (a stream's frame waiting for the head's processor)."""
         ...
 
-    def send(self, peer: str, task: Task) -> None:
-        """Deliver ``task`` to ``peer``'s inbox; returns once it arrived."""
+    def send(self, peer: str, task: Task, *, codec: str | None = None) -> None:
+        """Deliver ``task`` to ``peer``'s inbox; returns once it arrived.
+
+        ``codec`` encodes its tensors (``fp16``, ``int8``, ``jpeg:90``, ...)
+        instead of the run's ``options.compression``.
+        """
         ...
 
-    def call(self, peer: str, task: Task, *, timeout: float = 600.0) -> Task:
-        """Send ``task`` to ``peer`` and wait for the task its handler returns."""
+    def call(self, peer: str, task: Task, *, timeout: float = 600.0, codec: str | None = None) -> Task:
+        """Send ``task`` to ``peer`` and wait for the task its handler returns (``codec`` as for send)."""
         ...
 
     def set_uplink(self, rate_bps: float) -> None:
@@ -177,6 +185,11 @@ class Context(Protocol):
 
     def record(self, name: str, value: float, **attrs: object) -> None:
         """Record a custom metric ``name`` = ``value`` with optional attributes."""
+        ...
+
+    def record_for(self, index: int, split: int, name: str, value: float, **attrs: object) -> None:
+        """Record a metric of inference ``index`` (at ``split``) after its timed block ended:
+        what is worked out about an inference (its prediction's accuracy) without adding to its time."""
         ...
 
     def progress(self, done: int, total: int, label: str = "") -> None:

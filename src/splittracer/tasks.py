@@ -157,7 +157,12 @@ def encode_task(task: Task) -> EncodedTask:
         tensors=collector.metas,
         fields=msgspec.Raw(fields),
     )
-    return EncodedTask(header=msgspec.msgpack.encode(header), buffers=list(collector.buffers), name=spec.name)
+    return EncodedTask(
+        header=msgspec.msgpack.encode(header),
+        buffers=list(collector.buffers),
+        name=spec.name,
+        metas=list(collector.metas),
+    )
 
 
 def decode_task(header: bytes | memoryview, buffers: Sequence[bytes | bytearray | memoryview]) -> Task:

@@ -16,7 +16,20 @@ FLOATS = torch.linspace(0, 1, 50_000).numpy().tobytes()
 
 
 def test_codec_names_are_the_documented_ones() -> None:
-    assert CODECS == ("none", "lz4", "zstd", "blosc2")
+    assert CODECS == (
+        "none",
+        "lz4",
+        "zstd",
+        "blosc2",
+        "fp16",
+        "bf16",
+        "int8",
+        "int8-channel",
+        "int4",
+        "jpeg",
+        "webp",
+        "png",
+    )
     assert [get_codec(name).name for name in CODECS] == list(CODECS)
 
 

@@ -227,3 +227,33 @@ def test_report_command_unknown_run_exits_2(
     root, _ = workspace
     assert main(["report", "nope", "--workspace", str(root)]) == 2
     assert "no run 'nope'" in capsys.readouterr().err
+
+
+def test_predictions_add_an_accuracy_section_with_its_rate_accuracy_chart(
+    store: ResultsStore, tmp_path: Path
+) -> None:
+    from splittracer.metrics import Metric
+
+    run_id = make_run(store, system=False, energy=False)
+    counted = [s for s in store.spans(run_id, kind="inference") if not s.attrs.get("warmup")]
+    predictions = [
+        Metric(
+            run_id=run_id,
+            participant="phone",
+            name="prediction",
+            value=3.0,
+            time_ns=0,
+            inference=s.inference,
+            split=s.split,
+            attrs={"codec": "none", "agrees": True, "rel_error": 0.0},
+        )
+        for s in counted
+    ]
+    store.append_metrics(run_id, predictions)
+    text = write_html_report(store, run_id, tmp_path / "r.html").html.read_text(encoding="utf-8")
+    accuracy = section(text, "accuracy")
+    assert 'data-figure="rate-accuracy"' in accuracy and "100.0%" in accuracy
+    assert (tmp_path / "r-rate-accuracy.png").exists()
+    assert "accuracy" not in figures_in(
+        write_html_report(store, make_run(store), tmp_path / "s.html").html.read_text()
+    )

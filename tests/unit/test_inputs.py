@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torchvision.io import write_png
@@ -32,3 +34,25 @@ def test_missing_or_empty_dataset_folder(tmp_path):
         InputSource((1, 3, 8, 8), dataset=str(tmp_path / "nope"))
     with pytest.raises(ConfigError, match="holds no images"):
         InputSource((1, 3, 8, 8), dataset=str(tmp_path))
+
+
+def _images(root: Path, names: list[str]) -> None:
+    from PIL import Image
+
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4)).save(root / name)
+
+
+def test_images_are_labelled_by_their_class_folder(tmp_path: Path) -> None:
+    _images(tmp_path / "named", ["dog/a.png", "cat/b.png", "cat/c.png", "loose.png"])
+    named = InputSource((1, 3, 4, 4), dataset=str(tmp_path / "named"))
+    assert [named.label(i) for i in range(4)] == [0, 0, 1, None]  # cat/b, cat/c, dog/a, loose
+    mapped = InputSource((1, 3, 4, 4), dataset=str(tmp_path / "named"), labels={"cat": 7, "dog": 3})
+    assert [mapped.label(i) for i in range(5)] == [7, 7, 3, None, 7]  # cycling, as the images do
+    _images(tmp_path / "digits", ["2/a.png", "10/b.png"])
+    assert [InputSource((1, 3, 4, 4), dataset=str(tmp_path / "digits")).label(i) for i in range(2)] == [10, 2]
+    assert InputSource((1, 3, 4, 4)).label(0) is None
+    with pytest.raises(ConfigError, match="'dog'") as info:
+        InputSource((1, 3, 4, 4), dataset=str(tmp_path / "named"), labels={"cat": 0})
+    assert info.value.key == "model.labels"

@@ -221,6 +221,13 @@ def test_missing_role_module_says_where_it_looked(tmp_path: Path) -> None:
             "valid number",
         ),
         ("name: x\noptions: {compression: zstandard}\n", "options.compression", "Did you mean 'zstd'"),
+        ("name: x\noptions: {compression: 'jpeg:0'}\n", "options.compression", "jpeg:Q"),
+        ("name: x\nmodel: {source: 'a:b', labels: nowhere.txt}\n", "model.labels", "does not exist"),
+        (
+            "name: x\nmodel: {source: 'a:b', labels: {cat: -1}}\n",
+            "model.labels.cat",
+            "greater than or equal to 0",
+        ),
         ("name: x\nmodel: {source: alexnet}\n", "model.source", "SOURCE:NAME"),
         ("name: x\nmodel: {source: 'a:b', granularity: deep}\n", "model.granularity", "depth=N"),
         (
@@ -275,3 +282,15 @@ def test_torch_device_reaches_the_plan(tmp_path: Path) -> None:
     )
     plan = resolve_run(load_manifest(path, check_code=False))
     assert [p.torch_device for p in plan.participants] == ["cuda:1", "cpu"]
+
+
+def test_lossy_codecs_and_a_labels_file_are_accepted(tmp_path: Path) -> None:
+    (tmp_path / "classes.txt").write_text("cat\ndog\n\n")
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "name: x\nmodel: {source: 'a:b', labels: classes.txt}\noptions: {compression: 'jpeg:90'}\n"
+        "participants:\n  p: {role: 'a:B'}\nplaybook: {}\n"
+    )
+    manifest = load_manifest(path, check_code=False)
+    assert manifest.options.compression == "jpeg:90"
+    assert manifest.model is not None and manifest.model.label_indices() == {"cat": 0, "dog": 1}

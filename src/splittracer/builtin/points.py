@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from ..errors import RunError
-from ..plan.online import (
-    MODES,
-)
+from ..plan.online import MODES
 from ..tasks import Task
+from ..wire.codecs import CODECS, codec_problem
 from .tasks import Infer, Stream, Sweep
 
 
@@ -48,7 +47,41 @@ def split_problem(task: Task, num_layers: int) -> tuple[str, str] | None:
             fixed_cuts(task, num_layers)
     except RunError as exc:
         return _split_field(task), exc.message
+    return _codec_problem(task)
+
+
+def _codec_problem(task: Task) -> tuple[str, str] | None:
+    try:
+        if isinstance(task, Sweep):
+            _check_codecs(task.codecs)
+        elif isinstance(task, Infer):
+            infer_codecs(task, len(task.next))
+    except RunError as exc:
+        return ("codecs" if isinstance(task, Sweep) else "codec"), exc.message
     return None
+
+
+def codec_label(hops: list[str]) -> str:
+    """One name when every hop uses the same codec, else the hops' names joined by ``/``."""
+    return hops[0] if len(set(hops)) == 1 else "/".join(hops)
+
+
+def infer_codecs(task: Infer, hops: int) -> list[str] | None:
+    """The codec of each hop an Infer asks for; None: the run's ``options.compression``."""
+    if task.codec is None:
+        return None
+    codecs = [task.codec] * hops if isinstance(task.codec, str) else list(task.codec)
+    if len(codecs) != hops:
+        raise RunError(f"codec names {len(codecs)} codec(s) but the route has {hops} hop(s)")
+    _check_codecs(codecs)
+    return codecs
+
+
+def _check_codecs(names: list[str]) -> None:
+    for name in names:
+        problem = codec_problem(name)
+        if problem is not None:
+            raise RunError(f"{problem}; known codecs: {', '.join(CODECS)} (jpeg:Q and webp:Q take a quality)")
 
 
 def _split_field(task: Task) -> str:

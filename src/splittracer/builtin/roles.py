@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from typing import Any
@@ -15,7 +16,7 @@ from ..placed import RunPlaced, placed, run_placed_task, sweep_placements
 from ..roles import Context, Role, handles
 from ..tasks import Task
 from ..units import parse_duration
-from .points import fixed_cuts, planned_mode, sweep_points
+from .points import fixed_cuts, infer_codecs, planned_mode, sweep_points
 from .running import (
     apply_uplink_trace,
     infer_once,
@@ -55,15 +56,28 @@ class SplitHead(Role):
         warmup = task.warmup if task.warmup >= 0 else ctx.options.warmup
         per_point = warmup + repeats
         links: list[str | None] = list(task.uplinks) or [None]
-        total, done = len(links) * len(points) * per_point, 0
+        codecs = list(task.codecs) or [ctx.options.compression]
+        total, done = len(links) * len(codecs) * len(points) * per_point, 0
         first = self._reserve(total)
         for link in links:
             attrs = set_sweep_uplink(ctx, link, first + done)
-            for cuts in points:
+            for codec, cuts in itertools.product(codecs, points):
+                hops = [codec] * len(task.next)
                 for r in range(per_point):
-                    infer_point(ctx, first + done, cuts, task.next, warmup=r < warmup, attrs=attrs)
+                    # Input r - warmup: every split and codec sees the same inputs, compared pairwise.
+                    sample = (r - warmup) % per_point
+                    infer_point(
+                        ctx,
+                        first + done,
+                        cuts,
+                        task.next,
+                        warmup=r < warmup,
+                        attrs=attrs,
+                        codecs=hops,
+                        sample=sample,
+                    )
                     done += 1
-                    ctx.progress(done, total, sweep_label(cuts, link))
+                    ctx.progress(done, total, sweep_label(cuts, link, codec if task.codecs else None))
         if task.finish:
             ctx.finish()
 
@@ -77,9 +91,10 @@ class SplitHead(Role):
             infer_placed(task, ctx, placed(ctx.model, task.placement), first)
         else:
             cuts = fixed_cuts(task, ctx.num_layers)
+            codecs = infer_codecs(task, len(task.next))
             for i in range(task.count):
                 apply_uplink_trace(task, ctx, i)
-                infer_once(ctx, first + i, cuts, task.next, warmup=False)
+                infer_once(ctx, first + i, cuts, task.next, warmup=False, codecs=codecs)
                 ctx.progress(i + 1, task.count, f"split {cuts[0]}")
         if task.finish:
             ctx.finish()
@@ -132,9 +147,12 @@ class SplitTail(Role):
         end = task.cuts[0] if task.route else ctx.num_layers
         out = self._layers(ctx, task.start, end, task.tensors, not task.route)
         if task.route:
-            onward = RunLayers(start=end, tensors=list(out), route=task.route[1:], cuts=task.cuts[1:])
+            onward = RunLayers(
+                start=end, tensors=list(out), route=task.route[1:], cuts=task.cuts[1:], codecs=task.codecs[1:]
+            )
             called = time.perf_counter()
-            reply = ctx.call(task.route[0], onward)  # the last hop's Result travels back hop by hop
+            # The last hop's Result travels back hop by hop.
+            reply = ctx.call(task.route[0], onward, codec=task.codecs[0] if task.codecs else None)
             if not isinstance(reply, Result):
                 return reply
             hop_s = time.perf_counter() - called - reply.busy_s

@@ -9,6 +9,7 @@ import time
 import torch
 
 from ..errors import RunError
+from ..metrics.accuracy import PREDICTION, predict, reference_outputs
 from ..placed import Placed, call_placed, plan_placement
 from ..plan.online import (
     MEASURE,
@@ -20,6 +21,7 @@ from ..plan.online import (
 )
 from ..roles import Context
 from ..units import parse_rate
+from .points import codec_label, infer_codecs
 from .tasks import (
     PROBE_MAX_BYTES,
     PROBE_START_BYTES,
@@ -55,11 +57,13 @@ def set_sweep_uplink(ctx: Context, link: str | None, first: int) -> dict[str, st
     return {"uplink": link}
 
 
-def sweep_label(cuts: list[int] | Placed, link: str | None) -> str:
+def sweep_label(cuts: list[int] | Placed, link: str | None, codec: str | None = None) -> str:
+    """What a sweep's progress shows for one point: its split or placement, codec and link."""
     if isinstance(cuts, Placed):
         where = f"placement {cuts.label}"
     else:
         where = f"split {cuts[0]}" if len(cuts) == 1 else f"cuts {cuts}"
+    where = where if codec is None else f"{where} {codec}"
     return where if link is None else f"{link}: {where}"
 
 
@@ -71,17 +75,28 @@ def infer_once(
     *,
     warmup: bool,
     attrs: dict[str, str | int | float | bool] | None = None,
+    codecs: list[str] | None = None,
+    sample: int | None = None,
 ) -> tuple[float, Result]:
-    """One inference; the seconds its call took and the Result."""
-    x = ctx.example(index)  # made before the clock starts: inputs exist before inference
-    with ctx.inference(index, split=cuts[0], warmup=warmup, attrs=attrs):
+    """One inference on input ``sample`` (default: ``index``); the seconds its call took and
+    the Result. ``codecs``: one per hop."""
+    sample = index if sample is None else sample
+    x = ctx.example(sample)  # made before the clock starts: inputs exist before inference
+    hops = codecs or [ctx.options.compression] * len(route)
+    tagged = {**(attrs or {}), "codec": codec_label(hops)}
+    # The uncompressed whole model on the same input, before the clock starts (metrics/accuracy.py).
+    reference = None if warmup else reference_outputs(ctx.model.model, x, ctx.model.device)
+    with ctx.inference(index, split=cuts[0], warmup=warmup, attrs=tagged):
         sent = ctx.run_layers(0, cuts[0], x, final=False)
-        task = RunLayers(start=cuts[0], tensors=list(sent), route=route[1:], cuts=cuts[1:])
+        task = RunLayers(start=cuts[0], tensors=list(sent), route=route[1:], cuts=cuts[1:], codecs=hops[1:])
         called = time.perf_counter()
-        reply = ctx.call(route[0], task)
+        reply = ctx.call(route[0], task, codec=hops[0])
         took = time.perf_counter() - called
     if not isinstance(reply, Result):
         raise RunError(f"expected a Result from {route[-1]}, got {type(reply).__name__}")
+    if reference is not None:  # after the clock stopped: comparing adds nothing to the inference
+        found = predict(reply.outputs, reference, ctx.label(sample))
+        ctx.record_for(index, cuts[0], PREDICTION, float(found.top1), codec=tagged["codec"], **found.attrs())
     return took, reply
 
 
@@ -98,9 +113,10 @@ def infer_planned(task: Infer, ctx: Context, mode: str, first: int = 0) -> None:
         inputs, [p.bytes for p in points], [p.allowed for p in points], [f.bandwidth_bps for f in fits]
     )
     _record_decision(ctx, planner, mode, "start", first)
+    codecs = infer_codecs(task, len(task.next))
     for i in range(task.count):
         apply_uplink_trace(task, ctx, i)
-        took, result = infer_once(ctx, first + i, planner.cuts, task.next, warmup=False)
+        took, result = infer_once(ctx, first + i, planner.cuts, task.next, warmup=False, codecs=codecs)
         if mode == "adaptive":
             _observe(ctx, planner, fits, [took - result.busy_s, *result.hops_s], first + i)
             if planner.replan() is not None:
@@ -233,12 +249,15 @@ def infer_point(
     *,
     warmup: bool,
     attrs: dict[str, str | int | float | bool] | None = None,
+    codecs: list[str] | None = None,
+    sample: int | None = None,
 ) -> None:
-    """One inference at a sweep's point: a chain of cuts or a placement."""
+    """One inference at a sweep's point: a chain of cuts, or a placement (sent as the run's
+    ``options.compression``: a placement's tensors take no per-hop codec)."""
     if isinstance(point, Placed):
         call_placed(ctx, index, point, route, Result, warmup=warmup, attrs=attrs)
     else:
-        infer_once(ctx, index, point, route, warmup=warmup, attrs=attrs)
+        infer_once(ctx, index, point, route, warmup=warmup, attrs=attrs, codecs=codecs, sample=sample)
 
 
 def infer_placed(task: Infer, ctx: Context, where: Placed, first: int) -> None:

@@ -32,6 +32,11 @@ class Sweep(Task):
     name as given, so summaries and charts show one sweep per link. The
     participant needs an emulated ``uplink`` in its limits for this.
 
+    ``codecs`` (``[none, fp16, int8]``) repeats every split once per codec of
+    the tensors crossing each cut (``jpeg:90`` and the like for the input at
+    split 0); inference spans carry ``attrs['codec']``. Empty: the manifest's
+    ``options.compression``.
+
     ``placements`` (two participants) sweeps placements instead of splits:
     each the first device's layers, ``1-5,7`` or a list of indices and names;
     ``top: K`` adds the planner's K placements predicted fastest (the
@@ -45,6 +50,7 @@ class Sweep(Task):
     warmup: int = -1  # -1: the manifest's options.warmup
     finish: bool = True
     uplinks: list[str] = field(default_factory=list)
+    codecs: list[str] = field(default_factory=list)
     placements: list[str | list[int | str]] = field(default_factory=list)
     top: int = 0
 
@@ -62,6 +68,8 @@ class Infer(Task):
     (its profile's per-layer energy plus ``tx_power`` x transfer time; the
     radio defaults to its uplink's name when that is 3g, lte or wifi).
     ``planner`` is filled by the controller from the participants' profiles.
+    ``codec`` encodes the tensors crossing the cuts: one name for every hop or
+    one per hop (``[int8, fp16]``); None: the manifest's ``options.compression``.
     ``placement`` (two participants) runs the first device's layers it names
     (``1-5,7``) and the rest on the second; ``dag: true`` with ``split: auto``
     runs the planner's minimum-cut placement.
@@ -78,6 +86,7 @@ class Infer(Task):
     objective: str = "latency"
     tx_power: str | None = None
     planner: bytes = b""
+    codec: str | list[str] | None = None
     placement: str | list[int | str] | None = None
     dag: bool = False
 
@@ -120,12 +129,14 @@ class Stream(Task):
 
 
 class RunLayers(Task, priority=5):
-    """Run layers ``start+1..`` on ``tensors``; ``cuts[i]`` ends hop ``i`` of ``route``."""
+    """Run layers ``start+1..`` on ``tensors``; ``cuts[i]`` ends hop ``i`` of ``route``,
+    whose tensors travel encoded by ``codecs[i]`` (empty: the run's ``options.compression``)."""
 
     start: int
     tensors: list[torch.Tensor]
     route: list[str] = field(default_factory=list)
     cuts: list[int] = field(default_factory=list)
+    codecs: list[str] = field(default_factory=list)
 
 
 class Result(Task, priority=5):

@@ -89,6 +89,8 @@ def plan(
     granularity: Annotated[str, typer.Option(help="leaf, block or depth=N")] = "leaf",
     workspace: Annotated[Path | None, typer.Option("--workspace", "-w", help="Workspace directory")] = None,
     json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts")] = False,
+    max_accuracy_drop: Annotated[str | None, typer.Option(help="Choose a codec too, e.g. 1%")] = None,
+    accuracy_from: Annotated[str | None, typer.Option(help="The run that measured the codecs")] = None,
 ) -> None:
     """Predict per-split latency over device profiles and print the best split(s)."""
     from ..plan.planner import parse_links, predict_splits
@@ -105,17 +107,15 @@ def plan(
     radio = _radio(tx_power, bandwidth.split(",")[0], links[0], objective is ObjectiveChoice.energy)
     with console.status(f"planning {model}…", spinner="dots"):
         result = predict_splits(
-            model,
-            profiles,
-            links,
-            input_shape=_input_shape(input_shape),
-            granularity=granularity,
-            estimator=_ESTIMATORS[estimator],
-            dag=dag,
-            objective=_OBJECTIVES[objective],
-            tx_power=radio,
-        )
-    _show_plan(result, json=json)
+            model, profiles, links, input_shape=_input_shape(input_shape), granularity=granularity,
+            estimator=_ESTIMATORS[estimator], dag=dag, objective=_OBJECTIVES[objective], tx_power=radio,
+        )  # fmt: skip
+    if max_accuracy_drop is None:
+        _show_plan(result, json=json)
+    else:
+        from .plan_codecs import show_codec_plan
+
+        show_codec_plan(result, max_accuracy_drop, accuracy_from, workspace, json=json)
 
 
 def _load_profiles(devices: str, workspace: Path | None) -> list[DeviceProfile]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -15,6 +15,7 @@ from ._render import console, print_json, print_table
 
 if TYPE_CHECKING:  # the store and the report (numpy) load in the commands, not with the command line
     from ..metrics.store import ResultsStore
+    from ..report.accuracy import AccuracyRow
     from ..report.export import ExportFormat
     from ..report.runs import RunSummary
     from ..report.summary import SplitRow
@@ -108,6 +109,7 @@ def print_run_summary(summary: RunSummary, *, error: bool = True) -> None:
         _print_split_table(summary, summary.rows, "Median per split point (bytes: forward transfers only)")
     _print_plans(summary)
     _print_streams(summary)
+    _print_accuracy(summary)
     _print_metrics(summary)
 
 
@@ -135,6 +137,36 @@ def _print_streams(summary: RunSummary) -> None:
     columns = ["client", "stream", "split", "offered", "frames", "achieved fps", "bound fps", "of bound"]
     columns += ["p50 ms", "p95 ms", "p99 ms", "max ms", "queue ms per stage", "late", "dropped"]
     print_table("Streams (achieved: completions/s after the first; bound: 1/slowest stage)", columns, rows)
+
+
+def _print_accuracy(summary: RunSummary) -> None:
+    if not summary.accuracy:
+        return
+
+    def share(value: float | None) -> str:
+        return "—" if value is None else f"{100 * value:.1f}%"
+
+    rows = [
+        [r.cut_label, r.codec, r.count, r.bytes_raw, r.bytes_wire, r.total_ms, *_quality(r, share)]
+        for r in summary.accuracy
+    ]
+    columns = [
+        "split",
+        "codec",
+        "n",
+        "bytes",
+        "wire bytes",
+        "total ms",
+        "agreement",
+        "rel error",
+        "top-1",
+        "top-5",
+    ]
+    print_table("Accuracy per split and codec (agreement: top-1 as the uncompressed model's)", columns, rows)
+
+
+def _quality(row: AccuracyRow, share: Callable[[float | None], str]) -> list[str]:
+    return [share(row.agreement), f"{row.rel_error:.2e}", share(row.top1), share(row.top5)]
 
 
 def _print_split_table(summary: RunSummary, split_rows: Sequence[SplitRow], title: str) -> None:
@@ -236,8 +268,10 @@ def export(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Write every span of a run to a CSV or Parquet file, its metrics beside it (<name>-metrics)
-    and, for a stream run, its stream results (<name>-streams)."""
+    and, for a stream run, its stream results (<name>-streams), and, when inferences recorded
+    predictions, accuracy per split and codec (<name>-accuracy)."""
     from ..metrics.store import ResultsStore
+    from ..report.accuracy import accuracy_path, export_run_accuracy
     from ..report.export import export_run, export_run_metrics, metrics_path
     from ..report.streams import export_run_streams, streams_path
     from ..workspace import find_workspace
@@ -249,7 +283,9 @@ def export(
         written = [export_run(store, run_id, target, _FORMATS[fmt])]
         metrics = export_run_metrics(store, run_id, metrics_path(target), _FORMATS[fmt])
         streams = export_run_streams(store, run_id, streams_path(target), _FORMATS[fmt])
-    for path in [*written, *([metrics] if metrics else []), *([streams] if streams else [])]:
+        accuracy = export_run_accuracy(store, run_id, accuracy_path(target), _FORMATS[fmt])
+    extra = [p for p in (metrics, streams, accuracy) if p]
+    for path in [*written, *extra]:
         console.print(str(path), highlight=False, soft_wrap=True)
 
 

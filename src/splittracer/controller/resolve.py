@@ -159,4 +159,5 @@ def _model_config(manifest: Manifest) -> ModelConfig | None:
         override=str(m.override) if m.override else None,
         weights=str(m.weights) if m.weights else None,
         dataset=str(m.dataset) if m.dataset else None,
+        labels=m.label_indices(),
     )

@@ -20,7 +20,7 @@ from pydantic import (
 from ..config import KeyPath, LocatedYaml, Strict, did_you_mean
 from ..errors import ConfigError
 from ..units import parse_duration, parse_rate, parse_size
-from ..wire.codecs import CODECS
+from ..wire.codecs import CODECS, codec_problem
 from .located import Where, dotted, unknown_hint
 
 _EXPERIMENT_NAME = re.compile(r"^[a-z0-9_-]+$")
@@ -41,6 +41,8 @@ class ModelSection(Strict):
     override: Path | None = None
     weights: Path | None = None
     dataset: Path | None = None
+    # Class folder names to model output indices: a mapping, or a file of one name per line.
+    labels: dict[str, NonNegativeInt] | Path | None = None
 
     @field_validator("source")
     @classmethod
@@ -63,6 +65,26 @@ class ModelSection(Strict):
         if value is None or base is None or value.is_absolute():
             return value
         return Path(base) / value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_file(
+        cls, value: dict[str, int] | Path | None, info: ValidationInfo
+    ) -> dict[str, int] | Path | None:
+        if not isinstance(value, Path):
+            return value
+        base = (info.context or {}).get("base_dir")
+        path = value if base is None or value.is_absolute() else Path(base) / value
+        if not path.is_file():
+            raise ValueError(f"labels file '{path}' does not exist (one class name per line, or a mapping)")
+        return path
+
+    def label_indices(self) -> dict[str, int] | None:
+        """The class-name mapping: as given, or one name per line of the labels file (line 1 is 0)."""
+        if isinstance(self.labels, Path):
+            names = [line.strip() for line in self.labels.read_text().splitlines() if line.strip()]
+            return {name: i for i, name in enumerate(names)}
+        return self.labels
 
 
 class Limits(Strict):
@@ -244,9 +266,11 @@ class Options(Strict):
     @field_validator("compression")
     @classmethod
     def _known_codec(cls, value: str) -> str:
-        if value not in CODECS:
+        if codec_problem(value) is not None:
             close = did_you_mean(value, CODECS)
-            raise ValueError(f"expected one of {', '.join(CODECS)}.{' ' + close if close else ''}")
+            raise ValueError(
+                f"expected one of {', '.join(CODECS)} (jpeg:Q, webp:Q).{' ' + close if close else ''}"
+            )
         return value
 
     @field_validator("timeout", mode="before")

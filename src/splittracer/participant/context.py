@@ -24,6 +24,7 @@ from ..roles import Tensors
 from ..split.model import SplitModel
 from ..split.parts import Part
 from ..tasks import Task, task_name
+from ..wire.codecs import CODECS, codec_problem
 from ..wire.envelope import Outgoing, Tags
 from ..wire.messages import RunConfig, RunOptions
 from .delivery import prepare_task
@@ -111,6 +112,10 @@ class ParticipantContext:
         if self._inputs is None:
             raise SplitError("this experiment's manifest names no model, so there are no inputs")
         return self._inputs.get(index)
+
+    def label(self, index: int) -> int | None:
+        """The label of input ``index`` (its class folder in the dataset); None when it has none."""
+        return None if self._inputs is None else self._inputs.label(index)
 
     @overload
     def run_layers(self, start: int, end: int, *tensors: torch.Tensor, final: Literal[False]) -> Tensors: ...
@@ -283,17 +288,17 @@ class ParticipantContext:
 
     # -- messages --------------------------------------------------------------
 
-    def send(self, peer: str, task: Task) -> None:
+    def send(self, peer: str, task: Task, *, codec: str | None = None) -> None:
         """Deliver ``task`` to ``peer``'s inbox; returns once it arrived there.
 
         The emulated uplink (rate and latency) holds the sender for as long
-        as a real link would.
+        as a real link would. ``codec`` overrides ``options.compression``.
         """
-        self._deliver(peer, task, expects_reply=False)
+        self._deliver(peer, task, expects_reply=False, codec=codec)
 
-    def call(self, peer: str, task: Task, *, timeout: float = 600.0) -> Task:
+    def call(self, peer: str, task: Task, *, timeout: float = 600.0, codec: str | None = None) -> Task:
         """Send ``task`` to ``peer`` and wait for the task its handler returns."""
-        reply = self._deliver(peer, task, expects_reply=True, timeout=timeout)
+        reply = self._deliver(peer, task, expects_reply=True, timeout=timeout, codec=codec)
         if reply is None:
             raise RunError(f"'{peer}' handled {task_name(task)} but returned no task to reply with")
         return reply
@@ -317,6 +322,11 @@ class ParticipantContext:
         if tags.warmup:
             plain["warmup"] = True  # as on spans: summaries leave warm-up samples out
         self._recorder.metric(name, value, plain, inference=tags.inference, split=tags.split)
+
+    def record_for(self, index: int, split: int, name: str, value: float, **attrs: object) -> None:
+        """Record a metric of inference ``index`` at ``split`` once it ended (no time is added to it)."""
+        plain = {k: v for k, v in attrs.items() if isinstance(v, (str, int, float, bool))}
+        self._recorder.metric(name, value, plain, inference=index, split=split)
 
     def progress(self, done: int, total: int, label: str = "") -> None:
         """Tell the controller how far this participant is (drives the progress bar)."""
@@ -345,7 +355,13 @@ class ParticipantContext:
     # -- internals -----------------------------------------------------------
 
     def _deliver(
-        self, peer: str, task: Task, *, expects_reply: bool, timeout: float | None = None
+        self,
+        peer: str,
+        task: Task,
+        *,
+        expects_reply: bool,
+        timeout: float | None = None,
+        codec: str | None = None,
     ) -> Task | None:
         peer = self.resolve_peer(peer)
         if peer not in self._config.peers or peer == self.participant:
@@ -356,7 +372,7 @@ class ParticipantContext:
             task,
             sender=self.participant,
             sender_stage=self.stage,
-            codec=self._config.options.compression,
+            codec=self._config.options.compression if codec is None else _known_codec(codec),
             tags=tags,
             expects_reply=expects_reply,
         )
@@ -365,6 +381,7 @@ class ParticipantContext:
         reply = self._send(peer, outgoing, timeout)
         # For a call, "send" lasts until the reply is back: it contains the peer's work.
         attrs: dict[str, str | int | float | bool] = {"to": peer, "call": expects_reply}
+        attrs["codec"] = outgoing.envelope.codec
         self._recorder.add_span(
             "send",
             started,
@@ -386,7 +403,16 @@ class ParticipantContext:
                 tags,
                 bytes_raw=outgoing.bytes_raw,
                 bytes_wire=outgoing.bytes_wire,
+                attrs={"codec": outgoing.envelope.codec},
             )
+
+
+def _known_codec(name: str) -> str:
+    """``name`` if it names a codec; RunError saying which do otherwise."""
+    problem = codec_problem(name)
+    if problem is not None:
+        raise RunError(f"{problem}; known codecs: {', '.join(CODECS)} (jpeg:Q and webp:Q take a quality)")
+    return name
 
 
 def _synchronize(device: torch.device) -> None:

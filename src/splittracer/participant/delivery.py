@@ -68,7 +68,10 @@ def record_received(recorder: TaggedRecorder, received: Received, receiver: str)
     add = recorder.add_span
     add("receive", incoming.first_chunk_ns, incoming.received_ns, env.tags, bytes_wire=wire)
     if env.codec != "none":
-        add("decompress", incoming.received_ns, incoming.decompressed_ns, env.tags, bytes_raw=raw)
+        codec: dict[str, str | int | float | bool] = {"codec": env.codec}
+        add(
+            "decompress", incoming.received_ns, incoming.decompressed_ns, env.tags, bytes_raw=raw, attrs=codec
+        )
     add("deserialize", incoming.decompressed_ns, received.decoded_ns, env.tags, bytes_raw=raw)
     direction = "reply" if env.is_reply else "forward"
     attrs: dict[str, str | int | float | bool] = {
@@ -76,6 +79,7 @@ def record_received(recorder: TaggedRecorder, received: Received, receiver: str)
         "to": receiver,
         "direction": direction,
         "via": incoming.via,
+        "codec": env.codec,
     }
     add(
         "transfer",

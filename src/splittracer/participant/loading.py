@@ -56,7 +56,11 @@ def load_model(config: RunConfig) -> tuple[Any, InputSource | None]:
         device=torch_device(config.torch_device, config.name),
     )
     inputs = InputSource(
-        loaded.spec.input_shape, seed=config.options.seed, dataset=m.dataset, vocab=loaded.spec.vocab
+        loaded.spec.input_shape,
+        seed=config.options.seed,
+        dataset=m.dataset,
+        vocab=loaded.spec.vocab,
+        labels=m.labels,
     )
     return loaded.split, inputs
 

@@ -8,8 +8,9 @@ are summarised apart, with ``cuts`` empty. Rows are per metric name,
 participant, chain of cuts and set of attribute values, so a metric recorded
 with ``cls="dog"`` and ``cls="cat"`` gives one row for each.
 
-Readings of the system and energy samplers and the built-in ``split_plan``
-decisions and clock offsets have their own sections and are left out.
+Readings of the system and energy samplers, the built-in ``split_plan``
+decisions, clock offsets and predictions (:mod:`.accuracy`) have their own
+sections and are left out.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..metrics.accuracy import PREDICTION
 from ..metrics.energy import ENERGY_METRICS
 from ..metrics.spans import AttrValue, Metric, Span
 from ..metrics.system import SYSTEM_METRICS
@@ -27,7 +29,9 @@ from .summary import Quantiles, counted_inferences
 __all__ = ["MetricRow", "custom_metrics", "metric_rows_to_dicts", "summarize_metrics"]
 
 # Not the user's own: shown in their own sections, or attrs every sample has.
-_NOT_CUSTOM = frozenset({*SYSTEM_METRICS, *ENERGY_METRICS.values(), "split_plan", "clock_offset_ns"})
+_NOT_CUSTOM = frozenset(
+    {*SYSTEM_METRICS, *ENERGY_METRICS.values(), "split_plan", "clock_offset_ns", PREDICTION}
+)
 _NOT_GROUPED = frozenset({"inference", "warmup"})
 
 _Key = tuple[str, str, tuple[int, ...], tuple[tuple[str, AttrValue], ...]]  # name, participant, cuts, attrs

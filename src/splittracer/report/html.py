@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import html
 import json
-import re
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,9 +38,16 @@ from ..metrics.record import RunRecord, record_to_dict
 from ..metrics.spans import Metric, Span
 from ..metrics.store import ResultsStore, RunInfo
 from ..metrics.system import SYSTEM_METRICS
+from .accuracy import AccuracyRow, accuracy_rows
 from .custom import MetricRow, summarize_metrics
 from .export import atomic_path
+from .htmlpage import Section as _Section
+from .htmlpage import figure as _figure
+from .htmlpage import note as _note
+from .htmlpage import page as _page
+from .htmlpage import table as _table
 from .layers import LayerTime, describe_layer_times, layer_times
+from .ratecharts import plot_rate_accuracy
 from .runs import (
     NotCounted,
     chain_links,
@@ -77,13 +83,6 @@ class ReportFiles:
 
     html: Path
     figures: tuple[Path, ...]
-
-
-@dataclass(frozen=True)
-class _Section:
-    id: str
-    title: str
-    body: str
 
 
 @dataclass(frozen=True)
@@ -135,46 +134,12 @@ def write_html_report(
         _energy_section(run, stem, figures),
         _metadata_section(run),
     ]
+    accuracy = _accuracy_section(run, stem, figures)
+    if accuracy is not None:  # only runs whose inferences recorded predictions
+        sections.insert(2, accuracy)
     with atomic_path(target) as temp:
         temp.write_text(_page(run.info, sections), encoding="utf-8")
     return ReportFiles(target, tuple(figures))
-
-
-def _figure(saved_paths: Sequence[Path], svg: str, name: str, caption: str, figures: list[Path]) -> str:
-    figures.extend(saved_paths)
-    links = " · ".join(f'<a href="{html.escape(p.name)}">{p.suffix[1:].upper()}</a>' for p in saved_paths)
-    return (
-        f'<figure class="chart" data-figure="{name}">{_inline_svg(svg, caption)}'
-        f"<figcaption>{html.escape(caption)} ({links})</figcaption></figure>"
-    )
-
-
-def _inline_svg(svg: str, label: str) -> str:
-    # The XML prolog, doctype, RDF metadata and namespace declarations mean
-    # nothing inside HTML, whose parser puts <svg> and xlink:href in their
-    # namespaces itself; without them the page holds no URL at all.
-    svg = re.sub(r"<\?xml[^>]*\?>|<!DOCTYPE[^>]*>", "", svg)
-    svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.DOTALL)
-    svg = re.sub(r'\s+xmlns(:xlink)?="[^"]*"', "", svg, count=2)
-    return svg.replace("<svg ", f'<svg role="img" aria-label="{html.escape(label)}" ', 1).strip()
-
-
-def _note(text: str) -> str:
-    return f'<p class="note">{html.escape(text)}</p>'
-
-
-def _table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return "—" if value != value else f"{value:,.3f}"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    return "—" if value is None else html.escape(str(value))
 
 
 # -- splits ----------------------------------------------------------------------
@@ -245,6 +210,43 @@ def _streams_section(run: _Run, stem: Path, figures: list[Path]) -> _Section:
     return _Section("streams", "Streams", note + charts + _table(columns, rows))
 
 
+# -- accuracy per split and codec -----------------------------------------------------
+
+
+def _accuracy_section(run: _Run, stem: Path, figures: list[Path]) -> _Section | None:
+    rows = accuracy_rows(run.spans, run.metrics)
+    if not any(r.agreement is not None for r in rows):
+        return None
+    saved = plot_rate_accuracy(rows, f"{stem}-rate-accuracy", "Bytes vs accuracy, one line per codec")
+    caption = "Bytes on the wire per inference against accuracy (agreement without labels)"
+    chart = _figure(saved.paths, saved.svg, "rate-accuracy", caption, figures)
+
+    def share(value: float | None) -> str:
+        return "—" if value is None else f"{100 * value:.1f}%"
+
+    columns = ["split", "codec", "n", "bytes", "wire bytes", "total ms", "agreement", "rel error"]
+    columns += ["top-1", "top-5"]
+    table = [
+        [
+            r.cut_label,
+            r.codec,
+            r.count,
+            r.bytes_raw,
+            r.bytes_wire,
+            r.total_ms,
+            share(r.agreement),
+            *_errors(r),
+        ]
+        for r in rows
+    ]
+    return _Section("accuracy", "Accuracy per split and codec", chart + _table(columns, table))
+
+
+def _errors(row: AccuracyRow) -> list[str]:
+    top = ["—" if v is None else f"{100 * v:.1f}%" for v in (row.top1, row.top5)]
+    return [f"{row.rel_error:.2e}", *top]
+
+
 # -- custom metrics ------------------------------------------------------------------
 
 
@@ -304,7 +306,7 @@ def _layers_section(run: _Run, stem: Path, figures: list[Path]) -> _Section:
         )
     caption = "Compute time of each layer (median, IQR bars) and its output size, as in Neurosurgeon"
     chart = _figure(saved.paths, saved.svg, "layers", caption, figures)
-    return _Section("layers", title, "".join(_note(n) for n in notes) + chart + _layer_table(times, names))
+    return _Section("layers", title, "".join(_note(n) for n in notes) + chart + _layertable(times, names))
 
 
 def _median(t: LayerTime | None) -> float | None:
@@ -315,7 +317,7 @@ def _iqr(t: LayerTime | None) -> tuple[float, float] | None:
     return None if t is None else (t.time.p25, t.time.p75)
 
 
-def _layer_table(times: dict[str, dict[int, LayerTime]], names: Sequence[str]) -> str:
+def _layertable(times: dict[str, dict[int, LayerTime]], names: Sequence[str]) -> str:
     rows = [
         [k, names[k - 1] if k <= len(names) else str(k), who, *_spread_of(t.time), t.method, t.samples]
         for who, by in times.items()
@@ -535,38 +537,3 @@ def _metadata_section(run: _Run) -> _Section:
 
 def _plain(value: Any) -> Any:
     return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
-
-
-# -- page ----------------------------------------------------------------------------
-
-_CSS = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1200px; padding: 1em 2em; }
-body { color: #222; }
-h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
-nav a { margin-right: 1em; } .status-failed { color: #b00; } .status-succeeded { color: #080; }
-.note { background: #f6f6f6; border-left: 4px solid #bbb; padding: 0.4em 0.8em; }
-figure.chart { margin: 1em 0; } figure.chart svg { max-width: 100%; height: auto; display: block; }
-figcaption { color: #555; font-size: 0.9em; }
-table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; }
-th, td { border: 1px solid #ddd; padding: 0.2em 0.6em; text-align: right; }
-th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
-pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
-"""
-
-
-def _page(info: RunInfo, sections: Sequence[_Section]) -> str:
-    title = f"{info.experiment} — {info.id}"
-    nav = "".join(f'<a href="#{s.id}">{html.escape(s.title)}</a>' for s in sections)
-    body = "".join(
-        f'<section id="{s.id}"><h2>{html.escape(s.title)}</h2>{s.body}</section>' for s in sections
-    )
-    status = f'<span class="status-{info.status}">{html.escape(info.status)}</span>'
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>SplitTracer report: {html.escape(title)}</title><style>{_CSS}</style></head>"
-        f"<body><header><h1>{html.escape(title)}</h1><p>Run {status}, started "
-        f"{html.escape(format_timestamp(info.started_at))} UTC, ran "
-        f"{html.escape(format_duration(run_duration_s(info)))}.</p></header>"
-        f"<nav>{nav}</nav>{body}</body></html>\n"
-    )

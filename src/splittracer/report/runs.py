@@ -20,6 +20,7 @@ from typing import Any
 from ..metrics.record import record_to_dict
 from ..metrics.spans import Metric, Span
 from ..metrics.store import INTERRUPTED_BY_USER, ResultsStore, RunInfo
+from .accuracy import AccuracyRow, accuracy_rows, accuracy_rows_to_dicts
 from .custom import MetricRow, metric_rows_to_dicts, summarize_metrics
 from .streams import StreamRow, stream_rows_to_dicts, summarize_streams, uplinks_of
 from .summary import Incomplete, SplitRow, completed_inferences, incomplete, summarize, summary_to_dicts
@@ -104,6 +105,7 @@ class RunSummary:
     metrics: tuple[MetricRow, ...] = ()
     uplinks: tuple[UplinkSweep, ...] = ()  # one per link of a sweep over several uplinks
     streams: tuple[StreamRow, ...] = ()  # per client and stream of a run with Stream tasks
+    accuracy: tuple[AccuracyRow, ...] = ()  # per (cuts, codec), where inferences recorded predictions
 
     @property
     def labels(self) -> list[str]:
@@ -143,6 +145,7 @@ def run_summary(store: ResultsStore, run_id: str) -> RunSummary:
         metrics=tuple(summarize_metrics(metrics, spans)),
         uplinks=summarize_by_uplink(spans),
         streams=tuple(summarize_streams(spans, metrics, uplinks_of(run.record))),
+        accuracy=tuple(accuracy_rows(spans, metrics)),
     )
 
 
@@ -283,7 +286,7 @@ def write_plots(store: ResultsStore, run_id: str, out_dir: str | Path) -> list[P
         latency += plot_stacked_by_uplink(
             links, f"{stem}-uplinks", title=f"Latency per split point, per uplink — {title}", labels=layers
         )
-    return [*latency, *sizes, *_stream_plots(summary, stem, title)]
+    return [*latency, *sizes, *_stream_plots(summary, stem, title), *_accuracy_plots(summary, stem, title)]
 
 
 def _stream_plots(summary: RunSummary, stem: Path, title: str) -> list[Path]:
@@ -298,6 +301,19 @@ def _stream_plots(summary: RunSummary, stem: Path, title: str) -> list[Path]:
             summary.streams, f"{stem}-throughput", title=f"Achieved against offered load — {title}"
         )
     return written
+
+
+def _accuracy_plots(summary: RunSummary, stem: Path, title: str) -> list[Path]:
+    """The rate-accuracy and latency-accuracy charts, when inferences recorded classifications."""
+    if not any(row.agreement is not None for row in summary.accuracy):
+        return []
+    from .ratecharts import plot_latency_accuracy, plot_rate_accuracy
+
+    rate = plot_rate_accuracy(summary.accuracy, f"{stem}-rate-accuracy", f"Bytes vs accuracy — {title}")
+    latency = plot_latency_accuracy(
+        summary.accuracy, f"{stem}-latency-accuracy", f"Latency vs accuracy — {title}"
+    )
+    return [*rate.paths, *latency.paths]
 
 
 def run_duration_s(run: RunInfo) -> float | None:
@@ -357,6 +373,7 @@ def summary_to_dict(summary: RunSummary) -> dict[str, Any]:
         "metrics": metric_rows_to_dicts(summary.metrics),
         "uplinks": [_uplink_dict(sweep, summary.layers) for sweep in summary.uplinks],
         "streams": stream_rows_to_dicts(summary.streams),
+        "accuracy": accuracy_rows_to_dicts(summary.accuracy),
     }
 
 

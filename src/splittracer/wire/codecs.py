@@ -17,12 +17,26 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from splittracer.errors import CodecError, WireError
 
-CODECS: tuple[str, ...] = ("none", "lz4", "zstd", "blosc2")
-"""Names :func:`get_codec` accepts."""
+if TYPE_CHECKING:
+    from .tensors import TensorMeta
+
+LOSSLESS: tuple[str, ...] = ("none", "lz4", "zstd", "blosc2")
+"""Codecs that give back every bit."""
+
+LOSSY: tuple[str, ...] = ("fp16", "bf16", "int8", "int8-channel", "int4")
+"""Codecs that quantise float tensors (:mod:`.lossy` states their error bounds)."""
+
+IMAGE: tuple[str, ...] = ("jpeg", "webp", "png")
+"""Image codecs for an input image at split 0: ``jpeg:Q`` and ``webp:Q`` (quality 1-100), ``png``."""
+
+CODECS: tuple[str, ...] = LOSSLESS + LOSSY + IMAGE
+"""Names :func:`get_codec` accepts (``jpeg`` and ``webp`` also as ``jpeg:Q``)."""
+
+_DEFAULT_QUALITY = 75
 
 _DEFAULT_LEVELS = {"lz4": 0, "zstd": 1, "blosc2": 5}
 
@@ -35,8 +49,9 @@ class Codec(Protocol):
         """The name :func:`get_codec` knows this codec by."""
         ...
 
-    def compress(self, data: bytes | memoryview) -> bytes:
-        """Compress ``data``."""
+    def compress(self, data: bytes | memoryview, meta: TensorMeta | None = None) -> bytes:
+        """Compress ``data``: the elements of a tensor described by ``meta``, when given
+        (lossy codecs need it; lossless ones read bytes alone)."""
         ...
 
     def decompress(self, data: bytes, limit: int | None = None) -> bytes:
@@ -53,17 +68,42 @@ def get_codec(name: str, *, level: int | None = None, typesize: int = 1) -> Code
     blosc2 uses it to shuffle bytes of equal significance together, which
     makes float tensors compress far better. Other codecs ignore it.
     """
-    builder = _BUILDERS.get(name)
-    if builder is None:
-        raise CodecError(f"unknown codec '{name}'", hint=_did_you_mean(name))
-    return builder(_DEFAULT_LEVELS.get(name, 0) if level is None else level, typesize)
+    problem = codec_problem(name)
+    if problem is not None:
+        known = name.partition(":")[0] in CODECS
+        raise CodecError(problem, hint="for example jpeg:90" if known else _did_you_mean(name))
+    base, _, quality = name.partition(":")
+    if base in LOSSY or base in IMAGE:
+        from .lossy import LossyCodec
+
+        return LossyCodec(base, int(quality) if quality else _DEFAULT_QUALITY)
+    return _BUILDERS[base](_DEFAULT_LEVELS.get(base, 0) if level is None else level, typesize)
+
+
+def codec_problem(name: str) -> str | None:
+    """Why ``name`` names no codec (None when it does); reads no codec package."""
+    base, colon, quality = name.partition(":")
+    if base not in CODECS:
+        return f"unknown codec '{name}'"
+    if not colon:
+        return None
+    if base not in ("jpeg", "webp"):
+        return f"codec '{base}' takes no quality (only jpeg:Q and webp:Q do)"
+    if not quality.isdigit() or not 1 <= int(quality) <= 100:
+        return f"codec '{name}': the quality after ':' must be a whole number from 1 to 100"
+    return None
+
+
+def is_lossless(name: str) -> bool:
+    """Whether codec ``name`` gives back every bit."""
+    return name in LOSSLESS
 
 
 @dataclass(frozen=True)
 class _NoCodec:
     name: str = "none"
 
-    def compress(self, data: bytes | memoryview) -> bytes:
+    def compress(self, data: bytes | memoryview, meta: TensorMeta | None = None) -> bytes:
         return bytes(data)
 
     def decompress(self, data: bytes, limit: int | None = None) -> bytes:
@@ -77,7 +117,7 @@ class _Lz4Codec:
     frame: ModuleType
     name: str = "lz4"
 
-    def compress(self, data: bytes | memoryview) -> bytes:
+    def compress(self, data: bytes | memoryview, meta: TensorMeta | None = None) -> bytes:
         return bytes(self.frame.compress(data, compression_level=self.level))
 
     def decompress(self, data: bytes, limit: int | None = None) -> bytes:
@@ -97,7 +137,7 @@ class _ZstdCodec:
     zstd: ModuleType
     name: str = "zstd"
 
-    def compress(self, data: bytes | memoryview) -> bytes:
+    def compress(self, data: bytes | memoryview, meta: TensorMeta | None = None) -> bytes:
         return bytes(self.zstd.ZstdCompressor(level=self.level).compress(data))
 
     def decompress(self, data: bytes, limit: int | None = None) -> bytes:
@@ -121,7 +161,7 @@ class _Blosc2Codec:
     blosc2: ModuleType
     name: str = "blosc2"
 
-    def compress(self, data: bytes | memoryview) -> bytes:
+    def compress(self, data: bytes | memoryview, meta: TensorMeta | None = None) -> bytes:
         view = memoryview(data).cast("B")
         if view.nbytes > self.blosc2.MAX_BUFFERSIZE:
             raise CodecError(
@@ -179,7 +219,7 @@ def _require(codec: str, module: str, package: str) -> ModuleType:
 
 
 def _did_you_mean(name: str) -> str:
-    close = difflib.get_close_matches(name, CODECS, n=1)
+    close = difflib.get_close_matches(name.partition(":")[0], CODECS, n=1)
     known = f"known codecs: {', '.join(CODECS)}"
     return f"did you mean '{close[0]}'? {known}" if close else known
 

@@ -13,7 +13,8 @@ buffers, made and read by the layers above.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -21,6 +22,9 @@ from ..clock import now_ns
 from ..errors import WireError
 from .codecs import get_codec
 from .messages import MessageDecoder
+
+if TYPE_CHECKING:
+    from .tensors import TensorMeta
 
 PREFIX_BYTES = 4  # the u32 envelope length in front of every envelope
 
@@ -55,6 +59,7 @@ class EncodedTask:
     header: bytes
     buffers: list[memoryview | bytes]
     name: str = ""  # the task type's registry name, for messages about it
+    metas: list[TensorMeta] = field(default_factory=list)  # one per buffer: lossy codecs need dtype and shape
 
     @property
     def nbytes(self) -> int:
@@ -108,8 +113,11 @@ def prepare(
 ) -> Outgoing:
     """Compress ``encoded`` (timed from the end of ``serialize_ns``) and build its envelope."""
     compressor = get_codec(codec)
+    metas = encoded.metas if len(encoded.metas) == len(encoded.buffers) else [None] * len(encoded.buffers)
     buffers: list[bytes | memoryview] = (
-        list(encoded.buffers) if codec == "none" else [compressor.compress(b) for b in encoded.buffers]
+        list(encoded.buffers)
+        if codec == "none"
+        else [compressor.compress(b, meta) for b, meta in zip(encoded.buffers, metas)]
     )
     compressed = now_ns()
     envelope = Envelope(

@@ -56,6 +56,7 @@ class ModelConfig(msgspec.Struct, frozen=True):
     override: str | None = None
     weights: str | None = None
     dataset: str | None = None
+    labels: dict[str, int] | None = None  # class folder name -> output index
 
 
 class RunOptions(msgspec.Struct, frozen=True):
