@@ -339,7 +339,10 @@ def participant_command(
     security = f"--tls-dir {quote(tls_dir)}" if tls_dir else "--insecure"
     return watched_python(
         f"-m splittracer.participant --host {quote(listen)} --port 0 {security}",
-        prologue=f"cd {quote(run_dir)} || exit 97\n{select_python(python)}\n",
+        # torch creates its compiler cache in the device's temp folder when imported: keep it in
+        # the run's folder, which is removed with the run, so nothing is left on the device.
+        prologue=f"cd {quote(run_dir)} || exit 97\nexport TORCHINDUCTOR_CACHE_DIR=\"$PWD/.torch\"\n"
+        f"{select_python(python)}\n",
         on_start=f'echo "{PID_PREFIX}$pid"\n',
     )
 
