@@ -174,10 +174,12 @@ def _check_emulated_link(tmp_path, rate, rate_bps):
     missed = {k: v for k, v in errors.items() if v[2] > 0}
     assert len(missed) <= 2, missed
     assert all(excess <= 8.0 for _, _, excess in errors.values()), missed
-    # Target: head + transfer + tail within 2% of the end-to-end time. Thread hand-offs under
-    # load can add ~2 ms to a split; allow that for at most two splits, never beyond 5%.
+    # Target: head + transfer + queue + tail within 2% of the end-to-end time (the queue: the time
+    # the task waited in the cloud's inbox). Thread hand-offs under load can add ~2 ms to a split;
+    # allow that for at most two splits, never beyond 5%.
     gaps = {
-        r.split: abs(r.total.median - (r.head.median + r.transfer.median + r.tail.median)) / r.total.median
+        r.split: abs(r.total.median - (r.head.median + r.transfer.median + r.queue.median + r.tail.median))
+        / r.total.median
         for r in summarize(spans)
     }
     assert sum(gap > 0.02 for gap in gaps.values()) <= 2 and max(gaps.values()) <= 0.05, gaps
