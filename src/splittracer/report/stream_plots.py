@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from .export import atomic_path
-from .plots import FORMATS
+from .figures import save_figure
 from .streams import StreamRow
 
 
@@ -37,7 +36,7 @@ def plot_latency_cdf(rows: Sequence[StreamRow], stem: str | Path, *, title: str)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    return _save(fig, Path(stem))
+    return list(save_figure(fig, stem).paths)
 
 
 def plot_throughput_vs_offered(rows: Sequence[StreamRow], stem: str | Path, *, title: str) -> list[Path]:
@@ -55,14 +54,4 @@ def plot_throughput_vs_offered(rows: Sequence[StreamRow], stem: str | Path, *, t
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    return _save(fig, Path(stem))
-
-
-def _save(fig: Figure, stem: Path) -> list[Path]:
-    written = []
-    for fmt in FORMATS:
-        path = stem.with_name(f"{stem.name}.{fmt}")
-        with atomic_path(path) as temp:
-            fig.savefig(temp, format=fmt, dpi=150)
-        written.append(path)
-    return written
+    return list(save_figure(fig, stem).paths)
