@@ -6,11 +6,15 @@ elsewhere every test that asks for ``lab`` is skipped, saying why.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from splittracer.lab import LabNetwork, Testbed, TestbedError, TestbedState, check_environment
+
+from .labclaim import claimed_lab
 
 LAB_HOSTS = 2
 LAB_BANDWIDTH = "10mbit"
@@ -36,12 +40,13 @@ def lab_testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     reason = lab_skip_reason()
     if reason is not None:
         pytest.skip(f"no testbed: {reason}")
-    testbed = Testbed(tmp_path_factory.mktemp("testbed"), LAB_NETWORK)
-    testbed.up(LAB_HOSTS, LAB_BANDWIDTH, ready=False)
-    try:
-        yield testbed
-    finally:
-        testbed.down()
+    with claimed_lab(LAB_NETWORK, tmp_path_factory.mktemp("stale")):
+        testbed = Testbed(tmp_path_factory.mktemp("testbed"), LAB_NETWORK)
+        testbed.up(LAB_HOSTS, LAB_BANDWIDTH, ready=False)
+        try:
+            yield testbed
+        finally:
+            testbed.down()
     left = testbed.leftovers()
     assert not left, f"testbed down left {left}"
 
@@ -52,3 +57,10 @@ def lab(lab_testbed: Testbed) -> TestbedState:
     state = lab_testbed.read_state()
     assert state is not None
     return state
+
+
+@pytest.fixture
+def claim_lab(tmp_path: Path) -> Iterator[Callable[[LabNetwork], list[str]]]:
+    """Claim a test's own lab names until the test ends (see :mod:`.labclaim`)."""
+    with contextlib.ExitStack() as stack:
+        yield lambda network: stack.enter_context(claimed_lab(network, tmp_path / f"stale-{network.prefix}"))

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -47,11 +48,14 @@ def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=500)
 
 
-def test_limited_lab_hosts_shown_in_status_and_measured_slower(tmp_path: Path) -> None:
+def test_limited_lab_hosts_shown_in_status_and_measured_slower(
+    tmp_path: Path, claim_lab: Callable[[LabNetwork], list[str]]
+) -> None:
     no_cgroups = None if _cgroups_usable() else "no writable cgroup cpu and memory controllers"
     reason = lab_skip_reason() or no_cgroups
     if reason is not None:
         pytest.skip(f"no limited testbed: {reason}")
+    claim_lab(NETWORK)
     state_dir = tmp_path / "state"
     testbed = Testbed(state_dir, NETWORK)
     state = testbed.up(2, limits=parse_host_limits("0.25,1.0", "3GiB,8GiB", 2))

@@ -10,6 +10,7 @@ import re
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ from splittracer.lab.network import namespace_pids
 from splittracer.lab.system import wait_for
 
 from .conftest import LAB_HOSTS, lab_skip_reason
+from .labclaim import claimed_lab
 
 pytestmark = pytest.mark.e2e
 
@@ -227,12 +229,14 @@ def test_a_second_lab_with_the_same_names_is_refused(lab_testbed: Testbed, tmp_p
     assert lab_testbed.status().healthy
 
 
-def test_down_leaves_nothing_behind(tmp_path: Path) -> None:
+def test_down_leaves_nothing_behind(tmp_path: Path, claim_lab: Callable[[LabNetwork], list[str]]) -> None:
     reason = lab_skip_reason()
     if reason is not None:
         pytest.skip(f"no testbed: {reason}")
     # Its own names and subnet, so it runs beside the session's lab.
-    testbed = Testbed(tmp_path / "state", LabNetwork(prefix="sd", subnet=1))
+    network = LabNetwork(prefix="sd", subnet=1)
+    claim_lab(network)
+    testbed = Testbed(tmp_path / "state", network)
     state = testbed.up(1)
     host = state.hosts[0]
     assert read_ssh_banner(host.address) is not None
@@ -276,3 +280,37 @@ def test_netem_detection_matches_the_kernel_config() -> None:
     if line.endswith("=m"):
         pytest.skip("netem is a module here; whether it loads depends on the installed modules")
     assert netem_available() is line.endswith("=y")
+
+
+def test_a_lab_left_by_a_killed_session_is_removed_by_the_next_claim(tmp_path: Path) -> None:
+    """A SIGKILLed session cannot tear its lab down: the next session's claim must (see labclaim)."""
+    reason = lab_skip_reason()
+    if reason is not None:
+        pytest.skip(f"no testbed: {reason}")
+    network = LabNetwork(prefix="kl", subnet=3)
+    script = (
+        "import socket, sys, time\n"
+        "from pathlib import Path\n"
+        "from splittracer.lab import LabNetwork, Testbed\n"
+        "claim = socket.socket(socket.AF_UNIX); claim.bind('\\0splittracer-test-lab-kl')\n"
+        "Testbed(Path(sys.argv[1]), LabNetwork(prefix='kl', subnet=3)).up(1)\n"
+        "print('up', flush=True); time.sleep(120)\n"
+    )
+    session = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "killed")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert session.stdout is not None and session.stdout.readline().strip() == "up"
+        with (
+            pytest.raises(pytest.fail.Exception, match="another live test session"),
+            claimed_lab(network, tmp_path / "early"),
+        ):
+            pass
+    finally:
+        session.kill()
+        session.wait(timeout=10)
+        if session.stdout is not None:
+            session.stdout.close()
+    with claimed_lab(network, tmp_path / "next") as removed:
+        assert "namespace kl-h1" in removed and "link kl-br0" in removed
+        assert Testbed(tmp_path / "next", network).leftovers() == []
