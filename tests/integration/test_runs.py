@@ -175,14 +175,27 @@ def _check_emulated_link(tmp_path, rate, rate_bps):
     assert len(missed) <= 2, missed
     assert all(excess <= 8.0 for _, _, excess in errors.values()), missed
     # Target: head + transfer + queue + tail within 2% of the end-to-end time (the queue: the time
-    # the task waited in the cloud's inbox). Thread hand-offs under load can add ~2 ms to a split;
-    # allow that for at most two splits, never beyond 5%.
-    gaps = {
-        r.split: abs(r.total.median - (r.head.median + r.transfer.median + r.queue.median + r.tail.median))
-        / r.total.median
-        for r in summarize(spans)
-    }
+    # the task waited in the cloud's inbox), inference by inference, the median over the repeats.
+    # Thread hand-offs under load can add ~2 ms to a split; allow that for at most two splits,
+    # never beyond 5%. (A span kind left out of the accounting is off by far more, at every split.)
+    gaps = _unaccounted_fractions(spans)
+    assert sorted(gaps) == list(range(22))
     assert sum(gap > 0.02 for gap in gaps.values()) <= 2 and max(gaps.values()) <= 0.05, gaps
+
+
+def _unaccounted_fractions(spans):
+    """Split -> median over its inferences of |total - (compute + transfer + queue)| / total."""
+    parts, totals = defaultdict(float), {}
+    for s in spans:
+        key = (s.split, s.inference)
+        if s.kind in ("compute", "transfer", "queue"):
+            parts[key] += s.duration_ms
+        elif s.kind == "inference" and s.split >= 0:
+            totals[key] = s.duration_ms
+    by_split = defaultdict(list)
+    for (split, inference), total in totals.items():
+        by_split[split].append(abs(total - parts[split, inference]) / total)
+    return {split: statistics.median(fractions) for split, fractions in by_split.items()}
 
 
 def _wait_for_spans(ws, minimum):
