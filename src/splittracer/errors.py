@@ -46,6 +46,7 @@ class ConfigError(SplitTracerError):
         where = _location(path, line, key)
         super().__init__(f"{where}: {message}" if where else message, hint=hint)
         self.path, self.line, self.key = path, line, key
+        self.detail = message  # without the location, to re-locate it
 
 
 class ModelError(SplitTracerError):

@@ -96,6 +96,8 @@ class Experiment:
 
     workspace: Workspace
     manifest: Manifest
+    # Model files given for this run only (``--weights``, ``--dataset``): recorded with its overrides.
+    model_files: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def load(cls, workspace: str | Path | Workspace | None, name: str) -> Experiment:
@@ -117,12 +119,40 @@ class Experiment:
         """Each name :meth:`run` takes as an override, and the playbook tasks that have it."""
         return overridable(self.manifest)
 
+    def with_model_files(self, *, weights: Path | None = None, dataset: Path | None = None) -> Experiment:
+        """This experiment with the model's weights file and/or dataset replaced, for its runs only.
+
+        Paths are taken as given (relative to the current directory) and checked
+        here: ConfigError for a missing weights file or a dataset with a mistake,
+        or for an experiment without a model.
+        """
+        named = {"weights": weights, "dataset": dataset}
+        given = {k: v.resolve() for k, v in named.items() if v is not None}
+        if not given:
+            return self
+        model = self.manifest.model
+        if model is None:
+            option = "/".join(f"--{k}" for k in given)
+            raise ConfigError(
+                f"experiment '{self.name}' has no model section: {option} has nothing to apply to"
+            )
+        if "weights" in given and not given["weights"].is_file():
+            raise ConfigError(
+                f"--weights: weights file '{given['weights']}' does not exist",
+                hint="Give a state_dict saved with torch.save (nothing is downloaded).",
+            )
+        if "dataset" in given:
+            _check_dataset(given["dataset"], model.label_indices())
+        manifest = self.manifest.model_copy(update={"model": model.model_copy(update=given)})
+        files = {**self.model_files, **{f"model.{k}": str(v) for k, v in given.items()}}
+        return dataclasses.replace(self, manifest=manifest, model_files=files)
+
     def plan(self, **overrides: object) -> ResolvedRun:
         """What the controller runs: the manifest resolved, with ``overrides`` applied."""
         plan = resolve_run(with_overrides(self.manifest, overrides), self.workspace.root)
-        if not overrides:
+        if not overrides and not self.model_files:
             return plan
-        recorded = msgspec.to_builtins(dict(overrides), str_keys=True)
+        recorded = {**msgspec.to_builtins(dict(overrides), str_keys=True), **self.model_files}
         provenance = msgspec.structs.replace(plan.provenance, overrides=recorded)
         return dataclasses.replace(plan, provenance=provenance)
 
@@ -151,6 +181,17 @@ def execute(workspace: Workspace, plan: ResolvedRun, *, observer: RunObserver | 
             summary=run_summary(store, outcome.run_id),
             span_records=tuple(store.spans(outcome.run_id)),
         )
+
+
+def _check_dataset(path: Path, labels: Mapping[str, int] | None) -> None:
+    from .participant.dataset import load_dataset
+
+    try:
+        load_dataset(path, dict(labels) if labels is not None else None)
+    except ConfigError as exc:
+        if exc.path is not None:
+            raise
+        raise ConfigError(f"--dataset: {exc.detail}", hint=exc.hint) from None
 
 
 def with_overrides(manifest: Manifest, overrides: Mapping[str, object]) -> Manifest:

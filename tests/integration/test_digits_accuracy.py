@@ -42,3 +42,52 @@ def test_digits_accuracy_per_split_and_codec(tmp_path):
         assert int8.bytes_wire - header == pytest.approx(
             none.bytes_raw / 4 + HEADER_BYTES + 8, abs=18 * tensors
         )
+
+
+def test_weights_and_a_csv_dataset_given_on_the_command_line(tmp_path):
+    """`run --weights --dataset`: this run's model files, checked first, recorded with the run."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from splittracer.examples.digits import build
+    from splittracer.metrics.store import ResultsStore
+
+    ws = workspace_with(tmp_path, {})
+    trained = train(ws.root)
+    shipped = trained.experiment.read_text()
+    (ws.experiments_dir / "digits.yaml").write_text(
+        shipped.replace("repeats: 360", "repeats: 20")
+        .replace("splits: all", "splits: [0, 4]")
+        .replace("codecs: [none, fp16, bf16, int8, int8-channel, int4]", "codecs: [none]")
+    )
+    images = sorted(trained.dataset.rglob("*.png"))[::18][:20]  # a spread over the ten digits
+    csv = tmp_path / "val.csv"
+    rows = [f"{p.relative_to(trained.dataset.parent).as_posix()},{p.parent.name}" for p in images]
+    csv.with_name("digits").symlink_to(trained.dataset.parent, target_is_directory=True)
+    csv.write_text("file,label\n" + "\n".join(f"digits/{row}" for row in rows) + "\n")
+    torch.manual_seed(1)
+    untrained = tmp_path / "untrained.pt"
+    torch.save(build().state_dict(), untrained)
+
+    def cli(*args):
+        command = [sys.executable, "-m", "splittracer", "run", "digits", "--workspace", str(ws.root), *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+    missing = cli("--weights", str(tmp_path / "nope.pt"))
+    assert missing.returncode == 2 and "--weights: weights file" in missing.stderr, missing.stderr
+    assert "Traceback" not in missing.stderr and not ResultsStore(ws.results_db).list_runs()
+    done = cli("--weights", str(untrained), "--dataset", str(csv), "--json", "--no-plot")
+    assert done.returncode == 0, done.stderr
+    store = ResultsStore(ws.results_db)
+    run_id = store.list_runs()[-1].id
+    assert store.get_run(run_id).record.overrides == {
+        "model.weights": str(untrained.resolve()),
+        "model.dataset": str(csv.resolve()),
+    }
+    rows = {r.split: r for r in run_summary(store, run_id).accuracy}
+    assert sorted(rows) == [0, 4]
+    for row in rows.values():
+        assert row.count == row.labelled == 20  # every CSV row had a label
+        assert row.top1 is not None and row.top1 < 0.6  # untrained weights: not the trained ~99%

@@ -94,7 +94,7 @@ def test_public_api_matches_the_pinned_list():
 def test_the_pin_sees_names_and_signatures():
     """Guards the pin itself: a describer that drops names or signatures would pass vacuously."""
     text = "\n".join(describe_api())
-    assert "class Experiment(workspace: 'Workspace', manifest: 'Manifest')" in text
+    assert "class Experiment(workspace: 'Workspace', manifest: 'Manifest', model_files" in text
     assert "    Experiment.run(self, **overrides: 'object') -> 'RunResult'" in text
     assert "class Sweep(" in text and "class SplitHead(" in text and "class RunFailedError(" in text
 

@@ -44,6 +44,14 @@ def _observer(progress: Progress) -> RunObserver:
 WorkspaceOpt = Annotated[Path | None, typer.Option("--workspace", "-w", help="Workspace directory")]
 PlotOpt = Annotated[bool, typer.Option(help="Write the charts after the run")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the run's summary as JSON")]
+WeightsOpt = Annotated[
+    Path | None,
+    typer.Option(help="The model's weights for this run (a local state_dict; replaces model.weights)"),
+]
+DatasetOpt = Annotated[
+    Path | None,
+    typer.Option(help="Inputs for this run: an image folder or a CSV of file,label (replaces model.dataset)"),
+]
 
 
 def run(
@@ -51,11 +59,13 @@ def run(
     workspace: WorkspaceOpt = None,
     plot: PlotOpt = True,
     json: JsonOpt = False,
+    weights: WeightsOpt = None,
+    dataset: DatasetOpt = None,
 ) -> None:
     """Run an experiment: start participants, feed them, record everything, tear down."""
     from ..experiment import Experiment
 
-    experiment = Experiment.load(workspace, name)
+    experiment = Experiment.load(workspace, name).with_model_files(weights=weights, dataset=dataset)
     _execute(experiment.workspace, experiment.plan(), plot=plot, json=json)
 
 

@@ -25,11 +25,12 @@ import tempfile
 from pathlib import Path
 
 from ..builtin import split_problem
-from ..errors import SplitTracerError
+from ..errors import ConfigError, SplitTracerError
 from ..manifest import WORKSPACE_FILE, Manifest, ModelSection, build_task, find_workspace_root, on_sys_path
+from ..participant.dataset import load_dataset
 from ..version import __version__
 
-__all__ = ["check_manifest", "model_layers", "preflight_cache"]
+__all__ = ["check_dataset", "check_manifest", "model_layers", "preflight_cache"]
 
 BUILT_IN_SOURCES = ("torchvision", "ultralytics", "timm")
 CACHE_FILE = "model-layers.json"
@@ -42,6 +43,7 @@ def check_manifest(manifest: Manifest, cache_dir: Path | None = None) -> int | N
     """
     if manifest.model is None:
         return None
+    check_dataset(manifest)
     layers = model_layers(manifest, cache_dir)
     for participant, entries in manifest.playbook.items():
         for index, entry in enumerate(entries):
@@ -56,6 +58,24 @@ def check_manifest(manifest: Manifest, cache_dir: Path | None = None) -> int | N
                     f"{manifest.model.source}` lists them.",
                 )
     return layers
+
+
+def check_dataset(manifest: Manifest) -> None:
+    """Every image of the manifest's dataset exists and has a label the mapping knows.
+
+    A mistake inside a CSV is reported at the CSV's line; one about the folder
+    or file itself at the manifest's ``model.dataset``.
+    """
+    model = manifest.model
+    if model is None or model.dataset is None:
+        return
+    try:
+        load_dataset(Path(model.dataset), model.label_indices())
+    except ConfigError as exc:
+        if exc.path is not None:
+            raise
+        key = ("model", *(exc.key or "model.dataset").split(".")[1:])
+        raise manifest.error_at(key, exc.detail, hint=exc.hint) from None
 
 
 def preflight_cache(workspace: Path | None) -> Path | None:

@@ -31,6 +31,7 @@ from ..metrics.record import ClockRecord, ControllerHost, EnergySensors, Partici
 from ..metrics.spans import Metric
 from ..metrics.store import INTERRUPTED_BY_USER, EndStatus, ResultsStore
 from ..metrics.system import cpu_model
+from ..participant.dataset import remote_dataset
 from ..participant.delivery import prepare_task
 from ..version import __version__
 from ..wire.grpc_path import deliver, open_channel
@@ -279,13 +280,13 @@ class _Run:
         remote_dir = deployment.workspace
         model = self.plan.model
         if remote_dir and model is not None:
-            # Files (and the dataset folder) named by the manifest were uploaded beside the user code,
+            # Files (and the dataset's folder) named by the manifest were uploaded beside the user code,
             # under their base names.
             model = msgspec.structs.replace(
                 model,
                 override=Path(model.override).name if model.override else None,
                 weights=Path(model.weights).name if model.weights else None,
-                dataset=Path(model.dataset).name if model.dataset else None,
+                dataset=remote_dataset(Path(model.dataset)) if model.dataset else None,
             )
         return RunConfig(
             run_id=self.run_id,

@@ -39,7 +39,7 @@ from ..devices.probe import RUNTIME_DIR, select_python
 from ..devices.registry import Device
 from ..devices.ssh import Target, connect, quote, remote_home, run, translate, watched_python
 from ..errors import ConfigError
-from ..participant.inputs import image_files
+from ..participant.dataset import dataset_files, dataset_root
 from ..wire.datalink import join_host_port
 from ..wire.tls import FILES as TLS_FILES
 from ..wire.tls import TlsBundle
@@ -209,8 +209,8 @@ class SSHDeployer:
     ``workspace``'s user code (``*.py`` at its root and packages beside them)
     and ``files`` (e.g. the run's config files) go to every participant's
     per-run directory ``~/.splittracer/runs/RUN/NAME``; files keep their base
-    names. ``dataset``, an image folder, goes there too under its base name,
-    with only the images a participant reads (every participant loads the
+    names. ``dataset``, an image folder or a CSV, goes there too in its folder's base name,
+    with only the files a participant reads (every participant loads the
     run's inputs, and any role may ask for one). Use it as a context manager,
     or call :meth:`close`, to stop what is left and close the connections.
     """
@@ -341,20 +341,22 @@ def participant_command(
         f"-m splittracer.participant --host {quote(listen)} --port 0 {security}",
         # torch creates its compiler cache in the device's temp folder when imported: keep it in
         # the run's folder, which is removed with the run, so nothing is left on the device.
-        prologue=f"cd {quote(run_dir)} || exit 97\nexport TORCHINDUCTOR_CACHE_DIR=\"$PWD/.torch\"\n"
+        prologue=f'cd {quote(run_dir)} || exit 97\nexport TORCHINDUCTOR_CACHE_DIR="$PWD/.torch"\n'
         f"{select_python(python)}\n",
         on_start=f'echo "{PID_PREFIX}$pid"\n',
     )
 
 
-def dataset_uploads(folder: Path, others: Sequence[tuple[Path, str]] = ()) -> list[tuple[Path, str]]:
-    """(local image, path relative to the run directory) for an image-folder dataset.
+def dataset_uploads(dataset: Path, others: Sequence[tuple[Path, str]] = ()) -> list[tuple[Path, str]]:
+    """(local file, path relative to the run directory) for a dataset (an image folder or a CSV).
 
-    The folder keeps its base name on the device, which is where the controller
-    points remote participants; only the images are sent (what the participant
-    reads), in their sub-folders. ConfigError when it holds none, or when its
-    name is taken by another upload.
+    The dataset's folder (a CSV's: the one it is in) keeps its base name on the
+    device, which is where the controller points remote participants
+    (:func:`~splittracer.participant.dataset.remote_dataset`); only what the
+    participant reads is sent (the images, and the CSV), in their sub-folders.
+    ConfigError when it holds none, or when its name is taken by another upload.
     """
+    folder = dataset_root(dataset)
     name = folder.name
     taken = {rel.split("/")[0] for _, rel in others} | {TLS_DIR}
     if name in ("", "..") or name in taken:
@@ -364,8 +366,8 @@ def dataset_uploads(folder: Path, others: Sequence[tuple[Path, str]] = ()) -> li
             key="model.dataset",
             hint=f"Rename the folder: its name must differ from {', '.join(sorted(taken))}.",
         )
-    files = [path for path in image_files(folder) if path.is_file()]
-    return [(path, f"{name}/{path.relative_to(folder).as_posix()}") for path in files]
+    files = [path for path in dataset_files(dataset) if path.is_file()]
+    return [(path, f"{name}/{path.relative_to(folder).as_posix()}") for path in dict.fromkeys(files)]
 
 
 def user_code(workspace: Path) -> Iterable[tuple[Path, str]]:
