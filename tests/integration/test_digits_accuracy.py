@@ -91,3 +91,67 @@ def test_weights_and_a_csv_dataset_given_on_the_command_line(tmp_path):
     for row in rows.values():
         assert row.count == row.labelled == 20  # every CSV row had a label
         assert row.top1 is not None and row.top1 < 0.6  # untrained weights: not the trained ~99%
+
+
+AUTO = """
+name: auto-codec
+model:
+  source: "splittracer.examples.digits:build"
+  input_shape: [1, 3, 8, 8]
+  weights: ../digits/weights.pt
+  dataset: ../digits/test
+participants:
+  phone: {role: "splittracer.builtin:SplitHead", profile: digits-1t, limits: {threads: 1, uplink: 3g}}
+  cloud: {role: "splittracer.builtin:SplitTail", profile: digits-1t, limits: {threads: 1}}
+playbook:
+  phone:
+    - task: Infer
+      params:
+        {split: auto, next: [cloud], count: 4, finish: true, max_accuracy_drop: BUDGET, accuracy_from: FROM}
+"""
+
+
+def test_split_auto_plans_the_codec_within_an_accuracy_budget(tmp_path):
+    """`split: auto` + `max_accuracy_drop`: split and codec chosen from a profile run's codecs."""
+    from splittracer.controller.resolve import resolve_run
+    from splittracer.errors import ConfigError
+    from splittracer.plan.profiles import DeviceProfile, ProfileStore, default_profile_dir, profile_local
+
+    ws = workspace_with(tmp_path, {})
+    trained = train(ws.root)
+    (ws.experiments_dir / "digits.yaml").write_text(
+        trained.experiment.read_text()
+        .replace("repeats: 360", "repeats: 20")
+        .replace("codecs: [none, fp16, bf16, int8, int8-channel, int4]", "codecs: [none, int8]")
+    )
+    swept, store = run(ws, "digits")
+    assert swept.status == "succeeded", swept.error
+    records = profile_local(
+        ["splittracer.examples.digits:build"], threads=1, repeats=3, input_shape=(1, 3, 8, 8)
+    )
+    ProfileStore(default_profile_dir(ws.results_dir)).save(
+        DeviceProfile(name="digits-1t", threads=1).with_models(records)
+    )
+
+    (ws.experiments_dir / "auto-codec.yaml").write_text(
+        AUTO.replace("BUDGET", "100%").replace("FROM", "nope")
+    )
+    with pytest.raises(ConfigError, match="nope") as caught:
+        resolve_run(ws.load_manifest("auto-codec"), ws.root)
+    assert caught.value.key == "playbook.phone.0.params.accuracy_from"
+
+    # Any drop allowed: at 3G, int8 (a quarter of the bytes, the same compute) beats none at every split.
+    (ws.experiments_dir / "auto-codec.yaml").write_text(
+        AUTO.replace("BUDGET", "100%").replace("FROM", swept.run_id)
+    )
+    outcome, store = run(ws, "auto-codec")
+    assert outcome.status == "succeeded", outcome.error
+    decisions = [m for m in store.metrics(outcome.run_id) if m.name == "split_plan"]
+    assert [m.attrs["codec"] for m in decisions] == ["int8"]
+    assert [d.codec for d in run_summary(store, outcome.run_id).decisions] == ["int8"]  # results show
+    used = {
+        s.attrs.get("codec")
+        for s in store.spans(outcome.run_id)
+        if s.kind == "transfer" and s.attrs.get("direction") == "forward" and s.split >= 0
+    }
+    assert used == {"int8"}

@@ -165,3 +165,28 @@ def test_a_named_radio_is_priced_at_each_plans_rate():
     assert slow.cuts == (4,)
     assert slow.transmit_energy_mj == pytest.approx((0.43839 + 1.28804) * 8 * 100 / 1e6 * 1000)
     assert fast.cuts == (3,)
+
+
+def test_the_first_hops_codec_is_planned_with_the_cut_within_the_accuracy_budget():
+    # At 10 Mbit/s cut 2 sends 10 KB (8 ms). A profile run measured int8 at cut 2 (a quarter of
+    # the bytes, no accuracy lost) and int4 at cut 1 (1 % of the bytes, 5 % of accuracy lost).
+    measured = [(1, "int4", 0.01, 0.05), (2, "int8", 0.25, 0.0)]
+    plain = AdaptivePlanner(inputs(), SPLIT_BYTES, ALLOWED, [1e7])
+    assert (plain.cuts, plain.codec) == ([2], None)
+
+    def planned(budget: float) -> AdaptivePlanner:
+        given = msgspec.structs.replace(inputs(), codec_qualities=measured, max_drop=budget)
+        assert decode_inputs(encode_inputs(given)) == given  # what the Infer task carries
+        return AdaptivePlanner(given, SPLIT_BYTES, ALLOWED, [1e7])
+
+    strict = planned(0.01)  # int4 gives up too much: int8 at cut 2, 2.5 KB in 2 ms
+    assert (strict.cuts, strict.codec, strict.best.bytes[0]) == ([2], "int8", 2_500)
+    assert strict.best.total_ms == pytest.approx(plain.best.total_ms - 8.0 + 2.0)
+    loose = planned(0.10)  # int4 at cut 1: 1 KB in 0.8 ms, one slow layer instead of two
+    assert (loose.cuts, loose.codec, loose.best.bytes[0]) == ([1], "int4", 1_000)
+    assert loose.best.total_ms < strict.best.total_ms
+    none_better = planned(0.0)  # at 1 Gbit/s the input goes as it is: none at cut 0 stays best
+    none_better.observe(0, 10_000, 8 * 10_000 / 1e9)
+    for _ in range(30):
+        none_better.observe(0, 10_000, 8 * 10_000 / 1e9)
+    assert none_better.replan() is not None and none_better.codec == "none"

@@ -116,12 +116,23 @@ def infer_planned(task: Infer, ctx: Context, mode: str, first: int = 0) -> None:
     codecs = infer_codecs(task, len(task.next))
     for i in range(task.count):
         apply_uplink_trace(task, ctx, i)
-        took, result = infer_once(ctx, first + i, planner.cuts, task.next, warmup=False, codecs=codecs)
+        hops = _planned_codecs(ctx, planner, codecs, len(task.next))
+        took, result = infer_once(ctx, first + i, planner.cuts, task.next, warmup=False, codecs=hops)
         if mode == "adaptive":
             _observe(ctx, planner, fits, [took - result.busy_s, *result.hops_s], first + i)
             if planner.replan() is not None:
                 _record_decision(ctx, planner, mode, "bandwidth", first + i + 1)
         ctx.progress(i + 1, task.count, f"{mode} split {planner.cuts[0]}")
+
+
+def _planned_codecs(
+    ctx: Context, planner: AdaptivePlanner, given: list[str] | None, hops: int
+) -> list[str] | None:
+    """The hops' codecs: the planner's for the first hop when it plans one, else as given."""
+    if planner.codec is None:
+        return given
+    rest = given[1:] if given else [ctx.options.compression] * (hops - 1)
+    return [planner.codec, *rest]
 
 
 def _start_links(ctx: Context, inputs: PlannerInputs, route: list[str], *, adaptive: bool) -> list[LinkFit]:
@@ -225,6 +236,7 @@ def _record_decision(ctx: Context, planner: AdaptivePlanner, mode: str, reason: 
         predicted_ms=best.total_ms,
         objective=planner.inputs.objective,
         **({"energy_mj": best.energy_mj} if best.energy_mj is not None else {}),
+        **({"codec": planner.codec, "bytes": best.bytes[0]} if planner.codec is not None else {}),
     )
 
 

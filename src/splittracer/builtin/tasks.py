@@ -72,7 +72,9 @@ class Infer(Task):
     one per hop (``[int8, fp16]``); None: the manifest's ``options.compression``.
     ``placement`` (two participants) runs the first device's layers it names
     (``1-5,7``) and the rest on the second; ``dag: true`` with ``split: auto``
-    runs the planner's minimum-cut placement.
+    runs the planner's minimum-cut placement. ``max_accuracy_drop`` (``1%``)
+    with ``split: auto`` plans the first hop's codec too, from what the run
+    ``accuracy_from`` (an id, or ``latest``) measured of each codec.
     """
 
     next: list[str]
@@ -89,6 +91,8 @@ class Infer(Task):
     codec: str | list[str] | None = None
     placement: str | list[int | str] | None = None
     dag: bool = False
+    max_accuracy_drop: str | float | None = None
+    accuracy_from: str | None = None
 
 
 class Stream(Task):

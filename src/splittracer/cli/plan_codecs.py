@@ -18,31 +18,19 @@ __all__ = ["parse_drop", "qualities", "show_codec_plan"]
 
 def parse_drop(text: str) -> float:
     """``1%`` or ``0.01`` as a share (0..1); SplitTracerError for anything else."""
+    from ..plan.codecs import parse_drop as parse
+
     try:
-        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        return parse(text)
     except ValueError:
-        value = -1.0
-    if not 0 <= value <= 1:
-        raise SplitTracerError(f"--max-accuracy-drop {text!r}: expected a share such as 1% or 0.01")
-    return value
+        raise SplitTracerError(f"--max-accuracy-drop {text!r}: expected a share such as 1% or 0.01") from None
 
 
 def qualities(rows: list[AccuracyRow]) -> list[CodecQuality]:
     """Per (split, codec) of a profile run: bytes relative to none and the drop against none."""
-    from ..plan.codecs import CodecQuality
-    from ..report.ratecharts import quality
+    from ..report.accuracy import codec_qualities
 
-    plain = {r.split: r for r in rows if r.codec == "none" and len(r.cuts) == 1}
-    out = []
-    for r in rows:
-        base = plain.get(r.split)
-        if base is None or r.codec == "none" or len(r.cuts) != 1:
-            continue
-        ours, theirs = quality(r)[0], quality(base)[0]
-        if ours is None or theirs is None or not base.bytes_wire:
-            continue
-        out.append(CodecQuality(r.split, r.codec, r.bytes_wire / base.bytes_wire, max(theirs - ours, 0.0)))
-    return out
+    return codec_qualities(rows)
 
 
 def show_codec_plan(

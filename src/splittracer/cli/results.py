@@ -201,11 +201,27 @@ def _print_split_table(summary: RunSummary, split_rows: Sequence[SplitRow], titl
 
 def _print_plans(summary: RunSummary) -> None:
     if summary.decisions:
+        coded = any(p.codec for p in summary.decisions)
         plans = [
-            [p.inference, p.cuts, p.reason, format_rate(p.bandwidth_bps or math.inf), p.predicted_ms]
+            [
+                p.inference,
+                p.cuts,
+                *([p.codec] if coded else []),
+                p.reason,
+                format_rate(p.bandwidth_bps or math.inf),
+                p.predicted_ms,
+            ]
             for p in summary.decisions
         ]
-        print_table("Planned splits", ["from inference", "cuts", "why", "bandwidth", "predicted ms"], plans)
+        columns = [
+            "from inference",
+            "cuts",
+            *(["codec"] if coded else []),
+            "why",
+            "bandwidth",
+            "predicted ms",
+        ]
+        print_table("Planned splits", columns, plans)
     _print_not_counted(summary)
 
 

@@ -28,6 +28,7 @@ from ..builtin import Infer
 from ..config import KeyPath, did_you_mean
 from ..errors import ConfigError, SplitTracerError
 from ..manifest import Manifest, Participant, find_workspace_root
+from ..plan.codecs import CodecQuality, parse_drop
 from ..plan.energy import RADIOS, parse_tx_power
 from ..plan.estimate import LayerCosts, layer_costs, with_energy
 from ..plan.graph import ModelGraph, granularity_name, model_graph
@@ -36,7 +37,7 @@ from ..plan.profiles import ProfileStore
 from ..split.load import load_split_model
 from ..tasks import Task
 from ..units import parse_rate
-from ..workspace import profile_store
+from ..workspace import open_workspace, profile_store
 
 __all__ = ["planned_costs", "resolve_planned_splits"]
 
@@ -70,6 +71,17 @@ class _Resolver:
         self._check_trace(key, task)
         field = _planned_field(task)
         if field is None:
+            if task.max_accuracy_drop is not None or task.accuracy_from is not None:
+                raise self._error(
+                    (
+                        *key,
+                        "params",
+                        "max_accuracy_drop" if task.max_accuracy_drop is not None else "accuracy_from",
+                    ),
+                    "max_accuracy_drop and accuracy_from choose a codec with a planned split, "
+                    "but this task gives its split",
+                    "Write split: auto to plan split and codec together, or give codec: instead.",
+                )
             if task.objective != "latency" or task.tx_power is not None:
                 raise self._error(
                     (*key, "params", "objective" if task.objective != "latency" else "tx_power"),
@@ -90,6 +102,7 @@ class _Resolver:
             *(self._bandwidth(key, a, b, g) for a, b, g in zip(route, route[1:], given))
         )
         energy_mj, tx_power = self._energy(key, task, route[0], costs[0], bandwidths[0])
+        qualities, max_drop = self._codec_plan(key, task)
         planner = encode_inputs(
             PlannerInputs(
                 devices=[c.profile for c in costs],
@@ -104,6 +117,8 @@ class _Resolver:
                 objective=task.objective,
                 energy_mj=energy_mj,
                 tx_power=tx_power,
+                codec_qualities=qualities,
+                max_drop=max_drop,
             )
         )
         return dataclasses.replace(task, planner=planner)
@@ -220,6 +235,78 @@ class _Resolver:
             raise self._error((*params, "tx_power"), exc.message, exc.hint) from exc
         return list(with_joules.energy_mj or ()), radio
 
+    def _codec_plan(self, key: KeyPath, task: Infer) -> tuple[list[tuple[int, str, float, float]], float]:
+        """What run ``accuracy_from`` measured of each codec, and the budget; nothing without one."""
+        params = (*key, "params")
+        if task.max_accuracy_drop is None:
+            if task.accuracy_from is not None:
+                raise self._error(
+                    (*params, "accuracy_from"), "accuracy_from is used only with max_accuracy_drop", None
+                )
+            return [], 0.0
+        try:
+            budget = parse_drop(task.max_accuracy_drop)
+        except ValueError as exc:
+            raise self._error((*params, "max_accuracy_drop"), str(exc), None) from None
+        clash = next(
+            (
+                f
+                for f, bad in (
+                    ("codec", task.codec is not None),
+                    ("dag", task.dag),
+                    ("objective", task.objective != "latency"),
+                )
+                if bad
+            ),
+            None,
+        )
+        if clash is not None:
+            raise self._error(
+                (*params, clash),
+                "max_accuracy_drop plans the codec of a prefix split for latency; "
+                f"it cannot be used with {clash}",
+                "Drop one of them.",
+            )
+        if task.accuracy_from is None:
+            raise self._error(
+                (*params, "max_accuracy_drop"),
+                "max_accuracy_drop needs accuracy_from: the run that measured the codecs",
+                "Run a Sweep with codecs: [none, fp16, int8, ...] first, then write accuracy_from: latest "
+                "(or its run id).",
+            )
+        measured = self._measured_codecs((*params, "accuracy_from"), task.accuracy_from)
+        return [(q.split, q.codec, q.wire_ratio, q.drop) for q in measured], budget
+
+    def _measured_codecs(self, key: KeyPath, run: str) -> list[CodecQuality]:
+        from ..metrics.store import ResultsStore
+        from ..report.accuracy import accuracy_rows, codec_qualities
+
+        root = self._workspace_root
+        results = open_workspace(root).results_db if root is not None else None
+        if results is None or not results.is_file():
+            raise self._error(key, f"accuracy_from: {run}, but this workspace has no stored runs", None)
+        with ResultsStore(results) as store:
+            try:
+                found = store.get_run(run)
+            except SplitTracerError as exc:
+                raise self._error(key, exc.message, exc.hint) from None
+            measured = codec_qualities(accuracy_rows(store.spans(found.id), store.metrics(found.id)))
+        layers = found.record.layers
+        if layers and self.manifest.model is not None and len(layers) != len(self._graph.layers):
+            raise self._error(
+                key,
+                f"run {found.id} measured a model of {len(layers)} layers, "
+                f"this manifest's has {len(self._graph.layers)}",
+                "Give the run that swept codecs over this manifest's model.",
+            )
+        if not measured:
+            raise self._error(
+                key,
+                f"run {found.id} measured no codec against none with predictions to compare",
+                "Its playbook needs a Sweep with codecs: [none, ...] on the same model.",
+            )
+        return measured
+
     def _given(self, key: KeyPath, task: Infer, hops: int) -> list[float | None]:
         if task.bandwidth is None:
             return [None] * hops
@@ -252,10 +339,14 @@ class _Resolver:
 
     @cached_property
     def _store(self) -> ProfileStore:
+        return profile_store(self._workspace_root)
+
+    @property
+    def _workspace_root(self) -> Path | None:
         root = self.workspace
         if root is None and self.manifest.path is not None:
             root = find_workspace_root(self.manifest.path.parent)
-        return profile_store(root)
+        return root
 
     @property
     def _model_source(self) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from .chain import ChainEstimate, Link
 
-__all__ = ["CodecChoice", "CodecQuality", "plan_codecs"]
+__all__ = ["CodecChoice", "CodecQuality", "parse_drop", "plan_codecs"]
 
 
 @dataclass(frozen=True)
@@ -69,3 +69,15 @@ def plan_codecs(
             total = row.total_ms - row.transfers_ms[0] + transfer
             choices.append(CodecChoice(row.cuts, quality.codec, total, transfer, nbytes, quality.drop))
     return sorted(choices, key=lambda c: (c.total_ms, c.drop))
+
+
+def parse_drop(text: str | float) -> float:
+    """``1%``, ``"0.01"`` or ``0.01`` as a share of accuracy (0..1); ValueError for anything else."""
+    raw = str(text).strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise ValueError(f"{text!r} is not an accuracy drop: expected a share such as 1% or 0.01")
+    return value

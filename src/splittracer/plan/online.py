@@ -16,10 +16,17 @@ weigh alike, and one transfer ``x`` times off moves the estimate by
 default 25 % threshold). It re-plans when some hop's estimate differs from
 the bandwidth the current plan assumed by more than ``threshold``
 (relative), and the new plan's bandwidths become the reference.
+
+With ``max_accuracy_drop`` the first hop's codec is planned with the cuts:
+every (split, codec) a profile run measured within the budget is predicted
+again for its bytes (:func:`~splittracer.plan.codecs.plan_codecs`, as
+``splittracer plan --max-accuracy-drop`` does) and the fastest is used,
+re-chosen at every re-plan.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +36,7 @@ import numpy as np
 
 from ..errors import RunError
 from .chain import ChainEstimate, FirstDeviceEnergy, Link, plan_chain
+from .codecs import CodecQuality, plan_codecs
 from .energy import parse_tx_power
 
 __all__ = [
@@ -78,6 +86,10 @@ class PlannerInputs(msgspec.Struct, frozen=True):
     objective: str = "latency"
     energy_mj: list[float] = []  # the first device's per layer, for the energy objective
     tx_power: str = ""  # its radio: watts or 3g/lte/wifi, priced at the first hop's current rate
+    # Codecs for the first hop, chosen with the cuts (``max_accuracy_drop``): what a profile run
+    # measured of each, as (split, codec, bytes relative to none, accuracy drop); no codec when empty.
+    codec_qualities: list[tuple[int, str, float, float]] = []
+    max_drop: float = 0.0
 
     @property
     def hops(self) -> int:
@@ -163,6 +175,7 @@ class AdaptivePlanner:
         self._split_bytes, self._allowed = list(split_bytes), list(allowed)
         self._log_bps = [_log_rate(b) for b in bandwidths_bps]
         self.planned_bps: tuple[float, ...] = tuple(bandwidths_bps)
+        self.codec: str | None = None  # the first hop's, when the codec is planned too
         self.best = self._plan(self.planned_bps)
 
     @property
@@ -204,7 +217,7 @@ class AdaptivePlanner:
             # A named radio's power depends on its rate: re-priced at every plan.
             radio = parse_tx_power(self.inputs.tx_power, bandwidths_bps[0])
             energy = FirstDeviceEnergy(tuple(self.inputs.energy_mj), radio)
-        return plan_chain(
+        plan = plan_chain(
             self.inputs.devices,
             self.inputs.costs,
             self._split_bytes,
@@ -213,7 +226,18 @@ class AdaptivePlanner:
             reply_links=self.inputs.reply_links(),
             energy=energy,
             objective="energy" if energy is not None else "latency",
-        ).best
+        )
+        if not self.inputs.codec_qualities:
+            return plan.best
+        measured = [CodecQuality(*quality) for quality in self.inputs.codec_qualities]
+        choice = plan_codecs(plan.rows, plan.links[0], measured, self.inputs.max_drop)[0]
+        self.codec = choice.codec
+        row = next(r for r in plan.rows if r.cuts == choice.cuts)
+        return dataclasses.replace(
+            row,
+            transfers_ms=(choice.transfer_ms, *row.transfers_ms[1:]),
+            bytes=(choice.bytes, *row.bytes[1:]),
+        )
 
 
 def _log_rate(bps: float) -> float | None:

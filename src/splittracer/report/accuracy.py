@@ -29,8 +29,17 @@ from .summary import counted_inferences
 
 if TYPE_CHECKING:
     from ..metrics.store import ResultsStore
+    from ..plan.codecs import CodecQuality
 
-__all__ = ["AccuracyRow", "accuracy_path", "accuracy_rows", "accuracy_rows_to_dicts", "export_run_accuracy"]
+__all__ = [
+    "AccuracyRow",
+    "accuracy_path",
+    "accuracy_rows",
+    "accuracy_rows_to_dicts",
+    "codec_qualities",
+    "export_run_accuracy",
+    "quality",
+]
 
 
 @dataclass(frozen=True)
@@ -181,3 +190,28 @@ def export_run_accuracy(
         else:
             frame.to_csv(temp, index=False)
     return target
+
+
+def quality(row: AccuracyRow) -> tuple[float | None, str]:
+    """Top-1 accuracy when labelled, else agreement; and which of the two it is."""
+    if row.top1 is not None:
+        return row.top1, "top-1 accuracy"
+    return row.agreement, "top-1 agreement with the uncompressed model"
+
+
+def codec_qualities(rows: Sequence[AccuracyRow]) -> list[CodecQuality]:
+    """Per (split, codec) of a profile run: bytes on the wire relative to none, and the drop
+    of :func:`quality` against none at the same split (what the planner weighs)."""
+    from ..plan.codecs import CodecQuality
+
+    plain = {r.split: r for r in rows if r.codec == "none" and len(r.cuts) == 1}
+    out = []
+    for r in rows:
+        base = plain.get(r.split)
+        if base is None or r.codec == "none" or len(r.cuts) != 1:
+            continue
+        ours, theirs = quality(r)[0], quality(base)[0]
+        if ours is None or theirs is None or not base.bytes_wire:
+            continue
+        out.append(CodecQuality(r.split, r.codec, r.bytes_wire / base.bytes_wire, max(theirs - ours, 0.0)))
+    return out

@@ -15,17 +15,10 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from ..errors import SplitTracerError
-from .accuracy import AccuracyRow
+from .accuracy import AccuracyRow, quality
 from .figures import RUN_COLORS, SavedFigure, save_figure
 
 __all__ = ["pareto_front", "plot_latency_accuracy", "plot_rate_accuracy", "quality"]
-
-
-def quality(row: AccuracyRow) -> tuple[float | None, str]:
-    """Top-1 accuracy when labelled, else agreement; and which of the two it is."""
-    if row.top1 is not None:
-        return row.top1, "top-1 accuracy"
-    return row.agreement, "top-1 agreement with the uncompressed model"
 
 
 def _value(row: AccuracyRow) -> float:

@@ -73,6 +73,7 @@ class SplitDecision:
     reason: str  # start, or bandwidth (an adaptive re-plan)
     bandwidth_bps: float  # of the first hop; 0: unlimited
     predicted_ms: float
+    codec: str = ""  # the first hop's, when it was planned too (``max_accuracy_drop``)
 
 
 @dataclass(frozen=True)
@@ -247,6 +248,7 @@ def split_decisions(metrics: Sequence[Metric]) -> tuple[SplitDecision, ...]:
             reason=str(m.attrs.get("reason", "")),
             bandwidth_bps=float(m.attrs.get("bandwidth_bps", 0.0)),
             predicted_ms=float(m.attrs.get("predicted_ms", math.nan)),
+            codec=str(m.attrs.get("codec", "")),
         )
         for m in made
     )
