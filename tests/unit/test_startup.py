@@ -1,7 +1,7 @@
 """What the command line imports: the everyday commands load no heavy library.
 
 A test of what is imported, not of time (the time depends on the machine):
-torch, gRPC, asyncssh, matplotlib and pandas each take from a tenth of a
+torch, gRPC, asyncssh, matplotlib, pandas and numpy each take from a tenth of a
 second to seconds to import, so a command that needs none of them must not
 load them. Each case runs in a fresh interpreter and prints, at exit, which
 of them ``sys.modules`` holds.
@@ -19,7 +19,7 @@ import pytest
 
 from splittracer.workspace import init_workspace
 
-HEAVY = ("torch", "grpc", "asyncssh", "matplotlib", "pandas")
+HEAVY = ("torch", "grpc", "asyncssh", "matplotlib", "pandas", "numpy")
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 # Imports the command line, runs ``argv`` with it (unless None) as the console script does, and

@@ -176,7 +176,7 @@ def _report_started(found: dict[str, Any], *, started: bool, replaced: int | Non
 
 def _stop(pid: int) -> None:
     """SIGTERM the agent and wait until it is gone (SIGKILL if it lingers)."""
-    from ..metrics.system import pid_alive
+    from ..metrics.processes import pid_alive
 
     try:
         os.kill(pid, signal.SIGTERM)

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..environment import set_here_since_start
-from ..metrics.system import pid_alive
+from ..metrics.processes import pid_alive
 from ..participant.lifeline import CONTROLLER_PID_ENV
 from ..version import __version__
 from .base import LOST, log_tail

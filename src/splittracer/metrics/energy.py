@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .sensors import (
+    ENERGY_METRICS,
     Clock,
     EnergyReader,
     EnergyReading,
@@ -53,7 +54,6 @@ __all__ = [
 
 NOT_AVAILABLE = "not available"
 # Metric names the readings are stored under: cumulative joules, or watts.
-ENERGY_METRICS: dict[EnergyUnit, str] = {"J": "energy_j", "W": "power_w"}
 
 
 # -- detection ------------------------------------------------------------------

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 from ..errors import SplitTracerError
-from .system import pid_alive
+from .processes import pid_alive
 
 __all__ = ["CONTROLLER_LOST", "EXPIRY_S", "RENEW_S", "LeaseKeeper", "expire_stale_runs", "holder"]
 

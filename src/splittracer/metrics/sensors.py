@@ -31,9 +31,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
+
+from .names import ENERGY_METRICS, EnergyUnit
 
 __all__ = [
+    "ENERGY_METRICS",
     "Clock",
     "EnergyReader",
     "EnergyReading",
@@ -43,7 +46,6 @@ __all__ = [
     "RaplReader",
 ]
 
-EnergyUnit = Literal["J", "W"]
 Clock = Callable[[], int]
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import psutil
 
 from .energy import EnergyReader, readings_to_metrics
+from .names import SYSTEM_METRICS
 from .spans import Attrs, Metric
 
 __all__ = [
@@ -43,14 +44,6 @@ __all__ = [
     "cpu_model",
     "read_temperatures",
 ]
-
-SYSTEM_METRICS = (
-    "cpu_process_percent",
-    "cpu_system_percent",
-    "rss_bytes",
-    "cpu_freq_mhz",
-    "temperature_c",
-)
 
 
 def cpu_model() -> str:
@@ -261,18 +254,3 @@ def cpu_freq_mhz() -> float | None:
     if freq is None or not freq.current or not math.isfinite(freq.current):
         return None
     return float(freq.current)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie (a zombie is dead: it only waits to be reaped)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # a process of another user has that pid
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return True  # no /proc: trust kill(0)
-    return fields[0] != "Z"

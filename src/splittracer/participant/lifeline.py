@@ -27,7 +27,7 @@ import os
 import threading
 import time
 
-from ..metrics.system import pid_alive
+from ..metrics.processes import pid_alive
 
 __all__ = ["CONTROLLER_PID_ENV", "STREAM_LOST_GRACE_S", "Lifeline"]
 

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..metrics.accuracy import PREDICTION
-from ..metrics.energy import ENERGY_METRICS
+from ..metrics.names import ENERGY_METRICS, SYSTEM_METRICS
 from ..metrics.spans import AttrValue, Metric, Span
-from ..metrics.system import SYSTEM_METRICS
 from .summary import Quantiles, counted_inferences
 
 __all__ = ["MetricRow", "custom_metrics", "metric_rows_to_dicts", "summarize_metrics"]

@@ -26,19 +26,19 @@ median), as a server serving one frame at a time.
 from __future__ import annotations
 
 import math
+import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import SplitTracerError
 from ..metrics.record import RunRecord
 from ..metrics.spans import Metric, Span
 from ..metrics.store import ResultsStore
 from .export import atomic_path
+from .summary import percentile
 
 __all__ = [
     "StreamRow",
@@ -210,9 +210,9 @@ def _achieved(frames: list[_Frame]) -> float:
 
 
 def _latency(spans: Sequence[Span]) -> dict[str, float]:
-    values = np.array([s.duration_ms for s in spans])
-    p50, p95, p99 = (float(np.percentile(values, q)) for q in (50, 95, 99))
-    return {"p50": p50, "p95": p95, "p99": p99, "max": float(values.max())}
+    values = [s.duration_ms for s in spans]
+    p50, p95, p99 = (percentile(values, q) for q in (50, 95, 99))
+    return {"p50": p50, "p95": p95, "p99": p99, "max": max(values)}
 
 
 def _queue(frames: list[_Frame]) -> dict[int, float]:
@@ -271,7 +271,7 @@ def _with_bound(row: StreamRow, members: list[StreamRow], frames: list[_Frame]) 
 
 
 def _median(values: Sequence[float]) -> float:
-    return float(np.median(values)) if len(values) else 0.0
+    return statistics.median(values) if len(values) else 0.0
 
 
 def stream_rows_to_dicts(rows: Iterable[StreamRow]) -> list[dict[str, Any]]:
