@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -120,3 +121,16 @@ def test_rate_and_latency_charts_are_written_with_agreement_when_unlabelled(tmp_
     assert "agreement" in rate.svg and "Pareto" in latency.svg
     with pytest.raises(SplitTracerError, match="no classification"):
         plot_rate_accuracy([_row(0, "none", 1, 1, None, agreement=None)], tmp_path / "none", "t")
+
+
+def test_an_accuracy_table_is_shown_only_when_it_says_something() -> None:
+    from splittracer.report.accuracy import accuracy_informative
+
+    plain = [_row(0, "none", 100, 1.0, None), _row(5, "none", 10, 2.0, None)]
+    assert not accuracy_informative(plain)  # a split sweep: the model agreed with itself everywhere
+    assert accuracy_informative([*plain, _row(5, "int8", 3, 2.0, None)])  # a codec to compare
+    assert accuracy_informative([_row(0, "none", 100, 1.0, 0.9)])  # labels: top-1 accuracy
+    assert accuracy_informative([_row(0, "none", 100, 1.0, None, agreement=0.98)])  # a difference
+    rounding = dataclasses.replace(plain[0], rel_error=1e-7)  # thread counts round differently
+    assert not accuracy_informative([rounding])
+    assert accuracy_informative([dataclasses.replace(plain[0], rel_error=0.01)])

@@ -234,26 +234,33 @@ def test_predictions_add_an_accuracy_section_with_its_rate_accuracy_chart(
 ) -> None:
     from splittracer.metrics import Metric
 
-    run_id = make_run(store, system=False, energy=False)
-    counted = [s for s in store.spans(run_id, kind="inference") if not s.attrs.get("warmup")]
-    predictions = [
-        Metric(
-            run_id=run_id,
-            participant="phone",
-            name="prediction",
-            value=3.0,
-            time_ns=0,
-            inference=s.inference,
-            split=s.split,
-            attrs={"codec": "none", "agrees": True, "rel_error": 0.0},
-        )
-        for s in counted
-    ]
-    store.append_metrics(run_id, predictions)
-    text = write_html_report(store, run_id, tmp_path / "r.html").html.read_text(encoding="utf-8")
+    def predicted(agrees: tuple[bool, ...]) -> str:
+        run_id = make_run(store, system=False, energy=False)
+        counted = [s for s in store.spans(run_id, kind="inference") if not s.attrs.get("warmup")]
+        predictions = [
+            Metric(
+                run_id=run_id,
+                participant="phone",
+                name="prediction",
+                value=3.0,
+                time_ns=0,
+                inference=s.inference,
+                split=s.split,
+                attrs={"codec": "none", "agrees": agrees[i % len(agrees)], "rel_error": 0.0},
+            )
+            for i, s in enumerate(counted)
+        ]
+        store.append_metrics(run_id, predictions)
+        return run_id
+
+    coded = predicted((True, False))
+    text = write_html_report(store, coded, tmp_path / "r.html").html.read_text(encoding="utf-8")
     accuracy = section(text, "accuracy")
-    assert 'data-figure="rate-accuracy"' in accuracy and "100.0%" in accuracy
+    assert 'data-figure="rate-accuracy"' in accuracy and "<td>66.7%</td>" in accuracy  # 2 of 3 agreed
     assert (tmp_path / "r-rate-accuracy.png").exists()
     assert "accuracy" not in figures_in(
         write_html_report(store, make_run(store), tmp_path / "s.html").html.read_text()
     )
+    # A plain sweep (codec none, no labels, every output the model's own) has nothing to show there.
+    plain = write_html_report(store, predicted((True,)), tmp_path / "p.html").html.read_text()
+    assert "accuracy" not in figures_in(plain) and not (tmp_path / "p-rate-accuracy.png").exists()

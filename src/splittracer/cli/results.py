@@ -140,7 +140,17 @@ def _print_streams(summary: RunSummary) -> None:
 
 
 def _print_accuracy(summary: RunSummary) -> None:
+    from ..report.accuracy import accuracy_informative
+
     if not summary.accuracy:
+        return
+    if not accuracy_informative(summary.accuracy):
+        count = sum(r.count for r in summary.accuracy)
+        console.print(
+            f"accuracy: all {count} inferences gave the uncompressed model's output (codec none, no labels; "
+            "the table is in --json and the exports)",
+            highlight=False,
+        )
         return
 
     def share(value: float | None) -> str:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AccuracyRow",
+    "accuracy_informative",
     "accuracy_path",
     "accuracy_rows",
     "accuracy_rows_to_dicts",
@@ -215,3 +216,22 @@ def codec_qualities(rows: Sequence[AccuracyRow]) -> list[CodecQuality]:
             continue
         out.append(CodecQuality(r.split, r.codec, r.bytes_wire / base.bytes_wire, max(theirs - ours, 0.0)))
     return out
+
+
+def accuracy_informative(rows: Sequence[AccuracyRow]) -> bool:
+    """Whether the accuracy table says more than "the model agreed with itself".
+
+    It does when inputs had labels, when a codec other than ``none`` was used,
+    or when some output differs from the uncompressed model's (a top-1 class,
+    or a relative error above 1e-3: below, it is float rounding between
+    thread counts). A plain split sweep has none of these; its table and
+    charts would be 100 % everywhere, so they are left out of what is shown
+    (never out of ``--json`` and the exports).
+    """
+    return any(
+        r.top1 is not None
+        or r.codec != "none"
+        or (r.agreement is not None and r.agreement < 1.0)
+        or r.rel_error > 1e-3
+        for r in rows
+    )

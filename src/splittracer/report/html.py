@@ -38,7 +38,7 @@ from ..metrics.record import RunRecord, record_to_dict
 from ..metrics.spans import Metric, Span
 from ..metrics.store import ResultsStore, RunInfo
 from ..metrics.system import SYSTEM_METRICS
-from .accuracy import AccuracyRow, accuracy_rows
+from .accuracy import AccuracyRow, accuracy_informative, accuracy_rows
 from .custom import MetricRow, summarize_metrics
 from .export import atomic_path
 from .htmlpage import Section as _Section
@@ -215,7 +215,7 @@ def _streams_section(run: _Run, stem: Path, figures: list[Path]) -> _Section:
 
 def _accuracy_section(run: _Run, stem: Path, figures: list[Path]) -> _Section | None:
     rows = accuracy_rows(run.spans, run.metrics)
-    if not any(r.agreement is not None for r in rows):
+    if not any(r.agreement is not None for r in rows) or not accuracy_informative(rows):
         return None
     saved = plot_rate_accuracy(rows, f"{stem}-rate-accuracy", "Bytes vs accuracy, one line per codec")
     caption = "Bytes on the wire per inference against accuracy (agreement without labels)"

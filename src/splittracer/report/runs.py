@@ -20,7 +20,7 @@ from typing import Any
 from ..metrics.record import record_to_dict
 from ..metrics.spans import Metric, Span
 from ..metrics.store import INTERRUPTED_BY_USER, ResultsStore, RunInfo
-from .accuracy import AccuracyRow, accuracy_rows, accuracy_rows_to_dicts
+from .accuracy import AccuracyRow, accuracy_informative, accuracy_rows, accuracy_rows_to_dicts
 from .custom import MetricRow, metric_rows_to_dicts, summarize_metrics
 from .streams import StreamRow, stream_rows_to_dicts, summarize_streams, uplinks_of
 from .summary import Incomplete, SplitRow, completed_inferences, incomplete, summarize, summary_to_dicts
@@ -307,7 +307,9 @@ def _stream_plots(summary: RunSummary, stem: Path, title: str) -> list[Path]:
 
 def _accuracy_plots(summary: RunSummary, stem: Path, title: str) -> list[Path]:
     """The rate-accuracy and latency-accuracy charts, when inferences recorded classifications."""
-    if not any(row.agreement is not None for row in summary.accuracy):
+    if not any(row.agreement is not None for row in summary.accuracy) or not accuracy_informative(
+        summary.accuracy
+    ):
         return []
     from .ratecharts import plot_latency_accuracy, plot_rate_accuracy
 
