@@ -311,7 +311,8 @@ def _spec(cls: type[Task]) -> _TaskSpec:
 def _checked_value(spec: _TaskSpec, name: str, value: Any) -> Any:
     """``value`` converted to its field type, so what leaves is what a receiver will accept."""
     kind = spec.fields[name]
-    if type(value) is kind and kind in _EXACT or (kind is torch.Tensor and isinstance(value, torch.Tensor)):
+    exact = type(value) is kind and kind in _EXACT
+    if exact or (kind is torch.Tensor and isinstance(value, torch.Tensor)):
         return value  # already what the field holds: msgspec.convert would return it unchanged, slower
     try:
         return msgspec.convert(value, spec.fields[name], dec_hook=_keep_tensor)
