@@ -7,9 +7,13 @@ over a plain TCP socket between two processes (length, payload, 1-byte
 ack; TCP_NODELAY, the payload written without a copy and read with
 MSG_WAITALL, as the participants do). Both are measured in the same run,
 in alternating rounds; the table gives median MB/s over all rounds and
-their ratio (target: >= 50% from 1 MB up).
+their ratio (target: >= 50% from 1 MB up). ``--plane`` adds a third
+column: the same tasks sent over the data plane alone (a ``SocketLink`` to
+a ``DataListener`` in another process that decodes each task and answers),
+without the participant runtime (spans, inbox, worker thread), to show
+where a small message's fixed cost lies.
 
-    python bench/throughput.py [--repeats 5] [--rounds 3]
+    python bench/throughput.py [--repeats 5] [--rounds 3] [--plane]
 """
 
 from __future__ import annotations
@@ -17,9 +21,19 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import socket
+import threading
 import time
+from collections.abc import Callable
 
+import torch
 from _lab import machine, median, run, workspace
+
+from splittracer.participant.delivery import open_incoming, prepare_task
+from splittracer.tasks import Task
+from splittracer.wire.datalink import DataListener, SocketLink
+from splittracer.wire.envelope import Incoming, Tags
+from splittracer.wire.messages import Reply
+from splittracer.wire.shaping import LinkShaper
 
 SIZES = [64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20]
 
@@ -126,26 +140,70 @@ def tcp_seconds(repeats: int) -> dict[int, list[float]]:
     return result
 
 
+class PlaneBlob(Task):
+    """The task the data plane alone carries (``--plane``)."""
+
+    data: torch.Tensor
+
+
+def _plane_receiver(port_queue: mp.Queue) -> None:  # type: ignore[type-arg]
+    def handle(read: Callable[[], Incoming]) -> tuple[Reply, None]:
+        open_incoming(read())
+        return Reply(), None
+
+    port_queue.put(DataListener(handle, None, LinkShaper).start("127.0.0.1"))
+    threading.Event().wait()
+
+
+def plane_seconds(repeats: int) -> dict[int, list[float]]:
+    """Seconds per task of each size over the data plane alone (the first of a size dropped)."""
+    ports: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    receiver = mp.Process(target=_plane_receiver, args=(ports,), daemon=True)
+    receiver.start()
+    link = SocketLink("receiver", ("127.0.0.1", ports.get(timeout=60)), None)
+    result = {}
+    for size in SIZES:
+        tensor, times = torch.ones(size // 4), []
+        for i in range(repeats + 1):
+            start = time.perf_counter()
+            link.send(
+                prepare_task(PlaneBlob(data=tensor), sender="sender", sender_stage=0, tags=Tags(i, size))
+            )
+            times.append(time.perf_counter() - start)
+        result[size] = times[1:]
+    link.close()
+    receiver.kill()
+    receiver.join(timeout=10)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5, help="sends per size in each round")
     parser.add_argument("--rounds", type=int, default=3, help="raw TCP, then participants, this often")
+    parser.add_argument("--plane", action="store_true", help="also the data plane alone, each round")
     args = parser.parse_args()
     # The shared machine's speed drifts within minutes: the two are measured in alternating
     # rounds and each size's samples pooled over the rounds.
     tcp: dict[int, list[float]] = {size: [] for size in SIZES}
     ours: dict[int, list[float]] = {size: [] for size in SIZES}
+    plane: dict[int, list[float]] = {size: [] for size in SIZES}
     for _ in range(args.rounds):
+        if args.plane:
+            for size, times in plane_seconds(args.repeats).items():
+                plane[size] += times
         for size, times in tcp_seconds(args.repeats).items():
             tcp[size] += times
         for size, times in participants_seconds(args.repeats).items():
             ours[size] += times
     print(f"# {machine()}; {args.rounds} alternating rounds of {args.repeats} sends per size, medians")
-    print(f"{'size':>8} {'participants MB/s':>18} {'raw TCP MB/s':>13} {'ratio':>6}")
+    extra = f" {'plane alone / raw':>18}" if args.plane else ""
+    print(f"{'size':>8} {'participants MB/s':>18} {'raw TCP MB/s':>13} {'ratio':>6}{extra}")
     for size in SIZES:
         label = f"{size >> 20} MB" if size >= 1 << 20 else f"{size >> 10} KB"
         mine, raw = size / 1e6 / median(ours[size]), size / 1e6 / median(tcp[size])
-        print(f"{label:>8} {mine:>18.1f} {raw:>13.1f} {mine / raw:>6.2f}")
+        alone = f" {median(tcp[size]) / median(plane[size]):>18.2f}" if args.plane else ""
+        print(f"{label:>8} {mine:>18.1f} {raw:>13.1f} {mine / raw:>6.2f}{alone}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ plain values into the declared field types of a registered class.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import difflib
@@ -309,6 +310,10 @@ def _spec(cls: type[Task]) -> _TaskSpec:
 
 def _checked_value(spec: _TaskSpec, name: str, value: Any) -> Any:
     """``value`` converted to its field type, so what leaves is what a receiver will accept."""
+    kind = spec.fields[name]
+    exact = type(value) is kind and kind in _EXACT
+    if exact or (kind is torch.Tensor and isinstance(value, torch.Tensor)):
+        return value  # already what the field holds: msgspec.convert would return it unchanged, slower
     try:
         return msgspec.convert(value, spec.fields[name], dec_hook=_keep_tensor)
     except msgspec.ValidationError as exc:
@@ -319,6 +324,11 @@ def _checked_value(spec: _TaskSpec, name: str, value: Any) -> Any:
             f"got {type(value).__name__}{inside}",
             hint="set the field to a value of its declared type before sending",
         ) from exc
+
+
+# Field types whose values msgspec.convert returns unchanged when they are of exactly that type
+# (a small message's encoding and decoding is mostly these conversions otherwise).
+_EXACT = frozenset({int, float, str, bool, bytes})
 
 
 def _checked_priority(spec: _TaskSpec, priority: object) -> int:
@@ -405,6 +415,12 @@ def _converted_fields(spec: _TaskSpec, raw: dict[str, Any], tensors: list[torch.
 
 
 def _converted(spec: _TaskSpec, name: str, value: Any, refs: _TensorRefs) -> Any:
+    kind = spec.fields[name]
+    if type(value) is kind and kind in _EXACT:
+        return value
+    if kind is torch.Tensor and type(value) is msgspec.msgpack.Ext:
+        with contextlib.suppress(TypeError):  # not a valid reference: msgspec says why, below
+            return refs.resolve(kind, value)
     try:
         return msgspec.convert(value, spec.fields[name], dec_hook=refs.resolve)
     except msgspec.ValidationError as exc:

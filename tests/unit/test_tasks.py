@@ -457,3 +457,29 @@ def test_pickle_where_a_string_belongs_is_rejected() -> None:
     with pytest.raises(WireError, match="field 'note'"):
         decode_task(_header("test_tasks.RunLayers", fields), [])
     assert _EXECUTED == []
+
+
+class Plain(Task, name="test_tasks.Plain"):
+    count: int
+    ratio: float
+    data: torch.Tensor
+
+
+def test_values_of_another_type_than_the_field_are_still_converted_or_refused() -> None:
+    # Values exactly of their field's type skip msgspec.convert; everything else still goes through it.
+    back = _round_trip(Plain(count=3, ratio=2, data=torch.ones(2)))
+    assert type(back.ratio) is float and back.ratio == 2.0 and back.count == 3
+    assert torch.equal(back.data, torch.ones(2))
+    with pytest.raises(UserCodeError, match="field 'count' must be int, got bool"):
+        encode_task(Plain(count=True, ratio=1.0, data=torch.ones(1)))
+    with pytest.raises(UserCodeError, match="field 'data'"):
+        encode_task(Plain(count=1, ratio=1.0, data=[1.0]))  # type: ignore[arg-type]
+
+
+def test_a_tensor_field_holding_no_tensor_reference_is_refused() -> None:
+    encoded = encode_task(Plain(count=1, ratio=1.0, data=torch.ones(1)))
+    fields = msgspec.msgpack.encode({"count": 1, "ratio": 1.0, "data": msgspec.msgpack.Ext(9, b"\0\0\0\0")})
+    header = msgspec.msgpack.decode(encoded.header)  # an array: version, type, priority, tensors, fields
+    header[-1] = msgspec.Raw(fields)
+    with pytest.raises(WireError, match="field 'data' does not match"):
+        decode_task(msgspec.msgpack.encode(header), [bytes(b) for b in encoded.buffers])
