@@ -7,6 +7,7 @@ elsewhere every test that asks for ``lab`` is skipped, saying why.
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,6 +30,39 @@ def lab_skip_reason() -> str | None:
     except TestbedError as exc:
         return exc.render()
     return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_stale_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep a lab host's participants on this checkout's code for the session.
+
+    Lab hosts log in as root, and participants run root's runtime (``~/.splittracer/venv``)
+    whenever it exists. One left by an earlier session (a killed ``testbed up``) holds the
+    splittracer of that session; tasks that gained a field since are refused there. A runtime
+    whose recorded source is not this checkout's is set aside for the session and put back
+    after it (where nothing took its place), so nothing of the user's is lost.
+    """
+    from splittracer.devices.setup import MARKER, source_checkout, source_digest
+    from splittracer.lab.ready import runtime_dir
+    from splittracer.version import __version__
+
+    venv, root = runtime_dir(), source_checkout()
+    marker = venv / MARKER
+    current = (
+        root is not None
+        and marker.is_file()
+        and marker.read_text().strip() == (f"{__version__} {source_digest(root)}")
+    )
+    if not venv.exists() or current:
+        yield
+        return
+    aside = tmp_path_factory.mktemp("stale-runtime") / "venv"
+    shutil.move(venv, aside)
+    try:
+        yield
+    finally:
+        if not venv.exists():
+            shutil.move(aside, venv)
 
 
 @pytest.fixture(scope="session")
