@@ -405,7 +405,9 @@ def _converted_fields(spec: _TaskSpec, raw: dict[str, Any], tensors: list[torch.
     if unknown:
         raise WireError(
             f"task {spec.name}: unknown field '{unknown[0]}'; fields: {', '.join(spec.fields)}",
-            hint="run the same task definitions on every device",
+            hint="Run the same task definitions on every device: for a built-in task, the device runs "
+            "another version of splittracer (bring it up to date with 'splittracer device setup NAME'); "
+            "for your own, the workspace's code differs there.",
         )
     missing = sorted(spec.required - set(raw))
     if missing:
