@@ -71,7 +71,9 @@ def test_a_host_cut_off_mid_run_is_named_and_left_clean(
         assert failed_s < FAIL_WITHIN_S, f"the run took {failed_s:.1f} s to fail"
         assert ended_s < END_WITHIN_S, f"the run took {ended_s:.1f} s to end"
         _set_link(cloud.namespace, "up")
+        back = time.monotonic()
         left = _wait_until_gone(run_dir, pid, cloud.namespace)
+        print(f"partition: nothing of the run left {time.monotonic() - back:.2f} s after the link returned")
         assert not left, f"left on {cloud.name} {GONE_WITHIN_S:g} s after the link returned: {left}"
     finally:
         testbed.down()
