@@ -1,11 +1,27 @@
-"""The participant's bounded inbox: a sender flooding it waits for room; memory stays bounded."""
+"""The participant's inbox: highest priority first, arrival order among equals; bounded, so a
+sender flooding it waits for room and memory stays bounded."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
 from splittracer.participant.inbox import INBOX_LIMIT, Inbox
+from splittracer.participant.runtime import _Queued
+
+
+def test_inbox_serves_higher_priority_first_then_arrival_order():
+    inbox: Inbox[_Queued] = Inbox()
+    seq = itertools.count()
+    arrivals = [("a", 0), ("b", 5), ("c", 0), ("d", 9), ("e", 5)]
+    for name, priority in arrivals:
+        item = _Queued(-priority, next(seq), None)
+        item.name = name  # type: ignore[attr-defined]
+        inbox.wait_for_room()
+        inbox.put(item)
+    order = [inbox.get().name for _ in arrivals]  # type: ignore[attr-defined]
+    assert order == ["d", "b", "e", "a", "c"]
 
 
 def test_a_flooding_sender_waits_and_the_queue_never_exceeds_its_limit() -> None:
