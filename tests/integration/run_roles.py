@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
+import torch
+
 from splittracer.builtin import Infer, MeasureLink, RunLayers, SplitHead, SplitTail, probe_link
 from splittracer.participant.context import ParticipantContext
-from splittracer.roles import Context, handles
+from splittracer.roles import Context, Role, handles
 from splittracer.tasks import Task
 
 
@@ -67,3 +71,45 @@ class FailingCamera(SplitHead):
         if ctx.participant == "camera-2":
             raise ValueError("camera-2's sensor is broken")
         super().infer(task, ctx)
+
+
+class Blob(Task):
+    """One of a flood of tasks."""
+
+    x: torch.Tensor
+    index: int
+
+
+class Flood(Task):
+    """Ask :class:`Flooder` to send ``count`` tasks as fast as it can."""
+
+    count: int
+
+
+class Drain(Task):
+    """Answered once every task queued before it was handled."""
+
+
+class Flooder(Role):
+    """Sends a flood of tasks to ``sink`` without waiting for them to be handled, then ends the run."""
+
+    @handles(Flood)
+    def flood(self, task: Flood, ctx: Context) -> None:
+        for index in range(task.count):
+            ctx.send("sink", Blob(x=torch.zeros(256), index=index))
+        ctx.record("flood_sent", float(task.count))  # the moment the last send returned
+        ctx.call("sink", Drain())
+        ctx.finish()
+
+
+class SlowSink(Role):
+    """Handles each task of a flood slowly, recording when it began one."""
+
+    @handles(Blob)
+    def blob(self, task: Blob, ctx: Context) -> None:
+        ctx.record("blob_started", float(task.index))
+        time.sleep(0.002)
+
+    @handles(Drain)
+    def drain(self, task: Drain, ctx: Context) -> Task:
+        return Drain()

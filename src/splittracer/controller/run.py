@@ -46,7 +46,9 @@ _log = logging.getLogger(__name__)
 
 HEARTBEAT_TIMEOUT_S = 5.0
 CLOCK_RESYNC_S = 10.0
+RESYNC_TIMEOUT_S = 2.0  # a re-estimate during the run must never hold the health check longer
 STOP_GRACE_S = 3.0
+SILENT_GRACE_S = 1.0  # when a participant fell silent (see _teardown)
 CAUSE_WAIT_S = 2.0  # how long a consequential error waits for the error of the peer it names
 CONTROL_TIMEOUT_S = 120.0
 
@@ -84,6 +86,7 @@ class _Member:
     last_sync: float = 0.0
     stopped: bool = False
     watch_done: bool = False
+    silent: bool = False  # sent no heartbeat in time: unreachable (or hung), not asked to stop
 
 
 def run_experiment(
@@ -221,12 +224,12 @@ class _Run:
         self._sync_clock(member)
         threading.Thread(target=self._watch, args=(member,), daemon=True).start()
 
-    def _sync_clock(self, member: _Member) -> None:
+    def _sync_clock(self, member: _Member, timeout: float = CONTROL_TIMEOUT_S) -> None:
         """Estimate the member's clock offset and keep it as a metric of the run."""
         clock = member.channel.unary_unary(method("Clock"))
 
         def read() -> int:
-            return int.from_bytes(clock(b"", timeout=CONTROL_TIMEOUT_S), "little", signed=True)
+            return int.from_bytes(clock(b"", timeout=timeout), "little", signed=True)
 
         estimate = estimate_offset(read)
         self.clocks[member.plan.name] = estimate
@@ -438,34 +441,51 @@ class _Run:
         if dead is not None:
             raise RunError(dead)
         for member in self.members.values():
+            # Silence first: a member cut off from us would hold a clock re-estimate until it timed out.
+            if now - member.last_seen > HEARTBEAT_TIMEOUT_S:
+                member.silent = True
+                raise RunError(
+                    f"participant '{member.plan.name}' sent no heartbeat for {HEARTBEAT_TIMEOUT_S:g} s: "
+                    "it became unreachable (its host or the network to it is down) or hung"
+                )
+        for member in self.members.values():
             if now - member.last_sync > CLOCK_RESYNC_S and member.deployment.poll() is None:
                 with contextlib.suppress(grpc.RpcError):
-                    self._sync_clock(member)  # clocks drift: re-estimate during long runs
-            if now - member.last_seen > HEARTBEAT_TIMEOUT_S:
-                raise RunError(
-                    f"participant '{member.plan.name}' sent no heartbeat for {HEARTBEAT_TIMEOUT_S:g} s"
-                )
+                    self._sync_clock(member, RESYNC_TIMEOUT_S)  # clocks drift: re-estimate in long runs
 
     # -- teardown -----------------------------------------------------------------
 
     def _teardown(self) -> None:
         self.observer.phase("stopping participants")
-        for member in self.members.values():
+        # A silent member answers nothing: it is not asked, not waited for, and stopped at once.
+        # The others' work likely waits on it: their last spans need less grace than at a normal end.
+        silent = [m for m in self.members.values() if m.silent]
+        heard = [m for m in self.members.values() if not m.silent]
+        stops = [threading.Thread(target=self._stop, args=(m,)) for m in silent]
+        for thread in stops:
+            thread.start()
+        for member in heard:
             if member.deployment.poll() is None:
                 with contextlib.suppress(grpc.RpcError):
                     member.channel.unary_unary(method("Shutdown"))(b"", timeout=2.0)
-        deadline = time.monotonic() + STOP_GRACE_S
+        deadline = time.monotonic() + (SILENT_GRACE_S if silent else STOP_GRACE_S)
         try:
             while time.monotonic() < deadline and not all(
-                m.stopped or m.deployment.poll() is not None for m in self.members.values()
+                m.stopped or m.deployment.poll() is not None for m in heard
             ):
                 self._drain_quietly(0.1)
         finally:  # whatever storing the last spans raised, no participant is left running
-            for member in self.members.values():
-                member.stopped = True
-                member.deployment.stop(timeout=STOP_GRACE_S)
-                member.channel.close()
+            stops += [threading.Thread(target=self._stop, args=(m,)) for m in heard]
+            for thread in stops[len(silent) :]:
+                thread.start()
+            for thread in stops:
+                thread.join()
         self._drain_quietly(0.0)
+
+    def _stop(self, member: _Member) -> None:
+        member.stopped = True
+        member.deployment.stop(timeout=STOP_GRACE_S)
+        member.channel.close()
 
     def _drain_quietly(self, timeout: float) -> None:
         """Keep storing spans during teardown; errors now add nothing to the verdict."""

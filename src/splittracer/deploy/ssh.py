@@ -11,8 +11,12 @@ tasks to each other directly.
 
 A small shell wrapper on the device kills the participant when the SSH
 session's stdin closes: stopping it, a controller that dies, or a dropped
-connection all end the remote process. Stopping also removes the per-run
-directory, so nothing is left on the device.
+connection all end the remote process, and the wrapper then removes the
+per-run directory, so nothing is left on the device. Stopping removes it too
+(for a wrapper that could not). A device that stops answering while it is
+stopped (a network partition) is not waited for: its connection is dropped,
+and the device's sshd ends the session, and with it the participant and its
+folder, as soon as it hears of it (when the link returns).
 
 asyncssh needs an event loop; the deployer owns one in a background thread
 so the synchronous controller can call it from any thread.
@@ -53,6 +57,7 @@ DEVICE_START_TIMEOUT_S = 120.0  # torch's first import on a Raspberry Pi takes a
 CALL_MARGIN_S = 30.0
 TAIL_LINES = 200
 KEEPALIVE_S = 5.0  # a device that stops answering is seen within ~15 s, and its participants as ended
+ANSWER_S = 2.0  # a device being stopped that answers nothing for this long is cut off, not waited for
 TLS_DIR = "tls"  # in the per-run directory; mode 700, files 600
 PARALLEL_PUTS = 8  # files in flight at once on one SFTP session (many small images)
 SLOWEST_UPLOAD_BPS = 125_000.0  # 1 Mbit/s: how long a start may take to upload a dataset
@@ -183,9 +188,10 @@ class SSHDeployment:
         if remote.process is not None and not self._exited.is_set():
             with contextlib.suppress(asyncssh.Error, OSError):
                 remote.process.stdin.write_eof()  # the wrapper answers with SIGTERM
-            try:
-                await asyncio.wait_for(self._exited.wait(), timeout)
-            except (asyncio.TimeoutError, TimeoutError):
+            if not await self._ended_or_answering(timeout):
+                self._abandon()
+                return
+            if not self._exited.is_set():
                 await self._kill()
         if remote.listener is not None:
             remote.listener.close()
@@ -193,6 +199,47 @@ class SSHDeployment:
             await run(remote.conn, remote.target, remote.cleanup, timeout=60.0, label="rm -rf RUN_DIR")
         except DeviceError as exc:
             self._tail.append(f"(cleanup failed: {exc.message})")
+
+    async def _ended_or_answering(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for the participant to end; False once its device stops answering.
+
+        A device cut off from us answers no request: waiting for it, then killing and
+        cleaning up over a connection that carries nothing, would hold the run's end
+        until SSH's keepalive gave up on it.
+        """
+        ended = asyncio.ensure_future(self._exited.wait())
+        answered = asyncio.ensure_future(self._answers())
+        pending: set[asyncio.Future[Any]] = {ended, answered}
+        deadline = asyncio.get_running_loop().time() + timeout
+        try:
+            while ended in pending and (left := deadline - asyncio.get_running_loop().time()) > 0:
+                done, pending = await asyncio.wait(pending, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                if answered in done and not answered.result() and ended not in done:
+                    return False
+            return True
+        finally:
+            for future in pending:
+                future.cancel()
+
+    async def _answers(self) -> bool:
+        """Whether the device answers a request within ANSWER_S (a refused one is an answer too)."""
+        try:
+            await asyncio.wait_for(self._remote.conn.run("true", check=False), ANSWER_S)
+        except (asyncio.TimeoutError, TimeoutError):
+            return False
+        except (asyncssh.Error, OSError):
+            return True  # e.g. too many sessions: it is there; killing it over SSH may work
+        return True
+
+    def _abandon(self) -> None:
+        """Drop the connection to a device that stopped answering; it cleans up when it hears of it."""
+        remote = self._remote
+        self._tail.append(
+            f"({remote.target.label} answered nothing for {ANSWER_S:g} s while being stopped: "
+            "its connection was dropped; its sshd ends the participant, and the run's folder "
+            "is removed, once the device hears of it)"
+        )
+        remote.conn.abort()
 
     async def _kill(self) -> None:
         remote = self._remote
@@ -277,8 +324,7 @@ class SSHDeployer:
         target = Target.of(device)
         base = f"{home}/{RUNTIME_DIR}"
         run_dir = f"{base}/runs/{self.run_id}/{name}"
-        empty_parents = " ".join(quote(d) for d in (f"{base}/runs/{self.run_id}", f"{base}/runs", base))
-        cleanup = f"rm -rf {quote(run_dir)}; rmdir {empty_parents} 2>/dev/null; true"
+        cleanup = f"{removal(run_dir)}; true"
         deployment = SSHDeployment(name, device, _Remote(conn, target, run_dir, cleanup), self._loop)
         self.deployments.append(deployment)
         listen = device.listen_host or str(conn.get_extra_info("peername")[0])
@@ -337,6 +383,8 @@ def participant_command(
     its exit status is the participant's (128+N when killed by signal N).
     """
     security = f"--tls-dir {quote(tls_dir)}" if tls_dir else "--insecure"
+    # The wrapper removes the run's folder whenever the participant ends: a controller that
+    # dies or is cut off cannot, and the folder holds the run's private TLS key.
     return watched_python(
         f"-m splittracer.participant --host {quote(listen)} --port 0 {security}",
         # torch creates its compiler cache in the device's temp folder when imported: keep it in
@@ -344,7 +392,16 @@ def participant_command(
         prologue=f'cd {quote(run_dir)} || exit 97\nexport TORCHINDUCTOR_CACHE_DIR="$PWD/.torch"\n'
         f"{select_python(python)}\n",
         on_start=f'echo "{PID_PREFIX}$pid"\n',
+        epilogue=f"cd / && {removal(run_dir)}\n",
     )
+
+
+def removal(run_dir: str) -> str:
+    """Shell that removes ``run_dir`` (``.../runs/RUN/NAME``) and the parents it leaves empty; silent."""
+    runs_run = posixpath.dirname(run_dir)
+    runs = posixpath.dirname(runs_run)
+    parents = " ".join(quote(d) for d in (runs_run, runs, posixpath.dirname(runs)))
+    return f"rm -rf {quote(run_dir)} >/dev/null 2>&1; rmdir {parents} >/dev/null 2>&1"
 
 
 def dataset_uploads(dataset: Path, others: Sequence[tuple[Path, str]] = ()) -> list[tuple[Path, str]]:

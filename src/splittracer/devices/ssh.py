@@ -215,16 +215,20 @@ def quote(text: str) -> str:
     return shlex.quote(text)
 
 
-def watched_python(arguments: str, *, prologue: str = "", on_start: str = "") -> str:
+def watched_python(arguments: str, *, prologue: str = "", on_start: str = "", epilogue: str = "") -> str:
     """``sh -c`` running ``"$py" ARGUMENTS`` in the background until the SSH session ends.
 
     ``prologue`` must set ``py`` (see :func:`splittracer.devices.probe.select_python`);
-    ``on_start`` runs once ``$pid`` is known. The process gets SIGTERM when
-    the session's stdin closes (the controller went away), and the command's
-    exit status is the process's own (128+N when killed by signal N).
+    ``on_start`` runs once ``$pid`` is known, ``epilogue`` once the process
+    ended, however it ended (it must write nothing: the session may be gone).
+    The process gets SIGTERM when the session's stdin closes (the controller
+    went away, or its connection was dropped), and the command's exit status
+    is the process's own (128+N when killed by signal N).
     """
     script = (
         prologue
+        # Once the session is gone, a write to it would kill the wrapper before its epilogue.
+        + "trap '' PIPE\n"
         + "exec 3<&0\n"
         + f'PYTHONUNBUFFERED=1 "$py" {arguments} </dev/null 3<&- &\n'
         + "pid=$!\n"
@@ -234,6 +238,7 @@ def watched_python(arguments: str, *, prologue: str = "", on_start: str = "") ->
         + "exec 3<&-\n"
         + 'wait "$pid"; status=$?\n'
         + 'kill "$watchdog" 2>/dev/null\n'
+        + epilogue
         + 'exit "$status"\n'
     )
     return f"sh -c {quote(script)}"

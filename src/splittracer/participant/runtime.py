@@ -53,6 +53,7 @@ from ..wire.tls import TlsBundle
 from .context import ParticipantContext
 from .delivery import Received, open_incoming, prepare_task, record_received
 from .failure import describe, full_traceback, user_traceback
+from .inbox import Inbox
 from .lifeline import Lifeline
 from .loading import accelerator_name, allowed_workers, import_role, load_model
 from .recorder import TaggedRecorder
@@ -85,7 +86,7 @@ class Participant:
         self.role: Role | None = None
         self.recorder: TaggedRecorder | None = None
         self._events: queue.Queue[Event] = queue.Queue()
-        self._inbox: queue.PriorityQueue[_Queued] = queue.PriorityQueue()
+        self._inbox: Inbox[_Queued] = Inbox()  # bounded: a flooding sender waits (see inbox.py)
         self._seq = itertools.count()
         self._links: dict[str, Link] = {}  # one per peer (see _apply)
         self._link_context = client_context(tls)
@@ -242,7 +243,7 @@ class Participant:
             self._emit("stopped")
             self._stopped.set()
         else:
-            self._inbox.put(_Queued(-(1 << 30), next(self._seq), None))
+            self._inbox.put_control(_Queued(-(1 << 30), next(self._seq), None))
         return encode(Reply())
 
     # -- data plane -----------------------------------------------------------------
@@ -275,6 +276,7 @@ class Participant:
         return Reply(), (self._prepare_reply(answer, received) if answer is not None else None)
 
     def _enqueue(self, item: _Queued) -> None:
+        self._inbox.wait_for_room()  # not under the lock: the workers need it to free room
         with self._busy_lock:
             self._busy += 1
             self._inbox.put(item)
@@ -365,7 +367,7 @@ class Participant:
         while True:
             item = self._inbox.get()
             if item.received is None:
-                self._inbox.put(item)  # every worker sees it
+                self._inbox.put_control(item)  # every worker sees it
                 return
             if ready:
                 with self._slots:

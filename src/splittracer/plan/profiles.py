@@ -214,7 +214,8 @@ class ProfileStore:
             )
         try:
             return msgspec.json.decode(path.read_bytes(), type=DeviceProfile)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
+            # msgspec reports a string that is not UTF-8 with Python's own UnicodeDecodeError.
             raise SplitTracerError(
                 f"{path}: not a valid device profile: {exc}",
                 hint=f"Measure it again: splittracer profile {name} MODEL...",

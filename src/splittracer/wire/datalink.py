@@ -50,8 +50,17 @@ from pathlib import Path
 import msgspec
 
 from ..clock import now_ns
-from ..errors import RunError
-from .envelope import PREFIX_BYTES, Envelope, Incoming, Outgoing, arrived, decode_envelope, frame_prefix
+from ..errors import RunError, SplitTracerError
+from .envelope import (
+    PREFIX_BYTES,
+    Envelope,
+    Incoming,
+    Outgoing,
+    arrived,
+    check_announced,
+    decode_envelope,
+    frame_prefix,
+)
 from .link import Answer, Handler, check_reply, unreachable
 from .messages import Reply, decoder, encode
 from .shaping import LinkShaper
@@ -59,7 +68,6 @@ from .tls import TlsBundle
 
 CHUNK_BYTES = 256 << 10  # paced writes: the shaper's granularity on an emulated link
 MAX_ENVELOPE_BYTES = 64 << 20
-MAX_BUFFER_BYTES = 1 << 36
 HANDSHAKE_TIMEOUT_S = 10.0
 _IOV_BATCH = 512  # below every platform's IOV_MAX
 _U32 = PREFIX_BYTES
@@ -99,10 +107,9 @@ def read_frame(reader: Reader) -> RawFrame:
     if size > MAX_ENVELOPE_BYTES:
         raise RunError(f"a peer sent a frame header of {size} bytes; the limit is {MAX_ENVELOPE_BYTES}")
     envelope = decode_envelope(reader.read_exact(size))
+    check_announced(envelope)  # no buffer beyond what its tensor needs is allocated
     buffers = []
     for length in envelope.wire_sizes:
-        if not 0 <= length <= MAX_BUFFER_BYTES:
-            raise RunError(f"a peer announced a buffer of {length} bytes")
         buffer = bytearray(length)
         reader.read_into(memoryview(buffer))
         buffers.append(buffer)
@@ -310,8 +317,10 @@ class DataListener:
             while True:
                 try:
                     frame = read_frame(reader)
-                except (ConnectionClosed, OSError, RunError, msgspec.DecodeError):
-                    return  # closed, or out of step: the sender sees its call fail
+                except (ConnectionClosed, OSError, SplitTracerError, msgspec.DecodeError):
+                    # Closed, out of step, or announcing more than its tensors need (WireError):
+                    # nothing of the frame can be trusted; the sender sees its call fail.
+                    return
                 answer = self._handle(partial(decode_frame, frame))
                 try:
                     send_answer(conn, answer, self._shaper())

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from .tensors import TensorMeta
 
 PREFIX_BYTES = 4  # the u32 envelope length in front of every envelope
+CODEC_SLACK_BYTES = 64 << 10
+"""A compressed buffer may exceed its tensor's size by 1/16 plus this (codec headers, incompressible data)."""
 
 
 class Tags(msgspec.Struct, frozen=True):
@@ -154,6 +156,32 @@ def frame_prefix(envelope: Envelope) -> bytes:
     """What starts a task on either path: the envelope's length, then the envelope."""
     body = encode_envelope(envelope)
     return len(body).to_bytes(PREFIX_BYTES, "little") + body
+
+
+def check_announced(envelope: Envelope) -> None:
+    """Refuse an envelope whose buffer sizes are not what its task header's tensors need.
+
+    Called before a buffer is allocated or decompressed: each buffer's announced raw
+    size must be its tensor's (dtype x elements), and what travels at most that (no
+    codec) or that plus a codec's worst case. A peer cannot make the receiver allocate
+    more than the tensors it announced, nor expand a buffer beyond its tensor.
+    """
+    from .tensors import announced_nbytes  # torch: only where a frame is read
+
+    needed = announced_nbytes(envelope.task_header)
+    raw, wire = envelope.raw_sizes, envelope.wire_sizes
+    if not len(raw) == len(wire) == len(needed):
+        raise WireError(
+            f"the envelope announces {len(raw)} buffers ({len(wire)} on the wire), "
+            f"its task header {len(needed)} tensors"
+        )
+    for index, (size, sent, need) in enumerate(zip(raw, wire, needed)):
+        limit = need if envelope.codec == "none" else need + need // 16 + CODEC_SLACK_BYTES
+        if size != need or not 0 <= sent <= limit:
+            raise WireError(
+                f"buffer {index} is announced as {size} bytes ({sent} on the wire, codec "
+                f"{envelope.codec}); its tensor needs {need}, at most {limit} on the wire"
+            )
 
 
 def arrived(

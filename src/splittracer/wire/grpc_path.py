@@ -25,6 +25,7 @@ from .envelope import (
     Incoming,
     Outgoing,
     arrived,
+    check_announced,
     decode_envelope,
     encode_envelope,
     frame_prefix,
@@ -141,6 +142,7 @@ def unpack(message: bytes) -> Incoming:
     view = memoryview(message)
     size = int.from_bytes(view[:PREFIX_BYTES], "little")
     envelope = decode_envelope(view[PREFIX_BYTES : PREFIX_BYTES + size])
+    check_announced(envelope)
     buffers, offset = [], PREFIX_BYTES + size
     for length in envelope.wire_sizes:
         # One copy into a writable buffer: tensors then decode in place, and handlers may modify them.
@@ -154,6 +156,7 @@ def receive(messages: Iterator[bytes]) -> Incoming:
     first = next(messages)
     first_ns = now_ns()
     envelope = decode_envelope(first)
+    check_announced(envelope)  # before a buffer of the announced size is allocated
     buffers = [_read_buffer(messages, size) for size in envelope.wire_sizes]
     return arrived(envelope, buffers, first_ns, now_ns(), "grpc")
 

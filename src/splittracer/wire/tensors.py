@@ -55,6 +55,36 @@ class TensorMeta(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fi
         return _numel(self.shape) * dtype_of(self.dtype).itemsize
 
 
+class _HeaderTensors(msgspec.Struct, array_like=True, frozen=True):
+    """The start of a task header (``splittracer.tasks``): the metadata of its tensors, in buffer order.
+
+    The header's later elements (the task's field values) are not read here.
+    """
+
+    version: int
+    type: str
+    priority: int
+    tensors: list[TensorMeta]
+
+
+_HEADER_TENSORS = msgspec.msgpack.Decoder(_HeaderTensors)
+
+
+def announced_nbytes(task_header: bytes | memoryview) -> list[int]:
+    """The bytes each tensor buffer of a task needs, as its header announces (dtype x elements).
+
+    WireError when the header cannot be read or names an unknown dtype: the sizes of the
+    buffers that follow it cannot be trusted then.
+    """
+    try:
+        head = _HEADER_TENSORS.decode(task_header)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec: a str not UTF-8
+        raise WireError(
+            f"malformed task header: {exc}", hint="run the same splittracer version on every device"
+        ) from exc
+    return [meta.nbytes for meta in head.tensors]
+
+
 def dtype_of(name: str) -> torch.dtype:
     """The torch dtype for a wire dtype name; WireError if there is none."""
     try:
