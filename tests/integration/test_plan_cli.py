@@ -101,6 +101,22 @@ def test_plan_two_devices_json(ws):
     assert split0["transfers_ms"][0] == pytest.approx(8 * 602_112 / 5.85e6 * 1000 + 10)
 
 
+def test_plan_for_throughput_with_clients_sharing_the_server(ws):
+    common = ["plan", "torchvision:alexnet", "--devices", "local-1t,local-2t", "--bandwidth", "lte"]
+    result = splittracer(*common, "--objective", "throughput", "--clients", "4", "--json", "-w", str(ws.root))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["objective"] == "throughput" and data["clients"] == 4
+    for row in data["splits"]:
+        stages = [*row["stages_ms"][:-1], 4 * row["stages_ms"][-1], *row["transfers_ms"], row["reply_ms"]]
+        assert row["cycle_ms"] == pytest.approx(max(stages))
+        assert row["frames_per_s"] == pytest.approx(4 * 1000 / row["cycle_ms"])
+    assert data["best"]["cycle_ms"] == min(row["cycle_ms"] for row in data["splits"])
+    table = splittracer(*common, "--objective", "throughput", "-w", str(ws.root))
+    assert table.returncode == 0, table.stderr
+    assert "frames/s" in table.stdout and "best for throughput" in table.stdout
+
+
 def test_plan_three_devices_table_and_dag(ws):
     three = splittracer(
         "plan",
@@ -162,6 +178,8 @@ def test_plan_predicts_a_model_the_profile_never_ran(ws):
         (["--devices", "local-1t,local-2t", "--objective", "energy"], "needs the first device's radio"),
         (["--devices", "local-1t,local-2t", "--objective", "energy", "--bandwidth", "lte"], "no energy"),
         (["--devices", "local-1t,local-2t", "--tx-power", "loud"], "not a radio power"),
+        (["--devices", "local-1t,local-2t", "--clients", "4"], "throughput objective only"),
+        (["--devices", "local-1t,local-2t", "--objective", "throughput", "--dag"], "latency only"),
     ],
 )
 def test_plan_mistakes_exit_2(ws, args, message):

@@ -81,3 +81,28 @@ def test_mistakes_are_reported():
     with pytest.raises(SplitTracerError, match="nothing to plan"):
         plan_chain(["a", "b"], costs[:2], sizes, links[:1], allowed=[False] * 5)
     assert math.isinf(Link().bandwidth_bps)
+
+
+def test_the_throughput_objective_minimises_the_slowest_pipeline_stage():
+    # Four layers, a slow phone and a fast server; each later cut sends less. One at a time the
+    # fastest is everything on the server (cut 0: 1 ms on the link + 4 ms); streaming, the link and
+    # the server work on other frames, so a frame leaves every max(phone, link, server) ms.
+    costs = [[4.0, 4.0, 4.0, 4.0], [1.0, 1.0, 1.0, 1.0]]
+    sizes = [10_000, 8_000, 6_000, 2_000, 100]
+    link = Link(8e6)  # 1 ms per 1,000 bytes
+    latency = plan_chain(["phone", "server"], costs, sizes, [link])
+    assert latency.best.cuts == (0,)  # 10 + 4 = 14 ms, the least one at a time
+    flow = plan_chain(["phone", "server"], costs, sizes, [link], objective="throughput")
+    cycles = {r.cuts[0]: r.cycle_ms() for r in flow.rows}
+    assert cycles == pytest.approx({0: 10.0, 1: 8.0, 2: 8.0, 3: 12.0, 4: 16.0})
+    assert flow.best.cuts == (1,)  # ties (cuts 1 and 2 at 8 ms) go to the lower latency
+    assert flow.best.frames_per_s() == pytest.approx(125.0)
+    # Eight clients share the server: its 3 ms per frame become 24 ms a cycle, so more of the
+    # work moves to the clients' own devices.
+    shared = plan_chain(["phone", "server"], costs, sizes, [link], objective="throughput", clients=8)
+    assert {r.cuts[0]: r.cycle_ms(8) for r in shared.rows} == pytest.approx(
+        {0: 32.0, 1: 24.0, 2: 16.0, 3: 12.0, 4: 16.0}
+    )
+    assert shared.best.cuts == (3,) and shared.best.frames_per_s(8) == pytest.approx(8 * 1000 / 12)
+    with pytest.raises(SplitTracerError, match="clients"):
+        plan_chain(["phone", "server"], costs, sizes, [link], objective="throughput", clients=0)

@@ -50,12 +50,34 @@ class ObjectiveChoice(str, Enum):
 
     latency = "latency"
     energy = "energy"
+    throughput = "throughput"
 
 
 _OBJECTIVES: dict[ObjectiveChoice, Objective] = {
     ObjectiveChoice.latency: "latency",
     ObjectiveChoice.energy: "energy",
+    ObjectiveChoice.throughput: "throughput",
 }
+
+
+ObjectiveOpt = Annotated[
+    ObjectiveChoice,
+    typer.Option(
+        help="latency; energy: the first device's compute + transmit energy; "
+        "throughput: frames/s when frames stream through the chain"
+    ),
+]
+ClientsOpt = Annotated[
+    int, typer.Option(min=1, help="With --objective throughput: identical clients sharing the last device")
+]
+TxPowerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tx-power",
+        help="First device's radio power while sending: 1.2W, 800mW, or 3g/lte/wifi for Huang et al.'s "
+        "measured model at the link's rate (default: the first hop's --bandwidth when it names one)",
+    ),
+]
 
 
 def plan(
@@ -66,17 +88,9 @@ def plan(
     estimator: Annotated[EstimatorChoice, typer.Option(help="auto, measured or regression")] = (
         EstimatorChoice.auto
     ),
-    objective: Annotated[
-        ObjectiveChoice, typer.Option(help="latency, or energy: the first device's compute + transmit energy")
-    ] = ObjectiveChoice.latency,
-    tx_power: Annotated[
-        str | None,
-        typer.Option(
-            "--tx-power",
-            help="First device's radio power while sending: 1.2W, 800mW, or 3g/lte/wifi for Huang et al.'s "
-            "measured model at the link's rate (default: the first hop's --bandwidth when it names one)",
-        ),
-    ] = None,
+    objective: ObjectiveOpt = ObjectiveChoice.latency,
+    clients: ClientsOpt = 1,
+    tx_power: TxPowerOpt = None,
     dag: Annotated[bool, typer.Option("--dag", help="Also place a DAG by min-cut (two devices)")] = False,
     check: Annotated[
         str | None, typer.Option(help="Compare with a run's sweep (its own links): run id or latest")
@@ -97,8 +111,10 @@ def plan(
 
     profiles = _load_profiles(devices, workspace)
     if check is not None:
-        if objective is ObjectiveChoice.energy:
-            raise SplitTracerError("--check compares measured latency only", hint="Drop --objective energy.")
+        if objective is not ObjectiveChoice.latency:
+            raise SplitTracerError(
+                "--check compares measured latency only", hint=f"Drop --objective {objective.value}."
+            )
         _check(check, profiles, _ESTIMATORS[estimator], quantile, workspace, json)
         return
     if model is None:
@@ -109,6 +125,7 @@ def plan(
         result = predict_splits(
             model, profiles, links, input_shape=_input_shape(input_shape), granularity=granularity,
             estimator=_ESTIMATORS[estimator], dag=dag, objective=_OBJECTIVES[objective], tx_power=radio,
+            clients=clients,
         )  # fmt: skip
     if max_accuracy_drop is None:
         _show_plan(result, json=json)
@@ -157,6 +174,7 @@ def _show_plan(result: SplitPrediction, *, json: bool) -> None:
         return
     stages = [c.profile for c in result.costs]
     energy = result.radio is not None
+    flow = result.objective == "throughput"
     rows = [
         [
             ",".join(map(str, r.cuts)),
@@ -166,11 +184,13 @@ def _show_plan(result: SplitPrediction, *, json: bool) -> None:
             sum(r.bytes),
             r.total_ms,
             *([r.compute_energy_mj, r.transmit_energy_mj, r.energy_mj] if energy else []),
+            *([r.cycle_ms(result.clients), r.frames_per_s(result.clients)] if flow else []),
         ]
         for r in result.chain.rows
     ]
     links = "; ".join(link.describe() for link in result.links)
     extra = ["compute mJ", "transmit mJ", "energy mJ"] if energy else []
+    extra += ["cycle", "frames/s"] if flow else []
     print_table(
         f"{result.source} over {' -> '.join(stages)} ({links}) — predicted ms",
         ["cuts", "after", *stages, "transfer", "bytes", "total", *extra],
@@ -186,6 +206,9 @@ def _show_plan(result: SplitPrediction, *, json: bool) -> None:
     where = ", ".join(f"after {result.label(k)} ({k})" for k in best.cuts)
     spent = f", {best.energy_mj:.1f} mJ on {stages[0]}" if best.energy_mj is not None else ""
     goal = "" if result.objective == "latency" else f" for {result.objective}"
+    if flow:
+        shared = f" ({result.clients} clients sharing {stages[-1]})" if result.clients > 1 else ""
+        spent += f", {best.frames_per_s(result.clients):.1f} frames/s{shared}"
     console.print(f"[bold]best{goal}: cut {where}[/] — predicted {best.total_ms:.2f} ms{spent}")
     if result.dag is not None:
         d = result.dag

@@ -17,6 +17,16 @@ device's energy instead (:mod:`splittracer.plan.energy`): its layers'
 compute energy plus its radio's transmit energy. The later cuts do not
 change it, so each row keeps the fastest later cuts, and equal energies
 are settled by latency.
+
+With the ``throughput`` objective (DADS's heavy-load mode) frames stream
+through the chain, each device and link working on a different frame, so
+a frame leaves every ``cycle`` ms, the slowest of the stages, the links
+and the reply: ``max(compute_d, transfer_d, reply)``. With ``clients`` N
+identical clients (each with its own device and uplink) sharing the last
+device, that device serves N frames per cycle: its time counts N times.
+The first cut is chosen for the shortest cycle (ties: least latency); the
+later cuts of each row stay the fastest for latency, which is exact with
+two devices and an approximation beyond.
 """
 
 from __future__ import annotations
@@ -75,6 +85,18 @@ class ChainEstimate:
         """End-to-end predicted latency."""
         return sum(self.stages_ms) + sum(self.transfers_ms) + self.reply_ms
 
+    def cycle_ms(self, clients: int = 1) -> float:
+        """The pipeline's slowest stage: how often a frame can leave when frames stream through.
+
+        With ``clients`` sharing the last device, it computes that many frames per cycle.
+        """
+        return max(*self.stages_ms[:-1], self.stages_ms[-1] * clients, *self.transfers_ms, self.reply_ms)
+
+    def frames_per_s(self, clients: int = 1) -> float:
+        """Frames per second through the pipeline, for all ``clients`` together."""
+        cycle = self.cycle_ms(clients)
+        return math.inf if cycle <= 0 else clients * 1000.0 / cycle
+
     @property
     def energy_mj(self) -> float | None:
         """The first device's predicted energy (compute + transmit), when energy is known."""
@@ -91,6 +113,7 @@ class ChainPlan:
     links: tuple[Link, ...]
     rows: tuple[ChainEstimate, ...]
     objective: Objective = "latency"
+    clients: int = 1  # identical clients sharing the last device (the throughput objective)
 
     @property
     def best(self) -> ChainEstimate:
@@ -104,6 +127,8 @@ class ChainPlan:
     def _score(self, row: ChainEstimate) -> tuple[float, float]:
         if self.objective == "energy":
             return (row.energy_mj if row.energy_mj is not None else math.inf), row.total_ms
+        if self.objective == "throughput":
+            return row.cycle_ms(self.clients), row.total_ms
         return row.total_ms, 0.0
 
 
@@ -117,6 +142,7 @@ def plan_chain(
     reply_links: Sequence[Link] | None = None,
     energy: FirstDeviceEnergy | None = None,
     objective: Objective = "latency",
+    clients: int = 1,
 ) -> ChainPlan:
     """Plan cuts of an L-layer model over ``len(costs)`` devices in a chain.
 
@@ -125,10 +151,14 @@ def plan_chain(
     the hop from device ``d`` to ``d+1``; ``reply_links[d]`` the hop from
     device ``d+1`` back to ``d`` (default: no limit). ``energy`` gives every
     row the first device's energy; the ``energy`` objective needs it.
+    ``clients``: how many identical clients share the last device, for the
+    ``throughput`` objective (see the module's notes).
     """
     count = len(split_bytes) - 1
     _check(devices, costs, links, count)
     _check_energy(energy, objective, count)
+    if clients < 1:
+        raise SplitTracerError(f"clients must be at least 1, not {clients}")
     ok = list(allowed) if allowed is not None else [True] * (count + 1)
     back = list(reply_links) if reply_links is not None else [Link()] * len(links)
     prefix = [list(itertools.accumulate(c, initial=0.0)) for c in costs]
@@ -139,7 +169,7 @@ def plan_chain(
         raise SplitTracerError("no split point of this model is allowed, so there is nothing to plan")
     if energy is not None:
         rows = [_with_energy(r, energy, split_bytes, links[0]) for r in rows]
-    return ChainPlan(tuple(devices), tuple(links), tuple(rows), objective)
+    return ChainPlan(tuple(devices), tuple(links), tuple(rows), objective, clients)
 
 
 _Suffix = list[list[tuple[float, int]]]  # per device, per start cut: (best cost, next cut)
@@ -219,8 +249,8 @@ def _with_energy(
 
 
 def _check_energy(energy: FirstDeviceEnergy | None, objective: Objective, count: int) -> None:
-    if objective not in ("latency", "energy"):
-        raise SplitTracerError(f"unknown objective '{objective}'", hint="Use latency or energy.")
+    if objective not in ("latency", "energy", "throughput"):
+        raise SplitTracerError(f"unknown objective '{objective}'", hint="Use latency, energy or throughput.")
     if energy is None and objective == "energy":
         raise SplitTracerError("the energy objective needs the first device's per-layer energy")
     if energy is not None and len(energy.layer_mj) != count:

@@ -45,8 +45,8 @@ __all__ = [
     "whole_device_domains",
 ]
 
-Objective = Literal["latency", "energy"]
-OBJECTIVES: tuple[str, ...] = ("latency", "energy")
+Objective = Literal["latency", "energy", "throughput"]
+OBJECTIVES: tuple[str, ...] = ("latency", "energy", "throughput")
 
 RADIOS: dict[str, tuple[float, float]] = {
     "3g": (868.98, 817.88),

@@ -47,6 +47,7 @@ class SplitPrediction:
     dag: DagPlan | None
     objective: Objective = "latency"
     radio: RadioPower | None = None
+    clients: int = 1  # identical clients sharing the last device (throughput)
 
     @property
     def layer_names(self) -> tuple[str, ...]:
@@ -88,6 +89,7 @@ def predict_splits(
     dag: bool = False,
     objective: Objective = "latency",
     tx_power: RadioPower | None = None,
+    clients: int = 1,
 ) -> SplitPrediction:
     """Capture ``source`` and plan it over ``profiles`` (first device first).
 
@@ -95,6 +97,9 @@ def predict_splits(
     device's energy (:mod:`splittracer.plan.energy`) and needs ``tx_power``,
     its radio's power; with ``tx_power`` alone the energy is reported too,
     when the first device's profile has energy measurements.
+    ``objective="throughput"`` picks the split whose pipeline passes most
+    frames per second, with ``clients`` identical clients sharing the last
+    device (:mod:`splittracer.plan.chain`).
     """
     loaded = load_split_model(source, input_shape=input_shape, granularity=granularity, override=override)
     return predict_loaded(
@@ -107,6 +112,7 @@ def predict_splits(
         dag=dag,
         objective=objective,
         tx_power=tx_power,
+        clients=clients,
     )
 
 
@@ -121,10 +127,16 @@ def predict_loaded(
     dag: bool = False,
     objective: Objective = "latency",
     tx_power: RadioPower | None = None,
+    clients: int = 1,
 ) -> SplitPrediction:
     """Plan an already captured model (see :func:`predict_splits`)."""
     check_profiles(profiles)
     _check_objective(objective, tx_power, dag, len(profiles))
+    if clients != 1 and objective != "throughput":
+        raise SplitTracerError(
+            "clients share the last device's time in the throughput objective only",
+            hint="Plan with --objective throughput, or drop --clients.",
+        )
     grain = granularity_name(loaded.split)
     shape = tuple(loaded.spec.input_shape)
     graph = model_graph(loaded.split)
@@ -145,11 +157,12 @@ def predict_loaded(
         reply_links=back,
         energy=energy,
         objective=objective,
+        clients=clients,
     )
     placement = plan_dag(graph, costs[0].ms, costs[1].ms, links[0], reply=back[0]) if dag else None
     radio = tx_power if energy is not None else None
     return SplitPrediction(
-        source, shape, grain, graph, costs, tuple(links), back, chain, placement, objective, radio
+        source, shape, grain, graph, costs, tuple(links), back, chain, placement, objective, radio, clients
     )
 
 
@@ -161,7 +174,7 @@ def _check_objective(objective: Objective, tx_power: RadioPower | None, dag: boo
             "the energy objective needs the first device's radio power",
             hint="Give it: --tx-power 1.2W, or --tx-power lte (also 3g, wifi) for the measured model.",
         )
-    if objective == "energy" and dag:
+    if objective != "latency" and dag:
         raise SplitTracerError(
             "the DAG min-cut minimises latency only", hint="Drop --dag, or plan with --objective latency."
         )
@@ -175,6 +188,7 @@ def prediction_to_dict(plan: SplitPrediction) -> dict[str, Any]:
         "input_shape": list(plan.input_shape),
         "granularity": plan.granularity,
         "objective": plan.objective,
+        "clients": plan.clients,
         "devices": [
             {
                 "profile": c.profile,
@@ -222,6 +236,8 @@ def _estimate_dict(row: ChainEstimate, plan: SplitPrediction) -> dict[str, Any]:
         "bytes": list(row.bytes),
         "reply_ms": row.reply_ms,
         "total_ms": row.total_ms,
+        "cycle_ms": row.cycle_ms(plan.clients),
+        "frames_per_s": row.frames_per_s(plan.clients),
         **_energy_dict(row),
     }
 
