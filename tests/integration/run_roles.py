@@ -73,7 +73,7 @@ class FailingCamera(SplitHead):
         super().infer(task, ctx)
 
 
-class Blob(Task):
+class FloodItem(Task):
     """One of a flood of tasks."""
 
     x: torch.Tensor
@@ -96,7 +96,7 @@ class Flooder(Role):
     @handles(Flood)
     def flood(self, task: Flood, ctx: Context) -> None:
         for index in range(task.count):
-            ctx.send("sink", Blob(x=torch.zeros(256), index=index))
+            ctx.send("sink", FloodItem(x=torch.zeros(256), index=index))
         ctx.record("flood_sent", float(task.count))  # the moment the last send returned
         ctx.call("sink", Drain())
         ctx.finish()
@@ -105,8 +105,8 @@ class Flooder(Role):
 class SlowSink(Role):
     """Handles each task of a flood slowly, recording when it began one."""
 
-    @handles(Blob)
-    def blob(self, task: Blob, ctx: Context) -> None:
+    @handles(FloodItem)
+    def blob(self, task: FloodItem, ctx: Context) -> None:
         ctx.record("blob_started", float(task.index))
         time.sleep(0.002)
 

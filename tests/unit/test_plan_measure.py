@@ -61,8 +61,10 @@ def test_energy_per_layer_is_the_sensors_energy_per_call(resnet18_split):
     ratios = [(layer.energy_mj or 0.0) / (2 * layer.median_ms) for layer in measured.layers]
     assert 0.75 < statistics.median(ratios) < 1.25, ratios
     # One layer is a median of five rounds: a busy machine can skew a short layer's share
-    # twofold; a unit slip (J for mJ, per loop for per call) is off by 5x or more.
-    assert all(0.25 < r < 4.0 for r in ratios), ratios
+    # twofold, and a layer of microseconds is mostly the sensor reads around it, so only layers of
+    # half a millisecond or more are held to it; a unit slip (J for mJ) is off by far more.
+    long_layers = [r for r, layer in zip(ratios, measured.layers) if layer.median_ms >= 0.5]
+    assert long_layers and all(0.25 < r < 4.0 for r in long_layers), ratios
     record = model_record(measured, resnet18_split)
     assert record.has_energy and record.energy_domains == ("rapl/package-0",)
 
