@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import textwrap
 import threading
@@ -140,6 +141,44 @@ def test_participant_killed_on_a_lab_host(registry: Registry, tmp_path: Path):
     assert "cloud" in outcome.error  # type: ignore[attr-defined]
     assert len(store.spans(run_id)) >= recorded
     assert _run_dirs() <= before
+
+
+def test_controller_killed_while_its_participants_run_on_lab_hosts(registry: Registry, tmp_path: Path):
+    """SIGKILL of `splittracer run`: the lab hosts' participants end with their SSH sessions, and
+    each device's wrapper removes the run's folder (RELIABILITY.md, controller killed)."""
+    before = _run_dirs()
+    ws = init_workspace(tmp_path / "ws")
+    (ws.experiments_dir / "lab.yaml").write_text(
+        textwrap.dedent(MANIFEST).replace("repeats: 4", "repeats: 50")  # never ends by itself in time
+    )
+    env = {**os.environ, "SPLITTRACER_DEVICES": str(registry.path)}
+    command = [sys.executable, "-m", "splittracer", "run", "lab", "--workspace", str(ws.root), "--no-plot"]
+    controller = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        store = ResultsStore(ws.results_db)
+        run_id, _ = _wait_for_inferences(store, minimum=3)
+        pids = [p.pid for p in store.get_run(run_id).record.participants.values()]
+        assert all(_alive(pid) for pid in pids)  # the lab hosts share this machine's process table
+        controller.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        controller.wait(timeout=10)
+        while any(_alive(pid) for pid in pids) and time.monotonic() - killed_at < 30:
+            time.sleep(0.1)
+        gone_s = time.monotonic() - killed_at
+    finally:
+        if controller.poll() is None:
+            controller.kill()
+            controller.wait(timeout=10)
+    print(f"lab participants gone {gone_s:.1f} s after the controller's SIGKILL")
+    assert gone_s < 5.0, f"lab participants still running {gone_s:.1f} s after the kill"
+    deadline = time.monotonic() + 10
+    while _run_dirs() - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _run_dirs() <= before  # nothing of the run is left on the hosts
+
+
+def _alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists() and not _zombie(pid)
 
 
 MIXED = """
