@@ -52,7 +52,7 @@ def candidate_shapes(name: str) -> list[str]:
     if kind == "video":
         return [f"1,3,{t},{s},{s}" for t, s in ((4, 32), (8, 64), (8, 112), (16, 112), (16, 224))]
     if kind == "optical flow":
-        return ["1,3,128,128", "1,3,224,224"]
+        return ["1,2,3,128,128", "1,2,3,224,224"]  # two frames
     return [f"1,3,{s},{s}" for s in (32, 64, 96, 128, 224, 299)]
 
 
