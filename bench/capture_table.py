@@ -74,6 +74,7 @@ def one(name: str, granularity: str) -> dict[str, object]:
     except Exception as exc:  # a model that fails in torch: its row says how
         row["reason"] = _one_line(f"{type(exc).__name__}: {exc}")
     row["seconds"] = round(time.perf_counter() - started, 1)
+    row["cpu_s"] = round(time.process_time(), 1)  # the whole child, imports included
     return row
 
 
@@ -204,8 +205,8 @@ def read_rows(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def page(rows: list[dict[str, object]], args: argparse.Namespace, listed: int) -> str:
-    """The Markdown page: how it was made, counts per family, one row per builder."""
+def page(rows: list[dict[str, object]], names: list[str], args: argparse.Namespace, listed: int) -> str:
+    """The Markdown page: how it was made, counts per family, one row per builder walked."""
     import datetime
     import platform
 
@@ -225,33 +226,50 @@ def page(rows: list[dict[str, object]], args: argparse.Namespace, listed: int) -
         "model is captured (export, fx, sequence, eager: whichever works first; *captured by*) "
         f"at granularity `{args.granularity}`, and every split point is run as head then tail and "
         "compared with the full model (*verified*: exact within 1e-4). *seconds*: build, "
-        "capture and verification, wall time.",
+        "capture and verification, wall time on a machine busy with other work; *CPU s*: the "
+        "child's CPU time, imports included (what the cap counts).",
         "",
-        f"- machine: {os.cpu_count()} CPU cores ({platform.machine()}), shared with other work, "
-        f"torch {torch.__version__}, torchvision {torchvision.__version__}",
+        f"- machine: {os.cpu_count()} CPU cores ({platform.machine()}), {_memory_gib()} GiB memory, "
+        f"shared with other work; torch {torch.__version__}, torchvision {torchvision.__version__}",
         f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
         f"- command: `{command}`",
-        f"- builders: {len(rows)} of the {listed} torchvision lists",
+        f"- builders walked: {len(rows)} of the {listed} torchvision lists",
+        *_not_walked(rows, names),
         "",
-        "| family | builders | split and verified | failed | over a cap |",
-        "| --- | --- | --- | --- | --- |",
-        *_counts(rows),
+        "| family | builders | walked | split and verified | failed | over a cap |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *_counts(rows, names),
         "",
-        "| model | family | input | captured by | split points | verified | why not | seconds |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | family | input | captured by | split points | verified | why not | seconds | CPU s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     order = sorted(rows, key=lambda r: (ORDER.index(str(r["family"])), str(r["model"])))
     return "\n".join(head + [row_line(r) for r in order]) + "\n"
 
 
-def _counts(rows: list[dict[str, object]]) -> list[str]:
+def _counts(rows: list[dict[str, object]], names: list[str]) -> list[str]:
     lines = []
     for kind in [*ORDER, "all"]:
         mine = [r for r in rows if kind in ("all", r["family"])]
+        total = sum(1 for n in names if kind in ("all", family(n)))
         good = sum(1 for r in mine if not r.get("reason") and r.get("verified"))
         capped = sum(1 for r in mine if "cap" in str(r.get("reason", "")))
-        lines.append(f"| {kind} | {len(mine)} | {good} | {len(mine) - good - capped} | {capped} |")
+        failed = len(mine) - good - capped
+        lines.append(f"| {kind} | {total} | {len(mine)} | {good} | {failed} | {capped} |")
     return lines
+
+
+def _not_walked(rows: list[dict[str, object]], names: list[str]) -> list[str]:
+    """The builders asked for that have no row yet: the walk was stopped (running it again resumes)."""
+    walked = {r["model"] for r in rows}
+    left = [n for n in names if n not in walked]
+    if not left:
+        return []
+    return [f"- not walked yet ({len(left)}; the same command resumes the walk): {', '.join(left)}"]
+
+
+def _memory_gib() -> int:
+    return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)
 
 
 def row_line(r: dict[str, object]) -> str:
@@ -259,7 +277,7 @@ def row_line(r: dict[str, object]) -> str:
     return (
         f"| {r['model']} | {r['family']} | {r.get('shape', '')} | {r.get('method', '—')} | "
         f"{r.get('points', '—')} | {r.get('verified', '—')} | {r.get('reason', '')} | "
-        f"{r.get('seconds', '')} |"
+        f"{r.get('seconds', '')} | {r.get('cpu_s', '')} |"
     )
 
 
@@ -292,7 +310,7 @@ def main() -> None:
     if not args.table_only:
         walk(names, args)
     rows = [r for r in read_rows(args.rows) if r["model"] in names]
-    args.out.write_text(page(rows, args, len(torchvision.models.list_models())))
+    args.out.write_text(page(rows, names, args, len(torchvision.models.list_models())))
     print(f"wrote {args.out}", file=sys.stderr)
 
 
