@@ -134,7 +134,7 @@ def walk(names: list[str], args: argparse.Namespace) -> None:
     A builder already in ``args.rows`` is not run again, so a walk that was
     stopped resumes where it left off.
     """
-    done = {str(r["model"]) for r in read_rows(args.rows)}
+    done = {str(r["model"]) for r in read_rows(args.rows) if not (args.retry_capped and _capped(r))}
     todo = sorted((n for n in names if n not in done), key=lambda n: (ORDER.index(family(n)), n))
     running: dict[str, tuple[subprocess.Popen[str], float]] = {}
     while todo or running:
@@ -142,7 +142,7 @@ def walk(names: list[str], args: argparse.Namespace) -> None:
             name = todo.pop(0)
             running[name] = (_start(name, args), time.monotonic())
         for name, (child, started) in list(running.items()):
-            over = time.monotonic() - started > args.limit_s * WALL_FACTOR
+            over = time.monotonic() - started > args.wall_s
             if child.poll() is None and not over:
                 continue
             if over:
@@ -154,9 +154,6 @@ def walk(names: list[str], args: argparse.Namespace) -> None:
             print(_line(row), file=sys.stderr, flush=True)
             del running[name]
         time.sleep(0.5)
-
-
-WALL_FACTOR = 4  # a child waiting for the CPU behind other work gets this many times its CPU cap in wall time
 
 
 def _start(name: str, args: argparse.Namespace) -> subprocess.Popen[str]:
@@ -187,7 +184,7 @@ def _row(
         row: dict[str, object] = json.loads(lines[-1])
         return row
     if over:
-        reason = f"over the wall-time cap ({args.limit_s * WALL_FACTOR} s) on this loaded machine"
+        reason = f"over the wall-time cap ({args.wall_s} s) on this loaded machine"
     elif code in (-signal.SIGXCPU, -signal.SIGKILL) and "MemoryError" not in err:
         reason = f"over the {args.limit_s} s CPU-time cap (one thread)"
     elif "MemoryError" in err or "alloc" in err.lower():
@@ -199,10 +196,15 @@ def _row(
 
 
 def read_rows(path: Path) -> list[dict[str, object]]:
-    """The rows a walk has written so far."""
+    """The rows a walk has written so far: the latest of each builder."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return list({str(r["model"]): r for r in rows}.values())
+
+
+def _capped(row: dict[str, object]) -> bool:
+    return "cap" in str(row.get("reason", ""))
 
 
 def page(rows: list[dict[str, object]], names: list[str], args: argparse.Namespace, listed: int) -> str:
@@ -215,7 +217,7 @@ def page(rows: list[dict[str, object]], names: list[str], args: argparse.Namespa
 
     command = "nice -n 19 python bench/capture_table.py " + ("--all" if args.all else f"--only '{args.only}'")
     command += f" --granularity {args.granularity} --limit-s {args.limit_s} --memory-gib {args.memory_gib}"
-    command += f" --jobs {args.jobs}"
+    command += f" --wall-s {args.wall_s} --jobs {args.jobs}"
     head = [
         "# Which torchvision models split",
         "",
@@ -253,7 +255,7 @@ def _counts(rows: list[dict[str, object]], names: list[str]) -> list[str]:
         mine = [r for r in rows if kind in ("all", r["family"])]
         total = sum(1 for n in names if kind in ("all", family(n)))
         good = sum(1 for r in mine if not r.get("reason") and r.get("verified"))
-        capped = sum(1 for r in mine if "cap" in str(r.get("reason", "")))
+        capped = sum(1 for r in mine if _capped(r))
         failed = len(mine) - good - capped
         lines.append(f"| {kind} | {total} | {len(mine)} | {good} | {failed} | {capped} |")
     return lines
@@ -293,12 +295,15 @@ def main() -> None:
     parser.add_argument("--granularity", default="block")
     parser.add_argument("--limit-s", type=int, default=120, help="CPU-time cap per model (one thread)")
     parser.add_argument("--memory-gib", type=int, default=6, help="memory cap per model")
+    parser.add_argument("--wall-s", type=int, help="wall-time backstop per model (default: 4 x --limit-s)")
     parser.add_argument("--jobs", type=int, default=1, help="models walked at once")
+    parser.add_argument("--retry-capped", action="store_true", help="run builders over a cap again")
     parser.add_argument("--rows", type=Path, default=Path("capture-rows.jsonl"), help="rows so far (resumes)")
     parser.add_argument("--out", type=Path, default=Path("docs/capture-table.md"))
     parser.add_argument("--table-only", action="store_true", help="write the table from --rows, run nothing")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.wall_s = args.wall_s or 4 * args.limit_s  # a child behind other work waits for the CPU
     if args.one:
         print(json.dumps(one(args.one, args.granularity)))
         return
