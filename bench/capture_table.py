@@ -25,8 +25,10 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 VIDEO_SHAPE = "1,3,8,112,112"
 FAMILIES = {
@@ -72,7 +74,10 @@ def one(name: str, granularity: str) -> dict[str, object]:
     except SplitTracerError as exc:
         row["reason"] = _one_line(exc.message)
     except Exception as exc:  # a model that fails in torch: its row says how
-        row["reason"] = _one_line(f"{type(exc).__name__}: {exc}")
+        short = isinstance(exc, MemoryError) or "can't allocate memory" in str(exc)
+        row["reason"] = (
+            "out of memory under the memory cap" if short else _one_line(f"{type(exc).__name__}: {exc}")
+        )
     row["seconds"] = round(time.perf_counter() - started, 1)
     row["cpu_s"] = round(time.process_time(), 1)  # the whole child, imports included
     return row
@@ -136,19 +141,19 @@ def walk(names: list[str], args: argparse.Namespace) -> None:
     """
     done = {str(r["model"]) for r in read_rows(args.rows) if not (args.retry_capped and _capped(r))}
     todo = sorted((n for n in names if n not in done), key=lambda n: (ORDER.index(family(n)), n))
-    running: dict[str, tuple[subprocess.Popen[str], float]] = {}
+    running: dict[str, tuple[Child, float]] = {}
     while todo or running:
         while todo and len(running) < args.jobs:
             name = todo.pop(0)
             running[name] = (_start(name, args), time.monotonic())
-        for name, (child, started) in list(running.items()):
+        for name, ((child, out, err), started) in list(running.items()):
             over = time.monotonic() - started > args.wall_s
             if child.poll() is None and not over:
                 continue
             if over:
                 child.kill()
-            out, err = child.communicate()
-            row = _row(name, child.returncode, out, err, over, args)
+            child.wait()
+            row = _row(name, child.returncode, _read(out), _read(err), over, args)
             with args.rows.open("a") as rows:
                 rows.write(json.dumps(row) + "\n")
             print(_line(row), file=sys.stderr, flush=True)
@@ -156,7 +161,10 @@ def walk(names: list[str], args: argparse.Namespace) -> None:
         time.sleep(0.5)
 
 
-def _start(name: str, args: argparse.Namespace) -> subprocess.Popen[str]:
+Child = tuple[subprocess.Popen[str], IO[str], IO[str]]  # the process and its stdout and stderr files
+
+
+def _start(name: str, args: argparse.Namespace) -> Child:
     """One child: one torch thread, a CPU-time cap and a memory cap the kernel enforces."""
     import os
     import resource
@@ -168,9 +176,20 @@ def _start(name: str, args: argparse.Namespace) -> subprocess.Popen[str]:
 
     command = [sys.executable, __file__, "--one", name, "--granularity", args.granularity]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=limits
-    )
+    # Files, not pipes: a child that prints a lot must not block on a pipe nobody reads until it
+    # ends. They outlive this function: _read closes them when the child is done.
+    out = tempfile.TemporaryFile("w+")  # noqa: SIM115
+    err = tempfile.TemporaryFile("w+")  # noqa: SIM115
+    child = subprocess.Popen(command, stdout=out, stderr=err, text=True, env=env, preexec_fn=limits)
+    return child, out, err
+
+
+def _read(stream: IO[str]) -> str:
+    """All a child wrote to one of its files."""
+    stream.seek(0)
+    text = stream.read()
+    stream.close()
+    return text
 
 
 def _row(
