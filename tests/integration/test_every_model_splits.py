@@ -20,6 +20,8 @@ MODELS = [
     # segmentation (OrderedDict output) and a detector (eager: data-dependent post-processing)
     ("torchvision:lraspp_mobilenet_v3_large", (1, 3, 64, 64), "block"),
     ("torchvision:fasterrcnn_mobilenet_v3_large_320_fpn", (1, 3, 128, 128), "block"),
+    # optical flow: both frames in one tensor, RAFT's iterative refinement inside the graph
+    ("torchvision:raft_small", (1, 2, 3, 128, 128), "block"),
 ]
 
 

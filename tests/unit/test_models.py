@@ -112,6 +112,21 @@ def test_video_builder_gets_a_clip_shape(no_network):
     assert load_model("torchvision:r3d_18").input_shape == (1, 3, 16, 112, 112)
 
 
+def test_optical_flow_takes_both_frames_in_one_tensor(no_network):
+    spec = load_model("torchvision:raft_small")
+    assert spec.input_shape == (1, 2, 3, 128, 128)
+    from torchvision.models.optical_flow import RAFT
+
+    frames = torch.randn(spec.input_shape, generator=torch.Generator().manual_seed(0))
+    model = spec.module
+    with torch.no_grad():
+        flows = model(frames)
+        plain = RAFT.forward(model, frames[:, 0], frames[:, 1])
+    assert [f.shape for f in flows] == [(1, 2, 128, 128)] * 12
+    torch.testing.assert_close(flows[-1], plain[-1], rtol=0, atol=0)
+    assert {name for name, _m in model.named_children()} >= {"feature_encoder", "update_block"}
+
+
 def test_a_builder_that_downloads_is_one_clear_error(monkeypatch, no_network):
     import torch.hub
     import torchvision

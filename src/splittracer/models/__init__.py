@@ -4,9 +4,9 @@ Sources, by prefix:
 
 ``torchvision:NAME``
     Any model torchvision knows (classification, detection, segmentation,
-    video), with random weights -- backbone weights too -- unless a local
-    weights file is given. Nothing is downloaded: a builder that tries is a
-    ModelError naming the URL.
+    video, optical flow: both frames stacked on dim 1), with random weights
+    -- backbone weights too -- unless a local weights file is given. Nothing
+    is downloaded: a builder that tries is a ModelError naming the URL.
 ``ultralytics:FILE.yaml``
     A YOLO model built from the ``ultralytics`` package's own model yaml
     (optional extra ``splittracer[yolo]``), random weights, no download.
@@ -107,13 +107,34 @@ def _build_torchvision(name: str) -> tuple[nn.Module, tuple[int, ...]]:
     offline = {key: None for key in inspect.signature(builder).parameters if key.startswith("weights")}
     with no_downloads(f"torchvision:{name}"):
         module = builder(**offline)
+    if ".optical_flow." in builder.__module__:
+        _take_frame_pairs(module)
     return module, _torchvision_shape(name, builder.__module__)
+
+
+class _OnFramePairs:
+    """An optical-flow model's forward on one tensor: both frames stacked on dim 1, (N, 2, 3, H, W)."""
+
+    def forward(self, frames: torch.Tensor) -> object:
+        return super().forward(frames[:, 0], frames[:, 1])  # type: ignore[misc]
+
+
+def _take_frame_pairs(module: nn.Module) -> None:
+    """Give a two-image model (RAFT) the one-tensor input every split part takes.
+
+    The class is swapped rather than the model wrapped, so its modules keep
+    their own names (``feature_encoder``, ``update_block``) as layers.
+    """
+    kind = type(module)
+    module.__class__ = type(f"{kind.__name__}OnFramePairs", (_OnFramePairs, kind), {})
 
 
 def _torchvision_shape(name: str, where: str) -> tuple[int, ...]:
     """The input a torchvision builder expects: video models take frames, Inception 299 pixels."""
     if ".video." in where:
         return (1, 3, 16, 112, 112)
+    if ".optical_flow." in where:
+        return (1, 2, 3, 128, 128)  # two frames; RAFT's correlation pyramid needs 128 pixels or more
     size = 299 if "inception_v3" in name else 224
     return (1, 3, size, size)
 
