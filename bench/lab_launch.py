@@ -13,19 +13,16 @@ inference starting (both on the controller's clock), and the ratio.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import asyncssh
 from _lab import machine, median, workspace
 
 from splittracer.controller.placement import deployer_for_plan
 from splittracer.controller.resolve import resolve_run
 from splittracer.controller.run import run_experiment
-from splittracer.devices.registry import Device, Registry
+from splittracer.devices.registry import Registry
 from splittracer.lab import Testbed
 from splittracer.metrics.store import ResultsStore
 
@@ -42,28 +39,9 @@ playbook:
 """
 
 
-def pair(testbed: Testbed, registry: Registry, key_dir: Path) -> None:
-    state = testbed.read_state()
-    assert state is not None
-    key = asyncssh.generate_private_key("ssh-ed25519")
-    key_path = key_dir / "id_ed25519"
-    key.write_private_key(str(key_path))
-    os.chmod(key_path, 0o600)
-    for name, host in zip(("lab-phone", "lab-cloud"), state.hosts):
-        testbed.authorize_key(host.name, key.export_public_key().decode(), user="root")
-        registry.put(
-            Device(
-                name=name,
-                host=host.address,
-                port=host.port,
-                user="root",
-                key=key_path,
-                host_key=host.host_key,
-                fingerprint=host.host_key_fingerprint,
-                python=sys.executable,
-                listen_host=host.address,
-            )
-        )
+def pair(testbed: Testbed, registry: Registry) -> None:
+    """Both hosts paired as root by the lab's key, with this machine's Python."""
+    testbed.pair_as_root(registry.path, ["lab-phone", "lab-cloud"])
 
 
 def launch_s(ws_root: Path, name: str, registry: Registry) -> float:
@@ -91,7 +69,7 @@ def main() -> None:
     testbed.up(2, "10mbit")
     try:
         registry = Registry(state_dir / "bench-devices.yaml")
-        pair(testbed, registry, state_dir)
+        pair(testbed, registry)
         ws = workspace(
             {
                 "lab": MANIFEST.replace("NAME", "lab")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import subprocess
@@ -37,13 +36,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import asyncssh
 from _lab import machine, median, workspace
 
 from splittracer.controller.placement import deployer_for_plan
 from splittracer.controller.resolve import resolve_run
 from splittracer.controller.run import run_experiment
-from splittracer.devices.registry import Device, Registry
+from splittracer.devices.registry import Registry
 from splittracer.lab import LabNetwork, Testbed
 from splittracer.metrics.store import ResultsStore
 from splittracer.workspace import open_workspace
@@ -67,30 +65,12 @@ playbook:
 """
 
 
-def pair(testbed: Testbed, registry: Registry, key_dir: Path) -> list[str]:
-    """Pair every host as root by a fresh key, with this machine's Python; their device names."""
+def pair(testbed: Testbed, registry: Registry) -> list[str]:
+    """Pair every host as root by the lab's key, with this machine's Python; their device names."""
     state = testbed.read_state()
     assert state is not None
-    key = asyncssh.generate_private_key("ssh-ed25519")
-    key_path = key_dir / "id_ed25519"
-    key.write_private_key(str(key_path))
-    os.chmod(key_path, 0o600)
-    names = []
-    for host in state.hosts:
-        testbed.authorize_key(host.name, key.export_public_key().decode(), user="root")
-        device = Device(
-            name=f"{host.name}-root",
-            host=host.address,
-            port=host.port,
-            user="root",
-            key=key_path,
-            host_key=host.host_key,
-            fingerprint=host.host_key_fingerprint,
-            python=sys.executable,
-            listen_host=host.address,
-        )
-        registry.put(device)
-        names.append(device.name)
+    names = [f"{host.name}-root" for host in state.hosts]
+    testbed.pair_as_root(registry.path, names)
     return names
 
 
@@ -194,7 +174,7 @@ Measured = tuple[dict[int, list[tuple[float, float, float]]], dict[int, dict[str
 def measure(testbed: Testbed, state_dir: Path, runs: int) -> Measured:
     """Launch times, controller costs, and the deployments' run folders' names on the hosts."""
     registry = Registry(state_dir / "bench-devices.yaml")
-    devices = pair(testbed, registry, state_dir)
+    devices = pair(testbed, registry)
     ws = workspace(manifests(devices))
     launches: dict[int, list[tuple[float, float, float]]] = {1: [], 8: []}
     for _ in range(runs):

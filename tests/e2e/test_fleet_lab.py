@@ -7,22 +7,18 @@ other test uses (prefix ``fi``, 198.18.6.0/24), unshaped: only the fleet's bookk
 
 from __future__ import annotations
 
-import os
-import sys
 import textwrap
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-import asyncssh
 import pytest
 
 from splittracer.clock import now_ns
 from splittracer.controller.placement import deployer_for_plan
 from splittracer.controller.resolve import resolve_run
 from splittracer.controller.run import RunObserver, run_experiment
-from splittracer.devices.registry import Device, Registry
-from splittracer.lab import LabNetwork, Testbed, TestbedState
+from splittracer.lab import LabNetwork, Testbed
 from splittracer.metrics.spans import client_of
 from splittracer.metrics.store import ResultsStore
 from splittracer.workspace import init_workspace
@@ -57,31 +53,6 @@ class _StopTime(RunObserver):
             self.stopping_ns = now_ns()
 
 
-def _pair_as_root(testbed: Testbed, state: TestbedState, tmp_path: Path) -> Registry:
-    """Every host paired as root by key, with this machine's Python (which has torch)."""
-    key = asyncssh.generate_private_key("ssh-ed25519")
-    key_path = tmp_path / "id_ed25519"
-    key.write_private_key(str(key_path))
-    os.chmod(key_path, 0o600)
-    registry = Registry(tmp_path / "devices.yaml")
-    for name, host in zip(CAMERAS, state.hosts, strict=True):
-        testbed.authorize_key(host.name, key.export_public_key().decode(), user="root")
-        registry.put(
-            Device(
-                name=name,
-                host=host.address,
-                port=host.port,
-                user="root",
-                key=key_path,
-                host_key=host.host_key,
-                fingerprint=host.host_key_fingerprint,
-                python=sys.executable,
-                listen_host=host.address,
-            )
-        )
-    return registry
-
-
 def test_four_lab_hosts_share_one_edge(tmp_path: Path, claim_lab: Callable[[LabNetwork], list[str]]) -> None:
     reason = lab_skip_reason()
     if reason is not None:
@@ -90,7 +61,7 @@ def test_four_lab_hosts_share_one_edge(tmp_path: Path, claim_lab: Callable[[LabN
     testbed = Testbed(tmp_path / "state", NETWORK)
     state = testbed.up(len(CAMERAS), ready=False)
     try:
-        registry = _pair_as_root(testbed, state, tmp_path)
+        registry = testbed.pair_as_root(tmp_path / "devices.yaml", CAMERAS)
         ws = init_workspace(tmp_path / "ws")
         manifest = FAN_IN.replace("DEVICES", "[" + ", ".join(CAMERAS) + "]")
         (ws.experiments_dir / "fan-in.yaml").write_text(textwrap.dedent(manifest))

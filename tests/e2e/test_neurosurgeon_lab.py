@@ -13,13 +13,12 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import asyncssh
 import pytest
 
 from splittracer.controller.placement import deployer_for_plan
 from splittracer.controller.resolve import resolve_run
 from splittracer.controller.run import run_experiment
-from splittracer.devices.registry import Device, Registry
+from splittracer.devices.registry import Registry
 from splittracer.lab import Testbed, TestbedState
 from splittracer.metrics.store import ResultsStore
 from splittracer.workspace import init_workspace
@@ -44,28 +43,7 @@ playbook:
 @pytest.fixture
 def registry(lab_testbed: Testbed, lab: TestbedState, tmp_path: Path) -> Registry:
     """Both lab hosts paired as root by key (this machine's Python, with torch, is root's)."""
-    key = asyncssh.generate_private_key("ssh-ed25519")
-    key_path = tmp_path / "id_ed25519"
-    key.write_private_key(str(key_path))
-    os.chmod(key_path, 0o600)
-    public = key.export_public_key().decode()
-    registry = Registry(tmp_path / "devices.yaml")
-    for name, host in zip(("lab-phone", "lab-cloud"), lab.hosts):
-        lab_testbed.authorize_key(host.name, public, user="root")
-        registry.put(
-            Device(
-                name=name,
-                host=host.address,
-                port=host.port,
-                user="root",
-                key=key_path,
-                host_key=host.host_key,
-                fingerprint=host.host_key_fingerprint,
-                python=sys.executable,
-                listen_host=host.address,
-            )
-        )
-    return registry
+    return lab_testbed.pair_as_root(tmp_path / "devices.yaml", ["lab-phone", "lab-cloud"])
 
 
 def test_neurosurgeon_across_two_lab_hosts(registry: Registry, tmp_path: Path):

@@ -17,14 +17,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import asyncssh
 import pytest
 
 import splittracer
 from splittracer.controller.placement import deployer_for_plan
 from splittracer.controller.resolve import resolve_run
 from splittracer.controller.run import RunObserver, RunOutcome, run_experiment
-from splittracer.devices.registry import Device, Registry
+from splittracer.devices.registry import Registry
 from splittracer.lab import LabNetwork, Testbed, TestbedState
 from splittracer.lab.network import namespace_pids
 from splittracer.metrics.store import ResultsStore
@@ -131,31 +130,11 @@ class _Stopping(RunObserver):
 
 def _paired_as_root(testbed: Testbed, lab: TestbedState, tmp_path: Path) -> Registry:
     """Both hosts paired as root by key, running this machine's Python with this splittracer."""
-    key = asyncssh.generate_private_key("ssh-ed25519")
-    key_path = tmp_path / "id_ed25519"
-    key.write_private_key(str(key_path))
-    os.chmod(key_path, 0o600)
     python = tmp_path / "python"
     source = Path(splittracer.__file__).resolve().parents[1]
     python.write_text(f'#!/bin/sh\nPYTHONPATH={source} exec {sys.executable} "$@"\n')
     python.chmod(0o755)
-    registry = Registry(tmp_path / "devices.yaml")
-    for name, host in zip(("np-phone", "np-cloud"), lab.hosts):
-        testbed.authorize_key(host.name, key.export_public_key().decode(), user="root")
-        registry.put(
-            Device(
-                name=name,
-                host=host.address,
-                port=host.port,
-                user="root",
-                key=key_path,
-                host_key=host.host_key,
-                fingerprint=host.host_key_fingerprint,
-                python=str(python),
-                listen_host=host.address,
-            )
-        )
-    return registry
+    return testbed.pair_as_root(tmp_path / "devices.yaml", ["np-phone", "np-cloud"], python=str(python))
 
 
 def _wait_for_inferences(store: ResultsStore, minimum: int) -> int:

@@ -59,6 +59,7 @@ __all__ = [
     "describe_rate",
     "known_hosts_text",
     "load_state",
+    "paired_entry",
     "registry_document",
     "remove_state_files",
     "save_state",
@@ -188,17 +189,32 @@ def registry_document(hosts: Sequence[LabHost], key: Path | None = None) -> dict
 
 
 def _device_entry(host: LabHost, key: Path | None) -> dict[str, Any]:
-    entry: dict[str, Any] = {
+    if key is not None:
+        return paired_entry(host, key)
+    return {
         "host": host.address,
         "port": host.port,
-        "user": LAB_USER if key is not None else host.user,
+        "user": host.user,
         "host_key": host.host_key,
         "fingerprint": host.host_key_fingerprint,
         "tags": ["testbed"],
     }
-    if key is not None:
-        entry.update(key=str(key), python=sys.executable, listen_host=host.address)
-    return entry
+
+
+def paired_entry(host: LabHost, key: Path, python: str | None = None) -> dict[str, Any]:
+    """A registry entry for ``host`` paired as root by ``key``: it runs ``python`` (default this
+    machine's) and listens for peers at the host's address."""
+    return {
+        "host": host.address,
+        "port": host.port,
+        "user": LAB_USER,
+        "host_key": host.host_key,
+        "fingerprint": host.host_key_fingerprint,
+        "tags": ["testbed"],
+        "key": str(key),
+        "python": python or sys.executable,
+        "listen_host": host.address,
+    }
 
 
 def known_hosts_text(hosts: Sequence[LabHost]) -> str:

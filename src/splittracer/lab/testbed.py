@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..devices.limits import ResourceLimits
+from ..devices.registry import Device, Registry
 from .errors import TestbedError
 from .hostlimits import HostCgroups, remove_host_cgroups
 from .network import (
@@ -54,6 +55,7 @@ from .sshd import (
     write_sshd_config,
 )
 from .state import (
+    CLIENT_KEY_FILE,
     KNOWN_HOSTS_FILE,
     REGISTRY_FILE,
     STATE_FILE,
@@ -63,6 +65,7 @@ from .state import (
     TestbedStatus,
     default_state_dir,
     load_state,
+    paired_entry,
     remove_state_files,
     save_state,
     state_files,
@@ -236,6 +239,29 @@ class Testbed:
             return lab_host.root_authorized_keys
         add_authorized_key(lab_host.authorized_keys, public_key, owner=lab_host.user)
         return lab_host.authorized_keys
+
+    def pair_as_root(
+        self, registry: Path, names: Sequence[str] | None = None, *, python: str | None = None
+    ) -> Registry:
+        """A device registry at ``registry`` with every host paired as root by the lab's own key.
+
+        What ``up(ready=True)`` writes, under names of the caller's choice (``names``, one per
+        host in order; default the hosts' names) and without making a runtime: each entry runs
+        ``python`` (default this machine's) and listens at its host's address. The key is the
+        lab's (made in the state folder when ``up`` did not make one), removed by ``down``.
+        """
+        state = self._require_state()
+        labels = list(names) if names is not None else [h.name for h in state.hosts]
+        if len(labels) != len(state.hosts):
+            raise TestbedError(f"{len(labels)} device names for {len(state.hosts)} lab hosts")
+        key = self.state_dir / CLIENT_KEY_FILE
+        if not key.exists():
+            make_client_key(self.state_dir)
+        authorize_client_key(key, state.hosts)
+        devices = Registry(registry)
+        for label, host in zip(labels, state.hosts):
+            devices.put(Device.model_validate({**paired_entry(host, key, python), "name": label}))
+        return devices
 
     def _require_state(self) -> TestbedState:
         state = self.read_state()
