@@ -293,7 +293,8 @@ def test_a_lab_left_by_a_killed_session_is_removed_by_the_next_claim(tmp_path: P
         "from pathlib import Path\n"
         "from splittracer.lab import LabNetwork, Testbed\n"
         "claim = socket.socket(socket.AF_UNIX); claim.bind('\\0splittracer-test-lab-kl')\n"
-        "Testbed(Path(sys.argv[1]), LabNetwork(prefix='kl', subnet=3)).up(1)\n"
+        # ready=False: a runtime made by a killed session is not the next claim's to remove
+        "Testbed(Path(sys.argv[1]), LabNetwork(prefix='kl', subnet=3)).up(1, ready=False)\n"
         "print('up', flush=True); time.sleep(120)\n"
     )
     session = subprocess.Popen(
