@@ -19,13 +19,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-from torch.utils import _pytree as pytree
+from typing import TYPE_CHECKING, Any
 
 from .errors import RunError
 from .roles import Context
+
+if TYPE_CHECKING:  # built-in task modules import this one; the controller must not import torch
+    import torch
 
 ARRIVALS = ("constant", "poisson")
 OPEN_LOOP_BOUND = 64  # frames in flight at most, open loop: more are dropped
@@ -282,6 +282,8 @@ class Batcher:
             self._close(key, batch)
             items = list(batch.items)
         batch.started.set()
+        import torch
+
         try:
             stacked = [torch.cat(column) for column in zip(*items, strict=True)]
             out = ctx.run_layers(key[0], key[1], *stacked, final=key[2])
@@ -296,6 +298,9 @@ class Batcher:
 
 def _unstack(out: Any, sizes: list[int]) -> list[Any]:
     """Each request's slice of a batched output (tensors split along dimension 0)."""
+    import torch
+    from torch.utils import _pytree as pytree
+
     leaves, spec = pytree.tree_flatten(out)
     total = sum(sizes)
     parts: list[Any] = []

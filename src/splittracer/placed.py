@@ -25,21 +25,19 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
-
-import torch
-from torch.utils import _pytree as pytree
+from typing import TYPE_CHECKING, TypeVar
 
 from .errors import RunError
 from .plan.chain import Link
-from .plan.dag import plan_dag
-from .plan.graph import model_graph
 from .plan.online import PlannerInputs
 from .roles import Context
-from .split.model import Placement, SplitModel
-from .split.parts import compact
-from .split.placement import PlacementSpec, layer_set, named_ranges
 from .tasks import Task
+
+if TYPE_CHECKING:  # the controller imports the task types, never runs a placement: no torch there
+    import torch
+
+    from .split.model import Placement, SplitModel
+    from .split.placement import PlacementSpec
 
 __all__ = [
     "Placed",
@@ -81,6 +79,9 @@ def placed(model: SplitModel, spec: PlacementSpec | Placement) -> Placed:
     A chain (``1-3|4-6``: every device's layers but the last's) is labelled by
     its devices' sets; its bytes and tensors are those of the first hop.
     """
+    from .split.model import Placement
+    from .split.placement import named_ranges
+
     if isinstance(spec, str) and "|" in spec:
         return _placed_chain(model, spec.split("|"))
     placement = spec if isinstance(spec, Placement) else model.placement(spec)
@@ -141,6 +142,9 @@ def call_placed(
 def plan_placement(ctx: Context, inputs: PlannerInputs, bandwidth_bps: float, first: int) -> Placed:
     """The minimum-cut placement of the run's model on the planner's two devices at
     ``bandwidth_bps``, recorded as a ``split_plan`` metric (``dag: True``) from inference ``first``."""
+    from .plan.dag import plan_dag
+    from .plan.graph import model_graph
+
     link = Link(bandwidth_bps, inputs.latencies_s[0])
     plan = plan_dag(
         model_graph(ctx.model), inputs.costs[0], inputs.costs[1], link, reply=inputs.reply_links()[0]
@@ -168,6 +172,9 @@ def run_placed_task(ctx: Context, task: RunPlaced, answer: type[Task]) -> Task:
     started = time.perf_counter()
     out = ctx.run_placed(task.placement, task.device, *task.tensors)
     if not task.route:
+        import torch
+        from torch.utils import _pytree as pytree
+
         outputs = [t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
         return made(outputs=outputs, busy_s=time.perf_counter() - started)
     onward = RunPlaced(
@@ -183,6 +190,9 @@ def run_placed_task(ctx: Context, task: RunPlaced, answer: type[Task]) -> Task:
 
 
 def _placed_chain(model: SplitModel, specs: Sequence[str]) -> Placed:
+    from .split.parts import compact
+    from .split.placement import layer_set, named_ranges
+
     model.place_chain(specs)  # checks the chain: each device's layers closed with those before it
     names = [layer.name for layer in model.layers]
     sets = [sorted(layer_set(spec, names)) for spec in specs]

@@ -32,19 +32,36 @@ from contextlib import AbstractContextManager
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar, final, overload
 
-import torch
-
 from splittracer.errors import UserCodeError
 from splittracer.tasks import Task
 from splittracer.wire.messages import RunOptions
 
 if TYPE_CHECKING:  # loading a model's graph machinery is the participant's business, not an import's
+    from typing import TypeAlias
+
+    import torch
+
     from splittracer.split.model import SplitModel
+
+    Tensors: TypeAlias = tuple[torch.Tensor, ...]
 
 __all__ = ["Context", "Handler", "Role", "RunOptions", "Tensors", "handles"]
 
-Tensors = tuple[torch.Tensor, ...]
-"""The tensors live across one cut, as :meth:`Context.run_layers` returns them."""
+
+def __getattr__(name: str) -> Any:
+    """``Tensors``: the tensors live across one cut, as :meth:`Context.run_layers` returns them.
+
+    Built on first use, so importing roles (the controller does, for the task types its
+    playbook names) does not import torch.
+    """
+    if name != "Tensors":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import torch
+
+    value = tuple[torch.Tensor, ...]
+    globals()[name] = value
+    return value
+
 
 _MARK = "__splittracer_handles__"  # attribute @handles leaves on a function
 _HOOKS = ("setup", "teardown")

@@ -26,6 +26,14 @@ The wire form is a msgpack header (type name, priority, field values with
 tensors replaced by msgpack ext references, tensor metadata) plus one raw
 buffer per tensor. Nothing is pickled or evaluated: decoding only converts
 plain values into the declared field types of a registered class.
+
+**Torch only where a tensor is.** This module never imports torch itself:
+``torch.Tensor`` is recognised once some code has imported torch, which any
+code that holds a tensor has. A task module may import torch for type
+checking only (``if TYPE_CHECKING: import torch``); its tensor fields are
+then resolved the first time the task is sent or received, so a process that
+never handles it (the controller routing the built-in tasks) never pays
+torch's seconds of import time.
 """
 
 from __future__ import annotations
@@ -40,14 +48,16 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
-import torch
 
 from splittracer.errors import UserCodeError, WireError
 from splittracer.wire.envelope import EncodedTask
-from splittracer.wire.tensors import TensorMeta, decode_tensor, encode_tensor
+from splittracer.wire.tensormeta import TensorMeta
+
+if TYPE_CHECKING:
+    import torch
 
 if sys.version_info >= (3, 11):
     from typing import dataclass_transform
@@ -66,7 +76,7 @@ __all__ = [
 
 _FORMAT_VERSION = 1
 _TENSOR_EXT = 1  # msgpack ext code marking "the tensor at this index of the buffer list"
-_SCALARS: tuple[Any, ...] = (bool, int, float, str, bytes, type(None), torch.Tensor)
+_SCALARS: tuple[Any, ...] = (bool, int, float, str, bytes, type(None))
 _ALLOWED = (
     "bool, int, float, str, bytes, None, torch.Tensor, "
     "and list[...], tuple[...], dict[str, ...] and X | None built from them"
@@ -100,6 +110,7 @@ class Task:
 
     priority: int = 0
     _st_spec: ClassVar[_TaskSpec | None] = None
+    _st_name: ClassVar[str | None] = None
 
     def __init_subclass__(
         cls, *, name: str | None = None, priority: int | None = None, **kwargs: Any
@@ -109,11 +120,12 @@ class Task:
         dataclasses.dataclass(kw_only=True, eq=False)(cls)
         if priority is not None:
             _set_class_priority(cls, priority)
-        fields = _field_types(cls)
-        required = frozenset(f.name for f in dataclasses.fields(cls) if f.name in fields and _is_required(f))
-        spec = _TaskSpec(name=_registry_name(cls, name), fields=fields, required=required)
-        _register(cls, spec.name)
-        cls._st_spec = spec
+        registered = _registry_name(cls, name)
+        cls._st_name = registered
+        # Resolved now, so a task that cannot be sent fails where it is defined; later only
+        # when its annotations name torch before anything imported it (see the module's docs).
+        cls._st_spec = _initial_spec(cls, registered)
+        _register(cls, registered)
 
 
 class _Header(msgspec.Struct, array_like=True, forbid_unknown_fields=True, frozen=True):
@@ -211,8 +223,33 @@ def _set_class_priority(cls: type[Task], priority: int) -> None:
     cls.priority = priority
 
 
-def _field_types(cls: type[Task]) -> Mapping[str, Any]:
-    hints = _resolved_hints(cls)
+def _build_spec(cls: type[Task], name: str, hints: dict[str, Any]) -> _TaskSpec:
+    fields = _field_types(cls, hints)
+    required = frozenset(f.name for f in dataclasses.fields(cls) if f.name in fields and _is_required(f))
+    return _TaskSpec(name=name, fields=fields, required=required)
+
+
+def _initial_spec(cls: type[Task], name: str) -> _TaskSpec | None:
+    """``cls``'s spec, or None when its annotations name ``torch`` without its module importing it."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except NameError as exc:
+        if exc.name == "torch":
+            return None
+        raise _unresolved(cls, exc) from exc
+    except Exception as exc:  # TypeError, SyntaxError: whatever a bad annotation raises
+        raise _unresolved(cls, exc) from exc
+    return _build_spec(cls, name, hints)
+
+
+def _unresolved(cls: type[Task], exc: Exception) -> UserCodeError:
+    return UserCodeError(
+        f"task {cls.__qualname__}: cannot resolve its field annotations: {exc}",
+        hint="define every type a field names at module level, before the task",
+    )
+
+
+def _field_types(cls: type[Task], hints: dict[str, Any]) -> Mapping[str, Any]:
     fields: dict[str, Any] = {}
     for field in dataclasses.fields(cls):
         if field.name == "priority" or not field.init:
@@ -220,16 +257,6 @@ def _field_types(cls: type[Task]) -> Mapping[str, Any]:
         _check_field_type(cls, field.name, hints[field.name])
         fields[field.name] = hints[field.name]
     return MappingProxyType(fields)
-
-
-def _resolved_hints(cls: type[Task]) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(cls)
-    except Exception as exc:  # NameError, TypeError, SyntaxError: whatever a bad annotation raises
-        raise UserCodeError(
-            f"task {cls.__qualname__}: cannot resolve its field annotations: {exc}",
-            hint="define every type a field names at module level, before the task",
-        ) from exc
 
 
 def _check_field_type(cls: type[Task], name: str, hint: Any) -> None:
@@ -247,7 +274,7 @@ def _check_field_type(cls: type[Task], name: str, hint: Any) -> None:
 
 
 def _is_allowed(hint: Any) -> bool:
-    if any(hint is scalar for scalar in _SCALARS):
+    if any(hint is scalar for scalar in _SCALARS) or (hint is not None and hint is _tensor_type()):
         return True
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is typing.Union or origin is types.UnionType:
@@ -298,11 +325,39 @@ def _where(cls: type) -> str:
 
 def _spec(cls: type[Task]) -> _TaskSpec:
     spec = vars(cls).get("_st_spec")
-    if not isinstance(spec, _TaskSpec):
+    if isinstance(spec, _TaskSpec):
+        return spec
+    name = vars(cls).get("_st_name")
+    if not isinstance(name, str):
         raise UserCodeError(
             f"{cls.__qualname__} is not a task type", hint="send an instance of a Task subclass"
         )
+    return _deferred_spec(cls, name)
+
+
+def _deferred_spec(cls: type[Task], name: str) -> _TaskSpec:
+    """The spec of a task whose annotations name torch, which is imported now to resolve them."""
+    import torch
+
+    try:
+        hints = typing.get_type_hints(cls, localns={"torch": torch})
+    except Exception as exc:  # as in _initial_spec
+        raise _unresolved(cls, exc) from exc
+    spec = _build_spec(cls, name, hints)
+    cls._st_spec = spec
     return spec
+
+
+def _tensor_type() -> type | None:
+    """``torch.Tensor`` once torch is imported; None before (then no value or field is a tensor)."""
+    global _TENSOR
+    if _TENSOR is None:
+        tensor = getattr(sys.modules.get("torch"), "Tensor", None)
+        _TENSOR = tensor if isinstance(tensor, type) else None
+    return _TENSOR
+
+
+_TENSOR: type | None = None
 
 
 # --- encoding --------------------------------------------------------------------------------
@@ -312,15 +367,15 @@ def _checked_value(spec: _TaskSpec, name: str, value: Any) -> Any:
     """``value`` converted to its field type, so what leaves is what a receiver will accept."""
     kind = spec.fields[name]
     exact = type(value) is kind and kind in _EXACT
-    if exact or (kind is torch.Tensor and isinstance(value, torch.Tensor)):
+    if exact or (kind is _tensor_type() and kind is not None and isinstance(value, kind)):
         return value  # already what the field holds: msgspec.convert would return it unchanged, slower
     try:
-        return msgspec.convert(value, spec.fields[name], dec_hook=_keep_tensor)
+        return msgspec.convert(value, kind, dec_hook=_keep_tensor)
     except msgspec.ValidationError as exc:
         # msgspec says where inside a container the mismatch is; at the top level it adds nothing.
         inside = f" ({exc})" if " - at " in str(exc) else ""
         raise UserCodeError(
-            f"task {spec.name}: field '{name}' must be {_type_text(spec.fields[name])}, "
+            f"task {spec.name}: field '{name}' must be {_type_text(kind)}, "
             f"got {type(value).__name__}{inside}",
             hint="set the field to a value of its declared type before sending",
         ) from exc
@@ -338,7 +393,7 @@ def _checked_priority(spec: _TaskSpec, priority: object) -> int:
 
 
 def _keep_tensor(kind: type, value: Any) -> Any:
-    if kind is torch.Tensor and isinstance(value, torch.Tensor):
+    if kind is _tensor_type() and kind is not None and isinstance(value, kind):
         return value
     raise TypeError(f"Expected `{_type_text(kind)}`, got `{type(value).__name__}`")
 
@@ -353,14 +408,17 @@ class _TensorCollector:
         self._index: dict[int, int] = {}
 
     def reference(self, value: Any) -> msgspec.msgpack.Ext:
-        if not isinstance(value, torch.Tensor):
+        tensor = _tensor_type()
+        if tensor is None or not isinstance(value, tensor):
             raise TypeError(f"cannot encode a {type(value).__name__}")
         index = self._index.get(id(value))
         if index is None:
-            index = self._add(value)
+            index = self._add(typing.cast("torch.Tensor", value))
         return msgspec.msgpack.Ext(_TENSOR_EXT, index.to_bytes(4, "little"))
 
     def _add(self, tensor: torch.Tensor) -> int:
+        from splittracer.wire.tensors import encode_tensor
+
         meta, data = encode_tensor(tensor)
         self.metas.append(meta)
         self.buffers.append(data)
@@ -397,6 +455,10 @@ def _decode_tensors(head: _Header, buffers: Sequence[bytes | bytearray | memoryv
         raise WireError(
             f"task {head.type}: header describes {len(head.tensors)} tensors, got {len(buffers)} buffers"
         )
+    if not buffers:
+        return []
+    from splittracer.wire.tensors import decode_tensor  # torch: only where a tensor arrives
+
     return [decode_tensor(meta, data) for meta, data in zip(head.tensors, buffers, strict=True)]
 
 
@@ -420,14 +482,14 @@ def _converted(spec: _TaskSpec, name: str, value: Any, refs: _TensorRefs) -> Any
     kind = spec.fields[name]
     if type(value) is kind and kind in _EXACT:
         return value
-    if kind is torch.Tensor and type(value) is msgspec.msgpack.Ext:
+    if kind is _tensor_type() and kind is not None and type(value) is msgspec.msgpack.Ext:
         with contextlib.suppress(TypeError):  # not a valid reference: msgspec says why, below
             return refs.resolve(kind, value)
     try:
-        return msgspec.convert(value, spec.fields[name], dec_hook=refs.resolve)
+        return msgspec.convert(value, kind, dec_hook=refs.resolve)
     except msgspec.ValidationError as exc:
         raise WireError(
-            f"task {spec.name}: field '{name}' does not match {_type_text(spec.fields[name])}: {exc}"
+            f"task {spec.name}: field '{name}' does not match {_type_text(kind)}: {exc}"
         ) from exc
 
 
@@ -438,7 +500,7 @@ class _TensorRefs:
         self._tensors = tensors
 
     def resolve(self, kind: type, value: Any) -> Any:
-        if kind is not torch.Tensor or not isinstance(value, msgspec.msgpack.Ext):
+        if kind is not _tensor_type() or not isinstance(value, msgspec.msgpack.Ext):
             raise TypeError(f"Expected a tensor reference, got `{type(value).__name__}`")
         data = memoryview(value.data).cast("B")
         if value.code != _TENSOR_EXT or data.nbytes != 4:

@@ -34,7 +34,7 @@ LAYERS: list[set[str]] = [
     {"models"},
     {"metrics"},
     {"config"},
-    {"units", "clock", "version", "environment"},
+    {"units", "clock", "version", "environment", "lazy"},
     {"errors"},
 ]
 USER_CODE = {"__main__", "examples"}

@@ -80,3 +80,32 @@ def test_a_command_that_needs_torch_is_seen_loading_it(tmp_path):
     # The checks above can fail: the wrapper does see what a command imports.
     code, loaded = _loaded(["model", "inspect", "torchvision:alexnet", "--input-shape", "x"], tmp_path)
     assert code == 2 and "torch" in loaded
+
+
+POOL5 = """
+name: pool5
+model: {source: torchvision:alexnet}
+participants:
+  phone: {role: "splittracer.builtin:SplitHead", limits: {threads: 1}}
+  cloud: {role: "splittracer.builtin:SplitTail", limits: {threads: 1}}
+playbook:
+  phone:
+    - task: Infer
+      params: {next: [cloud], split: 13, count: 1, finish: true}
+"""
+
+
+@pytest.mark.slow
+def test_a_run_of_the_built_in_roles_keeps_torch_out_of_the_controller(tmp_path, monkeypatch):
+    # Real participants (spawned: they import torch), a real controller in its own interpreter.
+    # The first run captures the model to check the playbook's split (torch, once); its layer
+    # count is cached, so the next run's controller must load no torch at all.
+    monkeypatch.setenv("SPLITTRACER_AGENT", "off")
+    ws = init_workspace(tmp_path / "ws").root
+    (ws / "experiments" / "pool5.yaml").write_text(POOL5)
+    argv = ["run", "pool5", "--workspace", str(ws), "--no-plot"]
+    code, first = _loaded(argv, tmp_path)
+    assert code == 0 and "torch" in first
+    code, second = _loaded(argv, tmp_path)
+    assert code == 0, second
+    assert "torch" not in second

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import subprocess
+import sys
+import types
 from typing import Any, Optional
 
 import msgspec
@@ -483,3 +486,65 @@ def test_a_tensor_field_holding_no_tensor_reference_is_refused() -> None:
     header[-1] = msgspec.Raw(fields)
     with pytest.raises(WireError, match="field 'data' does not match"):
         decode_task(msgspec.msgpack.encode(header), [bytes(b) for b in encoded.buffers])
+
+
+# --- torch only where a tensor is --------------------------------------------------------------
+
+# A task module that imports torch for type checking only, as the built-in tasks do: its
+# annotations name ``torch`` although its namespace has none.
+_TYPE_CHECKING_ONLY = """
+from __future__ import annotations
+from typing import TYPE_CHECKING
+from splittracer.tasks import Task
+if TYPE_CHECKING:
+    import torch
+
+class Lazy(Task, name="test_tasks.Lazy"):
+    tensors: list[torch.Tensor]
+    label: str = ""
+
+class LazyBad(Task, name="test_tasks.LazyBad"):
+    values: set[torch.Tensor]
+"""
+
+
+def _type_checking_only_module(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    module = types.ModuleType("test_tasks_lazy")
+    monkeypatch.setitem(sys.modules, module.__name__, module)  # where dataclasses look annotations up
+    exec(compile(_TYPE_CHECKING_ONLY, "test_tasks_lazy.py", "exec"), module.__dict__)
+    assert "torch" not in module.__dict__
+    return module.__dict__
+
+
+def test_a_task_whose_module_imports_torch_for_type_checking_only_resolves_when_first_sent(monkeypatch):
+    lazy = _type_checking_only_module(monkeypatch)["Lazy"]
+    assert task_type("test_tasks.Lazy") is lazy and task_name(lazy) == "test_tasks.Lazy"
+    x = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    back = _round_trip(lazy(tensors=[x], label="a"))
+    assert back.label == "a" and torch.equal(back.tensors[0], x)
+    with pytest.raises(UserCodeError, match="field 'tensors' must be list"):
+        encode_task(lazy(tensors=["not a tensor"]))
+
+
+def test_a_deferred_task_with_a_field_that_cannot_be_sent_fails_when_first_used(monkeypatch):
+    bad = _type_checking_only_module(monkeypatch)["LazyBad"]
+    with pytest.raises(UserCodeError, match="field 'values' has type"):
+        encode_task(bad(values=set()))
+
+
+def test_a_task_without_tensors_is_sent_by_a_process_without_torch(tmp_path):
+    # The controller's case: build and encode the built-in tasks it sends, and decode one
+    # back, in a fresh interpreter that never imports torch.
+    code = (
+        "import sys\n"
+        "from splittracer.builtin import Infer, Sweep\n"
+        "from splittracer.tasks import decode_task, encode_task\n"
+        "encoded = encode_task(Sweep(next=['cloud'], splits=[1, 3]))\n"
+        "back = decode_task(encoded.header, encoded.buffers)\n"
+        "encode_task(Infer(next=['cloud'], split=2))\n"
+        "print(back.splits, 'torch' in sys.modules)\n"
+    )
+    command = [sys.executable, "-c", code]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[1,", "3]", "False"]

@@ -175,3 +175,15 @@ def test_unsupported_dtype_cannot_be_sent() -> None:
 def test_meta_tensor_cannot_be_sent() -> None:
     with pytest.raises(UserCodeError, match="meta device"):
         encode_tensor(torch.empty(3, device="meta"))
+
+
+def test_the_torch_free_sizes_are_torchs_own():
+    # TensorMeta announces sizes without torch (the controller and frame checks read them);
+    # each wire dtype's element size there must be the one torch gives it.
+    from splittracer.wire.tensormeta import itemsize_of
+    from splittracer.wire.tensors import dtype_of
+
+    for name in DTYPE_NAMES:
+        assert itemsize_of(name) == dtype_of(name).itemsize, name
+    with pytest.raises(WireError, match="unknown tensor dtype 'float7'"):
+        itemsize_of("float7")

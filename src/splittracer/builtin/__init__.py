@@ -30,10 +30,10 @@ planner's decisions) and ``roles`` (:class:`SplitHead`, :class:`SplitTail`).
 
 from __future__ import annotations
 
-from ..placed import RunPlaced
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
 from .points import planned_mode, split_problem
-from .roles import SplitHead, SplitTail
-from .running import probe_link
 from .tasks import (
     PROBE_MAX_BYTES,
     PROBE_START_BYTES,
@@ -49,6 +49,19 @@ from .tasks import (
     Sweep,
 )
 
+if TYPE_CHECKING:
+    from ..placed import RunPlaced
+    from .roles import SplitHead, SplitTail
+    from .running import probe_link
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        **dict.fromkeys(("RunPlaced",), "..placed"),
+        **dict.fromkeys(("SplitHead", "SplitTail"), ".roles"),
+        **dict.fromkeys(("probe_link",), ".running"),
+    },
+)
 __all__ = [
     "PROBE_MAX_BYTES",
     "PROBE_START_BYTES",

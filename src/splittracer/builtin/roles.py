@@ -6,10 +6,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from typing import Any
-
-import torch
-from torch.utils import _pytree as pytree
+from typing import TYPE_CHECKING, Any
 
 from ..pacing import Batcher, StreamFrames, stream_attrs
 from ..placed import RunPlaced, placed, run_placed_task, sweep_placements
@@ -29,6 +26,9 @@ from .running import (
     sweep_label,
 )
 from .tasks import Finish, Infer, LinkProbe, LinkReport, MeasureLink, Result, RunLayers, Stream, Sweep
+
+if TYPE_CHECKING:  # the controller imports the built-in roles to check a manifest: no torch there
+    import torch
 
 
 class SplitHead(Role):
@@ -158,6 +158,9 @@ class SplitTail(Role):
             hop_s = time.perf_counter() - called - reply.busy_s
             busy = time.perf_counter() - started
             return Result(outputs=reply.outputs, busy_s=busy, hops_s=[hop_s, *reply.hops_s])
+        import torch
+        from torch.utils import _pytree as pytree
+
         outputs = [t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
         return Result(outputs=outputs, busy_s=time.perf_counter() - started)
 

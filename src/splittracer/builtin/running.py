@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import RunError
 from ..metrics.accuracy import PREDICTION, predict, reference_outputs
@@ -34,6 +33,9 @@ from .tasks import (
     RunLayers,
     Stream,
 )
+
+if TYPE_CHECKING:  # the controller imports the built-in roles to check a manifest: no torch there
+    import torch
 
 
 def stream_rest(ctx: Context, task: Stream, cuts: list[int], sent: tuple[torch.Tensor, ...]) -> None:
@@ -193,6 +195,8 @@ def probe_link(ctx: Context, peer: str, known_bps: float, latency_s: float) -> L
 
 
 def _timed_probe(ctx: Context, peer: str, nbytes: int) -> float:
+    import torch
+
     # Random bytes: a compressing codec must not make the link look faster than it is.
     payload = torch.randint(
         0, 256, (nbytes,), dtype=torch.uint8, generator=torch.Generator().manual_seed(nbytes)

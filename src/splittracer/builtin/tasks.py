@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import field
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..pacing import ARRIVALS
 from ..plan.online import (
@@ -13,6 +12,9 @@ from ..plan.online import (
 )
 from ..tasks import Task
 from ..units import parse_duration
+
+if TYPE_CHECKING:  # tensor fields resolve when first sent: the controller never imports torch
+    import torch
 
 PROBE_START_BYTES = 4 << 10
 

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..builtin import Infer
 from ..config import KeyPath, did_you_mean
@@ -30,14 +31,15 @@ from ..errors import ConfigError, SplitTracerError
 from ..manifest import Manifest, Participant, find_workspace_root
 from ..plan.codecs import CodecQuality, parse_drop
 from ..plan.energy import RADIOS, parse_tx_power
-from ..plan.estimate import LayerCosts, layer_costs, with_energy
-from ..plan.graph import ModelGraph, granularity_name, model_graph
 from ..plan.online import MEASURE, MODES, PlannerInputs, encode_inputs
 from ..plan.profiles import ProfileStore
-from ..split.load import load_split_model
 from ..tasks import Task
 from ..units import parse_rate
 from ..workspace import open_workspace, profile_store
+
+if TYPE_CHECKING:  # capturing a model (torch) and fitting costs (numpy) happen only when a split is planned
+    from ..plan.estimate import LayerCosts
+    from ..plan.graph import ModelGraph
 
 __all__ = ["planned_costs", "resolve_planned_splits"]
 
@@ -188,6 +190,8 @@ class _Resolver:
                     )
                 ),
             )
+        from ..plan.estimate import layer_costs
+
         try:
             return layer_costs(self._store.load(name), self._graph, self._model_key)
         except SplitTracerError as exc:
@@ -210,6 +214,8 @@ class _Resolver:
                 f"{close + ' ' if close else ''}Write objective: latency (the default) or energy.",
             )
         assert head.profile is not None  # _costs refused a participant without one
+        from ..plan.estimate import with_energy
+
         try:
             with_joules = with_energy(costs, self._store.load(head.profile), self._model_key)
         except SplitTracerError as exc:
@@ -354,6 +360,9 @@ class _Resolver:
 
     @cached_property
     def _captured(self) -> tuple[ModelGraph, tuple[str, tuple[int, ...], str]]:
+        from ..plan.graph import granularity_name, model_graph
+        from ..split.load import load_split_model
+
         m = self.manifest.model
         assert m is not None  # _check_mode refused a planned split without a model
         loaded = load_split_model(

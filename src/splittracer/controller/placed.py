@@ -20,18 +20,19 @@ import math
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..builtin import Infer, Sweep
 from ..config import KeyPath
 from ..errors import ConfigError, SplitTracerError
 from ..manifest import Manifest, find_workspace_root, on_sys_path
-from ..placed import devices, placed
 from ..plan.chain import Link
-from ..plan.dag import top_placements
-from ..split.model import SplitModel
-from ..split.placement import PlacementSpec, read_placement
 from ..tasks import Task
 from .autosplit import planned_costs
+
+if TYPE_CHECKING:  # placements load the model (torch) only for a playbook that names one
+    from ..split.model import SplitModel
+    from ..split.placement import PlacementSpec
 
 __all__ = ["resolve_placements"]
 
@@ -93,6 +94,8 @@ class _Resolver:
                 f"top plans for the link '{head.name}' sends over, but its uplink is not emulated",
                 f"Set participants.{head.name}.limits.uplink (e.g. 20mbit), or list the placements.",
             )
+        from ..plan.dag import top_placements
+
         tail = self.manifest.participants.get(task.next[0])
         reply = Link(tail.limits.uplink_bps, tail.limits.latency_s) if tail else Link()
         graph, costs = planned_costs(self.manifest, self.workspace, key, [head.name, *task.next])
@@ -125,6 +128,8 @@ class _Resolver:
 
     def _check_route(self, key: KeyPath, route: list[str], label: str = "") -> None:
         """A placement needs a participant per device after the first: one, or one per '|' more."""
+        from ..placed import devices
+
         if len(route) != devices(label) - 1:
             raise self._error(
                 key,
@@ -134,6 +139,8 @@ class _Resolver:
             )
 
     def _label(self, key: KeyPath, spec: PlacementSpec) -> str:
+        from ..placed import placed
+
         try:
             return placed(self._model, self._read(key, spec)).label
         except ConfigError:
@@ -152,6 +159,8 @@ class _Resolver:
             raise self._error(
                 key, f"no placement file {path}", "Give a YAML or JSON file, or the layers inline."
             )
+        from ..split.placement import read_placement
+
         return read_placement(str(path))
 
     @cached_property

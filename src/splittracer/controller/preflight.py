@@ -11,7 +11,7 @@ the manifest's file and line, exit 2.
 
 Capturing costs seconds, so the count is cached per model, keyed by what
 decides it (source, input shape, granularity, the override file's content,
-torch's and SplitTracer's versions). A user's own ``module:callable`` model
+torch's, torchvision's and SplitTracer's versions). A user's own ``module:callable`` model
 is captured each time: its code may have changed.
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.metadata
 import json
 import os
 import tempfile
@@ -28,7 +29,7 @@ from ..builtin import split_problem
 from ..errors import ConfigError, SplitTracerError
 from ..manifest import WORKSPACE_FILE, Manifest, ModelSection, build_task, find_workspace_root, on_sys_path
 from ..participant.dataset import load_dataset
-from ..version import __version__
+from ..version import __version__, torch_version
 
 __all__ = ["check_dataset", "check_manifest", "model_layers", "preflight_cache"]
 
@@ -128,18 +129,26 @@ def _code_dir(manifest_path: Path) -> Path:
 def _cache_key(model: ModelSection) -> str | None:
     if model.source.partition(":")[0] not in BUILT_IN_SOURCES:
         return None
-    import torch
-
     override = model.override.read_bytes() if model.override and model.override.is_file() else b""
     parts = [
         model.source,
         str(model.input_shape),
         model.granularity,
         hashlib.sha256(override).hexdigest(),
-        torch.__version__,
+        torch_version(),
+        _installed("torchvision"),
         __version__,
     ]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def _installed(package: str) -> str:
+    """``package``'s installed version, read from its metadata: importing torch for its
+    ``__version__`` would cost the controller seconds on every run."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
 
 
 def _read_cache(cache_dir: Path | None) -> dict[str, object]:

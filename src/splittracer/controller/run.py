@@ -33,7 +33,7 @@ from ..metrics.store import INTERRUPTED_BY_USER, EndStatus, ResultsStore
 from ..metrics.system import cpu_model
 from ..participant.dataset import remote_dataset
 from ..participant.delivery import prepare_task
-from ..version import __version__
+from ..version import __version__, torch_version
 from ..wire.grpc_path import deliver, open_channel
 from ..wire.messages import Event, ParticipantInfo, PeerInfo, Reply, RunConfig, decoder, encode, method
 from ..wire.tls import CONTROLLER, issue_run_certificates
@@ -501,13 +501,11 @@ class _Run:
 
 
 def _controller_facts() -> ControllerHost:
-    import torch
-
     return ControllerHost(
         hostname=platform.node(),
         user=getpass.getuser(),
         python=platform.python_version(),
-        torch=str(torch.__version__),
+        torch=torch_version(),
         splittracer=__version__,
         cpu_model=cpu_model(),
     )

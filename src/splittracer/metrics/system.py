@@ -30,12 +30,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
-from .energy import EnergyReader, readings_to_metrics
 from .names import SYSTEM_METRICS
 from .spans import Attrs, Metric
+
+if TYPE_CHECKING:  # energy (numpy) is read only where sensors exist; the controller reads cpu_model
+    from .energy import EnergyReader
 
 __all__ = [
     "SYSTEM_METRICS",
@@ -220,6 +223,8 @@ class SystemSampler:
             samples.append(self._metric("cpu_freq_mhz", freq, now))
         for sensor, celsius in read_temperatures(self._root).items():
             samples.append(self._metric("temperature_c", celsius, now, {"sensor": sensor}))
+        from .energy import readings_to_metrics
+
         for reader in self._energy:
             samples.extend(readings_to_metrics(self.run_id, self.participant, reader.read()))
         return samples

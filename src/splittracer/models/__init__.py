@@ -30,11 +30,13 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from ..errors import ModelError, UserCodeError
+
+if TYPE_CHECKING:  # import_object serves the controller's role checks, which need no torch
+    import torch
+    from torch import nn
 
 __all__ = ["ModelSpec", "example_input", "load_model", "parse_input_shape"]
 
@@ -89,6 +91,8 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
 
 def example_input(shape: tuple[int, ...], *, seed: int = 0, vocab: int | None = None) -> torch.Tensor:
     """A reproducible synthetic input of ``shape``: standard normal float32, or token ids below ``vocab``."""
+    import torch
+
     generator = torch.Generator().manual_seed(seed)
     if vocab:
         return torch.randint(0, vocab, shape, generator=generator)
@@ -229,6 +233,8 @@ def _build_transformers(name: str) -> tuple[nn.Module, tuple[int, ...]]:
 
 
 def _build_user(module_name: str, attr: str) -> tuple[nn.Module, tuple[int, ...]]:
+    from torch import nn
+
     obj = import_object(module_name, attr)
     model = obj if isinstance(obj, nn.Module) else _call_factory(obj, f"{module_name}:{attr}")
     shape = getattr(model, "example_input_shape", (1, 3, 224, 224))
@@ -266,6 +272,8 @@ def import_object(module_name: str, attr: str) -> object:
 
 
 def _call_factory(factory: object, where: str) -> nn.Module:
+    from torch import nn
+
     if not callable(factory):
         raise UserCodeError(f"'{where}' is neither an nn.Module nor callable")
     try:
@@ -278,6 +286,8 @@ def _call_factory(factory: object, where: str) -> nn.Module:
 
 
 def _load_weights(module: nn.Module, path: Path) -> None:
+    import torch
+
     if not path.is_file():
         raise ModelError(f"weights file '{path}' does not exist")
     try:

@@ -13,14 +13,36 @@ finding a workspace's profiles is :func:`splittracer.workspace.profile_store`.
 
 from __future__ import annotations
 
-from .chain import ChainEstimate, ChainPlan, FirstDeviceEnergy, Link, estimate_cuts, plan_chain
-from .dag import DagPlan, plan_dag
-from .energy import Objective, RadioPower, parse_tx_power
-from .estimate import LayerCosts, layer_costs
-from .graph import ModelGraph, model_graph
-from .planner import SplitPrediction, load_profiles, parse_links, predict_splits
-from .profiles import DeviceProfile, ProfileStore, profile_local
-from .regression import LatencyModel, fit_latency_model
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .chain import ChainEstimate, ChainPlan, FirstDeviceEnergy, Link, estimate_cuts, plan_chain
+    from .dag import DagPlan, plan_dag
+    from .energy import Objective, RadioPower, parse_tx_power
+    from .estimate import LayerCosts, layer_costs
+    from .graph import ModelGraph, model_graph
+    from .planner import SplitPrediction, load_profiles, parse_links, predict_splits
+    from .profiles import DeviceProfile, ProfileStore, profile_local
+    from .regression import LatencyModel, fit_latency_model
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        **dict.fromkeys(
+            ("ChainEstimate", "ChainPlan", "FirstDeviceEnergy", "Link", "estimate_cuts", "plan_chain"),
+            ".chain",
+        ),
+        **dict.fromkeys(("DagPlan", "plan_dag"), ".dag"),
+        **dict.fromkeys(("Objective", "RadioPower", "parse_tx_power"), ".energy"),
+        **dict.fromkeys(("LayerCosts", "layer_costs"), ".estimate"),
+        **dict.fromkeys(("ModelGraph", "model_graph"), ".graph"),
+        **dict.fromkeys(("SplitPrediction", "load_profiles", "parse_links", "predict_splits"), ".planner"),
+        **dict.fromkeys(("DeviceProfile", "ProfileStore", "profile_local"), ".profiles"),
+        **dict.fromkeys(("LatencyModel", "fit_latency_model"), ".regression"),
+    },
+)
 
 __all__ = [
     "ChainEstimate",

@@ -5,13 +5,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import SplitTracerError
 from .energy import compute_energy
-from .graph import ModelGraph
 from .profiles import DeviceProfile
 from .regression import fit_latency_model
+
+if TYPE_CHECKING:  # a graph arrives built; planning from it needs no torch
+    from .graph import ModelGraph
 
 __all__ = ["ESTIMATORS", "Estimator", "LayerCosts", "ModelKey", "layer_costs", "with_energy"]
 

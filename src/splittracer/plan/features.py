@@ -16,8 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
 
-from torch import nn
+if TYPE_CHECKING:  # planning reads stored features without torch; only kind_of_module needs it
+    from torch import nn
 
 __all__ = ["KINDS", "UnitFeatures", "kind_of_module", "kind_of_ops", "op_name"]
 
@@ -56,20 +59,6 @@ class UnitFeatures:
     out_channels: int = 0
     groups: int = 1
 
-
-_POOLING = (
-    nn.modules.pooling._MaxPoolNd,
-    nn.modules.pooling._AvgPoolNd,
-    nn.modules.pooling._AdaptiveAvgPoolNd,
-    nn.modules.pooling._AdaptiveMaxPoolNd,
-)
-_NORMS = (
-    nn.modules.batchnorm._NormBase,
-    nn.LayerNorm,
-    nn.GroupNorm,
-    nn.LocalResponseNorm,
-)
-_OTHER = (nn.Dropout, nn.Identity, nn.Flatten, nn.Unflatten)
 
 _OP_KINDS: dict[str, str] = {
     **dict.fromkeys(("scaled_dot_product_attention", "_native_multi_head_attention"), "attention"),
@@ -149,6 +138,9 @@ def op_name(target: object) -> str:
 
 def kind_of_module(module: nn.Module) -> str | None:
     """The kind of a leaf module by its class; None when only its operations can tell."""
+    from torch import nn
+
+    pooling, norms, other = _module_groups()
     if isinstance(module, nn.MultiheadAttention):
         return "attention"
     if isinstance(module, nn.modules.conv._ConvNd):
@@ -156,15 +148,30 @@ def kind_of_module(module: nn.Module) -> str | None:
         return "depthwise" if depthwise else "conv"
     if isinstance(module, nn.Linear):
         return "linear"
-    if isinstance(module, _POOLING):
+    if isinstance(module, pooling):
         return "pooling"
-    if isinstance(module, _NORMS):
+    if isinstance(module, norms):
         return "norm"
-    if isinstance(module, _OTHER):
+    if isinstance(module, other):
         return "other"
     if type(module).__module__ == "torch.nn.modules.activation":
         return "activation"
     return None
+
+
+@cache
+def _module_groups() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """The pooling, norm and shape-only module classes (torch imported on first use)."""
+    from torch import nn
+
+    pooling = (
+        nn.modules.pooling._MaxPoolNd,
+        nn.modules.pooling._AvgPoolNd,
+        nn.modules.pooling._AdaptiveAvgPoolNd,
+        nn.modules.pooling._AdaptiveMaxPoolNd,
+    )
+    norms = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
+    return pooling, norms, (nn.Dropout, nn.Identity, nn.Flatten, nn.Unflatten)
 
 
 def kind_of_ops(ops: Iterable[str]) -> str:

@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import msgspec
-import numpy as np
 
 from ..errors import RunError
 from .chain import ChainEstimate, FirstDeviceEnergy, Link, plan_chain
@@ -141,6 +140,8 @@ def fit_link(samples: Sequence[tuple[int, float]]) -> LinkFit:
     """
     if len(samples) < 2 or len({n for n, _ in samples}) < 2:
         raise RunError("a link fit needs probes of at least two sizes")
+    import numpy as np  # here: the controller imports this module for its constants
+
     bits = np.array([8.0 * n for n, _ in samples])
     seconds = np.array([s for _, s in samples])
     slope, intercept = np.polyfit(bits, seconds, 1)

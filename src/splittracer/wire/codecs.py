@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from splittracer.errors import CodecError, WireError
 
 if TYPE_CHECKING:
-    from .tensors import TensorMeta
+    from .tensormeta import TensorMeta
 
 LOSSLESS: tuple[str, ...] = ("none", "lz4", "zstd", "blosc2")
 """Codecs that give back every bit."""

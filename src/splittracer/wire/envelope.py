@@ -24,7 +24,7 @@ from .codecs import get_codec
 from .messages import MessageDecoder
 
 if TYPE_CHECKING:
-    from .tensors import TensorMeta
+    from .tensormeta import TensorMeta
 
 PREFIX_BYTES = 4  # the u32 envelope length in front of every envelope
 CODEC_SLACK_BYTES = 64 << 10
@@ -166,7 +166,7 @@ def check_announced(envelope: Envelope) -> None:
     codec) or that plus a codec's worst case. A peer cannot make the receiver allocate
     more than the tensors it announced, nor expand a buffer beyond its tensor.
     """
-    from .tensors import announced_nbytes  # torch: only where a frame is read
+    from .tensormeta import announced_nbytes
 
     needed = announced_nbytes(envelope.task_header)
     raw, wire = envelope.raw_sizes, envelope.wire_sizes

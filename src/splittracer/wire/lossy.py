@@ -41,7 +41,7 @@ import numpy as np
 from splittracer.errors import WireError
 
 if TYPE_CHECKING:
-    from .tensors import TensorMeta
+    from .tensormeta import TensorMeta
 
 _HEADER = struct.Struct("<BBQ")  # kind, source dtype code, element count
 _AFFINE = struct.Struct("<ff")  # lo, scale

@@ -9,15 +9,23 @@ tensors in place and must never write into an immutable ``bytes`` object.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import msgspec
 import numpy as np
 import torch
 
 from splittracer.errors import UserCodeError, WireError
 
-# Names on the wire are ours, not torch's repr, so a torch rename cannot break old peers.
+from .tensormeta import DTYPE_NAMES, TensorMeta, announced_nbytes
+
+__all__ = [
+    "DTYPE_NAMES",
+    "TensorMeta",
+    "announced_nbytes",
+    "decode_tensor",
+    "dtype_of",
+    "encode_tensor",
+]
+
+# The wire names of .tensormeta, as torch dtypes.
 _DTYPES: dict[str, torch.dtype] = {
     "bool": torch.bool,
     "uint8": torch.uint8,
@@ -38,51 +46,6 @@ _DTYPES: dict[str, torch.dtype] = {
     "float8_e5m2": torch.float8_e5m2,
 }
 _NAMES: dict[torch.dtype, str] = {dtype: name for name, dtype in _DTYPES.items()}
-
-DTYPE_NAMES: tuple[str, ...] = tuple(_DTYPES)
-"""Every dtype name a tensor can carry on the wire."""
-
-
-class TensorMeta(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
-    """What a receiver needs to rebuild a tensor from its bytes."""
-
-    dtype: str
-    shape: tuple[Annotated[int, msgspec.Meta(ge=0)], ...]
-
-    @property
-    def nbytes(self) -> int:
-        """Size in bytes of the element buffer this metadata describes."""
-        return _numel(self.shape) * dtype_of(self.dtype).itemsize
-
-
-class _HeaderTensors(msgspec.Struct, array_like=True, frozen=True):
-    """The start of a task header (``splittracer.tasks``): the metadata of its tensors, in buffer order.
-
-    The header's later elements (the task's field values) are not read here.
-    """
-
-    version: int
-    type: str
-    priority: int
-    tensors: list[TensorMeta]
-
-
-_HEADER_TENSORS = msgspec.msgpack.Decoder(_HeaderTensors)
-
-
-def announced_nbytes(task_header: bytes | memoryview) -> list[int]:
-    """The bytes each tensor buffer of a task needs, as its header announces (dtype x elements).
-
-    WireError when the header cannot be read or names an unknown dtype: the sizes of the
-    buffers that follow it cannot be trusted then.
-    """
-    try:
-        head = _HEADER_TENSORS.decode(task_header)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec: a str not UTF-8
-        raise WireError(
-            f"malformed task header: {exc}", hint="run the same splittracer version on every device"
-        ) from exc
-    return [meta.nbytes for meta in head.tensors]
 
 
 def dtype_of(name: str) -> torch.dtype:
@@ -157,10 +120,3 @@ def _plain_cpu(tensor: torch.Tensor) -> torch.Tensor:
     """A detached, contiguous CPU tensor whose bytes are its values (no lazy conj/neg bits)."""
     plain = tensor.detach().cpu().resolve_conj().resolve_neg()
     return plain.contiguous()
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    count = 1
-    for size in shape:
-        count *= size
-    return count
