@@ -77,14 +77,16 @@ def schedule(times: Iterable[float], count: int | None, duration_s: float | None
 @dataclass(frozen=True)
 class DropPolicy:
     """At most ``max_queue`` frames wait for the head; beyond it ``newest`` drops the arriving
-    frame, ``oldest`` the frame that has waited longest (the arriving one takes its place)."""
+    frame, ``oldest`` the frame that has waited longest (the arriving one takes its place).
+    At most ``max_inflight`` frames are past the head (on the link, at the server)."""
 
     max_queue: int = DEFAULT_MAX_QUEUE
     policy: str = "newest"
+    max_inflight: int = BEYOND_HEAD  # frames past the head at most; more wait at the head
 
     def __post_init__(self) -> None:
-        if self.max_queue < 1:
-            raise ValueError(f"max_queue must be at least 1, not {self.max_queue}")
+        if self.max_queue < 1 or self.max_inflight < 1:
+            raise ValueError(f"max_queue and max_inflight must be at least 1, not {self.max_queue}")
         if self.policy not in DROP_POLICIES:
             raise ValueError(f"policy must be {' or '.join(DROP_POLICIES)}, not '{self.policy}'")
 
@@ -238,9 +240,10 @@ def pump_open(offsets: Iterable[float], frame: Frame, drop: DropPolicy | None = 
     """Frame ``i`` arrives at ``offsets[i]`` seconds from now, whatever is still in flight.
 
     It waits for the head in a queue bounded by ``drop`` (default: 64 frames,
-    the arriving frame dropped beyond them).
+    the arriving frame dropped beyond them, and 64 frames past the head).
     """
-    pump = _Pump(frame, HeadQueue(drop or DropPolicy()))
+    policy = drop or DropPolicy()
+    pump = _Pump(frame, HeadQueue(policy, beyond=policy.max_inflight))
     threads: list[threading.Thread] = []
     started, arrived = time.perf_counter(), 0
     for index, offset in enumerate(offsets):

@@ -172,6 +172,7 @@ def test_frames_past_the_head_are_bounded_and_wait_at_the_head() -> None:
         ({"rate": 5.0, "drop": {"max_queue": 0}}, "drop.max_queue", "at least 1"),
         ({"rate": 5.0, "drop": {"max_queue": 4, "policy": "random"}}, "drop.policy", "newest or oldest"),
         ({"rate": 5.0, "drop": {"size": 4}}, "drop.size", "no key"),
+        ({"rate": 5.0, "drop": {"max_inflight": 0}}, "drop.max_inflight", "at least 1"),
         ({"split": "best"}, "split", "neither a split point nor auto"),
         ({"split": 5, "splits": [0, 5]}, "splits", "not split and splits"),
         ({"splits": [0, 5], "cuts": [3]}, "cuts", "not splits and cuts"),

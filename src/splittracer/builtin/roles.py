@@ -135,6 +135,7 @@ class SplitHead(Role):
                 stream=first,
                 policy=policy.policy,
                 max_queue=policy.max_queue,
+                max_inflight=policy.max_inflight,
             )
 
     @handles(Finish)

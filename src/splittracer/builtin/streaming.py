@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING
 
 from ..config import did_you_mean
 from ..errors import ConfigError, RunError
-from ..pacing import ARRIVALS, DROP_POLICIES, DropPolicy, arrival_times
+from ..pacing import ARRIVALS, BEYOND_HEAD, DEFAULT_MAX_QUEUE, DROP_POLICIES, DropPolicy, arrival_times
 from ..units import parse_duration, parse_rate
 
 if TYPE_CHECKING:
     from .tasks import Stream
 
 DEFAULT_COUNT = 100  # measured frames of a stream that gives neither count, duration nor a trace
-DROP_KEYS = ("max_queue", "policy")
+DROP_KEYS = ("max_queue", "policy", "max_inflight")
 PLANNED = "auto"
 
 
@@ -147,9 +147,9 @@ def drop_policy(task: Stream) -> DropPolicy | None:
             raise _bad(
                 f"drop.{key}",
                 f"drop has no key '{key}'",
-                f"{close + ' ' if close else ''}Keys: max_queue, policy.",
+                f"{close + ' ' if close else ''}Keys: max_queue, policy, max_inflight.",
             )
-    size, policy = task.drop.get("max_queue", 0), task.drop.get("policy", "newest")
+    size, policy = task.drop.get("max_queue", DEFAULT_MAX_QUEUE), task.drop.get("policy", "newest")
     if not isinstance(size, int) or size < 1:
         raise _bad("drop.max_queue", f"max_queue must be a whole number of frames, at least 1, not {size!r}")
     if policy not in DROP_POLICIES:
@@ -158,7 +158,12 @@ def drop_policy(task: Stream) -> DropPolicy | None:
             f"policy must be {' or '.join(DROP_POLICIES)}, not {policy!r}",
             "newest drops the arriving frame, oldest the one that has waited longest.",
         )
-    return DropPolicy(size, str(policy))
+    past = task.drop.get("max_inflight", BEYOND_HEAD)
+    if not isinstance(past, int) or past < 1:
+        raise _bad(
+            "drop.max_inflight", f"max_inflight must be a whole number of frames, at least 1, not {past!r}"
+        )
+    return DropPolicy(size, str(policy), past)
 
 
 def open_loop(task: Stream) -> bool:
