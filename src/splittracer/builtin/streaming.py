@@ -181,11 +181,14 @@ def stream_times(task: Stream, rate: float, seed: int) -> Iterator[float] | None
 
 
 def stream_frames(task: Stream, warmup: int) -> int | None:
-    """How many frames to run, warm-ups included (None: until the duration ends, or the trace does)."""
+    """How many frames to run, warm-ups included (None: until the duration ends); a trace's
+    frames are its times."""
     if task.count is not None:
         return warmup + task.count
-    if task.duration is not None or task.arrivals == "trace":
+    if task.duration is not None:
         return None
+    if isinstance(task.trace, list):
+        return len(task.trace)
     return warmup + DEFAULT_COUNT
 
 
