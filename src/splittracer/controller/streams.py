@@ -102,7 +102,13 @@ class _Streams:
                 f"trace file '{name}' does not exist (looked for {path})",
                 "Give a file in the workspace with one arrival time a line, or the times: [0, 0.033, ...].",
             )
-        return read_trace(path)
+        try:
+            return read_trace(path)
+        except ConfigError as exc:
+            line = self.manifest.line_of((*key, "params", "trace"))
+            named = f"the trace of {self.manifest.path}:{line}, key '{'.'.join(map(str, key))}.params.trace'"
+            hint = f"{exc.hint} " if exc.hint else ""
+            raise ConfigError(exc.detail, path=exc.path, line=exc.line, hint=f"{hint}({named})") from None
 
     @property
     def _root(self) -> Path:
