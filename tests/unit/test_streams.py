@@ -151,6 +151,22 @@ def test_frames_past_the_head_are_bounded_and_wait_at_the_head() -> None:
     assert most == 2
 
 
+def test_an_open_loop_keeps_max_inflight_frames_past_the_head() -> None:
+    inside, most, lock = 0, 0, threading.Lock()
+
+    def work(_: int) -> None:
+        nonlocal inside, most
+        with lock:
+            inside += 1
+            most = max(most, inside)
+        time.sleep(0.02)
+        with lock:
+            inside -= 1
+
+    result = pump_open([0.0] * 6, _frame(work), DropPolicy(max_queue=10, max_inflight=2))
+    assert (result.completed, result.dropped, most) == (6, 0, 2)
+
+
 @pytest.mark.parametrize(
     ("params", "field", "message"),
     [
