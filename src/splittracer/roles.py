@@ -160,10 +160,13 @@ class Context(Protocol):
         split: int = -1,
         warmup: bool = False,
         attrs: Mapping[str, str | int | float | bool] | None = None,
+        since_ns: int | None = None,
     ) -> AbstractContextManager[None]:
         """Time one end-to-end inference; everything inside, on every peer, carries its id.
 
         ``attrs`` are recorded on its ``inference`` span (``{"uplink": "3g"}``).
+        ``since_ns`` (a :func:`splittracer.clock.now_ns` reading) starts it
+        earlier: a frame that arrived before a thread took it up.
         """
         ...
 
@@ -179,9 +182,10 @@ class Context(Protocol):
         progress, computed elsewhere on this participant (its share of a batch)."""
         ...
 
-    def waiting(self) -> AbstractContextManager[None]:
+    def waiting(self, *, since_ns: int | None = None) -> AbstractContextManager[None]:
         """Time the block as a ``queue`` span: the inference in progress waiting for this
-        participant (a stream's frame waiting for the head's processor)."""
+        participant (a stream's frame waiting for the head's processor), from ``since_ns``
+        (a :func:`splittracer.clock.now_ns` reading) when given."""
         ...
 
     def send(self, peer: str, task: Task, *, codec: str | None = None) -> None:

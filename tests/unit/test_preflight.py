@@ -22,6 +22,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "manifests"
         ("cuts_out_of_order", 12, "playbook.phone.0.params.cuts", "go backwards"),
         ("model_typo", 4, "model.source", "alexnett"),
         ("yolo_typo", 4, "model.source", "yolov8nn.yaml"),
+        ("stream_drop_policy", 17, "playbook.phone.0.params.drop.policy", "newest or oldest"),
+        ("stream_splits_out_of_range", 12, "playbook.phone.0.params.splits", "split 40"),
     ],
 )
 def test_the_model_and_its_splits_are_checked_before_a_run(name, line, key, phrase, tmp_path):
@@ -52,3 +54,14 @@ def test_a_manifest_without_a_model_has_nothing_to_check(tmp_path):
         "playbook:\n  a:\n    - task: Finish\n"
     )
     assert check_manifest(load_manifest(tmp_path / "m.yaml"), tmp_path) is None
+
+
+def test_a_stream_trace_file_that_is_not_there_is_refused_at_its_key(tmp_path):
+    from splittracer.controller.resolve import resolve_run
+
+    manifest = load_manifest(FIXTURES / "stream_trace_missing.yaml")
+    with pytest.raises(ConfigError) as caught:
+        resolve_run(manifest, tmp_path)
+    error = caught.value
+    assert (error.line, error.key) == (15, "playbook.phone.0.params.trace"), error.render()
+    assert "no-such-frames.csv" in error.render() and error.exit_code == 2

@@ -5,14 +5,25 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Callable
 
 import msgspec
 import pytest
 
 from splittracer.builtin import Stream
-from splittracer.errors import RunError
+from splittracer.errors import ConfigError, RunError
 from splittracer.metrics.spans import Metric, Span
-from splittracer.pacing import arrival_offsets, pump_closed, pump_open
+from splittracer.pacing import (
+    DropPolicy,
+    HeadQueue,
+    PumpResult,
+    Ticket,
+    arrival_offsets,
+    arrival_times,
+    pump_closed,
+    pump_open,
+    schedule,
+)
 from splittracer.report.streams import stream_rows_to_dicts, summarize_streams
 
 
@@ -26,10 +37,34 @@ def test_constant_and_poisson_arrivals() -> None:
         arrival_offsets(3, 1.0, "bursty", 0)
 
 
+def test_a_schedule_stops_at_its_count_or_its_duration() -> None:
+    assert list(schedule(arrival_times(10.0, "constant", 0), 3, None)) == pytest.approx([0.0, 0.1, 0.2])
+    # Arrivals stop at the duration: 0.0 .. 0.4 s at 10 frames/s in half a second.
+    assert len(list(schedule(arrival_times(10.0, "constant", 0), None, 0.45))) == 5
+    assert list(schedule([0.0, 0.5, 1.0, 2.0], None, 1.5)) == [0.0, 0.5, 1.0]
+    assert list(schedule([0.0, 0.5, 1.0], 2, 10.0)) == [0.0, 0.5]
+
+
+def _frame(work: Callable[[int], None]) -> Callable[[Ticket, HeadQueue], bool]:
+    """A frame as the head runs one: wait for the head, leave it, then the rest (``work``)."""
+
+    def run(ticket: Ticket, queue: HeadQueue) -> bool:
+        if not queue.take(ticket):
+            return False
+        queue.head_done()
+        try:
+            work(ticket.index)
+        finally:
+            queue.answered()
+        return True
+
+    return run
+
+
 def test_a_closed_loop_keeps_inflight_frames_in_the_system() -> None:
     running, most, lock = 0, 0, threading.Lock()
 
-    def frame(_: int) -> None:
+    def work(_: int) -> None:
         nonlocal running, most
         with lock:
             running += 1
@@ -38,47 +73,133 @@ def test_a_closed_loop_keeps_inflight_frames_in_the_system() -> None:
         with lock:
             running -= 1
 
-    result = pump_closed(20, 3, frame)
-    assert (result.completed, most) == (20, 3)
+    result = pump_closed(3, _frame(work), count=20)
+    assert (result.completed, result.arrived, most) == (20, 20, 3)
+
+
+def test_a_closed_loop_runs_until_its_duration() -> None:
+    started = time.perf_counter()
+    result = pump_closed(2, _frame(lambda _: time.sleep(0.01)), duration_s=0.3)
+    took = time.perf_counter() - started
+    # Frames start until 0.3 s have passed; the two in flight then finish (10 ms each).
+    assert 0.3 <= took < 0.3 + 1.0 and result.completed == result.arrived >= 2
 
 
 def test_a_failing_frame_stops_the_stream_and_is_raised() -> None:
-    def frame(i: int) -> None:
+    def work(i: int) -> None:
         if i == 2:
             raise ValueError("frame 2")
 
     with pytest.raises(ValueError, match="frame 2"):
-        pump_closed(50, 2, frame)
+        pump_closed(2, _frame(work), count=50)
 
 
-def test_an_open_loop_drops_frames_beyond_its_bound() -> None:
+def _blocked_head(policy: str) -> tuple[PumpResult, list[int]]:
+    """Five frames at once on a head that holds the first for 0.2 s, at most two waiting."""
     release = threading.Event()
-    started: list[int] = []
+    ran: list[int] = []
 
-    def frame(i: int) -> None:
-        started.append(i)
-        release.wait(5)
+    def run(ticket: Ticket, queue: HeadQueue) -> bool:
+        if not queue.take(ticket):
+            return False
+        ran.append(ticket.index)
+        if ticket.index == 0:
+            release.wait(5)
+        queue.head_done()
+        queue.answered()
+        return True
 
     timer = threading.Timer(0.2, release.set)
     timer.start()
-    result = pump_open([0.0, 0.0, 0.0, 0.0, 0.0], frame, bound=2)
-    assert (result.completed, result.dropped, sorted(started)) == (2, 3, [0, 1])
+    result = pump_open([0.0, 0.01, 0.02, 0.03, 0.04], run, DropPolicy(max_queue=2, policy=policy))
+    return result, ran
+
+
+def test_a_full_queue_drops_the_arriving_frame_newest() -> None:
+    result, ran = _blocked_head("newest")
+    # Frame 0 holds the head; 1 and 2 fill the queue; 3 and 4 find it full.
+    assert (result.arrived, result.completed, result.dropped, ran) == (5, 3, 2, [0, 1, 2])
+
+
+def test_a_full_queue_drops_the_oldest_waiting_frame_oldest() -> None:
+    result, ran = _blocked_head("oldest")
+    # 3 pushes out 1, 4 pushes out 2: the freshest frames are served.
+    assert (result.arrived, result.completed, result.dropped, ran) == (5, 3, 2, [0, 3, 4])
+
+
+def test_frames_past_the_head_are_bounded_and_wait_at_the_head() -> None:
+    queue, inside, most, lock = HeadQueue(beyond=2), 0, 0, threading.Lock()
+
+    def run(index: int) -> None:
+        nonlocal inside, most
+        ticket = queue.arrive(index)
+        assert ticket is not None and queue.take(ticket)
+        queue.head_done()
+        with lock:
+            inside += 1
+            most = max(most, inside)
+        time.sleep(0.02)
+        with lock:
+            inside -= 1
+        queue.answered()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most == 2
+
+
+def test_an_open_loop_keeps_max_inflight_frames_past_the_head() -> None:
+    inside, most, lock = 0, 0, threading.Lock()
+
+    def work(_: int) -> None:
+        nonlocal inside, most
+        with lock:
+            inside += 1
+            most = max(most, inside)
+        time.sleep(0.02)
+        with lock:
+            inside -= 1
+
+    result = pump_open([0.0] * 6, _frame(work), DropPolicy(max_queue=10, max_inflight=2))
+    assert (result.completed, result.dropped, most) == (6, 0, 2)
 
 
 @pytest.mark.parametrize(
-    ("params", "message"),
+    ("params", "field", "message"),
     [
-        ({"count": 0}, "at least 1"),
-        ({"rate": 5.0, "inflight": 4}, "not both"),
-        ({"arrivals": "bursty"}, "constant or poisson"),
-        ({"deadline": "soon"}, "duration"),
-        ({"rates": [5.0, 0.0]}, "positive rates"),
-        ({"rates": [5.0], "inflight": 2}, "not both"),
+        ({"count": 0}, "count", "at least 1"),
+        ({"rate": 5.0, "inflight": 4}, "inflight", "not both"),
+        ({"arrivals": "bursty"}, "arrivals", "constant, poisson, trace"),
+        ({"arrivals": "poisson"}, "arrivals", "needs rate"),
+        ({"deadline": "soon"}, "deadline", "duration"),
+        ({"rates": [5.0, 0.0]}, "rates", "positive rates"),
+        ({"rates": [5.0], "inflight": 2}, "inflight", "not both"),
+        ({"count": 10, "duration": "5s"}, "duration", "not both"),
+        ({"duration": "0s"}, "duration", "above 0"),
+        ({"arrivals": "trace"}, "trace", "needs trace"),
+        ({"trace": [0.0, 0.1]}, "trace", "only with arrivals: trace"),
+        ({"arrivals": "trace", "trace": [0.0, 0.2, 0.1]}, "trace", r"trace\[2\]: 0.1 s comes before 0.2 s"),
+        ({"arrivals": "trace", "trace": [-1.0]}, "trace", "no time"),
+        ({"arrivals": "trace", "trace": [0.0], "rate": 5.0}, "rate", "no rate beside"),
+        ({"drop": {"max_queue": 4}}, "drop", "closed loop"),
+        ({"rate": 5.0, "drop": {"max_queue": 0}}, "drop.max_queue", "at least 1"),
+        ({"rate": 5.0, "drop": {"max_queue": 4, "policy": "random"}}, "drop.policy", "newest or oldest"),
+        ({"rate": 5.0, "drop": {"size": 4}}, "drop.size", "no key"),
+        ({"rate": 5.0, "drop": {"max_inflight": 0}}, "drop.max_inflight", "at least 1"),
+        ({"split": "best"}, "split", "neither a split point nor auto"),
+        ({"split": 5, "splits": [0, 5]}, "splits", "not split and splits"),
+        ({"splits": [0, 5], "cuts": [3]}, "cuts", "not splits and cuts"),
+        ({"split": 5, "bandwidth": "lte"}, "bandwidth", "only to plan split: auto"),
+        ({"split": "auto", "bandwidth": "fast"}, "bandwidth", "rate"),
     ],
 )
-def test_a_stream_refuses_what_cannot_run(params: dict[str, object], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+def test_a_stream_refuses_what_cannot_run(params: dict[str, object], field: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
         Stream(next=["edge"], **params)  # type: ignore[arg-type]
+    assert caught.value.key == field
 
 
 def _span(kind: str, who: str, stage: int, inference: int, start_ms: float, end_ms: float, **attrs) -> Span:

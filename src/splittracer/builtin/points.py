@@ -19,6 +19,18 @@ def fixed_cuts(task: Infer | Stream, num_layers: int) -> list[int]:
     return cuts
 
 
+def stream_points(task: Stream, num_layers: int) -> list[list[int]]:
+    """The cuts of each stream a Stream runs: one per split of ``splits``, else its own."""
+    if isinstance(task.split, str):
+        raise RunError(f"Stream asks for split: {task.split}, which the controller plans before the run")
+    if not task.splits:
+        return [fixed_cuts(task, num_layers)]
+    points = [[k] for k in task.splits]
+    for cuts in points:
+        _check_cuts(cuts, num_layers, len(task.next))
+    return points
+
+
 def planned_mode(task: Infer) -> str | None:
     """``auto`` or ``adaptive`` when ``task`` asks for planned cuts; None for given ones."""
     word = task.split if isinstance(task.split, str) else task.cuts if isinstance(task.cuts, str) else None
@@ -43,8 +55,10 @@ def split_problem(task: Task, num_layers: int) -> tuple[str, str] | None:
     try:
         if isinstance(task, Sweep) and not (task.placements or task.top):  # those: the controller's
             sweep_points(task, num_layers, len(task.next))
-        elif (isinstance(task, Infer) and not _plans_or_misnames(task)) or isinstance(task, Stream):
+        elif isinstance(task, Infer) and not _plans_or_misnames(task):
             fixed_cuts(task, num_layers)
+        elif isinstance(task, Stream) and not isinstance(task.split, str):
+            stream_points(task, num_layers)
     except RunError as exc:
         return _split_field(task), exc.message
     return _codec_problem(task)
@@ -87,6 +101,8 @@ def _check_codecs(names: list[str]) -> None:
 def _split_field(task: Task) -> str:
     if isinstance(task, Sweep):
         return "cuts" if task.cuts is not None else "splits"
+    if isinstance(task, Stream) and task.splits:
+        return "splits"
     return "cuts" if isinstance(task, Infer | Stream) and isinstance(task.cuts, list) else "split"
 
 

@@ -8,12 +8,11 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..pacing import Batcher, StreamFrames, stream_attrs
+from ..pacing import Batcher, DropPolicy, StreamFrames
 from ..placed import RunPlaced, placed, run_placed_task, sweep_placements
 from ..roles import Context, Role, handles
 from ..tasks import Task
-from ..units import parse_duration
-from .points import fixed_cuts, infer_codecs, planned_mode, sweep_points
+from .points import fixed_cuts, infer_codecs, planned_mode, stream_points, sweep_points
 from .running import (
     apply_uplink_trace,
     infer_once,
@@ -21,10 +20,13 @@ from .running import (
     infer_planned,
     infer_point,
     probe_link,
+    record_stream_plan,
     set_sweep_uplink,
     stream_rest,
+    stream_span_attrs,
     sweep_label,
 )
+from .streaming import drop_policy, stream_duration, stream_frames, stream_times
 from .tasks import Finish, Infer, LinkProbe, LinkReport, MeasureLink, Result, RunLayers, Stream, Sweep
 
 if TYPE_CHECKING:  # the controller imports the built-in roles to check a manifest: no torch there
@@ -101,23 +103,40 @@ class SplitHead(Role):
 
     @handles(Stream)
     def stream(self, task: Stream, ctx: Context) -> None:
-        cuts = fixed_cuts(task, ctx.num_layers)
-        for rate in task.rates or [task.rate]:  # a sweep over offered load: one stream per rate
+        points = stream_points(task, ctx.num_layers)
+        if task.planned:
+            record_stream_plan(ctx, task, self._issued)
+        # A sweep: one stream per split, each at every offered rate, in turn.
+        for cuts, rate in itertools.product(points, task.rates or [task.rate]):
             self._stream_at(task, ctx, cuts, rate)
         if task.finish:
             ctx.finish()
 
     def _stream_at(self, task: Stream, ctx: Context, cuts: list[int], rate: float) -> None:
         warmup = task.warmup if task.warmup >= 0 else ctx.options.warmup
-        total = warmup + task.count
-        first = self._reserve(total)
+        first = self._issued  # the stream's ids: as many as arrive, reserved once it ended
         rest = lambda sent: stream_rest(ctx, task, cuts, sent)  # noqa: E731
-        deadline_s = parse_duration(task.deadline) if task.deadline is not None else None
-        attrs = stream_attrs(first, rate, task.arrivals, task.inflight, deadline_s)
-        frames = StreamFrames(ctx, rest, attrs, cuts[0], first, warmup, total)
-        done = frames.pump(rate, task.arrivals, task.inflight)
+        frames = StreamFrames(ctx, rest, stream_span_attrs(task, first, rate, cuts), cuts[0], first, warmup)
+        try:
+            done = frames.pump(
+                stream_times(task, rate, ctx.options.seed + first),
+                task.inflight,
+                count=stream_frames(task, warmup),
+                duration_s=stream_duration(task),
+                drop=drop_policy(task),
+            )
+        finally:
+            self._reserve(frames.issued)
         if done.dropped:
-            ctx.record("stream_dropped", float(done.dropped), stream=first)
+            policy = drop_policy(task) or DropPolicy()
+            ctx.record(
+                "stream_dropped",
+                float(done.dropped),
+                stream=first,
+                policy=policy.policy,
+                max_queue=policy.max_queue,
+                max_inflight=policy.max_inflight,
+            )
 
     @handles(Finish)
     def finish(self, task: Finish, ctx: Context) -> None:

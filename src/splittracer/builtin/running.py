@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import RunError
 from ..metrics.accuracy import PREDICTION, predict, reference_outputs
+from ..pacing import stream_attrs
 from ..placed import Placed, call_placed, plan_placement
 from ..plan.online import (
     MEASURE,
@@ -19,8 +20,9 @@ from ..plan.online import (
     fit_link,
 )
 from ..roles import Context
-from ..units import parse_rate
+from ..units import parse_duration, parse_rate
 from .points import codec_label, infer_codecs
+from .streaming import open_loop, trace_fps
 from .tasks import (
     PROBE_MAX_BYTES,
     PROBE_START_BYTES,
@@ -44,6 +46,32 @@ def stream_rest(ctx: Context, task: Stream, cuts: list[int], sent: tuple[torch.T
     reply = ctx.call(task.next[0], onward)
     if not isinstance(reply, Result):
         raise RunError(f"expected a Result from {task.next[-1]}, got {type(reply).__name__}")
+
+
+def stream_span_attrs(
+    task: Stream, first: int, rate: float, cuts: list[int]
+) -> dict[str, str | int | float | bool]:
+    """What every frame's ``inference`` span of one stream says of it (the results read them)."""
+    deadline_s = parse_duration(task.deadline) if task.deadline is not None else None
+    offered = trace_fps(task.trace) if isinstance(task.trace, list) else rate
+    attrs = stream_attrs(first, offered, task.arrivals if open_loop(task) else "", task.inflight, deadline_s)
+    if len(cuts) > 1:
+        attrs["cuts"] = ",".join(map(str, cuts))
+    if task.duration is not None:
+        attrs["duration_s"] = parse_duration(task.duration)
+    return attrs
+
+
+def record_stream_plan(ctx: Context, task: Stream, first: int) -> None:
+    """A ``split_plan`` metric for a Stream's ``split: auto``: the split the controller chose, why."""
+    plan = task.planned
+    ctx.record(
+        "split_plan",
+        float(task.split) if isinstance(task.split, int) else -1.0,
+        mode="auto",
+        inference=first,
+        **plan,
+    )
 
 
 def set_sweep_uplink(ctx: Context, link: str | None, first: int) -> dict[str, str | int | float | bool]:

@@ -5,13 +5,12 @@ from __future__ import annotations
 from dataclasses import field
 from typing import TYPE_CHECKING
 
-from ..pacing import ARRIVALS
 from ..plan.online import (
     DEFAULT_THRESHOLD,
     MEASURE,
 )
 from ..tasks import Task
-from ..units import parse_duration
+from .streaming import check_stream
 
 if TYPE_CHECKING:  # tensor fields resolve when first sent: the controller never imports torch
     import torch
@@ -102,36 +101,41 @@ class Stream(Task):
     frame n+1 while frame n is on the link or at the server.
 
     Closed loop (default): ``inflight`` frames in the system at once. Open
-    loop: ``rate`` frames per second arriving ``constant`` or ``poisson``
-    (``arrivals``); a frame that finds 64 still in flight is dropped and
-    counted; ``rates`` runs one such stream per rate, in turn. ``count``
-    measured frames follow ``warmup`` ones (-1: ``options.warmup``).
-    ``deadline`` (e.g. ``100ms``) is kept on every frame: results count the late ones.
+    loop: ``rate`` frames per second arriving ``constant`` or ``poisson``, or
+    at the timestamps of ``trace`` (``arrivals: trace``: seconds from the
+    stream's start, a list or a workspace file with one a line); ``rates``
+    runs one such stream per rate, in turn. ``splits`` runs one stream per
+    split point in turn (with ``rates``: every rate at every split).
+    ``split: auto`` streams at the split planned for the most frames per
+    second (the controller fills ``planned`` from the participants'
+    profiles). ``count`` measured frames follow ``warmup`` ones (-1:
+    ``options.warmup``), or frames arrive until ``duration`` has passed.
+    Frames waiting for the head are bounded by ``drop``
+    (``{max_queue: 8, policy: newest|oldest}``: drop the arriving frame or
+    the oldest waiting one; default 64, newest). ``deadline`` (e.g.
+    ``100ms``) is kept on every frame: results count the late ones.
     """
 
     next: list[str]
-    split: int = -1
+    split: int | str = -1
+    splits: list[int] = field(default_factory=list)
     cuts: list[int] | None = None
-    count: int = 100
+    count: int | None = None
+    duration: str | None = None
     inflight: int = 1
     rate: float = 0.0
     rates: list[float] = field(default_factory=list)
     arrivals: str = "constant"
+    trace: list[float] | str | None = None
     deadline: str | None = None
+    drop: dict[str, int | str] | None = None
+    bandwidth: str | list[str] | None = None
     warmup: int = -1
     finish: bool = True
+    planned: dict[str, float | str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.count < 1 or self.inflight < 1 or self.rate < 0:
-            raise ValueError("count and inflight must be at least 1, and rate at least 0")
-        if (self.rate > 0 or self.rates) and self.inflight != 1:
-            raise ValueError("give rate (frames arrive open loop) or inflight (closed loop), not both")
-        if self.rates and (self.rate > 0 or min(self.rates) <= 0):
-            raise ValueError("rates sweeps the offered load: positive rates, and no rate beside them")
-        if self.arrivals not in ARRIVALS:
-            raise ValueError(f"arrivals must be {' or '.join(ARRIVALS)}, not '{self.arrivals}'")
-        if self.deadline is not None:
-            parse_duration(self.deadline)
+        check_stream(self)
 
 
 class RunLayers(Task, priority=5):

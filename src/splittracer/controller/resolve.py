@@ -18,6 +18,7 @@ from .autosplit import resolve_planned_splits
 from .placed import resolve_placements
 from .preflight import check_manifest, preflight_cache
 from .provenance import code_fingerprint
+from .streams import resolve_streams
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ def resolve_run(manifest: Manifest, workspace: Path | None = None) -> ResolvedRu
         workspace,
     )
     planned = resolve_placements(manifest, planned, workspace)
+    planned = resolve_streams(manifest, planned, workspace)
     # Every replica of a group runs its own copy of the group's playbook.
     playbook = tuple(
         (replica, task) for name, task in planned for replica in manifest.participants[name].replica_names

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ..config import KeyPath, LocatedYaml
-from ..errors import SplitTracerError
+from ..errors import ConfigError, SplitTracerError
 from .located import Where, error_at_key, located_error, unknown_hint
 from .schema import Manifest, PlaybookEntry
 
@@ -72,6 +72,14 @@ def build_task(entry: PlaybookEntry) -> Task:
     values = {name: _converted(cls, hints, name, value, where) for name, value in entry.params.items()}
     try:
         return cls(**values)
+    except ConfigError as exc:
+        if exc.path is not None or not exc.key:
+            raise
+        # A task that names the field it refuses: the mistake sits at that field's line.
+        field = tuple(exc.key.split("."))
+        raise located_error(
+            where, ("params", *field), f"{entry.task}.{exc.key}: {exc.detail}", exc.hint
+        ) from None
     except (TypeError, ValueError, SplitTracerError) as exc:
         raise located_error(where, ("params",), f"cannot build task '{entry.task}': {exc}", None) from exc
 

@@ -209,12 +209,15 @@ class SpanRecorder:
         bytes_raw: int = 0,
         bytes_wire: int = 0,
         attrs: Attrs | None = None,
+        since_ns: int | None = None,
     ) -> Iterator[OpenSpan]:
         """Time the ``with`` block as a span of ``kind``.
 
         Yields an :class:`OpenSpan` whose fields may be filled in the block
         (bytes are often known only at its end). A block that raises is still
         recorded, with ``attrs['error']`` set to the exception's type.
+        ``since_ns`` (a reading of this recorder's clock) starts the span
+        earlier than the block: what it times began before a thread took it up.
         """
         if kind not in SPAN_KINDS:
             raise ValueError(_unknown_kind(kind))
@@ -229,7 +232,7 @@ class SpanRecorder:
             bytes_wire,
             dict(attrs or {}),
         )
-        start = self._clock()
+        start = self._clock() if since_ns is None else since_ns
         try:
             yield open_span
         except BaseException as exc:

@@ -236,6 +236,7 @@ class ParticipantContext:
         split: int = -1,
         warmup: bool = False,
         attrs: Mapping[str, str | int | float | bool] | None = None,
+        since_ns: int | None = None,
     ) -> Iterator[None]:
         """Time one end-to-end inference; spans inside (here and on peers) carry its id.
 
@@ -255,6 +256,7 @@ class ParticipantContext:
                 inference=tags.inference,
                 split=split,
                 attrs={**(attrs or {}), **extra, **_warmup(tags)},
+                since_ns=since_ns,
             ),
         ):
             yield
@@ -280,10 +282,12 @@ class ParticipantContext:
             yield
 
     @contextlib.contextmanager
-    def waiting(self) -> Iterator[None]:
+    def waiting(self, *, since_ns: int | None = None) -> Iterator[None]:
         """Time the block as a ``queue`` span of the inference in progress."""
         tags = self.tags
-        with self._recorder.span("queue", inference=tags.inference, split=tags.split, attrs=_warmup(tags)):
+        with self._recorder.span(
+            "queue", inference=tags.inference, split=tags.split, attrs=_warmup(tags), since_ns=since_ns
+        ):
             yield
 
     # -- messages --------------------------------------------------------------
