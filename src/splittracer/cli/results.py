@@ -137,6 +137,28 @@ def _print_streams(summary: RunSummary) -> None:
     columns = ["client", "stream", "split", "offered", "frames", "achieved fps", "bound fps", "of bound"]
     columns += ["p50 ms", "p95 ms", "p99 ms", "max ms", "queue ms per stage", "late", "dropped"]
     print_table("Streams (achieved: completions/s after the first; bound: 1/slowest stage)", columns, rows)
+    _print_front(summary)
+
+
+def _print_front(summary: RunSummary) -> None:
+    """The streams on the Pareto front of achieved frames/s against p95 latency, in one line."""
+    from ..report.streams import TRADEOFF_QUANTILE, pareto_keys, tradeoff_rows
+
+    points = tradeoff_rows(summary.streams)
+    if len(points) < 2:
+        return
+    front = pareto_keys(points)
+    named = [
+        f"split {r.split} (stream {r.stream}{'' if r.client == '*' else ', ' + r.client}: "
+        f"{r.achieved_fps:.2f} fps, {TRADEOFF_QUANTILE} {r.latency_ms[TRADEOFF_QUANTILE]:.1f} ms)"
+        for r in sorted(points, key=lambda r: r.achieved_fps)
+        if (r.client, r.stream) in front
+    ]
+    console.print(
+        f"Pareto front, frames/s against {TRADEOFF_QUANTILE} latency ({len(named)} of {len(points)} "
+        f"streams): {'; '.join(named)}",
+        highlight=False,
+    )
 
 
 def _print_accuracy(summary: RunSummary) -> None:
