@@ -51,3 +51,54 @@ def test_a_stream_at_two_splits_reports_time_series_and_its_front(tmp_path):
     assert 'data-figure="over-time"' in page and 'data-figure="tradeoff"' in page and "Pareto" in page
     written = {p.name.removeprefix(outcome.run_id) for p in write_plots(store, outcome.run_id, tmp_path)}
     assert {"-over-time.png", "-over-time.svg", "-tradeoff.png", "-tradeoff.svg"} <= written
+
+
+ACCOUNTED = """
+name: accounted
+model: {source: torchvision:alexnet}
+participants:
+  phone: {role: "splittracer.builtin:SplitHead", limits: {threads: 1}}
+  edge: {role: "splittracer.builtin:SplitTail", limits: {threads: 1}}
+playbook:
+  phone:
+    - {task: Stream, params: {split: 5, next: [edge], count: 20, rate: 5, arrivals: poisson, warmup: 2}}
+"""
+PARTS = ("queue", "compute", "transfer")
+
+
+def test_queue_compute_and_transfer_account_for_each_frames_latency(tmp_path):
+    """Poisson arrivals, one frame's latency split into its parts.
+
+    What physics guarantees: a frame's queue, compute and transfer spans are
+    disjoint intervals inside its end-to-end span, so together they never
+    exceed it (the two transfers cross clocks, but an error in the clock
+    offset lengthens one by what it shortens the other; each transfer's
+    known uncertainty is allowed). What they leave is the dispatch between
+    spans, a fraction of a millisecond, more when another process takes
+    the CPU between two spans: that is bounded only for the median frame
+    (2 %, the issue's figure; about 0.6 % measured on a loaded 2-core machine),
+    and the run's ``other_ms`` reports it.
+    """
+    ws = workspace_with(tmp_path, {"accounted": ACCOUNTED})
+    outcome, store = run(ws, "accounted")
+    assert outcome.status == "succeeded", outcome.error
+    spans = store.spans(outcome.run_id)
+    frames = {
+        s.inference: s
+        for s in spans
+        if s.kind == "inference" and "stream" in s.attrs and not s.attrs.get("warmup")
+    }
+    parts = dict.fromkeys(frames, 0.0)
+    slack = dict.fromkeys(frames, 0.01)  # ms: the clock reads in ns; rounding of the offset
+    for s in spans:
+        if s.inference in frames and s.kind in PARTS:
+            parts[s.inference] += s.duration_ms
+            slack[s.inference] += float(s.attrs.get("clock_uncertainty_ns", 0)) / 1e6
+    assert len(frames) == 20
+    for i, frame in frames.items():
+        assert parts[i] <= frame.duration_ms + slack[i], f"frame {i}: parts {parts[i]:.3f} ms"
+    shares = sorted(1 - parts[i] / frame.duration_ms for i, frame in frames.items())
+    assert shares[len(shares) // 2] <= 0.02, f"unaccounted shares {[round(x, 3) for x in shares]}"
+    [row] = run_summary(store, outcome.run_id).streams
+    others = sorted(frame.duration_ms - parts[i] for i, frame in frames.items())
+    assert row.other_ms == pytest.approx((others[9] + others[10]) / 2)

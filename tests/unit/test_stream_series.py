@@ -66,6 +66,7 @@ def test_stream_rows_carry_completions_and_their_front() -> None:
     assert [t for t, _ in rows[0].completions] == pytest.approx([0.1, 0.15, 0.2, 0.25])
     assert {ms for _, ms in rows[0].completions} == {100.0}
     assert pareto_keys(rows) == {("phone", 0)}
+    assert rows[0].other_ms == pytest.approx(5.0)  # 100 ms less 1 + 20 + 40 + 4 + 30 ms of spans
     dicts = stream_rows_to_dicts(rows)
     assert [d["pareto_p95"] for d in dicts] == [True, False]
     assert sum(dicts[0]["over_time"]["frames"]) == 4

@@ -48,15 +48,19 @@ def streams_section(streams: Sequence[StreamRow], run_id: str, stem: Path, figur
     front = pareto_keys(streams)
     points = {(r.client, r.stream) for r in tradeoff_rows(streams)}
     columns = ["stream", "frames", "achieved fps", "bound fps", "of bound", "p50 ms", "p95 ms", "p99 ms"]
-    columns += ["max ms", "queue ms per stage", "late", "dropped", "Pareto"]
+    columns += ["max ms", "queue ms per stage", "other ms", "late", "dropped", "Pareto"]
     rows = [
         [stream_label(r), r.frames, r.achieved_fps, r.bound_fps, f"{r.ratio:.0%}"]
         + [r.latency_ms[k] for k in ("p50", "p95", "p99", "max")]
-        + ["  ".join(f"{s}: {ms:.2f}" for s, ms in r.queue_ms.items()), r.deadline_misses, r.dropped]
+        + ["  ".join(f"{s}: {ms:.2f}" for s, ms in r.queue_ms.items()), r.other_ms]
+        + [r.deadline_misses, r.dropped]
         + [_front_cell((r.client, r.stream), points, front)]
         for r in streams
     ]
     text = note("Achieved: completions per second after the first; bound: 1 / the slowest stage's median.")
+    text += note(
+        "Other: the median of what a frame's queue, compute and transfer spans leave of its latency."
+    )
     text += note(
         f"Pareto: on the front of achieved frames/s against {q} latency (no other stream had more "
         "frames/s and less latency); a stream with several clients is one point, its clients together."

@@ -11,6 +11,10 @@ failed frames are no samples. Per client and stream:
 * latency percentiles of the frames' end-to-end spans, deadline misses
   (frames longer than their ``deadline_ms``), drops (``stream_dropped``);
 * queue wait per stage: each frame's ``queue`` spans summed per stage;
+* other: what a frame's queue, compute and transfer spans leave of its
+  latency (a handler's dispatch, the reply's hand-over to the sender
+  thread; a fraction of a millisecond each, more when the CPU is
+  contended), the median over frames;
 * the pipeline bound ``1 / max(stage)`` over the medians of each stage's
   compute per frame and, for a link with an emulated rate, its transfer
   time ``8 * bytes / rate`` (a link without one is no stage of the bound).
@@ -76,6 +80,7 @@ class StreamRow:
     samples_ms: tuple[float, ...] = ()  # every frame's latency, for the CDF
     # Every frame as (completion, latency ms), by completion; seconds since the stream's first frame began.
     completions: tuple[tuple[float, float], ...] = ()
+    other_ms: float = 0.0  # median per frame: latency less its queue, compute and transfer spans
 
     @property
     def ratio(self) -> float:
@@ -92,6 +97,7 @@ class _Frame:
     intervals: list[tuple[str, int, int]] = field(
         default_factory=list
     )  # (participant, start, end) of compute
+    parts_ms: float = 0.0  # its queue, compute and transfer spans together
 
 
 def summarize_streams(
@@ -128,6 +134,8 @@ def _frames(spans: list[Span]) -> dict[int, _Frame]:
         frame = frames.get(s.inference)
         if frame is None:
             continue
+        if s.kind in ("queue", "compute", "transfer"):
+            frame.parts_ms += s.duration_ms
         if s.kind == "compute":
             frame.compute[s.stage, s.participant] += s.duration_ms
             if not s.attrs.get("batched"):  # a batch is computed once, by the request that led it
@@ -173,6 +181,7 @@ def _row(
         utilisation=_utilisation(frames),
         samples_ms=tuple(sorted(f.span.duration_ms for f in frames)),
         completions=_completions(frames),
+        other_ms=_median([f.span.duration_ms - f.parts_ms for f in frames]),
     )
 
 
@@ -339,6 +348,7 @@ def _row_dict(r: StreamRow) -> dict[str, Any]:
         "queue_ms": {str(k): v for k, v in r.queue_ms.items()},
         "stage_ms": r.stage_ms,
         "utilisation": {str(k): v for k, v in r.utilisation.items()},
+        "other_ms": r.other_ms,
         "deadline_misses": r.deadline_misses,
         "dropped": r.dropped,
     }
