@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 
 import msgspec
@@ -85,6 +86,7 @@ def test_the_report_json_and_table_show_time_and_front(tmp_path, capsys) -> None
     from splittracer.metrics import ParticipantRecord, ResultsStore, RunRecord
     from splittracer.report.html import write_html_report
     from splittracer.report.runs import run_summary, summary_to_dict, write_plots
+    from splittracer.report.streams import export_run_stream_windows, windows_path
 
     fast = _frames("phone", 0, [100, 150, 200, 250])
     slow = [
@@ -104,9 +106,15 @@ def test_the_report_json_and_table_show_time_and_front(tmp_path, capsys) -> None
         assert (
             "Pareto front, frames/s against p95 latency (1 of 2 streams): split 13" in capsys.readouterr().out
         )
+        windows = export_run_stream_windows(store, run_id, windows_path(tmp_path / "run.csv"), "csv")
         report = write_html_report(store, run_id, tmp_path / "report" / "run.html")
         plots = {p.name.removeprefix(run_id) for p in write_plots(store, run_id, tmp_path)}
     page = report.html.read_text()
     assert 'data-figure="over-time"' in page and 'data-figure="tradeoff"' in page and "dominated" in page
     assert {p.name for p in report.figures} >= {"run-over-time.svg", "run-tradeoff.png"}
     assert {"-over-time.png", "-tradeoff.svg"} <= plots
+    assert windows == tmp_path / "run-stream-windows.csv"
+    with windows.open() as handle:
+        exported = list(csv.DictReader(handle))
+    assert {row["stream"] for row in exported} == {"0", "1"}
+    assert sum(int(row["frames"]) for row in exported if row["stream"] == "0") == 4

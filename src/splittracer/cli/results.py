@@ -316,12 +316,13 @@ def export(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Write every span of a run to a CSV or Parquet file, its metrics beside it (<name>-metrics)
-    and, for a stream run, its stream results (<name>-streams), and, when inferences recorded
+    and, for a stream run, its stream results (<name>-streams) and their throughput and latency per
+    window (<name>-stream-windows), and, when inferences recorded
     predictions, accuracy per split and codec (<name>-accuracy)."""
     from ..metrics.store import ResultsStore
     from ..report.accuracy import accuracy_path, export_run_accuracy
     from ..report.export import export_run, export_run_metrics, metrics_path
-    from ..report.streams import export_run_streams, streams_path
+    from ..report.streams import export_run_stream_windows, export_run_streams, streams_path, windows_path
     from ..workspace import find_workspace
 
     ws = find_workspace(explicit=workspace)
@@ -331,8 +332,9 @@ def export(
         written = [export_run(store, run_id, target, _FORMATS[fmt])]
         metrics = export_run_metrics(store, run_id, metrics_path(target), _FORMATS[fmt])
         streams = export_run_streams(store, run_id, streams_path(target), _FORMATS[fmt])
+        windows = export_run_stream_windows(store, run_id, windows_path(target), _FORMATS[fmt])
         accuracy = export_run_accuracy(store, run_id, accuracy_path(target), _FORMATS[fmt])
-    extra = [p for p in (metrics, streams, accuracy) if p]
+    extra = [p for p in (metrics, streams, windows, accuracy) if p]
     for path in [*written, *extra]:
         console.print(str(path), highlight=False, soft_wrap=True)
 

@@ -48,6 +48,7 @@ from .summary import percentile
 __all__ = [
     "TRADEOFF_QUANTILE",
     "StreamRow",
+    "export_run_stream_windows",
     "export_run_streams",
     "pareto_keys",
     "stream_rows_to_dicts",
@@ -55,6 +56,7 @@ __all__ = [
     "summarize_streams",
     "tradeoff_rows",
     "uplinks_of",
+    "windows_path",
 ]
 
 
@@ -370,11 +372,50 @@ def export_run_streams(store: ResultsStore, run_id: str, path: str | Path, fmt: 
     one flat column per figure; None (and no file) when the run streamed nothing."""
     import pandas as pd
 
-    run = store.get_run(run_id)
-    rows = summarize_streams(store.spans(run.id), store.metrics(run.id), uplinks_of(run.record))
+    rows = _run_rows(store, run_id)
     if not rows:
         return None
-    frame = pd.json_normalize(stream_rows_to_dicts(rows, over_time=False), sep="_")
+    return _write(pd.json_normalize(stream_rows_to_dicts(rows, over_time=False), sep="_"), path, fmt)
+
+
+def windows_path(path: str | Path) -> Path:
+    """Where the streams' windows go beside a spans file: ``runs.csv`` -> ``runs-stream-windows.csv``."""
+    target = Path(path)
+    return target.with_name(f"{target.stem}-stream-windows{target.suffix}")
+
+
+def export_run_stream_windows(store: ResultsStore, run_id: str, path: str | Path, fmt: str) -> Path | None:
+    """Write each stream's throughput and latency over time, one row per (client, stream, window),
+    as CSV or Parquet; None (and no file) when the run streamed nothing."""
+    import pandas as pd
+
+    rows = _run_rows(store, run_id)
+    if not rows:
+        return None
+    records = []
+    for r in rows:
+        w = windowed(r.completions)
+        for i, end in enumerate(w.end_s):
+            records.append(
+                {
+                    "client": r.client,
+                    "stream": r.stream,
+                    "split": r.split,
+                    "window": i,
+                    "window_s": w.window_s,
+                }
+                | {"end_s": end, "frames": w.frames[i], "fps": w.fps[i]}
+                | {"p50_ms": w.p50_ms[i], "p95_ms": w.p95_ms[i]}
+            )
+    return _write(pd.DataFrame.from_records(records), path, fmt)
+
+
+def _run_rows(store: ResultsStore, run_id: str) -> list[StreamRow]:
+    run = store.get_run(run_id)
+    return summarize_streams(store.spans(run.id), store.metrics(run.id), uplinks_of(run.record))
+
+
+def _write(frame: Any, path: str | Path, fmt: str) -> Path:
     target = Path(path)
     with atomic_path(target) as temp:
         if fmt == "parquet":
