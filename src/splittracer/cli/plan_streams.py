@@ -62,14 +62,17 @@ def _print_verdict(result: StreamPlanCheck) -> None:
             f"compared instead: {_cuts(chosen.cuts)}, the streamed choice planned fastest, "
             f"achieved {chosen.achieved_fps:.2f} frames/s (stream {chosen.stream})"
         )
-    console.print(
-        f"{compared} vs best {best.achieved_fps:.2f} frames/s ({-result.shortfall:+.1%})", highlight=False
-    )
+    behind = "the best" if chosen is best else f"{result.shortfall:.1%} fewer"
+    console.print(f"{compared} vs best {best.achieved_fps:.2f} frames/s ({behind})", highlight=False)
     limited = [r for r in result.rows if r.limited_by]
     if limited:
+        why = {
+            "offered load": "offered load: it kept up with its rate",
+            "one in flight": "one in flight: not pipelined",
+        }
+        reasons = "; ".join(why[k] for k in sorted({r.limited_by for r in limited}))
         console.print(
-            f"{len(limited)} of {len(result.rows)} streams did not test the pipeline's capacity (limited by: "
-            "offered load — the stream kept up with its rate; one in flight — not pipelined)",
+            f"{len(limited)} of {len(result.rows)} streams did not test the pipeline's capacity ({reasons})",
             highlight=False,
         )
 
