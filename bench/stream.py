@@ -97,6 +97,7 @@ def open_loop(frames: int, bound_fps: float, load: float) -> None:
         "queue + compute + transfer over latency per frame: "
         f"median {median(shares):.3f}, p5 {shares[len(shares) // 20]:.3f}, min {shares[0]:.3f}"
     )
+    print(f"what they leave (dispatch between spans), median per frame: {row.other_ms:.2f} ms")
 
 
 def fan_in(frames: int, clients: int) -> None:

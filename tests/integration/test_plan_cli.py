@@ -321,3 +321,58 @@ def test_profile_warns_about_layers_measured_while_the_machine_was_busy(ws):
     warning = " ".join(shown.stderr.split())
     assert "1 of 2 layers varied by more than 30%" in warning and "fc (Linear) 40.00 ms, IQR 200%" in warning
     assert "conv" not in warning and "likely busy" in warning
+
+
+def _stored_stream(ws, splits: list[int], *, inflight: int = 2, offered: float = 0.0) -> str:
+    """A run of one stream per split (AlexNet has 21 layers), 4 frames each 40 ms apart."""
+    with ResultsStore(ws.results_db) as store:
+        run_id = store.create_run("stream", CHECKED)
+        spans, n = [], 0
+        for stream, split in enumerate(splits):
+            attrs = {"stream": stream, "loop": "poisson" if offered else "closed", "inflight": inflight}
+            for frame in range(4):
+                n += 1
+                start = (stream * 1000 + frame * 40) * 10**6
+                common = {"run_id": run_id, "inference": n, "split": split, "start_ns": start}
+                spans += [
+                    Span(
+                        participant="phone",
+                        stage=0,
+                        kind="inference",
+                        end_ns=start + 100 * 10**6,
+                        attrs={**attrs, "offered_fps": offered},
+                        **common,
+                    ),
+                    Span(
+                        participant="phone", stage=0, kind="compute", end_layer=split, end_ns=start, **common
+                    ),
+                    Span(participant="cloud", stage=1, kind="compute", end_layer=21, end_ns=start, **common),
+                ]
+        store.append_spans(run_id, spans)
+        store.finish_run(run_id, "succeeded")
+    return run_id
+
+
+def test_plan_check_on_a_stream_run_compares_frames_per_second(ws):
+    args = ("--devices", "local-1t,local-2t", "-w", str(ws.root))
+    every = _stored_stream(ws, list(range(22)))
+    data = json.loads(splittracer("plan", "--check", every, "--json", *args).stdout)
+    assert data["objective"] == "throughput" and data["planned_streamed"] and data["compared"] == "planned"
+    assert len(data["streams"]) == 22 and all(s["planned_fps"] > 0 for s in data["streams"])
+    assert all(s["achieved_fps"] == pytest.approx(25.0) and s["limited_by"] is None for s in data["streams"])
+    planned = data["planned"][0]
+    assert data["streams"][planned]["planned_fps"] == pytest.approx(data["planned_fps"])
+    text = splittracer("plan", "--check", every, *args)
+    assert text.returncode == 0, text.stderr
+    assert f"achieved by the choice 25.00 frames/s (stream {planned})" in " ".join(text.stdout.split())
+
+    others = [k for k in (0, 21) if k != planned]
+    skipped = _stored_stream(ws, others, offered=25.0)
+    instead = json.loads(splittracer("plan", "--check", skipped, "--json", *args).stdout)
+    assert not instead["planned_streamed"] and instead["compared"] == "predicted_best_streamed"
+    assert {s["limited_by"] for s in instead["streams"]} == {"offered load"}
+    partial = " ".join(splittracer("plan", "--check", skipped, *args).stdout.split())
+    assert f"planner's choice: {planned} (" in partial and "not streamed by this run" in partial
+    assert "compared instead:" in partial and "did not test the pipeline's capacity" in partial
+    energy = splittracer("plan", "--check", skipped, "--objective", "energy", *args)
+    assert energy.returncode == 2 and "Drop --objective energy" in energy.stderr

@@ -93,7 +93,10 @@ def plan(
     tx_power: TxPowerOpt = None,
     dag: Annotated[bool, typer.Option("--dag", help="Also place a DAG by min-cut (two devices)")] = False,
     check: Annotated[
-        str | None, typer.Option(help="Compare with a run's sweep (its own links): run id or latest")
+        str | None,
+        typer.Option(
+            help="Compare with a run's sweep (its own links): run id or latest; a stream run: frames/s"
+        ),
     ] = None,
     quantile: Annotated[
         float,
@@ -111,11 +114,13 @@ def plan(
 
     profiles = _load_profiles(devices, workspace)
     if check is not None:
-        if objective is not ObjectiveChoice.latency:
+        if objective is ObjectiveChoice.energy:
             raise SplitTracerError(
-                "--check compares measured latency only", hint=f"Drop --objective {objective.value}."
+                "--check compares measured latency or, on a stream run, throughput",
+                hint=f"Drop --objective {objective.value}.",
             )
-        _check(check, profiles, _ESTIMATORS[estimator], quantile, workspace, json)
+        throughput = objective is ObjectiveChoice.throughput
+        _check(check, profiles, _ESTIMATORS[estimator], quantile, workspace, json, throughput=throughput)
         return
     if model is None:
         raise SplitTracerError("name the model to plan", hint="e.g. splittracer plan torchvision:alexnet ...")
@@ -227,15 +232,28 @@ def _check(
     quantile: float,
     workspace: Path | None,
     json: bool,
+    *,
+    throughput: bool = False,
 ) -> None:
+    """Latency per cut against the plan; on a stream run (or with ``throughput``), frames/s per stream."""
     from ..controller.plancheck import check_run, check_to_dict, placement_label
+    from ..controller.streamcheck import check_stream_run, run_streamed
     from ..metrics.store import ResultsStore
     from ..workspace import find_workspace
 
     ws = find_workspace(explicit=workspace)
     with console.status("planning the run's model…", spinner="dots"):
         store = ResultsStore(ws.results_db)
-        result = check_run(store, run_id, profiles, estimator=estimator, quantile=quantile)
+        streamed = throughput or run_streamed(store, run_id)
+        if streamed:
+            streams = check_stream_run(store, run_id, profiles, estimator=estimator)
+        else:
+            result = check_run(store, run_id, profiles, estimator=estimator, quantile=quantile)
+    if streamed:
+        from .plan_streams import show_stream_check
+
+        show_stream_check(streams, json=json)
+        return
     if json:
         print_json(check_to_dict(result))
         return

@@ -137,6 +137,28 @@ def _print_streams(summary: RunSummary) -> None:
     columns = ["client", "stream", "split", "offered", "frames", "achieved fps", "bound fps", "of bound"]
     columns += ["p50 ms", "p95 ms", "p99 ms", "max ms", "queue ms per stage", "late", "dropped"]
     print_table("Streams (achieved: completions/s after the first; bound: 1/slowest stage)", columns, rows)
+    _print_front(summary)
+
+
+def _print_front(summary: RunSummary) -> None:
+    """The streams on the Pareto front of achieved frames/s against p95 latency, in one line."""
+    from ..report.streams import TRADEOFF_QUANTILE, pareto_keys, tradeoff_rows
+
+    points = tradeoff_rows(summary.streams)
+    if len(points) < 2:
+        return
+    front = pareto_keys(points)
+    named = [
+        f"split {r.split} (stream {r.stream}{'' if r.client == '*' else ', ' + r.client}: "
+        f"{r.achieved_fps:.2f} fps, {TRADEOFF_QUANTILE} {r.latency_ms[TRADEOFF_QUANTILE]:.1f} ms)"
+        for r in sorted(points, key=lambda r: r.achieved_fps)
+        if (r.client, r.stream) in front
+    ]
+    console.print(
+        f"Pareto front, frames/s against {TRADEOFF_QUANTILE} latency ({len(named)} of {len(points)} "
+        f"streams): {'; '.join(named)}",
+        highlight=False,
+    )
 
 
 def _print_accuracy(summary: RunSummary) -> None:
@@ -294,12 +316,13 @@ def export(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Write every span of a run to a CSV or Parquet file, its metrics beside it (<name>-metrics)
-    and, for a stream run, its stream results (<name>-streams), and, when inferences recorded
+    and, for a stream run, its stream results (<name>-streams) and their throughput and latency per
+    window (<name>-stream-windows), and, when inferences recorded
     predictions, accuracy per split and codec (<name>-accuracy)."""
     from ..metrics.store import ResultsStore
     from ..report.accuracy import accuracy_path, export_run_accuracy
     from ..report.export import export_run, export_run_metrics, metrics_path
-    from ..report.streams import export_run_streams, streams_path
+    from ..report.streams import export_run_stream_windows, export_run_streams, streams_path, windows_path
     from ..workspace import find_workspace
 
     ws = find_workspace(explicit=workspace)
@@ -309,8 +332,9 @@ def export(
         written = [export_run(store, run_id, target, _FORMATS[fmt])]
         metrics = export_run_metrics(store, run_id, metrics_path(target), _FORMATS[fmt])
         streams = export_run_streams(store, run_id, streams_path(target), _FORMATS[fmt])
+        windows = export_run_stream_windows(store, run_id, windows_path(target), _FORMATS[fmt])
         accuracy = export_run_accuracy(store, run_id, accuracy_path(target), _FORMATS[fmt])
-    extra = [p for p in (metrics, streams, accuracy) if p]
+    extra = [p for p in (metrics, streams, windows, accuracy) if p]
     for path in [*written, *extra]:
         console.print(str(path), highlight=False, soft_wrap=True)
 

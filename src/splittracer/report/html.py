@@ -9,7 +9,9 @@ PNG and an SVG of each figure, for papers. Sections:
 * the metrics handlers recorded with ``ctx.record``, per split and attributes;
 * for a run with ``Stream`` tasks: each stream's throughput against its
   pipeline bound, tail latency and queue waits, its latency CDF and, open
-  loop, achieved against offered load (only when the run streamed);
+  loop, achieved against offered load; throughput and latency over time;
+  the latency-throughput trade-off with its Pareto front (only when the run
+  streamed; see :mod:`.streamhtml`);
 * the per-layer profile (Neurosurgeon's figure): compute time of every layer
   on each participant (timed alone, or the difference of two parts a sweep
   timed, see :mod:`.layers`), and the output size of every layer;
@@ -62,6 +64,7 @@ from .runs import (
     split_tensors,
     tensors_label,
 )
+from .streamhtml import streams_section
 from .streams import StreamRow, summarize_streams, uplinks_of
 from .summary import Quantiles, SplitRow, summarize
 
@@ -126,7 +129,7 @@ def write_html_report(
     stem = target.with_name(target.stem)
     sections = [
         _splits_section(run, stem, figures),
-        *([_streams_section(run, stem, figures)] if run.streams else []),
+        *([streams_section(run.streams, run.info.id, stem, figures)] if run.streams else []),
         _custom_section(run),
         _layers_section(run, stem, figures),
         _timeline_section(run, stem, figures, chosen, picked=inference is not None),
@@ -182,32 +185,6 @@ def _splits_section(run: _Run, stem: Path, figures: list[Path]) -> _Section:
     lead = f"Fastest split: {best.cut_label} (after {row_label(best, run.layers)}), "
     lead += f"median {best.total.median:,.3f} ms over {best.count} inferences."
     return _Section("splits", title, f"<p>{html.escape(lead)}</p>{chart}{_table(columns, rows)}{left_out}")
-
-
-# -- streams -------------------------------------------------------------------------
-
-
-def _streams_section(run: _Run, stem: Path, figures: list[Path]) -> _Section:
-    from .stream_plots import plot_latency_cdf, plot_throughput_vs_offered, stream_label
-
-    paths = plot_latency_cdf(run.streams, f"{stem}-latency-cdf", title=f"Frame latency — {run.info.id}")
-    charts = _figure(paths, paths[-1].read_text(encoding="utf-8"), "latency-cdf", "Latency CDF", figures)
-    if any(r.offered_fps > 0 for r in run.streams):
-        paths = plot_throughput_vs_offered(
-            run.streams, f"{stem}-throughput", title="Achieved against offered"
-        )
-        caption = "Achieved against offered frames/s, with the pipeline bound"
-        charts += _figure(paths, paths[-1].read_text(encoding="utf-8"), "throughput", caption, figures)
-    columns = ["stream", "frames", "achieved fps", "bound fps", "of bound", "p50 ms", "p95 ms", "p99 ms"]
-    columns += ["max ms", "queue ms per stage", "late", "dropped"]
-    rows = [
-        [stream_label(r), r.frames, r.achieved_fps, r.bound_fps, f"{r.ratio:.0%}"]
-        + [r.latency_ms[q] for q in ("p50", "p95", "p99", "max")]
-        + ["  ".join(f"{s}: {ms:.2f}" for s, ms in r.queue_ms.items()), r.deadline_misses, r.dropped]
-        for r in run.streams
-    ]
-    note = _note("Achieved: completions per second after the first; bound: 1 / the slowest stage's median.")
-    return _Section("streams", "Streams", note + charts + _table(columns, rows))
 
 
 # -- accuracy per split and codec -----------------------------------------------------

@@ -265,8 +265,8 @@ def write_plots(store: ResultsStore, run_id: str, out_dir: str | Path) -> list[P
     """Write the stacked-latency and bytes-per-split charts of a run as PNG and SVG.
 
     Files are ``<run id>-splits.{png,svg}`` and ``<run id>-bytes.{png,svg}``
-    in ``out_dir`` (a stream run adds ``-latency-cdf`` and, open loop,
-    ``-throughput``); raises SplitTracerError if the run measured nothing.
+    in ``out_dir`` (a stream run adds ``-latency-cdf``, ``-over-time``,
+    ``-tradeoff`` and, open loop, ``-throughput``); raises SplitTracerError if the run measured nothing.
     """
     # matplotlib is imported only when a figure is wanted.
     from .plots import plot_bytes_per_split, plot_stacked_splits
@@ -292,12 +292,17 @@ def write_plots(store: ResultsStore, run_id: str, out_dir: str | Path) -> list[P
 
 
 def _stream_plots(summary: RunSummary, stem: Path, title: str) -> list[Path]:
-    """A stream run's latency CDF and, with open-loop streams, achieved against offered load."""
+    """A stream run's latency CDF, throughput and latency over time, its latency-throughput trade-off
+    and, with open-loop streams, achieved against offered load."""
     if not summary.streams:
         return []
-    from .stream_plots import plot_latency_cdf, plot_throughput_vs_offered
+    from .stream_plots import plot_latency_cdf, plot_over_time, plot_throughput_vs_offered, plot_tradeoff
 
     written = plot_latency_cdf(summary.streams, f"{stem}-latency-cdf", title=f"Frame latency — {title}")
+    written += plot_over_time(summary.streams, f"{stem}-over-time", title=f"Over time — {title}")
+    written += plot_tradeoff(
+        summary.streams, f"{stem}-tradeoff", title=f"Latency-throughput trade-off — {title}"
+    )
     if any(r.offered_fps > 0 for r in summary.streams):
         written += plot_throughput_vs_offered(
             summary.streams, f"{stem}-throughput", title=f"Achieved against offered load — {title}"

@@ -11,6 +11,10 @@ failed frames are no samples. Per client and stream:
 * latency percentiles of the frames' end-to-end spans, deadline misses
   (frames longer than their ``deadline_ms``), drops (``stream_dropped``);
 * queue wait per stage: each frame's ``queue`` spans summed per stage;
+* other: what a frame's queue, compute and transfer spans leave of its
+  latency (a handler's dispatch, the reply's hand-over to the sender
+  thread; a fraction of a millisecond each, more when the CPU is
+  contended), the median over frames;
 * the pipeline bound ``1 / max(stage)`` over the medians of each stage's
   compute per frame and, for a link with an emulated rate, its transfer
   time ``8 * bytes / rate`` (a link without one is no stage of the bound).
@@ -38,15 +42,21 @@ from ..metrics.record import RunRecord
 from ..metrics.spans import Metric, Span
 from ..metrics.store import ResultsStore
 from .export import atomic_path
+from .stream_series import pareto_front, windowed, windows_to_dict
 from .summary import percentile
 
 __all__ = [
+    "TRADEOFF_QUANTILE",
     "StreamRow",
+    "export_run_stream_windows",
     "export_run_streams",
+    "pareto_keys",
     "stream_rows_to_dicts",
     "streams_path",
     "summarize_streams",
+    "tradeoff_rows",
     "uplinks_of",
+    "windows_path",
 ]
 
 
@@ -70,6 +80,9 @@ class StreamRow:
     dropped: int = 0
     utilisation: dict[int, float] = field(default_factory=dict)  # stage -> busy share of the window
     samples_ms: tuple[float, ...] = ()  # every frame's latency, for the CDF
+    # Every frame as (completion, latency ms), by completion; seconds since the stream's first frame began.
+    completions: tuple[tuple[float, float], ...] = ()
+    other_ms: float = 0.0  # median per frame: latency less its queue, compute and transfer spans
 
     @property
     def ratio(self) -> float:
@@ -86,6 +99,7 @@ class _Frame:
     intervals: list[tuple[str, int, int]] = field(
         default_factory=list
     )  # (participant, start, end) of compute
+    parts_ms: float = 0.0  # its queue, compute and transfer spans together
 
 
 def summarize_streams(
@@ -122,6 +136,8 @@ def _frames(spans: list[Span]) -> dict[int, _Frame]:
         frame = frames.get(s.inference)
         if frame is None:
             continue
+        if s.kind in ("queue", "compute", "transfer"):
+            frame.parts_ms += s.duration_ms
         if s.kind == "compute":
             frame.compute[s.stage, s.participant] += s.duration_ms
             if not s.attrs.get("batched"):  # a batch is computed once, by the request that led it
@@ -166,7 +182,15 @@ def _row(
         dropped=dropped,
         utilisation=_utilisation(frames),
         samples_ms=tuple(sorted(f.span.duration_ms for f in frames)),
+        completions=_completions(frames),
+        other_ms=_median([f.span.duration_ms - f.parts_ms for f in frames]),
     )
+
+
+def _completions(frames: list[_Frame]) -> tuple[tuple[float, float], ...]:
+    origin = min(f.span.start_ns for f in frames)
+    done = sorted((f.span.end_ns, f.span.duration_ms) for f in frames)
+    return tuple(((end - origin) / 1e9, ms) for end, ms in done)
 
 
 def _stage_times(frames: list[_Frame], uplinks: dict[str, float]) -> dict[str, float]:
@@ -274,29 +298,62 @@ def _median(values: Sequence[float]) -> float:
     return statistics.median(values) if len(values) else 0.0
 
 
-def stream_rows_to_dicts(rows: Iterable[StreamRow]) -> list[dict[str, Any]]:
-    """Rows as JSON-ready dicts."""
+TRADEOFF_QUANTILE = "p95"  # the latency of the latency-throughput trade-off
+
+
+def tradeoff_rows(rows: Iterable[StreamRow]) -> list[StreamRow]:
+    """The points of the latency-throughput trade-off, one per stream: its clients together
+    (``'*'``) when it has several, else its one client."""
+    rows = list(rows)
+    together = {r.stream for r in rows if r.client == "*"}
+    return [r for r in rows if r.client == "*" or r.stream not in together]
+
+
+def pareto_keys(rows: Iterable[StreamRow]) -> set[tuple[str, int]]:
+    """``(client, stream)`` of the trade-off points on the Pareto front: no other stream achieved
+    more frames/s at a lower p95 latency (:data:`TRADEOFF_QUANTILE`)."""
+    points = tradeoff_rows(rows)
+    flags = pareto_front([(r.achieved_fps, r.latency_ms[TRADEOFF_QUANTILE]) for r in points])
+    return {(r.client, r.stream) for r, on in zip(points, flags) if on}
+
+
+def stream_rows_to_dicts(rows: Iterable[StreamRow], *, over_time: bool = True) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts. ``pareto_p95``: on the latency-throughput front (None for a client
+    of a stream whose clients together are the point); ``over_time``: throughput and latency per
+    window (see :func:`~splittracer.report.stream_series.windowed`), left out with ``over_time=False``."""
+    rows = list(rows)
+    points = {(r.client, r.stream) for r in tradeoff_rows(rows)}
+    front = pareto_keys(rows)
     return [
         {
-            "client": r.client,
-            "stream": r.stream,
-            "split": r.split,
-            "loop": r.loop,
-            "offered_fps": r.offered_fps,
-            "inflight": r.inflight,
-            "frames": r.frames,
-            "achieved_fps": r.achieved_fps,
-            "bound_fps": r.bound_fps,
-            "ratio": r.ratio,
-            "latency_ms": r.latency_ms,
-            "queue_ms": {str(k): v for k, v in r.queue_ms.items()},
-            "stage_ms": r.stage_ms,
-            "utilisation": {str(k): v for k, v in r.utilisation.items()},
-            "deadline_misses": r.deadline_misses,
-            "dropped": r.dropped,
+            **_row_dict(r),
+            "pareto_p95": ((r.client, r.stream) in front) if (r.client, r.stream) in points else None,
+            **({"over_time": windows_to_dict(windowed(r.completions))} if over_time else {}),
         }
         for r in rows
     ]
+
+
+def _row_dict(r: StreamRow) -> dict[str, Any]:
+    return {
+        "client": r.client,
+        "stream": r.stream,
+        "split": r.split,
+        "loop": r.loop,
+        "offered_fps": r.offered_fps,
+        "inflight": r.inflight,
+        "frames": r.frames,
+        "achieved_fps": r.achieved_fps,
+        "bound_fps": r.bound_fps,
+        "ratio": r.ratio,
+        "latency_ms": r.latency_ms,
+        "queue_ms": {str(k): v for k, v in r.queue_ms.items()},
+        "stage_ms": r.stage_ms,
+        "utilisation": {str(k): v for k, v in r.utilisation.items()},
+        "other_ms": r.other_ms,
+        "deadline_misses": r.deadline_misses,
+        "dropped": r.dropped,
+    }
 
 
 def uplinks_of(record: RunRecord) -> dict[str, float]:
@@ -315,11 +372,50 @@ def export_run_streams(store: ResultsStore, run_id: str, path: str | Path, fmt: 
     one flat column per figure; None (and no file) when the run streamed nothing."""
     import pandas as pd
 
-    run = store.get_run(run_id)
-    rows = summarize_streams(store.spans(run.id), store.metrics(run.id), uplinks_of(run.record))
+    rows = _run_rows(store, run_id)
     if not rows:
         return None
-    frame = pd.json_normalize(stream_rows_to_dicts(rows), sep="_")
+    return _write(pd.json_normalize(stream_rows_to_dicts(rows, over_time=False), sep="_"), path, fmt)
+
+
+def windows_path(path: str | Path) -> Path:
+    """Where the streams' windows go beside a spans file: ``runs.csv`` -> ``runs-stream-windows.csv``."""
+    target = Path(path)
+    return target.with_name(f"{target.stem}-stream-windows{target.suffix}")
+
+
+def export_run_stream_windows(store: ResultsStore, run_id: str, path: str | Path, fmt: str) -> Path | None:
+    """Write each stream's throughput and latency over time, one row per (client, stream, window),
+    as CSV or Parquet; None (and no file) when the run streamed nothing."""
+    import pandas as pd
+
+    rows = _run_rows(store, run_id)
+    if not rows:
+        return None
+    records = []
+    for r in rows:
+        w = windowed(r.completions)
+        for i, end in enumerate(w.end_s):
+            records.append(
+                {
+                    "client": r.client,
+                    "stream": r.stream,
+                    "split": r.split,
+                    "window": i,
+                    "window_s": w.window_s,
+                }
+                | {"end_s": end, "frames": w.frames[i], "fps": w.fps[i]}
+                | {"p50_ms": w.p50_ms[i], "p95_ms": w.p95_ms[i]}
+            )
+    return _write(pd.DataFrame.from_records(records), path, fmt)
+
+
+def _run_rows(store: ResultsStore, run_id: str) -> list[StreamRow]:
+    run = store.get_run(run_id)
+    return summarize_streams(store.spans(run.id), store.metrics(run.id), uplinks_of(run.record))
+
+
+def _write(frame: Any, path: str | Path, fmt: str) -> Path:
     target = Path(path)
     with atomic_path(target) as temp:
         if fmt == "parquet":
