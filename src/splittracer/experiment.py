@@ -133,8 +133,13 @@ class Experiment:
         model = self.manifest.model
         if model is None:
             option = "/".join(f"--{k}" for k in given)
+            own = self.manifest.has_models_per_participant
             raise ConfigError(
-                f"experiment '{self.name}' has no model section: {option} has nothing to apply to"
+                f"experiment '{self.name}' has no model section: {option} has nothing to apply to",
+                hint="--weights and --dataset replace the top-level model's; a participant's own "
+                "model: names its files in the manifest."
+                if own
+                else None,
             )
         if "weights" in given and not given["weights"].is_file():
             raise ConfigError(

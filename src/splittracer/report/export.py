@@ -16,7 +16,7 @@ import csv
 import json
 import os
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -91,6 +91,7 @@ def _export(
     columns: Sequence[str],
     path: str | Path,
     fmt: ExportFormat | None,
+    models: Mapping[str, str] | None = None,
 ) -> Path:
     target = Path(path)
     chosen = fmt or _format_of(target)
@@ -98,15 +99,23 @@ def _export(
         raise SplitTracerError(f"unknown export format '{chosen}'; use 'csv' or 'parquet'")
     with atomic_path(target) as temp:
         if chosen == "csv":
-            _write_csv(items, columns, temp)
+            _write_csv(items, columns, temp, models or {})
         else:
-            _write_parquet(items, columns, temp)
+            _write_parquet(items, columns, temp, models or {})
     return target
 
 
 def export_run(store: ResultsStore, run_id: str, path: str | Path, fmt: ExportFormat | None = None) -> Path:
-    """Write every span of a run (id, unique prefix or 'latest') to ``path``."""
-    return export_spans(store.spans(run_id), path, fmt)
+    """Write every span of a run (id, unique prefix or 'latest') to ``path``.
+
+    A run whose participants ran different models gets a ``model`` column: the
+    model (source) the participant of each span ran, from the run's record.
+    """
+    run = store.get_run(run_id)
+    models = {name: p.model for name, p in run.record.participants.items()}
+    if len(set(filter(None, models.values()))) < 2:
+        return export_spans(store.spans(run.id), path, fmt)
+    return _export(store.spans(run.id), (*COLUMNS[:2], "model", *COLUMNS[2:]), path, fmt, models)
 
 
 def metrics_path(path: str | Path) -> Path:
@@ -157,14 +166,25 @@ def _record(item: Span | Metric) -> dict[str, Any]:
     return record
 
 
-def _write_csv(items: Sequence[Span] | Sequence[Metric], columns: Sequence[str], path: Path) -> None:
+def _row(item: Span | Metric, columns: Sequence[str], models: Mapping[str, str]) -> dict[str, Any]:
+    record = _record(item)
+    if "model" in columns and isinstance(item, Span):  # a run of several models (export_run):
+        record["model"] = models.get(item.participant, "")  # what each span's participant ran
+    return record
+
+
+def _write_csv(
+    items: Sequence[Span] | Sequence[Metric], columns: Sequence[str], path: Path, models: Mapping[str, str]
+) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
-        writer.writerows(_record(item) for item in items)
+        writer.writerows(_row(item, columns, models) for item in items)
 
 
-def _write_parquet(items: Sequence[Span] | Sequence[Metric], columns: Sequence[str], path: Path) -> None:
+def _write_parquet(
+    items: Sequence[Span] | Sequence[Metric], columns: Sequence[str], path: Path, models: Mapping[str, str]
+) -> None:
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -173,7 +193,7 @@ def _write_parquet(items: Sequence[Span] | Sequence[Metric], columns: Sequence[s
             "Parquet export needs the optional dependency pyarrow, which is not installed",
             hint="Install it with: pip install 'splittracer[parquet]' (or export to .csv).",
         ) from exc
-    records = [_record(item) for item in items]
+    records = [_row(item, columns, models) for item in items]
     data = {name: [r[name] for r in records] for name in columns}
     # An explicit schema: an empty run must still give typed columns.
     schema = pa.schema([(name, _ARROW_TYPES.get(name, "int64")) for name in columns])
@@ -183,6 +203,7 @@ def _write_parquet(items: Sequence[Span] | Sequence[Metric], columns: Sequence[s
 _ARROW_TYPES = {
     "run_id": "string",
     "participant": "string",
+    "model": "string",
     "kind": "string",
     "duration_ms": "float64",
     "attrs": "string",
