@@ -22,6 +22,9 @@ FIXTURES = Path(__file__).parent / "fixtures" / "manifests"
         ("cuts_out_of_order", 12, "playbook.phone.0.params.cuts", "go backwards"),
         ("model_typo", 4, "model.source", "alexnett"),
         ("yolo_typo", 4, "model.source", "yolov8nn.yaml"),
+        ("participant_model_typo", 7, "participants.phone.model.source", "mobilenet_v3_smal"),
+        ("split_across_models", 13, "playbook.phone.0.params.next", "'cloud' runs"),
+        ("participant_split_out_of_range", 14, "playbook.phone.0.params.splits", "0..3"),
     ],
 )
 def test_the_model_and_its_splits_are_checked_before_a_run(name, line, key, phrase, tmp_path):
