@@ -6,6 +6,8 @@ two sensors' models fused on a hub with a third, and a phone-to-cloud pipeline o
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 from importlib import resources
 
@@ -29,19 +31,25 @@ def _example(tmp_path, name: str, file: str, count: int = 4):
     return store, outcome.run_id
 
 
+def _cli(tmp_path, *args: str) -> str:
+    command = [sys.executable, "-m", "splittracer", *args, "--workspace", str(tmp_path / "ws")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=None)
+    assert result.returncode == 0, result.stderr
+    return " ".join(result.stdout.split())  # rich wraps lines at the terminal's width
+
+
 def _compute_models(store, run_id: str) -> dict[str, str]:
     """Each participant that computed -> the model the run recorded for it."""
     models = {n: p.model for n, p in store.get_run(run_id).record.participants.items()}
     return {s.participant: models[s.participant] for s in store.spans(run_id) if s.kind == "compute"}
 
 
+SENSOR_FUSION = {"microphone": "microphone", "camera": "camera", "hub": "fusion"}  # participant: model
+
+
 def test_two_sensors_models_are_fused_by_the_hubs_model(tmp_path):
     store, run_id = _example(tmp_path, "sensor-fusion", "fusion.yaml")
-    assert _compute_models(store, run_id) == {
-        "microphone": f"{MODELS}:microphone",
-        "camera": f"{MODELS}:camera",
-        "hub": f"{MODELS}:fusion",
-    }
+    assert _compute_models(store, run_id) == {n: f"{MODELS}:{m}" for n, m in SENSOR_FUSION.items()}
     # Each sensor's layers ran its own model: 5 layers each, the hub's 3 once per fused pair.
     computes = Counter(s.participant for s in store.spans(run_id) if s.kind == "compute")
     assert computes["hub"] == 4 and computes["microphone"] == computes["camera"] == 4
@@ -53,6 +61,10 @@ def test_two_sensors_models_are_fused_by_the_hubs_model(tmp_path):
     exported = export_run(store, run_id, tmp_path / "spans.csv").read_text().splitlines()
     assert exported[0].startswith("run_id,participant,model,")
     assert any(f",hub,{MODELS}:fusion," in line for line in exported[1:])
+    shown = _cli(tmp_path, "results", "show", "latest")
+    assert "models " in shown
+    assert all(f"{name}: {MODELS}:{model}" in shown for name, model in SENSOR_FUSION.items())
+    assert f"{MODELS}:fusion" in _cli(tmp_path, "experiment", "show", "sensor-fusion")
 
 
 def test_a_pipeline_of_two_models_phone_then_cloud(tmp_path):
