@@ -6,6 +6,7 @@ import textwrap
 
 import pytest
 
+from splittracer.controller.preflight import check_manifest
 from splittracer.controller.resolve import resolve_run
 from splittracer.errors import ConfigError
 from splittracer.manifest import load_manifest
@@ -78,3 +79,15 @@ def test_without_any_model_a_participant_has_none(tmp_path):
     text = "name: chat\nparticipants:\n  a: {role: splittracer.builtin:SplitTail}\nplaybook: {}\n"
     manifest = load_manifest(_write(tmp_path, text))
     assert manifest.model_of("a") is None and not manifest.has_models_per_participant
+
+
+def test_two_models_files_of_one_name_are_refused_before_anything_starts(tmp_path):
+    # A device receives the models' files under their base names: cam.pt and other/cam.pt collide.
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "cam.pt").write_bytes(b"")
+    text = FLEET.replace(f"{MODELS}:microphone}}", f"{MODELS}:microphone, weights: other/cam.pt}}")
+    with pytest.raises(ConfigError) as caught:
+        check_manifest(load_manifest(_write(tmp_path, text)))
+    error = caught.value
+    assert (error.line, error.key) == (11, "participants.microphone.model.weights"), error.render()
+    assert "participants.camera.model.weights" in error.render() and error.exit_code == 2

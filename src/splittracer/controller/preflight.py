@@ -28,6 +28,7 @@ from ..builtin import Infer, Stream, Sweep, split_problem
 from ..config import KeyPath
 from ..errors import ConfigError, SplitTracerError
 from ..manifest import WORKSPACE_FILE, Manifest, ModelSection, build_task, find_workspace_root, on_sys_path
+from ..manifest.located import dotted
 from ..participant.dataset import load_dataset
 from ..tasks import Task
 from ..version import __version__
@@ -50,6 +51,7 @@ def check_manifest(manifest: Manifest, cache_dir: Path | None = None) -> int | N
     if not keys:
         return None
     check_dataset(manifest)
+    _check_model_files(manifest, keys)
     layers = {key: model_layers(manifest, cache_dir, key) for key in keys}
     for participant, entries in manifest.playbook.items():
         key = manifest.model_key(participant)
@@ -97,6 +99,35 @@ def _check_one_model(manifest: Manifest, participant: str, index: int, task: Tas
             f"{_source(head)} and '{name}' runs {_source(other)}",
             hint="Give both the same model:, or write a role of your own that passes one model's "
             "output to the other (README: a model per participant).",
+        )
+
+
+def _check_model_files(manifest: Manifest, keys: list[KeyPath]) -> None:
+    """The models' files reach a device under their base names, beside one dataset folder:
+    two different files may not share a name, nor may models on devices name two datasets."""
+    seen: dict[str, tuple[Path, KeyPath]] = {}
+    datasets: dict[Path, KeyPath] = {}
+    for where in keys:
+        model = _model_at(manifest, where)
+        for field, path in (("override", model.override), ("weights", model.weights)):
+            if path is None:
+                continue
+            first, at = seen.setdefault(path.name, (path, (*where, field)))
+            if first.resolve() != path.resolve():
+                raise manifest.error_at(
+                    (*where, field),
+                    f"'{path}' and '{first}' ({dotted(at)}) have the same file name, "
+                    "and a model's files reach a device under their names",
+                    hint="Rename one of them.",
+                )
+        if model.dataset is not None:
+            datasets.setdefault(Path(model.dataset).resolve(), (*where, "dataset"))
+    if len(datasets) > 1 and any(p.device != "local" or p.devices for p in manifest.participants.values()):
+        raise manifest.error_at(
+            list(datasets.values())[1],
+            "a run sends one dataset to its devices, but its models name "
+            + " and ".join(f"'{d}'" for d in datasets),
+            hint="Give the models one dataset, or run the participants with another dataset locally.",
         )
 
 
