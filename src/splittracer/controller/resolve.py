@@ -61,6 +61,11 @@ class ResolvedRun:
         """The model ``participant`` runs: its own, else the run's."""
         return participant.model if participant.model is not None else self.model
 
+    def model_source(self, participant: ResolvedParticipant) -> str:
+        """The source of the model ``participant`` runs ('' for none), as its record keeps it."""
+        model = self.model_of(participant)
+        return "" if model is None else model.source
+
     @property
     def models(self) -> tuple[ModelConfig, ...]:
         """Every distinct model the run's participants run, in stage order."""

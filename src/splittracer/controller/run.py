@@ -35,17 +35,7 @@ from ..participant.dataset import remote_dataset
 from ..participant.delivery import prepare_task
 from ..version import __version__
 from ..wire.grpc_path import deliver, open_channel
-from ..wire.messages import (
-    Event,
-    ModelConfig,
-    ParticipantInfo,
-    PeerInfo,
-    Reply,
-    RunConfig,
-    decoder,
-    encode,
-    method,
-)
+from ..wire.messages import Event, ParticipantInfo, PeerInfo, Reply, RunConfig, decoder, encode, method
 from ..wire.tls import CONTROLLER, issue_run_certificates
 from .clients import Clients
 from .clocksync import ClockEstimate, estimate_offset, to_controller_clock
@@ -210,7 +200,7 @@ class _Run:
                     m.plan,
                     self.energy.get(m.plan.name, {}),
                     self.accelerators.get(m.plan.name, ""),
-                    self.plan.model_of(m.plan),
+                    self.plan.model_source(m.plan),
                 )
                 for m in self.members.values()
             },
@@ -551,10 +541,10 @@ def _facts(
     plan: ResolvedParticipant,
     energy: dict[str, Any],
     accelerator: str,
-    model: ModelConfig | None,
+    model: str,
 ) -> ParticipantRecord:
     return ParticipantRecord(
-        model=model.source if model is not None else "",
+        model=model,
         energy=msgspec.convert(energy, EnergySensors),
         torch_threads=plan.threads,
         torch_device=plan.torch_device,
