@@ -36,7 +36,7 @@ from .errors import INTERRUPTED_EXIT, ConfigError, RunError
 from .manifest import Manifest, PlaybookEntry
 from .metrics.spans import Span
 from .metrics.store import ResultsStore
-from .report.export import spans_to_frame
+from .report.export import several_models, spans_to_frame
 from .report.runs import RunSummary, run_summary
 from .tasks import Task, task_registry
 from .workspace import Workspace, find_workspace
@@ -68,8 +68,9 @@ class RunResult:
 
     @functools.cached_property
     def spans(self) -> pd.DataFrame:
-        """Every span of the run as a DataFrame, one row per span."""
-        return spans_to_frame(self.span_records)
+        """Every span of the run as a DataFrame, one row per span (and a ``model`` column when its
+        participants ran different models)."""
+        return spans_to_frame(self.span_records, several_models(self.summary.run.record))
 
     @property
     def succeeded(self) -> bool:

@@ -13,7 +13,7 @@ from importlib import resources
 
 import pytest
 
-from splittracer.report.export import export_run
+from splittracer.report.export import export_run, several_models, spans_to_frame
 
 from .helpers import run, workspace_with
 
@@ -72,6 +72,12 @@ def test_a_pipeline_of_two_models_phone_then_cloud(tmp_path):
     assert _compute_models(store, run_id) == {
         "phone": f"{MODELS}:speech_to_text",
         "cloud": f"{MODELS}:translation",
+    }
+    frame = spans_to_frame(store.spans(run_id), several_models(store.get_run(run_id).record))
+    computed = frame[frame["kind"] == "compute"]
+    assert set(zip(computed["participant"], computed["model"])) == {
+        ("phone", f"{MODELS}:speech_to_text"),
+        ("cloud", f"{MODELS}:translation"),
     }
     widths = [m.value for m in store.metrics(run_id) if m.name == "translation_width"]
     assert widths == [32.0] * 4  # model B's output, computed on model A's 16 token scores

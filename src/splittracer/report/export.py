@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import SplitTracerError
+from ..metrics.record import RunRecord
 from ..metrics.spans import Metric, Span
 from ..metrics.store import ResultsStore
 
@@ -38,6 +39,7 @@ __all__ = [
     "export_run_metrics",
     "export_spans",
     "metrics_path",
+    "several_models",
     "spans_to_frame",
 ]
 
@@ -112,10 +114,16 @@ def export_run(store: ResultsStore, run_id: str, path: str | Path, fmt: ExportFo
     model (source) the participant of each span ran, from the run's record.
     """
     run = store.get_run(run_id)
-    models = {name: p.model for name, p in run.record.participants.items()}
-    if len(set(filter(None, models.values()))) < 2:
+    models = several_models(run.record)
+    if models is None:
         return export_spans(store.spans(run.id), path, fmt)
     return _export(store.spans(run.id), (*COLUMNS[:2], "model", *COLUMNS[2:]), path, fmt, models)
+
+
+def several_models(record: RunRecord) -> dict[str, str] | None:
+    """Each participant -> the model it ran, when the run's participants ran more than one; else None."""
+    models = {name: p.model for name, p in record.participants.items()}
+    return models if len(set(filter(None, models.values()))) > 1 else None
 
 
 def metrics_path(path: str | Path) -> Path:
@@ -132,17 +140,23 @@ def export_run_metrics(
     return export_metrics(metrics, path, fmt) if metrics else None
 
 
-def spans_to_frame(spans: Sequence[Span]) -> pd.DataFrame:
+def spans_to_frame(spans: Sequence[Span], models: Mapping[str, str] | None = None) -> pd.DataFrame:
     """The spans as a DataFrame: one row per span, the columns of :data:`COLUMNS`.
 
     ``attrs`` holds each span's attributes as a dict (the files write them as
-    JSON text); an empty run still gives the columns, typed.
+    JSON text); an empty run still gives the columns, typed. With ``models``
+    (participant -> model), a ``model`` column after ``participant`` says which
+    model each span's participant ran.
     """
     import pandas as pd  # only for those who ask for a frame: the import takes a while
 
+    columns = list(COLUMNS) if models is None else [*COLUMNS[:2], "model", *COLUMNS[2:]]
     records = [{name: getattr(span, name) for name in COLUMNS} for span in spans]
-    frame = pd.DataFrame.from_records(records, columns=list(COLUMNS))
-    typed: pd.DataFrame = frame.astype({name: _PANDAS_TYPES.get(name, "int64") for name in COLUMNS})
+    if models is not None:
+        for record in records:
+            record["model"] = models.get(record["participant"], "")
+    frame = pd.DataFrame.from_records(records, columns=columns)
+    typed: pd.DataFrame = frame.astype({name: _PANDAS_TYPES.get(name, "int64") for name in columns})
     return typed
 
 
@@ -215,6 +229,7 @@ _ARROW_TYPES = {
 _PANDAS_TYPES = {
     "run_id": "str",
     "participant": "str",
+    "model": "str",
     "kind": "str",
     "duration_ms": "float64",
     "attrs": "object",
