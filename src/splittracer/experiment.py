@@ -132,15 +132,16 @@ class Experiment:
         if not given:
             return self
         model = self.manifest.model
+        option = "/".join(f"--{k}" for k in given)
+        own = "They replace the top-level model's files; a participant's own model: names its files."
         if model is None:
-            option = "/".join(f"--{k}" for k in given)
-            own = self.manifest.has_models_per_participant
             raise ConfigError(
                 f"experiment '{self.name}' has no model section: {option} has nothing to apply to",
-                hint="--weights and --dataset replace the top-level model's; a participant's own "
-                "model: names its files in the manifest."
-                if own
-                else None,
+                hint=own if self.manifest.has_models_per_participant else None,
+            )
+        if all(p.model is not None for p in self.manifest.participants.values()):
+            raise ConfigError(
+                f"every participant of '{self.name}' runs its own model: {option} applies to none", hint=own
             )
         if "weights" in given and not given["weights"].is_file():
             raise ConfigError(

@@ -9,6 +9,7 @@ import pytest
 from splittracer.controller.preflight import check_manifest
 from splittracer.controller.resolve import resolve_run
 from splittracer.errors import ConfigError
+from splittracer.experiment import Experiment
 from splittracer.manifest import load_manifest
 
 MODELS = "splittracer.examples.cooperative.models"
@@ -91,3 +92,12 @@ def test_two_models_files_of_one_name_are_refused_before_anything_starts(tmp_pat
     error = caught.value
     assert (error.line, error.key) == (11, "participants.microphone.model.weights"), error.render()
     assert "participants.camera.model.weights" in error.render() and error.exit_code == 2
+
+
+def test_weights_given_at_run_time_apply_to_the_top_level_model_only(tmp_path):
+    manifest = load_manifest(
+        _write(tmp_path, FLEET.replace('role: "splittracer', 'model: {source: x:y}, role: "splittracer'))
+    )
+    assert manifest.has_models_per_participant and all(p.model for p in manifest.participants.values())
+    with pytest.raises(ConfigError, match="runs its own model: --weights applies to none"):
+        Experiment(workspace=None, manifest=manifest).with_model_files(weights=tmp_path / "cam.pt")
