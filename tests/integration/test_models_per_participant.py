@@ -14,6 +14,7 @@ from importlib import resources
 import pytest
 
 from splittracer.report.export import export_run, several_models, spans_to_frame
+from splittracer.report.runs import run_summary, summary_to_dict
 
 from .helpers import run, workspace_with
 
@@ -70,6 +71,10 @@ def test_two_sensors_models_are_fused_by_the_hubs_model(tmp_path):
 def test_a_pipeline_of_two_models_phone_then_cloud(tmp_path):
     store, run_id = _example(tmp_path, "speech-translation", "pipeline.yaml")
     assert _compute_models(store, run_id) == {
+        "phone": f"{MODELS}:speech_to_text",
+        "cloud": f"{MODELS}:translation",
+    }
+    assert summary_to_dict(run_summary(store, run_id))["models"] == {  # results show --json
         "phone": f"{MODELS}:speech_to_text",
         "cloud": f"{MODELS}:translation",
     }
