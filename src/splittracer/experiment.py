@@ -36,7 +36,7 @@ from .errors import INTERRUPTED_EXIT, ConfigError, RunError
 from .manifest import Manifest, PlaybookEntry
 from .metrics.spans import Span
 from .metrics.store import ResultsStore
-from .report.export import spans_to_frame
+from .report.export import several_models, spans_to_frame
 from .report.runs import RunSummary, run_summary
 from .tasks import Task, task_registry
 from .workspace import Workspace, find_workspace
@@ -68,8 +68,9 @@ class RunResult:
 
     @functools.cached_property
     def spans(self) -> pd.DataFrame:
-        """Every span of the run as a DataFrame, one row per span."""
-        return spans_to_frame(self.span_records)
+        """Every span of the run as a DataFrame, one row per span (and a ``model`` column when its
+        participants ran different models)."""
+        return spans_to_frame(self.span_records, several_models(self.summary.run.record))
 
     @property
     def succeeded(self) -> bool:
@@ -131,10 +132,16 @@ class Experiment:
         if not given:
             return self
         model = self.manifest.model
+        option = "/".join(f"--{k}" for k in given)
+        own = "They replace the top-level model's files; a participant's own model: names its files."
         if model is None:
-            option = "/".join(f"--{k}" for k in given)
             raise ConfigError(
-                f"experiment '{self.name}' has no model section: {option} has nothing to apply to"
+                f"experiment '{self.name}' has no model section: {option} has nothing to apply to",
+                hint=own if self.manifest.has_models_per_participant else None,
+            )
+        if all(p.model is not None for p in self.manifest.participants.values()):
+            raise ConfigError(
+                f"every participant of '{self.name}' runs its own model: {option} applies to none", hint=own
             )
         if "weights" in given and not given["weights"].is_file():
             raise ConfigError(

@@ -110,13 +110,13 @@ class Context(Protocol):
 
     @property
     def model(self) -> SplitModel:
-        """The experiment's model, captured and ready to split (its ``points`` say what crosses
-        each cut); SplitError when the manifest names no model."""
+        """The model this participant runs (its own ``model:``, else the manifest's), captured and
+        ready to split (its ``points`` say what crosses each cut); SplitError when it has none."""
         ...
 
     @property
     def num_layers(self) -> int:
-        """L of the experiment's model: split points are 0..L."""
+        """L of this participant's model: split points are 0..L."""
         ...
 
     def example(self, index: int) -> torch.Tensor:

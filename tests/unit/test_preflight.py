@@ -24,6 +24,9 @@ FIXTURES = Path(__file__).parent / "fixtures" / "manifests"
         ("yolo_typo", 4, "model.source", "yolov8nn.yaml"),
         ("stream_drop_policy", 17, "playbook.phone.0.params.drop.policy", "newest or oldest"),
         ("stream_splits_out_of_range", 12, "playbook.phone.0.params.splits", "split 40"),
+        ("participant_model_typo", 7, "participants.phone.model.source", "mobilenet_v3_smal"),
+        ("split_across_models", 13, "playbook.phone.0.params.next", "'cloud' runs"),
+        ("participant_split_out_of_range", 14, "playbook.phone.0.params.splits", "0..3"),
     ],
 )
 def test_the_model_and_its_splits_are_checked_before_a_run(name, line, key, phrase, tmp_path):

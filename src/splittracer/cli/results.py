@@ -286,7 +286,7 @@ def _print_metrics(summary: RunSummary) -> None:
 
 def _print_header(summary: RunSummary, *, error: bool) -> None:
     from ..report.limits import limits_lines, whole_model_ratio
-    from ..report.runs import format_duration, format_timestamp, run_duration_s
+    from ..report.runs import format_duration, format_timestamp, participant_models, run_duration_s
 
     info = summary.run
     style = _STATUS_STYLE.get(info.status, "")
@@ -299,6 +299,9 @@ def _print_header(summary: RunSummary, *, error: bool) -> None:
         console.print(f"[bold red]error:[/] {info.error}", highlight=False, soft_wrap=True)
     for line in limits_lines(info.record):
         console.print(f"limits  {line}", highlight=False)
+    models = participant_models(info.record)
+    if len(set(models.values())) > 1:  # one model needs no line: the manifest says which
+        console.print("models  " + ", ".join(f"{n}: {m}" for n, m in models.items()), highlight=False)
     measured = whole_model_ratio(summary.rows, summary.layers)
     if measured is not None:
         console.print(

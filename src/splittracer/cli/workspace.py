@@ -10,7 +10,7 @@ import typer
 from ._render import console, print_json, print_table
 
 if TYPE_CHECKING:  # the workspace and the store load in the commands, not with the command line
-    from ..manifest import Limits
+    from ..manifest import Limits, Manifest
     from ..metrics.store import ResultsStore
 
 app = typer.Typer(help="List and show the experiments of a workspace.", no_args_is_help=True)
@@ -67,10 +67,10 @@ def show(name: str, workspace: WorkspaceOpt = None, json: JsonOpt = False) -> No
         return
     console.print(f"[bold]{manifest.name}[/] — {manifest.description}  ({manifest.path})")
     rows = [
-        [p.stage, p.name, p.device, p.torch_device, p.role, *_limits(p.limits)]
+        [p.stage, p.name, p.device, p.torch_device, p.role, *_limits(p.limits), _model(manifest, p.name)]
         for p in manifest.participants.values()
     ]
-    columns = ["stage", "name", "device", "computes on", "role", "threads", "uplink", "latency"]
+    columns = ["stage", "name", "device", "computes on", "role", "threads", "uplink", "latency", "model"]
     print_table("participants", columns, rows)
     console.print(manifest.manifest_text, highlight=False, markup=False)
 
@@ -82,6 +82,11 @@ def _info(e: object) -> dict[str, object]:
 def _last_runs(store: ResultsStore) -> dict[str, str]:
     runs = store.list_runs()
     return {r.experiment: f"{r.id} ({r.status})" for r in runs}
+
+
+def _model(manifest: Manifest, name: str) -> str:
+    model = manifest.model_of(name)
+    return "" if model is None else model.source
 
 
 def _limits(limits: Limits) -> list[object]:

@@ -55,10 +55,11 @@ def resolve_planned_splits(
     The tasks given are left as they are: a planned ``Infer`` is replaced by a copy
     that carries its inputs.
     """
-    resolver = _Resolver(manifest, workspace)
+    # Each head plans with the model it runs (its own ``model:``, else the manifest's).
+    resolvers = {name: _Resolver(manifest.as_seen_by(name), workspace) for name in manifest.playbook}
     keys = [("playbook", name, i) for name, entries in manifest.playbook.items() for i in range(len(entries))]
     return tuple(
-        (name, resolver.resolve(key, name, task) if isinstance(task, Infer) else task)
+        (name, resolvers[name].resolve(key, name, task) if isinstance(task, Infer) else task)
         for key, (name, task) in zip(keys, playbook)
     )
 

@@ -44,13 +44,14 @@ def resolve_placements(
 ) -> tuple[tuple[str, Task], ...]:
     """``playbook`` (built from ``manifest``, in its order) with every placement checked and
     written as its label, a sweep's ``top`` placements added; ConfigError for a mistake, at its line."""
-    resolver = _Resolver(manifest, workspace)
+    # Each head places layers of the model it runs (its own ``model:``, else the manifest's).
+    resolvers = {name: _Resolver(manifest.as_seen_by(name), workspace) for name in manifest.playbook}
     keys = [
         ("playbook", name, i, "params")
         for name, entries in manifest.playbook.items()
         for i in range(len(entries))
     ]
-    return tuple((name, resolver.resolve(key, task)) for key, (name, task) in zip(keys, playbook))
+    return tuple((name, resolvers[name].resolve(key, task)) for key, (name, task) in zip(keys, playbook))
 
 
 @dataclasses.dataclass

@@ -25,9 +25,10 @@ def deployer_for_plan(
     The model's override and weights files and its dataset folder go to every
     participant on a device, beside the workspace's user code.
     """
-    model = plan.model
-    files = [Path(f) for f in (model.override, model.weights) if f] if model else []
-    dataset = Path(model.dataset) if model and model.dataset else None
+    models = plan.models
+    files = list(dict.fromkeys(Path(f) for m in models for f in (m.override, m.weights) if f))
+    datasets = [Path(m.dataset) for m in models if m.dataset]
+    dataset = datasets[0] if datasets else None
     return deployer_for(
         {p.name: p.device for p in plan.participants},
         workspace,

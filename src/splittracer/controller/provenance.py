@@ -28,6 +28,8 @@ def code_fingerprint(manifest: Manifest, workspace: Path | None) -> dict[str, st
         origin = _module_file(module)
         if origin is not None:
             files.setdefault(module, origin)
+        if participant.model is not None and participant.model.override is not None:
+            files[f"override ({participant.name})"] = Path(participant.model.override)
     if manifest.model is not None and manifest.model.override is not None:
         files["override"] = Path(manifest.model.override)
     return {name: _sha256(path) for name, path in sorted(files.items()) if path.is_file()}

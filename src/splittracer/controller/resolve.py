@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..manifest import Manifest, build_task
+from ..manifest import Manifest, ModelSection, build_task
 from ..metrics.record import RunProvenance
 from ..tasks import Task
 from ..wire.messages import ModelConfig, RunOptions
@@ -42,6 +42,7 @@ class ResolvedParticipant:
     batch_wait_s: float = 0.0  # ... arriving within this window
     group: str = ""  # the manifest's name for a replicated participant ('' for a single one)
     replica: int = 0  # its index in the group
+    model: ModelConfig | None = None  # the model it runs: its own ``model:``, else the run's
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,25 @@ class ResolvedRun:
     manifest_text: str = ""
     timeout_s: float = 3600.0
     provenance: RunProvenance = field(default_factory=RunProvenance)  # stored with the run
+
+    def model_of(self, participant: ResolvedParticipant) -> ModelConfig | None:
+        """The model ``participant`` runs: its own, else the run's."""
+        return participant.model if participant.model is not None else self.model
+
+    def model_source(self, participant: ResolvedParticipant) -> str:
+        """The source of the model ``participant`` runs ('' for none), as its record keeps it."""
+        model = self.model_of(participant)
+        return "" if model is None else model.source
+
+    @property
+    def models(self) -> tuple[ModelConfig, ...]:
+        """Every distinct model the run's participants run, in stage order."""
+        found: list[ModelConfig] = []
+        for p in self.participants:
+            model = self.model_of(p)
+            if model is not None and model not in found:
+                found.append(model)
+        return tuple(found)
 
     @property
     def groups(self) -> dict[str, list[str]]:
@@ -113,7 +133,7 @@ def resolve_run(manifest: Manifest, workspace: Path | None = None) -> ResolvedRu
         participants=participants,
         playbook=playbook,
         options=options,
-        model=_model_config(manifest),
+        model=model_config(manifest.model),
         manifest_text=manifest.manifest_text,
         timeout_s=o.timeout_s if math.isfinite(o.timeout_s) else 24 * 3600.0,
         provenance=RunProvenance(
@@ -144,14 +164,15 @@ def _participants(manifest: Manifest) -> tuple[ResolvedParticipant, ...]:
             workers=p.handlers,
             batch_max=p.batch.max if p.batch else 0,
             batch_wait_s=p.batch.wait_s if p.batch else 0.0,
+            model=model_config(manifest.model_of(name)),
         )
         for p in manifest.participants.values()
         for replica, name in enumerate(p.replica_names)
     )
 
 
-def _model_config(manifest: Manifest) -> ModelConfig | None:
-    m = manifest.model
+def model_config(m: ModelSection | None) -> ModelConfig | None:
+    """What a participant is told of a model section (None: no model)."""
     if m is None:
         return None
     return ModelConfig(

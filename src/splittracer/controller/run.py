@@ -200,6 +200,7 @@ class _Run:
                     m.plan,
                     self.energy.get(m.plan.name, {}),
                     self.accelerators.get(m.plan.name, ""),
+                    self.plan.model_source(m.plan),
                 )
                 for m in self.members.values()
             },
@@ -249,6 +250,7 @@ class _Run:
 
     def _configure_all(self, peers: dict[str, PeerInfo]) -> None:
         errors: list[str] = []
+        answers: dict[str, Reply] = {}  # from those with a model: its layers and split sizes
 
         def configure(member: _Member) -> None:
             config = self._config_for(member.plan, peers)
@@ -266,8 +268,7 @@ class _Run:
                 self.energy[member.plan.name] = reply.energy
                 self.accelerators[member.plan.name] = reply.accelerator
                 if reply.layers:
-                    self.layers, self.split_bytes = tuple(reply.layers), tuple(reply.split_bytes)
-                    self.split_tensors = tuple(reply.split_tensors)
+                    answers[member.plan.name] = reply
 
         threads = [threading.Thread(target=configure, args=(m,)) for m in self.members.values()]
         for t in threads:
@@ -277,11 +278,17 @@ class _Run:
         if errors:
             # A participant that died while loading the model (e.g. out of memory) is the cause.
             raise RunError(self._exited(grace_s=1.0) or "\n".join(errors))
+        # The record keeps the first stage's model: the one the built-in split tasks cut.
+        first = min(answers, key=lambda name: self.members[name].plan.stage, default=None)
+        if first is not None:
+            reply = answers[first]
+            self.layers, self.split_bytes = tuple(reply.layers), tuple(reply.split_bytes)
+            self.split_tensors = tuple(reply.split_tensors)
 
     def _config_for(self, p: ResolvedParticipant, peers: dict[str, PeerInfo]) -> RunConfig:
         deployment = self.members[p.name].deployment
         remote_dir = deployment.workspace
-        model = self.plan.model
+        model = self.plan.model_of(p)
         if remote_dir and model is not None:
             # Files (and the dataset's folder) named by the manifest were uploaded beside the user code,
             # under their base names.
@@ -528,9 +535,14 @@ def _error_text(event: Event, *, frames: bool = True) -> str:
 
 
 def _facts(
-    info: ParticipantInfo, plan: ResolvedParticipant, energy: dict[str, Any], accelerator: str
+    info: ParticipantInfo,
+    plan: ResolvedParticipant,
+    energy: dict[str, Any],
+    accelerator: str,
+    model: str,
 ) -> ParticipantRecord:
     return ParticipantRecord(
+        model=model,
         energy=msgspec.convert(energy, EnergySensors),
         torch_threads=plan.threads,
         torch_device=plan.torch_device,

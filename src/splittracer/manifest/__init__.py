@@ -16,6 +16,9 @@ A manifest is YAML (see ``experiments/neurosurgeon.yaml`` made by
           params: {splits: all, next: [cloud]}
     options: {repeats: 10, warmup: 2, compression: none, timeout: 600s}
 
+A participant (or a replicated group) may name its own ``model:`` with the
+same keys; one without runs the top-level model (:meth:`Manifest.model_of`).
+
 :func:`load_manifest` reads it into frozen objects in this order: YAML,
 schema, checks that need no user code, then (unless ``check_code=False``)
 the workspace's ``tasks.py`` and every role are imported and the playbook's

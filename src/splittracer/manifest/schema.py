@@ -167,6 +167,7 @@ class Participant(Strict):
     replicas: PositiveInt = 1  # a fleet: NAME-0 .. NAME-(N-1), each its own copy of the playbook
     devices: list[str] | None = Field(default=None, min_length=1)  # a fleet: one replica per device
     stage_: NonNegativeInt | None = Field(default=None, alias="stage")  # default: manifest order
+    model: ModelSection | None = None  # its own model (every replica's); default: the manifest's
     _name: str = PrivateAttr(default="")
     _stage: int = PrivateAttr(default=-1)
 
@@ -330,6 +331,36 @@ class Manifest(Strict):
     def manifest_text(self) -> str:
         """The YAML exactly as read, for the run's snapshot."""
         return self._text
+
+    def model_of(self, name: str) -> ModelSection | None:
+        """The model participant (or replica) ``name`` runs: its own ``model:``, else the manifest's."""
+        participant = self.participant_named(name)
+        own = participant.model if participant is not None else None
+        return own if own is not None else self.model
+
+    def model_key(self, name: str) -> KeyPath:
+        """Where the model ``name`` runs is written: its own ``model`` key, else the top-level one."""
+        participant = self.participant_named(name)
+        if participant is not None and participant.model is not None:
+            return ("participants", participant.name, "model")
+        return ("model",)
+
+    def as_seen_by(self, name: str) -> Manifest:
+        """This manifest with its top-level model replaced by the one participant ``name`` runs,
+        for the checks and planning of the tasks ``name`` starts."""
+        model = self.model_of(name)
+        return self if model == self.model else self.model_copy(update={"model": model})
+
+    @property
+    def has_models_per_participant(self) -> bool:
+        """Whether any participant names its own model."""
+        return any(p.model is not None for p in self.participants.values())
+
+    def participant_named(self, name: str) -> Participant | None:
+        """The participant ``name`` is, or the replicated participant it is a replica of."""
+        if name in self.participants:
+            return self.participants[name]
+        return next((p for p in self.participants.values() if name in p.replica_names), None)
 
     def stage_of(self, name: str) -> int:
         """The stage (index in ``participants``) of participant ``name``."""

@@ -89,6 +89,7 @@ class ParticipantRecord(msgspec.Struct, frozen=True):
     enforced_cpu: float | None = None
     enforced_memory_bytes: int | None = None
     energy: EnergySensors = EnergySensors()
+    model: str = ""  # the model it ran (its source, e.g. torchvision:resnet18); '' for none
 
 
 class RunProvenance(msgspec.Struct, frozen=True):
@@ -109,7 +110,7 @@ class RunRecord(msgspec.Struct, frozen=True):
     manifest_file: str | None = None
     rerun_of: str | None = None
     overrides: dict[str, Any] = {}  # playbook fields set for this run only (not in the manifest text)
-    layers: tuple[str, ...] = ()  # the model's layer names, when it has a model
+    layers: tuple[str, ...] = ()  # the first stage's model's layer names, when it has a model
     split_bytes: tuple[int, ...] = ()  # bytes crossing each split point (0: the input)
     split_tensors: tuple[int, ...] = ()  # tensors crossing each split point (0: the input)
     # How each participant was started: spawn, agent, ssh, or spawn+cgroup (spawned into its

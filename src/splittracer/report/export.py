@@ -16,12 +16,13 @@ import csv
 import json
 import os
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import SplitTracerError
+from ..metrics.record import RunRecord
 from ..metrics.spans import Metric, Span
 from ..metrics.store import ResultsStore
 
@@ -38,6 +39,7 @@ __all__ = [
     "export_run_metrics",
     "export_spans",
     "metrics_path",
+    "several_models",
     "spans_to_frame",
 ]
 
@@ -91,6 +93,7 @@ def _export(
     columns: Sequence[str],
     path: str | Path,
     fmt: ExportFormat | None,
+    models: Mapping[str, str] | None = None,
 ) -> Path:
     target = Path(path)
     chosen = fmt or _format_of(target)
@@ -98,15 +101,29 @@ def _export(
         raise SplitTracerError(f"unknown export format '{chosen}'; use 'csv' or 'parquet'")
     with atomic_path(target) as temp:
         if chosen == "csv":
-            _write_csv(items, columns, temp)
+            _write_csv(items, columns, temp, models or {})
         else:
-            _write_parquet(items, columns, temp)
+            _write_parquet(items, columns, temp, models or {})
     return target
 
 
 def export_run(store: ResultsStore, run_id: str, path: str | Path, fmt: ExportFormat | None = None) -> Path:
-    """Write every span of a run (id, unique prefix or 'latest') to ``path``."""
-    return export_spans(store.spans(run_id), path, fmt)
+    """Write every span of a run (id, unique prefix or 'latest') to ``path``.
+
+    A run whose participants ran different models gets a ``model`` column: the
+    model (source) the participant of each span ran, from the run's record.
+    """
+    run = store.get_run(run_id)
+    models = several_models(run.record)
+    if models is None:
+        return export_spans(store.spans(run.id), path, fmt)
+    return _export(store.spans(run.id), (*COLUMNS[:2], "model", *COLUMNS[2:]), path, fmt, models)
+
+
+def several_models(record: RunRecord) -> dict[str, str] | None:
+    """Each participant -> the model it ran, when the run's participants ran more than one; else None."""
+    models = {name: p.model for name, p in record.participants.items()}
+    return models if len(set(filter(None, models.values()))) > 1 else None
 
 
 def metrics_path(path: str | Path) -> Path:
@@ -123,17 +140,23 @@ def export_run_metrics(
     return export_metrics(metrics, path, fmt) if metrics else None
 
 
-def spans_to_frame(spans: Sequence[Span]) -> pd.DataFrame:
+def spans_to_frame(spans: Sequence[Span], models: Mapping[str, str] | None = None) -> pd.DataFrame:
     """The spans as a DataFrame: one row per span, the columns of :data:`COLUMNS`.
 
     ``attrs`` holds each span's attributes as a dict (the files write them as
-    JSON text); an empty run still gives the columns, typed.
+    JSON text); an empty run still gives the columns, typed. With ``models``
+    (participant -> model), a ``model`` column after ``participant`` says which
+    model each span's participant ran.
     """
     import pandas as pd  # only for those who ask for a frame: the import takes a while
 
+    columns = list(COLUMNS) if models is None else [*COLUMNS[:2], "model", *COLUMNS[2:]]
     records = [{name: getattr(span, name) for name in COLUMNS} for span in spans]
-    frame = pd.DataFrame.from_records(records, columns=list(COLUMNS))
-    typed: pd.DataFrame = frame.astype({name: _PANDAS_TYPES.get(name, "int64") for name in COLUMNS})
+    if models is not None:
+        for record in records:
+            record["model"] = models.get(record["participant"], "")
+    frame = pd.DataFrame.from_records(records, columns=columns)
+    typed: pd.DataFrame = frame.astype({name: _PANDAS_TYPES.get(name, "int64") for name in columns})
     return typed
 
 
@@ -157,14 +180,25 @@ def _record(item: Span | Metric) -> dict[str, Any]:
     return record
 
 
-def _write_csv(items: Sequence[Span] | Sequence[Metric], columns: Sequence[str], path: Path) -> None:
+def _row(item: Span | Metric, columns: Sequence[str], models: Mapping[str, str]) -> dict[str, Any]:
+    record = _record(item)
+    if "model" in columns and isinstance(item, Span):  # a run of several models (export_run):
+        record["model"] = models.get(item.participant, "")  # what each span's participant ran
+    return record
+
+
+def _write_csv(
+    items: Sequence[Span] | Sequence[Metric], columns: Sequence[str], path: Path, models: Mapping[str, str]
+) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
-        writer.writerows(_record(item) for item in items)
+        writer.writerows(_row(item, columns, models) for item in items)
 
 
-def _write_parquet(items: Sequence[Span] | Sequence[Metric], columns: Sequence[str], path: Path) -> None:
+def _write_parquet(
+    items: Sequence[Span] | Sequence[Metric], columns: Sequence[str], path: Path, models: Mapping[str, str]
+) -> None:
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -173,7 +207,7 @@ def _write_parquet(items: Sequence[Span] | Sequence[Metric], columns: Sequence[s
             "Parquet export needs the optional dependency pyarrow, which is not installed",
             hint="Install it with: pip install 'splittracer[parquet]' (or export to .csv).",
         ) from exc
-    records = [_record(item) for item in items]
+    records = [_row(item, columns, models) for item in items]
     data = {name: [r[name] for r in records] for name in columns}
     # An explicit schema: an empty run must still give typed columns.
     schema = pa.schema([(name, _ARROW_TYPES.get(name, "int64")) for name in columns])
@@ -183,6 +217,7 @@ def _write_parquet(items: Sequence[Span] | Sequence[Metric], columns: Sequence[s
 _ARROW_TYPES = {
     "run_id": "string",
     "participant": "string",
+    "model": "string",
     "kind": "string",
     "duration_ms": "float64",
     "attrs": "string",
@@ -194,6 +229,7 @@ _ARROW_TYPES = {
 _PANDAS_TYPES = {
     "run_id": "str",
     "participant": "str",
+    "model": "str",
     "kind": "str",
     "duration_ms": "float64",
     "attrs": "object",

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..metrics.record import record_to_dict
+from ..metrics.record import RunRecord, record_to_dict
 from ..metrics.spans import Metric, Span
 from ..metrics.store import INTERRUPTED_BY_USER, ResultsStore, RunInfo
 from .accuracy import AccuracyRow, accuracy_informative, accuracy_rows, accuracy_rows_to_dicts
@@ -383,7 +383,13 @@ def summary_to_dict(summary: RunSummary) -> dict[str, Any]:
         "uplinks": [_uplink_dict(sweep, summary.layers) for sweep in summary.uplinks],
         "streams": stream_rows_to_dicts(summary.streams),
         "accuracy": accuracy_rows_to_dicts(summary.accuracy),
+        "models": participant_models(summary.run.record),
     }
+
+
+def participant_models(record: RunRecord) -> dict[str, str]:
+    """Each participant that ran a model -> its model (source), as the run recorded them."""
+    return {name: p.model for name, p in record.participants.items() if p.model}
 
 
 def _uplink_dict(sweep: UplinkSweep, layers: Sequence[str]) -> dict[str, Any]:
