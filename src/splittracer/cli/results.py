@@ -276,7 +276,7 @@ def _print_header(summary: RunSummary, *, error: bool) -> None:
     if error and info.error:
         console.print(f"[bold red]error:[/] {info.error}", highlight=False, soft_wrap=True)
     for line in limits_lines(info.record):
-        console.print(f"limits  {line}", highlight=False)
+        console.print(f"limits  {line}", highlight=False, markup=False)  # [spawn+cgroup] is no style
     measured = whole_model_ratio(summary.rows, summary.layers)
     if measured is not None:
         console.print(
