@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from splittracer.devices.throttle import start_throttling
+
 # Busy for SECONDS of wall time, then prints its share of a CPU (its CPU time over its wall time).
 _BUSY = """\
 import os, sys, time
@@ -24,8 +26,9 @@ sys.exit(int(sys.argv[2]))
 """
 
 
-def _throttled(cpu: float, *child: str) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "splittracer.devices.throttle", "--cpu", str(cpu), "--", *child]
+def _throttled(cpu: float, *child: str, hold: bool = False) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "splittracer.devices.throttle", "--cpu", str(cpu)]
+    command += ["--hold", "--", *child] if hold else ["--", *child]
     return subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -103,4 +106,19 @@ def test_a_forwarded_signal_reaches_a_stopped_child_and_its_status_comes_back(si
     finally:
         if _state(child) is not None:
             os.kill(child, signal.SIGKILL)
+        throttle.stdout.close()
+
+
+def test_a_held_child_runs_unthrottled_until_the_throttle_is_told_to_start():
+    throttle = _throttled(0.02, *_busy(60.0), hold=True)
+    assert throttle.stdout is not None
+    child = int(throttle.stdout.readline())
+    try:
+        assert not _wait_for(lambda: _state(child) == "T", timeout=0.5), "stopped while held"
+        start_throttling(throttle.pid)
+        assert _wait_for(lambda: _state(child) == "T", timeout=2.0), "never stopped once told to start"
+    finally:
+        throttle.kill()  # and the kernel kills the child with it
+        throttle.wait(timeout=10)
+        assert _wait_for(lambda: _state(child) is None, timeout=5.0)
         throttle.stdout.close()

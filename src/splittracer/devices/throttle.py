@@ -45,7 +45,7 @@ __all__ = ["main", "start_throttling", "throttled_command"]
 
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _PR_SET_PDEATHSIG = 1
-_HELD_WAIT_S = 0.5  # how often a held (unthrottled) child's exit is looked for; a signal wakes it sooner
+_HELD_WAIT_S = 5.0  # a held (unthrottled) child: its exit and our signals wake the loop sooner
 
 
 def throttled_command(
@@ -105,6 +105,9 @@ def _throttle(pid: int, cpu: float, state: _State) -> None:
     """Stop and resume ``pid`` to hold it at ``cpu`` of one CPU until it exits or a signal ends it."""
     quota_us, period_us = cpu_quota(cpu)
     exited = os.pidfd_open(pid)
+    # A signal (SIGUSR1: start throttling) wakes the wait at once rather than when it times out.
+    woken, wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake, warn_on_full_buffer=False)
     cycle: DutyCycle | None = None
     running = True
     try:
@@ -119,12 +122,17 @@ def _throttle(pid: int, cpu: float, state: _State) -> None:
                     os.kill(pid, signal.SIGCONT if run else signal.SIGSTOP)
                     running = run
                 wait_s = wait_ns / 1e9
-            if select.select([exited], [], [], wait_s)[0]:
+            ready = select.select([exited, woken], [], [], wait_s)[0]
+            if exited in ready:
                 return
-    except (OSError, ProcessLookupError):
+            if woken in ready:
+                os.read(woken, 512)
+    except OSError:
         return  # the child is gone
     finally:
-        os.close(exited)
+        signal.set_wakeup_fd(-1)
+        for fd in (exited, woken, wake):
+            os.close(fd)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)  # whatever ended the loop, the child is never left stopped
 
