@@ -122,3 +122,12 @@ def test_a_held_child_runs_unthrottled_until_the_throttle_is_told_to_start():
         throttle.wait(timeout=10)
         assert _wait_for(lambda: _state(child) is None, timeout=5.0)
         throttle.stdout.close()
+
+
+def test_a_child_killed_outright_makes_the_throttle_end_by_the_same_signal():
+    throttle = _throttled(0.5, *_busy(60.0))
+    assert throttle.stdout is not None
+    child = int(throttle.stdout.readline())
+    os.kill(child, signal.SIGKILL)  # what the kernel's out-of-memory killer does
+    assert throttle.wait(timeout=10) == -signal.SIGKILL
+    throttle.stdout.close()

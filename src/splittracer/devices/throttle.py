@@ -162,7 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("expected a positive --cpu and a command after --")
     status = run(command, args.cpu, hold=args.hold)
     if status < 0:  # killed by a signal: so are we, so our parent sees the same status
-        signal.signal(-status, signal.SIG_DFL)
+        with contextlib.suppress(OSError, ValueError):  # SIGKILL has no handler to reset
+            signal.signal(-status, signal.SIG_DFL)
         os.kill(os.getpid(), -status)
     return status if status >= 0 else 128 - status
 
