@@ -115,6 +115,14 @@ class Limits(Strict):
             _UNIT_PARSERS[info.field_name or ""](text)
         return text
 
+    @model_validator(mode="after")
+    def _by_needs_cpu(self) -> Limits:
+        if self.by != "auto" and self.cpu is None:
+            raise ValueError(
+                f"'by: {self.by}' says how limits.cpu is enforced, but no cpu is set: set cpu or remove by"
+            )
+        return self
+
     @property
     def uplink_bps(self) -> float:
         """Uplink in bit/s; ``math.inf`` when unlimited."""
