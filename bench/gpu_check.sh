@@ -12,8 +12,9 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.i
 python3 -m pytest tests/integration/test_runs.py -k cuda -q -p no:warnings -p no:cacheprovider 2>&1 | tee "$out/pytest.txt"
 python3 -m splittracer init "$ws" >/dev/null
 manifest="$ws/experiments/neurosurgeon.yaml"
-# Same phone (1 thread, emulated LTE); the cloud with 8 threads on the CPU, then on the GPU.
-sed -i 's/      threads: 2/      threads: 8/' "$manifest"
+# Same phone (1 thread, emulated LTE, no CPU limit); the cloud with 8 threads on the CPU, then on the GPU.
+sed -i -e 's/      threads: 2/      threads: 8/' -e '/      cpu: /d' -e '/      by: /d' \
+    -e 's/, uplinks: \[3g, lte, wifi\]//' "$manifest"
 sed 's/^name: neurosurgeon/name: cloud-cpu/' "$manifest" > "$ws/experiments/cloud-cpu.yaml"
 sed -e 's/^name: neurosurgeon/name: cloud-gpu/' \
     -e "s/    # torch_device: cuda.*/    torch_device: cuda/" \

@@ -20,3 +20,9 @@ AT_START: Mapping[str, str] = MappingProxyType(dict(os.environ))
 def set_here_since_start(name: str, value: str) -> bool:
     """Whether ``name=value`` was set in this process after start (it is not what the user started with)."""
     return AT_START.get(name) != value and os.environ.get(name) == value
+
+
+CPU_LIMIT_ENV = "SPLITTRACER_CPU_LIMIT"
+"""The CPU fraction a signal throttle holds its child to (:mod:`splittracer.devices.throttle` sets it)."""
+CPU_LIMIT_BY_ENV = "SPLITTRACER_CPU_LIMIT_BY"
+"""How the throttle enforces that limit: ``signals`` (read by :mod:`splittracer.metrics.cgroups`)."""

@@ -260,9 +260,12 @@ class Echo(Role):
 '''
 
 _NEUROSURGEON = """\
-# Neurosurgeon (Kang et al. 2017): AlexNet split after every layer, phone -> cloud over LTE.
+# Neurosurgeon (Kang et al. 2017) on one machine: AlexNet split after every layer, a phone
+# much slower than the cloud, over the paper's three uplinks. The phone's CPU limit uses a
+# cgroup where this user can write one (root) and a throttle process otherwise (no root):
+# see README, "CPU and memory limits". 'results show' states how much slower it measured.
 name: neurosurgeon
-description: AlexNet split after every layer, phone -> cloud over emulated LTE
+description: AlexNet split after every layer, a CPU-limited phone -> cloud over 3G, LTE and Wi-Fi
 model:
   source: torchvision:alexnet
 participants:               # order matters: the phone runs the first layers
@@ -270,7 +273,9 @@ participants:               # order matters: the phone runs the first layers
     role: splittracer.builtin:SplitHead
     limits:
       threads: 1
-      uplink: lte           # 5.85 Mbit/s; also 3g, wifi or a rate such as 10mbit
+      cpu: 0.1              # a tenth of one CPU: about 10x slower than the 2-thread cloud
+      by: auto              # cgroup where one can be written, else signals (no root needed)
+      uplink: lte           # 5.85 Mbit/s; the sweep below sets each of its uplinks in turn
   cloud:
     role: splittracer.builtin:SplitTail
     # torch_device: cuda      # compute on the device's GPU (cuda, cuda:N, mps); default cpu
@@ -279,16 +284,16 @@ participants:               # order matters: the phone runs the first layers
 playbook:
   phone:
     - task: Sweep
-      params: {splits: all, next: [cloud]}
+      params: {splits: all, next: [cloud], uplinks: [3g, lte, wifi]}   # 1.1, 5.85, 18.88 Mbit/s
 options:
-  repeats: 5                # timed inferences per split point (medians and IQR)
-  warmup: 1                 # untimed inferences before them
+  repeats: 2                # timed inferences per split point and link (neurosurgeon-paper: 3)
+  warmup: 0                 # untimed inferences before them (the 3G link makes each one cost)
 """
 
 _NEUROSURGEON_PAPER = """\
-# Neurosurgeon's finding on one machine: a phone much slower than the cloud, over the
-# paper's three uplinks. The phone's CPU is limited with cgroups, which needs root or a
-# delegated cgroup; 'results show' states how much slower the phone measured.
+# The quick start's 'neurosurgeon' with more repeats and a warm-up inference per split:
+# tighter medians, twice the run time. The phone's CPU limit uses a cgroup where one can be
+# written, signals otherwise; 'results show' states how much slower the phone measured.
 name: neurosurgeon-paper
 description: AlexNet split after every layer, a CPU-limited phone -> cloud over 3G, LTE and Wi-Fi
 model:

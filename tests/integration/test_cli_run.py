@@ -70,8 +70,10 @@ def test_bad_manifest_exits_2_with_file_and_line(workspace, fixture):
 @pytest.mark.slow
 def test_run_by_name_writes_results_and_charts(workspace):
     manifest = (workspace / "experiments" / "neurosurgeon.yaml").read_text()
-    manifest = manifest.replace("splits: all", "splits: [0, 13, 21]").replace(
-        "uplink: lte", "uplink: 100mbit"
+    manifest = (
+        manifest.replace("splits: all", "splits: [0, 13, 21]")
+        .replace("uplink: lte", "uplink: 100mbit")
+        .replace(", uplinks: [3g, lte, wifi]", "")  # one fast link: this test is about the files
     )
     (workspace / "experiments" / "quick.yaml").write_text(
         manifest.replace("name: neurosurgeon", "name: quick")
@@ -122,4 +124,3 @@ def test_example_by_hand_runs(workspace):
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)["summary"]
     assert [row["split"] for row in summary] == list(range(22))
-

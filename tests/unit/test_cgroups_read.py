@@ -32,7 +32,7 @@ def test_v1_the_tightest_limit_along_the_path_is_in_force(tmp_path: Path):
     write(tmp_path, "sys/fs/cgroup/memory/memory.limit_in_bytes", "9223372036854771712\n")
     write(tmp_path, "sys/fs/cgroup/memory/lab/memory.limit_in_bytes", f"{2 << 30}\n")
     write(tmp_path, "sys/fs/cgroup/memory/lab/host1/memory.limit_in_bytes", "9223372036854771712\n")
-    assert enforced_limits(tmp_path) == EnforcedLimits(cpu=0.1, memory_bytes=2 << 30)
+    assert enforced_limits(tmp_path) == EnforcedLimits(cpu=0.1, memory_bytes=2 << 30, cpu_by="cgroup")
 
 
 def test_v2_cpu_max_and_memory_max(tmp_path: Path):
@@ -42,7 +42,7 @@ def test_v2_cpu_max_and_memory_max(tmp_path: Path):
     write(tmp_path, "sys/fs/cgroup/user.slice/run-1/cpu.max", "25000 100000\n")
     write(tmp_path, "sys/fs/cgroup/user.slice/run-1/memory.max", "max\n")
     write(tmp_path, "sys/fs/cgroup/user.slice/memory.max", f"{512 << 20}\n")
-    assert enforced_limits(tmp_path) == EnforcedLimits(cpu=0.25, memory_bytes=512 << 20)
+    assert enforced_limits(tmp_path) == EnforcedLimits(cpu=0.25, memory_bytes=512 << 20, cpu_by="cgroup")
 
 
 def test_a_cgroup_namespace_mounts_the_process_own_cgroup_at_the_root(tmp_path: Path):
@@ -50,7 +50,7 @@ def test_a_cgroup_namespace_mounts_the_process_own_cgroup_at_the_root(tmp_path: 
     write(tmp_path, "proc/self/mountinfo", "30 23 0:27 /docker/abc /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n")
     write(tmp_path, "proc/self/cgroup", "0::/docker/abc\n")
     write(tmp_path, "sys/fs/cgroup/cpu.max", "200000 100000\n")
-    assert enforced_limits(tmp_path) == EnforcedLimits(cpu=2.0, memory_bytes=None)
+    assert enforced_limits(tmp_path) == EnforcedLimits(cpu=2.0, memory_bytes=None, cpu_by="cgroup")
 
 
 def test_nothing_readable_is_no_limit_not_an_error(tmp_path: Path):
@@ -58,3 +58,13 @@ def test_nothing_readable_is_no_limit_not_an_error(tmp_path: Path):
     write(tmp_path, "proc/self/mountinfo", "garbage\n - \n")
     write(tmp_path, "proc/self/cgroup", "not a cgroup line\n")
     assert enforced_limits(tmp_path) == EnforcedLimits()
+
+
+def test_a_signal_throttle_tighter_than_the_cgroup_is_the_limit_in_force(tmp_path: Path):
+    write(tmp_path, "proc/self/mountinfo", "30 23 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n")
+    write(tmp_path, "proc/self/cgroup", "0::/\n")
+    write(tmp_path, "sys/fs/cgroup/cpu.max", "50000 100000\n")
+    signals = {"SPLITTRACER_CPU_LIMIT": "0.1", "SPLITTRACER_CPU_LIMIT_BY": "signals"}
+    assert enforced_limits(tmp_path, environ=signals) == EnforcedLimits(cpu=0.1, cpu_by="signals")
+    looser = {**signals, "SPLITTRACER_CPU_LIMIT": "0.9"}
+    assert enforced_limits(tmp_path, environ=looser) == EnforcedLimits(cpu=0.5, cpu_by="cgroup")

@@ -63,6 +63,7 @@ def test_cpu_and_memory_limits(tmp_path: Path) -> None:
     path.write_text(f"name: l\nparticipants:\n  p: {{role: 'x.y:Z', limits: {limits}}}\nplaybook: {{}}\n")
     p = load_manifest(path, check_code=False).participants["p"]
     assert (p.limits.cpu, p.limits.memory, p.limits.memory_bytes) == (0.1, "2GiB", 2 << 30)
+    assert p.limits.by == "auto"  # a cgroup where one can be written, signals otherwise
     bare = Manifest.model_validate({"name": "u", "participants": {"q": {"role": "a:B"}}, "playbook": {}})
     assert (bare.participants["q"].limits.cpu, bare.participants["q"].limits.memory_bytes) == (None, None)
 
@@ -219,6 +220,16 @@ def test_missing_role_module_says_where_it_looked(tmp_path: Path) -> None:
             "name: x\nparticipants:\n  p: {role: 'a:B', limits: {cpu: half}}\n",
             "participants.p.limits.cpu",
             "valid number",
+        ),
+        (
+            "name: x\nparticipants:\n  p: {role: 'a:B', limits: {cpu: 0.1, by: sigstop}}\n",
+            "participants.p.limits.by",
+            "'auto', 'cgroup' or 'signals'",
+        ),
+        (
+            "name: x\nparticipants:\n  p: {role: 'a:B', limits: {by: signals}}\n",
+            "participants.p.limits",
+            "no cpu is set",
         ),
         ("name: x\noptions: {compression: zstandard}\n", "options.compression", "Did you mean 'zstd'"),
         ("name: x\noptions: {compression: 'jpeg:0'}\n", "options.compression", "jpeg:Q"),

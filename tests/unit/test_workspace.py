@@ -41,10 +41,14 @@ def test_scaffolded_neurosurgeon_manifest(tmp_path: Path) -> None:
     phone, cloud = manifest.participants.values()
     assert (phone.name, phone.role, phone.limits.threads) == ("phone", "splittracer.builtin:SplitHead", 1)
     assert phone.limits.uplink_bps == pytest.approx(5.85e6)
+    # The slow phone of the paper, on any machine: a cgroup where one can be written, signals otherwise.
+    assert (phone.limits.cpu, phone.limits.by) == (0.1, "auto")
     assert (cloud.name, cloud.role, cloud.limits.threads) == ("cloud", "splittracer.builtin:SplitTail", 2)
+    assert cloud.limits.cpu is None
     entry = manifest.playbook["phone"][0]
-    assert (entry.task, entry.params) == ("Sweep", {"splits": "all", "next": ["cloud"]})
-    assert (manifest.options.repeats, manifest.options.warmup) == (5, 1)
+    sweep = {"splits": "all", "next": ["cloud"], "uplinks": ["3g", "lte", "wifi"]}
+    assert (entry.task, entry.params) == ("Sweep", sweep)
+    assert (manifest.options.repeats, manifest.options.warmup) == (2, 0)
 
 
 def test_scaffolded_lab_manifest_runs_neurosurgeon_on_the_two_lab_hosts(tmp_path: Path) -> None:

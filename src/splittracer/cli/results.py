@@ -298,7 +298,7 @@ def _print_header(summary: RunSummary, *, error: bool) -> None:
     if error and info.error:
         console.print(f"[bold red]error:[/] {info.error}", highlight=False, soft_wrap=True)
     for line in limits_lines(info.record):
-        console.print(f"limits  {line}", highlight=False)
+        console.print(f"limits  {line}", highlight=False, markup=False)  # [spawn+cgroup] is no style
     models = participant_models(info.record)
     if len(set(models.values())) > 1:  # one model needs no line: the manifest says which
         console.print("models  " + ", ".join(f"{n}: {m}" for n, m in models.items()), highlight=False)

@@ -37,6 +37,6 @@ def deployer_for_plan(
         registry=registry,
         run_id=run_id,
         log_dir=log_dir,
-        limits={p.name: ResourceLimits(p.cpu, p.memory_bytes) for p in plan.participants},
+        limits={p.name: ResourceLimits(p.cpu, p.memory_bytes, p.cpu_by) for p in plan.participants},
         run_name=plan.experiment,
     )

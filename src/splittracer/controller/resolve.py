@@ -36,6 +36,7 @@ class ResolvedParticipant:
     latency_s: float = 0.0
     cpu: float | None = None  # a fraction of one CPU, enforced with cgroups
     memory_bytes: int | None = None
+    cpu_by: str = "auto"  # how ``cpu`` is enforced: auto, cgroup or signals (devices/limits.py)
     keep_warm: bool = False  # its CPU kept busy while it waits (participant/warm.py)
     workers: int = 1  # handlers run at once (a role with ``parallel = True``)
     batch_max: int = 0  # dynamic batching: at most this many requests computed at once (0: none)
@@ -160,6 +161,7 @@ def _participants(manifest: Manifest) -> tuple[ResolvedParticipant, ...]:
             latency_s=p.limits.latency_s,
             cpu=p.limits.cpu,
             memory_bytes=p.limits.memory_bytes,
+            cpu_by=p.limits.by,
             keep_warm=p.keep_warm,
             workers=p.handlers,
             batch_max=p.batch.max if p.batch else 0,

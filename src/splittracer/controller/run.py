@@ -555,6 +555,7 @@ def _facts(
         keep_warm=plan.keep_warm,
         enforced_cpu=info.cpu_enforced or None,
         enforced_memory_bytes=info.memory_enforced or None,
+        enforced_cpu_by=info.cpu_enforced_by,
         hostname=info.hostname,
         platform=info.platform,
         python=info.python,

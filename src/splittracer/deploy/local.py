@@ -8,7 +8,10 @@ controller's code and environment (an ``AgentDeployment``), else starts
 :class:`~.base.Deployment`. A participant with CPU or memory limits is always
 spawned, into its cgroups (:mod:`.limits`), never forked by the agent: a
 fork would start outside them, with the agent's memory already charged
-elsewhere. Its ``launch`` is then ``spawn+cgroup``.
+elsewhere. Its ``launch`` is then ``spawn+cgroup``. A CPU limit enforced
+with signals (``limits.by``, :func:`~splittracer.devices.limits.cpu_mechanism`)
+runs the participant under the throttle (:mod:`splittracer.devices.throttle`),
+its parent: ``spawn+signals`` (``spawn+cgroup+signals`` with a memory limit).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import time
 from pathlib import Path
 from typing import IO
 
-from ..devices.limits import ParticipantCgroup, ResourceLimits, RunCgroups
+from ..devices.limits import ParticipantCgroup, ResourceLimits, RunCgroups, cpu_mechanism
+from ..devices.throttle import start_throttling, throttled_command
 from ..errors import RunError
 from ..participant.lifeline import CONTROLLER_PID_ENV
 from ..wire.datalink import join_host_port
@@ -51,11 +55,12 @@ class LocalDeployment:
         address: str,
         secrets: Path,
         cgroup: ParticipantCgroup | None = None,
+        signals: bool = False,
     ) -> None:
         self.name = name
         self.cgroup = cgroup
-        if cgroup is not None:
-            self.launch = "spawn+cgroup"
+        self.signals = signals  # its CPU limit enforced by the throttle, its parent process
+        self.launch = "spawn" + ("+cgroup" if cgroup is not None else "") + ("+signals" if signals else "")
         self.process = process
         self.pid = process.pid
         self.address = address
@@ -116,6 +121,8 @@ class LocalDeployer:
         self.log_dir = log_dir
         self.extra_env = extra_env or {}  # per participant, e.g. a shifted clock in tests
         self.limits = {name: lim for name, lim in (limits or {}).items() if lim}
+        # Per limited participant: its CPU limit enforced by a cgroup or by signals.
+        self.cpu_by = {name: cpu_mechanism(lim) for name, lim in self.limits.items()}
         self.cgroups = RunCgroups(run_name) if self.limits else None
 
     def start(self, name: str, tls: TlsBundle) -> LocalDeployment | AgentDeployment:
@@ -129,7 +136,8 @@ class LocalDeployer:
         env[CONTROLLER_PID_ENV] = str(os.getpid())  # so it stops if we are killed (participant/lifeline.py)
         deployment: LocalDeployment | AgentDeployment
         cgroup = self._cgroup(name, secrets, log_file)
-        forked = None if cgroup else fork_participant(name, host, secrets, log_file, env, self.python)
+        limited = cgroup is not None or name in self.limits
+        forked = None if limited else fork_participant(name, host, secrets, log_file, env, self.python)
         if forked is not None:
             deployment = forked
             port = forked.read_port(START_TIMEOUT_S)
@@ -141,8 +149,8 @@ class LocalDeployer:
                 f"participant '{name}' did not start: {describe_exit(deployment.poll())}\n"
                 f"{deployment.output_tail()}"
             )
-        if cgroup is not None:
-            self._throttle(deployment, cgroup)
+        if isinstance(deployment, LocalDeployment) and limited:
+            self._throttle(deployment)
         deployment.address = f"127.0.0.1:{port}"
         deployment.peer_address = (
             join_host_port(self.advertise, port) if self.advertise else deployment.address
@@ -156,21 +164,30 @@ class LocalDeployer:
         return (self.log_dir / f"{name}.log").open("wb")
 
     def _cgroup(self, name: str, secrets: Path, log_file: IO[bytes]) -> ParticipantCgroup | None:
-        """``name``'s cgroups with its limits written, or None when it has no limits."""
+        """``name``'s cgroups with its limits written, or None when none of its limits needs one."""
         if self.cgroups is None or name not in self.limits:
             return None
+        limits = self.limits[name]
+        if self.cpu_by[name] == "signals":  # the throttle enforces the CPU limit; a cgroup only memory
+            limits = ResourceLimits(memory_bytes=limits.memory_bytes)
+        if not limits:
+            return None
         try:
-            return self.cgroups.create(name, self.limits[name])
+            return self.cgroups.create(name, limits)
         except RunError:
             log_file.close()
             shutil.rmtree(secrets, ignore_errors=True)
             raise
 
     @staticmethod
-    def _throttle(deployment: LocalDeployment | AgentDeployment, cgroup: ParticipantCgroup) -> None:
+    def _throttle(deployment: LocalDeployment) -> None:
+        """Start limiting its CPU, now that it listens (see devices/limits.py)."""
         try:
-            cgroup.throttle()
-        except RunError:
+            if deployment.cgroup is not None:
+                deployment.cgroup.throttle()
+            if deployment.signals:
+                start_throttling(deployment.pid)
+        except (RunError, ProcessLookupError):
             deployment.stop(timeout=1.0)
             raise
 
@@ -186,6 +203,10 @@ class LocalDeployer:
         """``python -m splittracer.participant`` as a subprocess, and its port (None: it never listened)."""
         command = [self.python, "-m", "splittracer.participant", "--host", host, "--port", "0"]
         command += ["--tls-dir", str(secrets), "--scratch"]
+        signals = self.cpu_by.get(name) == "signals"
+        limit = self.limits[name].cpu if signals else None
+        if limit is not None:  # held unthrottled until it listens: see _throttle
+            command = throttled_command(limit, command, python=self.python)
         process = subprocess.Popen(
             cgroup.wrap(command) if cgroup else command,
             stdin=subprocess.DEVNULL,
@@ -194,7 +215,7 @@ class LocalDeployer:
             env=env,
             start_new_session=True,  # Ctrl-C reaches the controller, which stops us in order
         )
-        deployment = LocalDeployment(name, process, log_file, "", secrets, cgroup)
+        deployment = LocalDeployment(name, process, log_file, "", secrets, cgroup, signals)
         return deployment, _read_port(process, START_TIMEOUT_S)
 
     def close(self) -> None:

@@ -16,6 +16,12 @@ evenly rather than run at full speed and then stopped for most of a long
 period. Where neither hierarchy can be written, :class:`LimitsError` says
 what is missing: limits are never silently left out.
 
+Without a writable cgroup the CPU limit can be enforced with signals instead
+(:mod:`.throttle`: a parent process stops and resumes the participant, no
+root needed); ``cpu_by`` on :class:`ResourceLimits` picks the mechanism and
+:func:`cpu_mechanism` resolves ``auto``. Memory limits have no such
+fallback: they need cgroups.
+
 The participant moves itself into its cgroups before it executes Python (a
 shell wrapper writes its pid, then ``exec``), so everything it allocates is
 charged there. Its CPU quota is written once it listens
@@ -46,6 +52,7 @@ __all__ = [
     "ParticipantCgroup",
     "ResourceLimits",
     "RunCgroups",
+    "cpu_mechanism",
     "cpu_quota",
     "remove_cgroup",
 ]
@@ -56,7 +63,8 @@ MIN_QUOTA_US = 1_000  # the kernel's smallest quota; below it the period grows i
 MAX_PERIOD_US = 1_000_000  # the kernel's largest period
 _HINT = (
     "CPU and memory limits need a writable cgroup hierarchy with the cpu and memory controllers: "
-    "run as root, or in a cgroup delegated to this user (systemd-run --user --scope -p Delegate=yes)."
+    "run as root, or in a cgroup delegated to this user (systemd-run --user --scope -p Delegate=yes). "
+    "A CPU limit alone also works without them: limits.by: signals (memory limits need cgroups)."
 )
 
 
@@ -70,6 +78,7 @@ class ResourceLimits:
 
     cpu: float | None = None
     memory_bytes: int | None = None
+    cpu_by: str = "auto"  # how ``cpu`` is enforced: "cgroup", "signals", or "auto" (see cpu_mechanism)
 
     def __bool__(self) -> bool:
         return self.cpu is not None or self.memory_bytes is not None
@@ -89,6 +98,22 @@ def cpu_quota(cpu: float) -> tuple[int, int]:
     """``(quota_us, period_us)`` for ``cpu`` CPUs: a 10 ms period, longer only below a 1 ms quota."""
     period = min(MAX_PERIOD_US, max(CPU_PERIOD_US, math.ceil(MIN_QUOTA_US / cpu)))
     return max(MIN_QUOTA_US, round(cpu * period)), period
+
+
+def cpu_mechanism(limits: ResourceLimits, mounts: str | None = None, own: str | None = None) -> str:
+    """How ``limits.cpu`` is enforced here: ``cgroup``, ``signals``, or ``""`` without a CPU limit.
+
+    ``auto`` is ``cgroup`` where a cgroup hierarchy with the cpu controller
+    can be written, ``signals`` otherwise. ``mounts`` and ``own`` as for
+    :func:`find_hierarchy` (default: this process's).
+    """
+    if limits.cpu is None:
+        return ""
+    if limits.cpu_by != "auto":
+        return limits.cpu_by
+    mounts = mounts if mounts is not None else _read(Path("/proc/self/mounts"))
+    own = own if own is not None else _read(Path("/proc/self/cgroup"))
+    return "cgroup" if isinstance(find_hierarchy("cpu", mounts, own), _Hierarchy) else "signals"
 
 
 @dataclass(frozen=True)

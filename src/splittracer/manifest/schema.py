@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import (
     Field,
@@ -92,6 +93,10 @@ class Limits(Strict):
 
     ``cpu`` (a fraction of one CPU, e.g. 0.1) and ``memory`` (e.g. ``2GiB``)
     are enforced by the kernel with cgroups (:mod:`splittracer.devices.limits`).
+    ``by`` picks how ``cpu`` is enforced: ``cgroup``, ``signals`` (a parent
+    process stops and resumes the participant: no root needed,
+    :mod:`splittracer.devices.throttle`), or ``auto``: a cgroup where one can
+    be written, signals otherwise. Memory limits always need cgroups.
     """
 
     threads: PositiveInt | None = None
@@ -99,6 +104,7 @@ class Limits(Strict):
     latency: str = "0s"
     cpu: float | None = Field(default=None, ge=0.001, le=1024)
     memory: str | None = None
+    by: Literal["auto", "cgroup", "signals"] = "auto"
 
     @field_validator("uplink", "latency", "memory", mode="before")
     @classmethod
@@ -108,6 +114,14 @@ class Limits(Strict):
         if isinstance(text, str):
             _UNIT_PARSERS[info.field_name or ""](text)
         return text
+
+    @model_validator(mode="after")
+    def _by_needs_cpu(self) -> Limits:
+        if self.by != "auto" and self.cpu is None:
+            raise ValueError(
+                f"'by: {self.by}' says how limits.cpu is enforced, but no cpu is set: set cpu or remove by"
+            )
+        return self
 
     @property
     def uplink_bps(self) -> float:

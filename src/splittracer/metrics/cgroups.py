@@ -9,12 +9,21 @@ on any ancestor cgroup applies too, so the tightest one along the path is
 the one in force. cgroup v1 (``cpu.cfs_quota_us``, ``memory.limit_in_bytes``)
 and v2 (``cpu.max``, ``memory.max``) are both read, each controller from
 whichever hierarchy this process is in.
+
+A participant throttled with signals instead (no cgroup: see
+:mod:`splittracer.devices.throttle`) finds its CPU limit in its environment
+(``SPLITTRACER_CPU_LIMIT``, set by the throttle); ``cpu_by`` says which
+mechanism enforces the CPU limit reported.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..environment import CPU_LIMIT_BY_ENV, CPU_LIMIT_ENV
 
 __all__ = ["EnforcedLimits", "enforced_limits"]
 
@@ -30,19 +39,36 @@ class EnforcedLimits:
 
     cpu: float | None = None  # a fraction of one CPU
     memory_bytes: int | None = None
+    cpu_by: str = ""  # what enforces ``cpu``: "cgroup" or "signals"; "" without a CPU limit
 
 
-def enforced_limits(root: str | Path = "/") -> EnforcedLimits:
+def enforced_limits(root: str | Path = "/", environ: Mapping[str, str] | None = None) -> EnforcedLimits:
     """Read the limits in force on this process; nothing readable means no limit (never an error).
 
-    ``root`` is where ``/proc`` and ``/sys`` are found (tests give a fake tree).
+    ``root`` is where ``/proc`` and ``/sys`` are found (tests give a fake tree);
+    ``environ`` (default: this process's) may hold a signal throttle's limit.
     """
     root = Path(root)
     memberships = _memberships(_read(root / "proc/self/cgroup"))
     mounts = _cgroup_mounts(_read(root / "proc/self/mountinfo"), root)
     cpu = _tightest(_cpu_limits(memberships, mounts))
     memory = _tightest(_memory_limits(memberships, mounts))
-    return EnforcedLimits(cpu, int(memory) if memory is not None else None)
+    memory_bytes = int(memory) if memory is not None else None
+    signals = _signal_limit(os.environ if environ is None else environ)
+    if signals is not None and (cpu is None or signals < cpu):
+        return EnforcedLimits(signals, memory_bytes, "signals")
+    return EnforcedLimits(cpu, memory_bytes, "cgroup" if cpu is not None else "")
+
+
+def _signal_limit(environ: Mapping[str, str]) -> float | None:
+    """The CPU limit a signal throttle set in our environment, if one did."""
+    if environ.get(CPU_LIMIT_BY_ENV) != "signals":
+        return None
+    try:
+        cpu = float(environ.get(CPU_LIMIT_ENV, ""))
+    except ValueError:
+        return None
+    return cpu if cpu > 0 else None
 
 
 def _memberships(text: str) -> dict[str, str]:

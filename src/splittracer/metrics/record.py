@@ -88,6 +88,7 @@ class ParticipantRecord(msgspec.Struct, frozen=True):
     # its ``limits:`` where it had some, else its host's (a lab host's --cpu, a container's).
     enforced_cpu: float | None = None
     enforced_memory_bytes: int | None = None
+    enforced_cpu_by: str = ""  # what enforced enforced_cpu: "cgroup" or "signals" (a throttle process)
     energy: EnergySensors = EnergySensors()
     model: str = ""  # the model it ran (its source, e.g. torchvision:resnet18); '' for none
 

@@ -501,6 +501,7 @@ def host_info(name: str) -> ParticipantInfo:
         cpu_count=os.cpu_count() or 0,
         cpu_enforced=enforced.cpu or 0.0,
         memory_enforced=enforced.memory_bytes or 0,
+        cpu_enforced_by=enforced.cpu_by,
     )
 
 

@@ -38,7 +38,10 @@ def _own_limits(facts: ParticipantRecord) -> list[str]:
     parts = []
     if facts.cpu_limit is not None:
         period_ms = facts.cpu_period_us / 1000
-        parts.append(f"cpu {facts.cpu_limit:g} ({facts.cpu_limit * period_ms:g} ms per {period_ms:g} ms)")
+        # A throttled participant says what enforced its limit; cgroups is the default mechanism.
+        by = ", by signals" if facts.enforced_cpu_by == "signals" else ""
+        share = f"{facts.cpu_limit * period_ms:g} ms per {period_ms:g} ms{by}"
+        parts.append(f"cpu {facts.cpu_limit:g} ({share})")
     if facts.memory_limit_bytes is not None:
         parts.append(f"memory {format_size(facts.memory_limit_bytes)}")
     return parts

@@ -37,6 +37,7 @@ class ParticipantInfo(msgspec.Struct, frozen=True):
     data_port: int = 0  # where peers send tasks (see wire.datalink); 0: over gRPC
     cpu_enforced: float = 0.0  # the CPU fraction its cgroups allow (metrics.cgroups); 0: no limit
     memory_enforced: int = 0  # the memory its cgroups allow, in bytes; 0: no limit
+    cpu_enforced_by: str = ""  # what enforces cpu_enforced: "cgroup" or "signals" (devices/throttle.py)
 
 
 class PeerInfo(msgspec.Struct, frozen=True):
