@@ -98,8 +98,8 @@ def test_old_store_keeps_its_spans_and_metrics(old_store: Path) -> None:
 def test_migrated_records_keep_the_layout_of_the_old_metadata(old_store: Path) -> None:
     # Scripts read `results show --json`'s metadata: only the version, the empty rerun_of, the
     # empty overrides, the empty split_tensors and each participant's (absent) cpu and memory
-    # limits, keep_warm, the limits its cgroups (or a throttle) enforced and how, and its model ('' before runs recorded it)
-    # are new.
+    # limits, keep_warm, the limits its cgroups (or a throttle) enforced and how, and its model
+    # ('' before runs recorded it) are new.
     before = _v1_metadata(old_store, DONE)
     with ResultsStore(old_store) as store:
         after = record_to_dict(store.get_run(DONE).record)
