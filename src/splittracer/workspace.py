@@ -273,7 +273,7 @@ participants:               # order matters: the phone runs the first layers
     role: splittracer.builtin:SplitHead
     limits:
       threads: 1
-      cpu: 0.1              # a tenth of one CPU: about 10x slower than the 2-thread cloud
+      cpu: 0.1              # a tenth of one CPU: about 10x its unthrottled time
       by: auto              # cgroup where one can be written, else signals (no root needed)
       uplink: lte           # 5.85 Mbit/s; the sweep below sets each of its uplinks in turn
   cloud:
@@ -303,7 +303,7 @@ participants:
     role: splittracer.builtin:SplitHead
     limits:
       threads: 1
-      cpu: 0.1              # a tenth of one CPU: about 10x slower than the 2-thread cloud
+      cpu: 0.1              # a tenth of one CPU: about 10x its unthrottled time
       uplink: lte           # the starting link; the sweep sets each of its uplinks in turn
   cloud:
     role: splittracer.builtin:SplitTail
