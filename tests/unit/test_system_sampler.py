@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from pathlib import Path
 
 import psutil
@@ -161,3 +162,24 @@ def test_bad_settings_are_refused() -> None:
         SystemSampler("run", "phone", interval_s=0)
     with pytest.raises(ValueError, match="max_buffered"):
         SystemSampler("run", "phone", max_buffered=0)
+
+
+def test_a_recent_frequency_reading_is_reused_and_an_old_one_read_again(monkeypatch) -> None:
+    """Compute spans take the sampler's last reading: parsing /proc/cpuinfo on every frame cost
+    up to 0.25 ms that no span accounted for."""
+    from splittracer.metrics import system
+
+    readings = iter([1200.0, 2400.0, 0.0])
+    calls = []
+
+    def fake_freq() -> object:
+        calls.append(1)
+        return types.SimpleNamespace(current=next(readings), min=0.0, max=0.0)
+
+    monkeypatch.setattr(system.psutil, "cpu_freq", fake_freq)
+    monkeypatch.setattr(system, "_latest_freq", (-float("inf"), None))
+    assert system.recent_cpu_freq_mhz(10.0) == 1200.0  # nothing read yet: read now
+    assert system.recent_cpu_freq_mhz(10.0) == 1200.0 and len(calls) == 1  # fresh: reused
+    assert system.recent_cpu_freq_mhz(0.0) == 2400.0 and len(calls) == 2  # too old: read again
+    assert system.cpu_freq_mhz() is None  # 0 is "unknown" (virtual machines) ...
+    assert system.recent_cpu_freq_mhz(10.0) is None and len(calls) == 3  # ... and remembered as such

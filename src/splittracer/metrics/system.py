@@ -46,6 +46,7 @@ __all__ = [
     "cpu_freq_mhz",
     "cpu_model",
     "read_temperatures",
+    "recent_cpu_freq_mhz",
 ]
 
 
@@ -256,6 +257,26 @@ def cpu_freq_mhz() -> float | None:
     except (OSError, NotImplementedError, AttributeError):
         return None
     # Virtual machines often report 0: that is "unknown", not a frequency.
-    if freq is None or not freq.current or not math.isfinite(freq.current):
-        return None
-    return float(freq.current)
+    mhz = float(freq.current) if freq is not None and freq.current and math.isfinite(freq.current) else None
+    global _latest_freq
+    _latest_freq = (time.monotonic(), mhz)  # one assignment: readers on other threads see both or neither
+    return mhz
+
+
+# The last reading and when it was taken (monotonic seconds): the sampler's thread keeps it fresh.
+_latest_freq: tuple[float, float | None] = (-math.inf, None)
+
+
+def recent_cpu_freq_mhz(max_age_s: float = 0.25) -> float | None:
+    """The last frequency read (by the sampler or anyone) if younger than ``max_age_s``, else a new
+    reading.
+
+    Where there is no cpufreq driver (most virtual machines) psutil parses
+    ``/proc/cpuinfo``: 60-250 µs, which a compute span's attributes should
+    not add to every frame's latency. A participant's :class:`SystemSampler`
+    reads it every 100 ms anyway.
+    """
+    taken, mhz = _latest_freq
+    if time.monotonic() - taken <= max_age_s:
+        return mhz
+    return cpu_freq_mhz()

@@ -19,7 +19,7 @@ import torch
 from ..clock import now_ns
 from ..errors import RunError, SplitError
 from ..metrics.spans import inference_id
-from ..metrics.system import cpu_freq_mhz
+from ..metrics.system import recent_cpu_freq_mhz
 from ..roles import Tensors
 from ..split.model import SplitModel
 from ..split.parts import Part
@@ -201,12 +201,15 @@ class ParticipantContext:
     def _idle_attrs(self) -> dict[str, str | int | float | bool]:
         """How long this participant was idle before a compute span, and the CPU's MHz where readable.
 
-        Read before the span starts, so the reading costs the span nothing. A
-        participant woken from idle computes slower (thread pools asleep,
-        frequency scaling): ``idle_ms`` lets results show it.
+        Read before the span starts, so the reading costs the span nothing; the
+        MHz is the system sampler's last reading (at most 0.25 s old), since a
+        new one costs up to 0.25 ms where ``/proc/cpuinfo`` must be parsed, a
+        gap no span accounts for in every frame. A participant woken from idle
+        computes slower (thread pools asleep, frequency scaling): ``idle_ms``
+        lets results show it.
         """
         attrs: dict[str, str | int | float | bool] = {"idle_ms": (now_ns() - self._computed_ns) / 1e6}
-        mhz = cpu_freq_mhz()
+        mhz = recent_cpu_freq_mhz()
         if mhz is not None:
             attrs["cpu_mhz"] = mhz
         return attrs
