@@ -488,9 +488,7 @@ def _converted(spec: _TaskSpec, name: str, value: Any, refs: _TensorRefs) -> Any
     try:
         return msgspec.convert(value, kind, dec_hook=refs.resolve)
     except msgspec.ValidationError as exc:
-        raise WireError(
-            f"task {spec.name}: field '{name}' does not match {_type_text(kind)}: {exc}"
-        ) from exc
+        raise WireError(f"task {spec.name}: field '{name}' does not match {_type_text(kind)}: {exc}") from exc
 
 
 class _TensorRefs:

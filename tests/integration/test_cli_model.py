@@ -112,7 +112,7 @@ def test_inspect_placement_shows_each_side_and_what_crosses(tmp_path):
 
 
 def test_inspect_unclosed_placement_names_the_layer_and_exits_2():
-    result = splittracer("model", "inspect", *INCEPTION, "--placement", "[\"block1.b2.2\"]")
+    result = splittracer("model", "inspect", *INCEPTION, "--placement", '["block1.b2.2"]')
     assert result.returncode == 2, result.stderr
     assert "layer 6 (block1.b2.2) is placed on the first device but reads" in result.stderr
     assert "least placement holding these layers is 1-2,4-6" in result.stderr

@@ -48,9 +48,7 @@ def test_two_runs_at_once_in_one_workspace_both_record_correctly(tmp_path: Path)
         for name, run_id in run_ids.items():
             run = store.get_run(run_id)
             assert (run.experiment, run.status) == (name, "succeeded")
-            measured = [
-                s for s in store.spans(run_id, kind="inference") if not s.attrs.get("warmup")
-            ]
+            measured = [s for s in store.spans(run_id, kind="inference") if not s.attrs.get("warmup")]
             per_split = {split: sum(s.split == split for s in measured) for split in (0, 2, 5)}
             assert per_split == dict.fromkeys((0, 2, 5), REPEATS[name]), (name, per_split)
             assert {s.run_id for s in store.spans(run_id)} == {run_id}

@@ -52,8 +52,13 @@ def test_a_bomb_is_refused_without_allocating_what_it_expands_to(bomb: str) -> N
 def test_an_envelope_announcing_less_than_its_buffer_expands_to_is_refused(name: str) -> None:
     data = BOMBS[f"{name}-undeclared"]()
     envelope = Envelope(
-        sender="peer", sender_stage=0, sent_ns=0, task_header=b"", codec=name,
-        raw_sizes=[ANNOUNCED], wire_sizes=[len(data)],
+        sender="peer",
+        sender_stage=0,
+        sent_ns=0,
+        task_header=b"",
+        codec=name,
+        raw_sizes=[ANNOUNCED],
+        wire_sizes=[len(data)],
     )
     peak = _peak_while(lambda: arrived(envelope, [bytearray(data)], 0, 0, "socket"))
     assert peak < PEAK_LIMIT + len(data) * 2

@@ -82,4 +82,3 @@ def test_a_run_whose_controller_still_lives_here_keeps_running(tmp_path: Path) -
         with ResultsStore(db) as other:
             assert other.get_run(paused).status == "running"
             assert other.get_run(fresh).status == "running"
-

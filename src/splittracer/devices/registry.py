@@ -95,7 +95,9 @@ class Device(Strict):
     host_key: str
     fingerprint: str
     tags: tuple[str, ...] = ()
-    python: str | None = None  # interpreter to use instead of the runtime's / the newest python3
+    # The interpreter `device setup` builds the runtime's venv with, and probes use until it exists
+    # (default: the newest python3 on PATH); once built, participants and probes run in the venv.
+    python: str | None = None
     listen_host: str | None = None  # where participants listen for peers (default: the SSH address)
     installed_key: str | None = None  # the authorized_keys line pairing added; `device rm` removes it
     facts: DeviceFacts | None = None
