@@ -23,8 +23,12 @@ failed frames are no samples. Per client and stream:
   its own (the union of its compute intervals over their sum).
 
 The aggregate row of a stream sums its clients' frames; its bound is the
-sum of theirs, capped by each participant every client shares (its compute
-median), as a server serving one frame at a time.
+sum of theirs, capped by each participant every client shares: frames per
+second of its busy time (the union of its compute intervals per frame it
+computed). That is a mean, not a median: a shared server's compute times
+spread (a frame alone, a frame beside another worker's), and a median of
+them times the share of overlap overstated its time per frame, so the
+aggregate "of bound" went past 100 %.
 """
 
 from __future__ import annotations
@@ -211,10 +215,23 @@ def _busy_share(frames: list[_Frame], name: str) -> float:
     """How much of ``name``'s compute time is its own: the union of its compute intervals over
     their sum. 1 when it computes one frame at a time; less with ``workers`` or a batch,
     whose frames share its time."""
-    intervals = sorted((start, end) for f in frames for who, start, end in f.intervals if who == name)
+    intervals = _intervals(frames, name)
     total = sum(end - start for start, end in intervals)
-    if total <= 0:
-        return 1.0
+    return _union_ns(intervals) / total if total > 0 else 1.0
+
+
+def _busy_ms_per_frame(frames: list[_Frame], name: str) -> float:
+    """``name``'s busy time (the union of its compute intervals) per frame it computed."""
+    computed = sum(1 for f in frames if any(who == name for who, _, _ in f.intervals))
+    return _union_ns(_intervals(frames, name)) / 1e6 / computed if computed else 0.0
+
+
+def _intervals(frames: list[_Frame], name: str) -> list[tuple[int, int]]:
+    return sorted((start, end) for f in frames for who, start, end in f.intervals if who == name)
+
+
+def _union_ns(intervals: list[tuple[int, int]]) -> int:
+    """The time covered by sorted ``intervals``, overlaps counted once."""
     union, reach = 0, None
     for start, end in intervals:
         if reach is None or start > reach:
@@ -223,7 +240,7 @@ def _busy_share(frames: list[_Frame], name: str) -> float:
         elif end > reach:
             union += end - reach
             reach = end
-    return union / total
+    return union
 
 
 def _achieved(frames: list[_Frame]) -> float:
@@ -283,13 +300,13 @@ def _aggregates(
 
 def _with_bound(row: StreamRow, members: list[StreamRow], frames: list[_Frame]) -> StreamRow:
     """The aggregate bound: the clients' bounds summed, capped by what they all share."""
+    # A shared participant's cap is its busy time per frame (a mean, not a median): with several
+    # clients its compute times spread (frames alone, frames sharing the CPU with another
+    # worker), and only the time it was really busy bounds what it can serve.
     clients = {m.client for m in members}
-    shared: defaultdict[str, list[float]] = defaultdict(list)
-    for f in frames:
-        for (_, name), ms in f.compute.items():
-            if name not in clients:
-                shared[name].append(ms)
-    caps = [1000 / (_median(v) * _busy_share(frames, n)) for n, v in shared.items() if _median(v) > 0]
+    shared = {name for f in frames for (_, name) in f.compute if name not in clients}
+    busy = [_busy_ms_per_frame(frames, name) for name in sorted(shared)]
+    caps = [1000 / ms for ms in busy if ms > 0]
     bound = min([sum(m.bound_fps for m in members), *caps])
     return StreamRow(**{**row.__dict__, "bound_fps": bound})
 
