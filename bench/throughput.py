@@ -11,7 +11,8 @@ their ratio (target: >= 50% from 1 MB up). ``--plane`` adds a third
 column: the same tasks sent over the data plane alone (a ``SocketLink`` to
 a ``DataListener`` in another process that decodes each task and answers),
 without the participant runtime (spans, inbox, worker thread), to show
-where a small message's fixed cost lies.
+where a small message's fixed cost lies. ``+µs/msg`` is each path's median
+time per message less raw TCP's: the fixed cost a small tensor pays.
 
     python bench/throughput.py [--repeats 5] [--rounds 3] [--plane]
 """
@@ -117,7 +118,7 @@ def _recv_exact(conn: socket.socket, n: int) -> bytes:
     return data
 
 
-def tcp_seconds(repeats: int) -> dict[int, list[float]]:
+def tcp_seconds(repeats: int, sizes: list[int] = SIZES) -> dict[int, list[float]]:
     """Seconds per message of each size over a raw socket (the first of a size dropped)."""
     ports: mp.Queue = mp.Queue()  # type: ignore[type-arg]
     receiver = mp.Process(target=_tcp_receiver, args=(ports,), daemon=True)
@@ -125,7 +126,7 @@ def tcp_seconds(repeats: int) -> dict[int, list[float]]:
     conn = socket.create_connection(("127.0.0.1", ports.get(timeout=30)))
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     result = {}
-    for size in SIZES:
+    for size in sizes:
         payload = bytes(size)
         times = []
         for _ in range(repeats + 1):
@@ -197,13 +198,18 @@ def main() -> None:
         for size, times in participants_seconds(args.repeats).items():
             ours[size] += times
     print(f"# {machine()}; {args.rounds} alternating rounds of {args.repeats} sends per size, medians")
-    extra = f" {'plane alone / raw':>18}" if args.plane else ""
-    print(f"{'size':>8} {'participants MB/s':>18} {'raw TCP MB/s':>13} {'ratio':>6}{extra}")
+    extra = f" {'plane alone / raw':>18} {'plane +µs':>10}" if args.plane else ""
+    print(f"{'size':>8} {'participants MB/s':>18} {'raw TCP MB/s':>13} {'ratio':>6} {'+µs/msg':>8}{extra}")
     for size in SIZES:
         label = f"{size >> 20} MB" if size >= 1 << 20 else f"{size >> 10} KB"
         mine, raw = size / 1e6 / median(ours[size]), size / 1e6 / median(tcp[size])
-        alone = f" {median(tcp[size]) / median(plane[size]):>18.2f}" if args.plane else ""
-        print(f"{label:>8} {mine:>18.1f} {raw:>13.1f} {mine / raw:>6.2f}{alone}")
+        # What a message costs beyond raw TCP's round trip: the fixed cost that small tensors feel.
+        more_us = (median(ours[size]) - median(tcp[size])) * 1e6
+        alone = ""
+        if args.plane:
+            plane_us = (median(plane[size]) - median(tcp[size])) * 1e6
+            alone = f" {median(tcp[size]) / median(plane[size]):>18.2f} {plane_us:>10.0f}"
+        print(f"{label:>8} {mine:>18.1f} {raw:>13.1f} {mine / raw:>6.2f} {more_us:>8.0f}{alone}")
 
 
 if __name__ == "__main__":
