@@ -101,3 +101,39 @@ def test_weights_given_at_run_time_apply_to_the_top_level_model_only(tmp_path):
     assert manifest.has_models_per_participant and all(p.model for p in manifest.participants.values())
     with pytest.raises(ConfigError, match="runs its own model: --weights applies to none"):
         Experiment(workspace=None, manifest=manifest).with_model_files(weights=tmp_path / "cam.pt")
+
+
+def test_a_part_given_another_models_tensors_says_what_its_cut_carries():
+    """A sender running another model (or cut) makes torch fail on sizes; the error names the cut's
+    shapes and what came, so the cause is plain. Tensors that fit run as before."""
+    import torch
+    from torch import nn
+
+    from splittracer.errors import UserCodeError
+    from splittracer.participant.context import ParticipantContext
+    from splittracer.participant.recorder import TaggedRecorder
+    from splittracer.split.model import SplitModel
+    from splittracer.wire.messages import ModelConfig, RunConfig, RunOptions
+
+    model = SplitModel(nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2)), torch.randn(1, 8))
+    config = RunConfig(
+        run_id="r",
+        name="hub",
+        stage=1,
+        role="m:R",
+        peers={},
+        options=RunOptions(),
+        model=ModelConfig("m:fusion"),
+    )
+    ctx = ParticipantContext(
+        config, TaggedRecorder("r", "hub", 1), lambda *a: None, lambda *a, **k: None, model
+    )
+    assert ctx.run_layers(1, 3, torch.randn(1, 4)).shape == (1, 2)
+    assert model.input_mismatch(1, [torch.randn(1, 4)]) is None
+    with pytest.raises(UserCodeError) as raised:
+        ctx.run_layers(1, 3, torch.randn(1, 6))
+    message = str(raised.value)
+    assert message.startswith("layers 2..3 of m:fusion ('hub') failed: RuntimeError: ")
+    assert message.endswith("cut 1 of this model carries 1 tensor ([1, 4]); it was given 1 ([1, 6])")
+    with pytest.raises(RuntimeError):  # a failure with the right inputs is left as it was
+        ctx.run_layers(0, 3, torch.randn(1, 8).to(torch.int64))

@@ -17,7 +17,7 @@ from typing import Any, Literal, overload
 import torch
 
 from ..clock import now_ns
-from ..errors import RunError, SplitError
+from ..errors import RunError, SplitError, SplitTracerError, UserCodeError
 from ..metrics.spans import inference_id
 from ..metrics.system import recent_cpu_freq_mhz
 from ..roles import Tensors
@@ -139,7 +139,29 @@ class ParticipantContext:
         part = self._parts.get(key)
         if part is None:
             part = self._parts[key] = self.model.part(start, end, final=final)
-        return self._timed(part, start, end, tensors, {})
+        try:
+            return self._timed(part, start, end, tensors, {})
+        except Exception as exc:
+            explained = self._explained(exc, start, end, tensors)
+            if explained is exc:
+                raise
+            raise explained from exc
+
+    def _explained(
+        self, exc: Exception, start: int, end: int, tensors: tuple[torch.Tensor, ...]
+    ) -> Exception:
+        """``exc`` of a part, with what its inputs should have been when they were not that:
+        torch's own message (a matrix product's sizes) does not say that the sender ran
+        another model or cut, which with a model per participant is the likely cause."""
+        mismatch = None if isinstance(exc, SplitTracerError) else self.model.input_mismatch(start, tensors)
+        if mismatch is None:
+            return exc
+        source = self._config.model.source if self._config.model is not None else "the model"
+        return UserCodeError(
+            f"layers {start + 1}..{end} of {source} ('{self.participant}') failed: "
+            f"{type(exc).__name__}: {exc}; {mismatch}",
+            hint="does the sender run the same model and cut? Each participant's model: 'experiment show'.",
+        )
 
     def run_placed(self, placement: str, device: int, *tensors: torch.Tensor) -> Any:
         """Run one device's layers of ``placement`` (0: the first device's, 1: the rest), recorded

@@ -237,6 +237,29 @@ class SplitModel:
             )
         return build_part(self._gm, self._graph, start, end, self.captured.out_spec, final=final)
 
+    def input_mismatch(self, start: int, tensors: Sequence[torch.Tensor]) -> str | None:
+        """How ``tensors`` differ from what crossed cut ``start`` when the model was captured
+        (count, then shapes); None when they match or nothing is known of the cut.
+
+        For messages after a part failed: a model traced shape-agnostic may run
+        other shapes, so a difference alone is no error.
+        """
+        if not 0 <= start < len(self.points) or not self.points[start].tensors:
+            return None
+        expected = self.points[start].tensors
+        given = [tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__ for t in tensors]
+        wanted = [t.shape for t in expected]
+        if given == wanted:
+            return None
+
+        def listed(shapes: Sequence[object]) -> str:
+            return ", ".join(str(list(s)) if isinstance(s, tuple) else str(s) for s in shapes)
+
+        return (
+            f"cut {start} of this model carries {len(wanted)} tensor{'s' * (len(wanted) != 1)} "
+            f"({listed(wanted)}); it was given {len(given)} ({listed(given)})"
+        )
+
     def cut(self, k: int) -> tuple[Part, Part]:
         """Head (input .. layer k, returning a tuple) and tail (layer k+1 .. output)."""
         self.check_split(k)
