@@ -23,9 +23,9 @@ from splittracer.workspace import Workspace, init_workspace
 # A script run as ``python bench/x.py`` has only bench/ on its import path: the repository root
 # goes there too, as pytest puts it, so that the benchmarks build the very manifests the tests do.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.manifests import alexnet_pair, pool5
+from tests.manifests import alexnet_pair, fan_in, pool5
 
-__all__ = ["alexnet_pair", "machine", "median", "pool5", "run", "workspace"]
+__all__ = ["alexnet_pair", "fan_in", "machine", "median", "pool5", "run", "workspace"]
 
 
 def machine() -> str:
