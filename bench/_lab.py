@@ -1,4 +1,5 @@
-"""Shared helpers for the benchmarks: temporary workspaces and medians."""
+"""Shared helpers for the benchmarks: temporary workspaces, medians, and the experiments they
+share with the tests (``tests/manifests.py``, re-exported here)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import atexit
 import platform
 import shutil
 import statistics
+import sys
 import tempfile
 import textwrap
 from pathlib import Path
@@ -17,6 +19,13 @@ from splittracer.controller.run import RunOutcome, run_experiment
 from splittracer.metrics.store import ResultsStore
 from splittracer.metrics.system import cpu_model
 from splittracer.workspace import Workspace, init_workspace
+
+# A script run as ``python bench/x.py`` has only bench/ on its import path: the repository root
+# goes there too, as pytest puts it, so that the benchmarks build the very manifests the tests do.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.manifests import alexnet_pair, fan_in, pool5
+
+__all__ = ["alexnet_pair", "fan_in", "machine", "median", "pool5", "run", "workspace"]
 
 
 def machine() -> str:

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _lab import machine, median, workspace
+from _lab import fan_in, machine, median, workspace
 
 from splittracer.controller.placement import deployer_for_plan
 from splittracer.controller.resolve import resolve_run
@@ -51,18 +51,6 @@ HOSTS = 8
 CLIENTS = (1, 4, 8, 16)
 RUNS_ON_HOSTS = Path("/root/.splittracer/runs")  # root's home is shared by the lab's hosts
 DEPLOYED: list[str] = []  # the per-run folders' names the launches' deployers used on the hosts
-
-MANIFEST = """
-name: NAME
-model: {source: torchvision:alexnet, input_shape: [1, 3, 64, 64]}
-participants:
-  camera: {role: "splittracer.builtin:SplitHead", devices: DEVICES, limits: {threads: 1}}
-  edge: {device: local, role: "splittracer.builtin:SplitTail", limits: {threads: 1}}
-playbook:
-  camera:
-    - task: Infer
-      params: {split: 13, next: [edge], count: 10, finish: true}
-"""
 
 
 def pair(testbed: Testbed, registry: Registry) -> list[str]:
@@ -79,8 +67,9 @@ def manifests(devices: list[str]) -> dict[str, str]:
     out = {}
     for n in CLIENTS:
         placed = [devices[i % len(devices)] for i in range(n)]
-        text = MANIFEST.replace("NAME", f"clients-{n}").replace("DEVICES", "[" + ", ".join(placed) + "]")
-        out[f"clients-{n}"] = text
+        out[f"clients-{n}"] = fan_in(
+            f"devices: [{', '.join(placed)}]", name=f"clients-{n}", edge="device: local"
+        )
     return out
 
 

@@ -30,23 +30,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from _lab import machine, median, workspace
+from _lab import machine, median, pool5, workspace
 
 from splittracer.deploy import agent_client as agent
 from splittracer.metrics.store import ResultsStore
 from splittracer.workspace import Workspace
-
-MANIFEST = """
-name: pool5
-model: {source: torchvision:alexnet}
-participants:
-  phone: {role: "splittracer.builtin:SplitHead", limits: {threads: 1}}
-  cloud: {role: "splittracer.builtin:SplitTail", limits: {threads: 1}}
-playbook:
-  phone:
-    - task: Infer
-      params: {next: [cloud], split: 13, count: 5, finish: true}
-"""
 
 
 def once(ws: Workspace, mode: str, env: dict[str, str]) -> dict[str, float]:
@@ -93,7 +81,7 @@ def main() -> None:
     directory = Path(tempfile.mkdtemp(prefix="st-bench-agent-", dir="/tmp"))
     env = {**os.environ, agent.DIR_ENV: str(directory)}
     agent_pid, agent_start_s = _start_agent(env)
-    ws = workspace({"pool5": MANIFEST})
+    ws = workspace({"pool5": pool5(count=5)})
     results: dict[str, list[dict[str, float]]] = {"spawn": [], "agent": []}
     try:
         for _ in range(args.rounds):

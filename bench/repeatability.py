@@ -20,22 +20,12 @@ import statistics
 import time
 
 import torch
-from _lab import machine, median, run, workspace
+from _lab import alexnet_pair, machine, median, run, workspace
 
 from splittracer.models import example_input, load_model
 from splittracer.report.summary import summarize
 
-SWEEP = """
-name: sweep
-model: {source: torchvision:alexnet}
-participants:
-  phone: {role: "splittracer.builtin:SplitHead", limits: {threads: 1}}
-  cloud: {role: "splittracer.builtin:SplitTail", limits: {threads: 1}}
-playbook:
-  phone:
-    - task: Sweep
-      params: {next: [cloud], repeats: 20, warmup: 0}
-"""
+SWEEP = alexnet_pair("sweep", "Sweep", "{next: [cloud], repeats: 20, warmup: 0}")
 
 
 def repeatability(repeats: int) -> tuple[list[float], list[tuple[int, float, float]]]:

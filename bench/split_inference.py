@@ -19,21 +19,9 @@ import argparse
 import time
 
 import torch
-from _lab import machine, median, run, workspace
+from _lab import machine, median, pool5, run, workspace
 
 from splittracer.models import example_input, load_model
-
-MANIFEST = """
-name: pool5
-model: {source: torchvision:alexnet}
-participants:
-  phone: {role: "splittracer.builtin:SplitHead", limits: {threads: 1}}
-  cloud: {role: "splittracer.builtin:SplitTail", limits: {threads: 1}}
-playbook:
-  phone:
-    - task: Infer
-      params: {next: [cloud], split: 13, count: COUNT, finish: true}
-"""
 
 
 def plain_forward_ms(count: int) -> list[float]:
@@ -54,7 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=50)
     args = parser.parse_args()
-    ws = workspace({"pool5": MANIFEST.replace("COUNT", str(args.count))})
+    ws = workspace({"pool5": pool5(args.count)})
     # The shared VM's speed drifts by tens of percent within minutes: the plain forward is
     # measured just before and just after the run, and the two pooled.
     before = plain_forward_ms(args.count // 2)

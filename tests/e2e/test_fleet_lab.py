@@ -23,24 +23,13 @@ from splittracer.metrics.spans import client_of
 from splittracer.metrics.store import ResultsStore
 from splittracer.workspace import init_workspace
 
+from ..manifests import fan_in
 from .conftest import lab_skip_reason
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 NETWORK = LabNetwork(prefix="fi", subnet=6)
 CAMERAS = [f"fi-cam{i}" for i in range(4)]
-
-FAN_IN = """
-name: fan-in
-model: {source: torchvision:alexnet, input_shape: [1, 3, 64, 64]}
-participants:
-  camera: {role: "splittracer.builtin:SplitHead", devices: DEVICES, limits: {threads: 1}}
-  edge: {device: local, role: "splittracer.builtin:SplitTail", limits: {threads: 1}}
-playbook:
-  camera:
-    - task: Infer
-      params: {split: 13, next: [edge], count: 10, finish: true}
-"""
 
 
 class _StopTime(RunObserver):
@@ -63,7 +52,7 @@ def test_four_lab_hosts_share_one_edge(tmp_path: Path, claim_lab: Callable[[LabN
     try:
         registry = testbed.pair_as_root(tmp_path / "devices.yaml", CAMERAS)
         ws = init_workspace(tmp_path / "ws")
-        manifest = FAN_IN.replace("DEVICES", "[" + ", ".join(CAMERAS) + "]")
+        manifest = fan_in(f"devices: [{', '.join(CAMERAS)}]", edge="device: local")
         (ws.experiments_dir / "fan-in.yaml").write_text(textwrap.dedent(manifest))
         plan = resolve_run(ws.load_manifest("fan-in"), ws.root)
         store, observer = ResultsStore(ws.results_db), _StopTime()

@@ -22,21 +22,10 @@ from splittracer.deploy.local import LocalDeployer, LocalDeployment
 from splittracer.metrics.store import ResultsStore
 from splittracer.wire.tls import issue_run_certificates
 
+from ..manifests import pool5
 from .helpers import alive, participant_pids, run, workspace_with
 
 pytestmark = pytest.mark.slow
-
-INFER = """
-name: infer
-model: {source: torchvision:alexnet}
-participants:
-  phone: {role: "splittracer.builtin:SplitHead", limits: {threads: 1}}
-  cloud: {role: "splittracer.builtin:SplitTail", limits: {threads: 1}}
-playbook:
-  phone:
-    - task: Infer
-      params: {next: [cloud], split: 13, count: COUNT, finish: true}
-"""
 
 
 def _parent(pid: int) -> int:
@@ -84,7 +73,7 @@ def warm(agent_dir, capsys):
 
 def test_a_run_through_the_agent_succeeds_and_says_so(warm, tmp_path, capsys):
     pid, _ = warm
-    ws = workspace_with(tmp_path, {"infer": INFER.replace("COUNT", "5")})
+    ws = workspace_with(tmp_path, {"infer": pool5(5, name="infer")})
     assert main(["run", "infer", "--workspace", str(ws.root), "--json", "--no-plot"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["status"] == "succeeded"
@@ -101,7 +90,7 @@ def test_a_run_through_the_agent_succeeds_and_says_so(warm, tmp_path, capsys):
 
 def test_forked_participants_are_the_agents_children_and_a_kill_fails_the_run(warm, tmp_path):
     agent_pid, _ = warm
-    ws = workspace_with(tmp_path, {"infer": INFER.replace("COUNT", "100000")})
+    ws = workspace_with(tmp_path, {"infer": pool5(100000, name="infer")})
     result = {}
     # A daemon: should the test fail before the kill, its endless run must not keep pytest alive
     # (its participants then end with the controller, see participant/lifeline.py).
@@ -242,7 +231,7 @@ def test_torchs_compiler_imported_by_the_controller_does_not_skip_the_agent(warm
     import torch._inductor.config  # noqa: F401
 
     assert "TORCHINDUCTOR_CACHE_DIR" in os.environ
-    ws = workspace_with(tmp_path, {"infer": INFER.replace("COUNT", "2")})
+    ws = workspace_with(tmp_path, {"infer": pool5(2, name="infer")})
     assert main(["run", "infer", "--workspace", str(ws.root), "--no-plot"]) == 0
     lines = capsys.readouterr().out.splitlines()
     prefix = "forked by the warm agent: "
@@ -253,7 +242,7 @@ def test_torchs_compiler_imported_by_the_controller_does_not_skip_the_agent(warm
 
 def test_a_run_says_in_one_line_why_the_agent_was_not_used(warm, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PYTHONHASHSEED", "7")  # read when Python starts: the agent's children differ
-    ws = workspace_with(tmp_path, {"infer": INFER.replace("COUNT", "2")})
+    ws = workspace_with(tmp_path, {"infer": pool5(2, name="infer")})
     assert main(["run", "infer", "--workspace", str(ws.root), "--no-plot"]) == 0
     lines = capsys.readouterr().out.splitlines()
     why = [line for line in lines if line.startswith("warm agent not used:")]

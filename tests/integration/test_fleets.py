@@ -13,21 +13,10 @@ from splittracer.metrics.spans import client_of
 from splittracer.metrics.store import ResultsStore
 from splittracer.report.summary import summarize
 
+from ..manifests import fan_in
 from .helpers import workspace_with
 
 pytestmark = pytest.mark.slow
-
-FAN_IN = """
-name: fan-in
-model: {source: torchvision:alexnet, input_shape: [1, 3, 64, 64]}
-participants:
-  camera: {role: "ROLE", replicas: 4, limits: {threads: 1}}
-  edge: {role: "splittracer.builtin:SplitTail", limits: {threads: 1}}
-playbook:
-  camera:
-    - task: Infer
-      params: {split: 13, next: [edge], count: 10, finish: true}
-"""
 
 
 class _StopTime(RunObserver):
@@ -41,7 +30,7 @@ class _StopTime(RunObserver):
 
 
 def _run_fan_in(tmp_path, role: str):
-    ws = workspace_with(tmp_path, {"fan-in": FAN_IN.replace("ROLE", role)})
+    ws = workspace_with(tmp_path, {"fan-in": fan_in("replicas: 4", role=role)})
     store, observer = ResultsStore(ws.results_db), _StopTime()
     outcome = run_experiment(
         resolve_run(ws.load_manifest("fan-in")), store, workspace=ws.root, observer=observer
@@ -89,8 +78,7 @@ def _most_at_once(spans, participant: str) -> int:
 
 
 def test_workers_serve_several_clients_at_once(tmp_path):
-    manifest = FAN_IN.replace('SplitTail", limits', 'SplitTail", workers: 2, limits')
-    ws = workspace_with(tmp_path, {"fan-in": manifest.replace("ROLE", "splittracer.builtin:SplitHead")})
+    ws = workspace_with(tmp_path, {"fan-in": fan_in("replicas: 4", edge="workers: 2")})
     store = ResultsStore(ws.results_db)
     outcome = run_experiment(resolve_run(ws.load_manifest("fan-in")), store, workspace=ws.root)
     assert outcome.status == "succeeded", outcome.error

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from splittracer.plan.profiles import DeviceProfile, ProfileStore, default_profile_dir, profile_local
 from splittracer.report.runs import run_summary, split_decisions
 from splittracer.report.streams import summarize_streams
 
+from ..unit.toy_models import profile_toy_devices
 from .helpers import run, workspace_with
 
 SWEEP = """
@@ -77,10 +77,7 @@ playbook:
 @pytest.mark.slow
 def test_split_auto_streams_at_the_split_planned_for_frames_per_second(tmp_path):
     ws = workspace_with(tmp_path, {"auto": AUTO})
-    profiles = ProfileStore(default_profile_dir(ws.results_dir))
-    for name in ("toy-a", "toy-b"):
-        records = profile_local([TOY], threads=1, repeats=2, warmup=1, input_shape=(2, 8))
-        profiles.save(DeviceProfile(name=name, threads=1).with_models(records))
+    profile_toy_devices(ws.results_dir)
     outcome, store = run(ws, "auto")
     assert outcome.status == "succeeded", outcome.error
     metrics = store.metrics(outcome.run_id)

@@ -19,6 +19,8 @@ import pytest
 
 from splittracer.workspace import init_workspace
 
+from ..manifests import pool5
+
 HEAVY = ("torch", "grpc", "asyncssh", "matplotlib", "pandas", "numpy")
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -82,19 +84,6 @@ def test_a_command_that_needs_torch_is_seen_loading_it(tmp_path):
     assert code == 2 and "torch" in loaded
 
 
-POOL5 = """
-name: pool5
-model: {source: torchvision:alexnet}
-participants:
-  phone: {role: "splittracer.builtin:SplitHead", limits: {threads: 1}}
-  cloud: {role: "splittracer.builtin:SplitTail", limits: {threads: 1}}
-playbook:
-  phone:
-    - task: Infer
-      params: {next: [cloud], split: 13, count: 1, finish: true}
-"""
-
-
 @pytest.mark.slow
 def test_a_run_of_the_built_in_roles_keeps_torch_out_of_the_controller(tmp_path, monkeypatch):
     # Real participants (spawned: they import torch), a real controller in its own interpreter.
@@ -102,7 +91,7 @@ def test_a_run_of_the_built_in_roles_keeps_torch_out_of_the_controller(tmp_path,
     # count is cached, so the next run's controller must load no torch at all.
     monkeypatch.setenv("SPLITTRACER_AGENT", "off")
     ws = init_workspace(tmp_path / "ws").root
-    (ws / "experiments" / "pool5.yaml").write_text(POOL5)
+    (ws / "experiments" / "pool5.yaml").write_text(pool5(count=1))
     argv = ["run", "pool5", "--workspace", str(ws), "--no-plot"]
     code, first = _loaded(argv, tmp_path)
     assert code == 0 and "torch" in first

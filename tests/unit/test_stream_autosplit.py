@@ -12,8 +12,9 @@ from splittracer.controller.resolve import resolve_run
 from splittracer.controller.streams import read_trace
 from splittracer.errors import ConfigError
 from splittracer.plan.chain import Link, plan_chain
-from splittracer.plan.profiles import DeviceProfile, ProfileStore, default_profile_dir, profile_local
 from splittracer.workspace import init_workspace
+
+from .toy_models import profile_toy_devices
 
 TOY = "tests.unit.toy_models:chain_of_opaque"
 
@@ -33,10 +34,7 @@ playbook:
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     ws = init_workspace(tmp_path_factory.mktemp("streamauto") / "ws")
-    store = ProfileStore(default_profile_dir(ws.results_dir))
-    for name in ("toy-a", "toy-b"):
-        records = profile_local([TOY], threads=1, repeats=2, warmup=1, input_shape=(2, 8))
-        store.save(DeviceProfile(name=name, threads=1).with_models(records))
+    profile_toy_devices(ws.results_dir)
     return ws
 
 

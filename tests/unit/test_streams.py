@@ -61,20 +61,25 @@ def _frame(work: Callable[[int], None]) -> Callable[[Ticket, HeadQueue], bool]:
     return run
 
 
+class _AtOnce:
+    """Work that takes ``seconds`` a frame and counts how many frames did it at once, at most."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.most, self._inside, self._lock = seconds, 0, 0, threading.Lock()
+
+    def __call__(self, _: int) -> None:
+        with self._lock:
+            self._inside += 1
+            self.most = max(self.most, self._inside)
+        time.sleep(self.seconds)
+        with self._lock:
+            self._inside -= 1
+
+
 def test_a_closed_loop_keeps_inflight_frames_in_the_system() -> None:
-    running, most, lock = 0, 0, threading.Lock()
-
-    def work(_: int) -> None:
-        nonlocal running, most
-        with lock:
-            running += 1
-            most = max(most, running)
-        time.sleep(0.01)
-        with lock:
-            running -= 1
-
+    work = _AtOnce(0.01)
     result = pump_closed(3, _frame(work), count=20)
-    assert (result.completed, result.arrived, most) == (20, 20, 3)
+    assert (result.completed, result.arrived, work.most) == (20, 20, 3)
 
 
 def test_a_closed_loop_runs_until_its_duration() -> None:
@@ -128,19 +133,13 @@ def test_a_full_queue_drops_the_oldest_waiting_frame_oldest() -> None:
 
 
 def test_frames_past_the_head_are_bounded_and_wait_at_the_head() -> None:
-    queue, inside, most, lock = HeadQueue(beyond=2), 0, 0, threading.Lock()
+    queue, work = HeadQueue(beyond=2), _AtOnce(0.02)
 
     def run(index: int) -> None:
-        nonlocal inside, most
         ticket = queue.arrive(index)
         assert ticket is not None and queue.take(ticket)
         queue.head_done()
-        with lock:
-            inside += 1
-            most = max(most, inside)
-        time.sleep(0.02)
-        with lock:
-            inside -= 1
+        work(index)
         queue.answered()
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
@@ -148,23 +147,13 @@ def test_frames_past_the_head_are_bounded_and_wait_at_the_head() -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert most == 2
+    assert work.most == 2
 
 
 def test_an_open_loop_keeps_max_inflight_frames_past_the_head() -> None:
-    inside, most, lock = 0, 0, threading.Lock()
-
-    def work(_: int) -> None:
-        nonlocal inside, most
-        with lock:
-            inside += 1
-            most = max(most, inside)
-        time.sleep(0.02)
-        with lock:
-            inside -= 1
-
+    work = _AtOnce(0.02)
     result = pump_open([0.0] * 6, _frame(work), DropPolicy(max_queue=10, max_inflight=2))
-    assert (result.completed, result.dropped, most) == (6, 0, 2)
+    assert (result.completed, result.dropped, work.most) == (6, 0, 2)
 
 
 @pytest.mark.parametrize(

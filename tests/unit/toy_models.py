@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -41,6 +43,19 @@ class Uncapturable(nn.Module):
         if y.sum() > 0:
             y = self.b(y)
         return y + x
+
+
+def profile_toy_devices(results_dir: Path, names: tuple[str, ...] = ("toy-a", "toy-b")) -> None:
+    """Store a profile of :func:`chain_of_opaque` (2x8 input, one thread), measured here, under
+    each of ``names`` in a workspace's profile folder: devices to plan the toy model on."""
+    from splittracer.plan.profiles import DeviceProfile, ProfileStore, default_profile_dir, profile_local
+
+    store = ProfileStore(default_profile_dir(results_dir))
+    for name in names:
+        records = profile_local(
+            ["tests.unit.toy_models:chain_of_opaque"], threads=1, repeats=2, warmup=1, input_shape=(2, 8)
+        )
+        store.save(DeviceProfile(name=name, threads=1).with_models(records))
 
 
 def chain_of_opaque() -> nn.Module:

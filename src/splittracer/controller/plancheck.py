@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import yaml
@@ -29,9 +29,10 @@ import yaml
 from ..errors import SplitTracerError
 from ..manifest import Limits, ModelSection
 from ..metrics.spans import Span
-from ..metrics.store import ResultsStore
-from ..plan.chain import Link, estimate_cuts
+from ..metrics.store import ResultsStore, RunInfo
+from ..plan.chain import ChainEstimate, Link, estimate_cuts
 from ..plan.dag import estimate_placement
+from ..plan.energy import Objective
 from ..plan.estimate import Estimator
 from ..plan.planner import SplitPrediction, predict_splits
 from ..plan.profiles import DeviceProfile
@@ -42,12 +43,17 @@ __all__ = [
     "CutCheck",
     "MeasuredCuts",
     "PlanCheck",
+    "RunCheck",
     "check_run",
     "check_to_dict",
     "measured_cuts",
     "placement_label",
+    "plan_for_run",
+    "predict_at",
     "run_links",
 ]
+
+Row = TypeVar("Row")
 
 
 @dataclass(frozen=True)
@@ -78,18 +84,24 @@ class CutCheck:
 
 
 @dataclass(frozen=True)
-class PlanCheck:
-    """A run's measured sweep beside the plan for the same model, devices and links."""
+class RunCheck(Generic[Row]):
+    """A run's rows beside the plan for the same model, devices and links (what a check of a
+    sweep, :class:`PlanCheck`, and of streams, ``StreamPlanCheck``, have in common)."""
 
     run_id: str
     experiment: str
     plan: SplitPrediction
-    rows: tuple[CutCheck, ...] = field(repr=False)
+    rows: tuple[Row, ...] = field(repr=False)
 
     @property
     def planned(self) -> tuple[int, ...]:
-        """The planner's choice over every possible cut, measured or not."""
+        """The planner's choice over every possible cut, whether the run ran it or not."""
         return self.plan.chain.best.cuts
+
+
+@dataclass(frozen=True)
+class PlanCheck(RunCheck[CutCheck]):
+    """A run's measured sweep beside the plan for the same model, devices and links."""
 
     @property
     def planned_row(self) -> CutCheck | None:
@@ -224,14 +236,44 @@ def check_run(
             f"run {run.id} measured no split inference to check against",
             hint="Check a run of splittracer.builtin:SplitHead with a Sweep task.",
         )
-    model, forward, reply = run_links(run.manifest)
     hops = len(measured[0].cuts)
+    plan = plan_for_run(
+        run,
+        profiles,
+        hops,
+        "splits the model",
+        estimator=estimator,
+        links=links,
+        dag=hops == 1 and any(m.placement for m in measured),
+    )
+    return PlanCheck(run.id, run.experiment, plan, tuple(_compare(plan, m) for m in measured))
+
+
+def plan_for_run(
+    run: RunInfo,
+    profiles: Sequence[DeviceProfile],
+    hops: int,
+    does: str,
+    *,
+    estimator: Estimator,
+    links: Sequence[Link] | None,
+    dag: bool = False,
+    objective: Objective = "latency",
+    clients: int = 1,
+) -> SplitPrediction:
+    """Plan ``run``'s model over ``hops + 1`` devices on ``profiles`` with the run's own links
+    (unless ``links`` replaces them); the rest as :func:`~splittracer.plan.planner.predict_splits`.
+
+    ``does`` says what the run did over its devices ('splits the model'), for the error raised
+    when the number of profiles is not the number of devices.
+    """
+    model, forward, reply = run_links(run.manifest)
     if len(profiles) != hops + 1:
         raise SplitTracerError(
-            f"run {run.id} splits the model over {hops + 1} devices but {len(profiles)} profiles were given",
+            f"run {run.id} {does} over {hops + 1} devices but {len(profiles)} profiles were given",
             hint="Name one profile per participant, in the manifest's order.",
         )
-    plan = predict_splits(
+    return predict_splits(
         model.source,
         profiles,
         list(links) if links is not None else forward[:hops],
@@ -240,9 +282,17 @@ def check_run(
         override=model.override,
         estimator=estimator,
         reply_links=reply[:hops],
-        dag=hops == 1 and any(m.placement for m in measured),
+        dag=dag,
+        objective=objective,
+        clients=clients,
     )
-    return PlanCheck(run.id, run.experiment, plan, tuple(_compare(plan, m) for m in measured))
+
+
+def predict_at(plan: SplitPrediction, cuts: tuple[int, ...]) -> ChainEstimate:
+    """The plan's estimate for one given choice of cuts (the run's, not necessarily the planner's)."""
+    return estimate_cuts(
+        cuts, [c.ms for c in plan.costs], plan.graph.split_bytes, plan.links, reply_links=plan.reply_links
+    )
 
 
 def _compare(plan: SplitPrediction, measured: MeasuredCuts) -> CutCheck:
@@ -253,13 +303,7 @@ def _compare(plan: SplitPrediction, measured: MeasuredCuts) -> CutCheck:
             plan.graph, first, costs[0], costs[1], plan.links[0], reply=plan.reply_links[0]
         )
         return CutCheck(measured.cuts, measured.count, measured.total_ms, placed.total_ms, measured.placement)
-    predicted = estimate_cuts(
-        measured.cuts,
-        [c.ms for c in plan.costs],
-        plan.graph.split_bytes,
-        plan.links,
-        reply_links=plan.reply_links,
-    )
+    predicted = predict_at(plan, measured.cuts)
     return CutCheck(measured.cuts, measured.count, measured.total_ms, predicted.total_ms)
 
 

@@ -20,18 +20,18 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SplitTracerError
 from ..metrics.spans import Span
 from ..metrics.store import ResultsStore
-from ..plan.chain import Link, estimate_cuts
+from ..plan.chain import Link
 from ..plan.estimate import Estimator
-from ..plan.planner import SplitPrediction, predict_splits
+from ..plan.planner import SplitPrediction
 from ..plan.profiles import DeviceProfile
 from ..report.streams import StreamRow, summarize_streams, tradeoff_rows, uplinks_of
-from .plancheck import run_links
+from .plancheck import RunCheck, plan_for_run, predict_at
 
 __all__ = [
     "StreamCheck",
@@ -77,18 +77,8 @@ class StreamCheck:
 
 
 @dataclass(frozen=True)
-class StreamPlanCheck:
+class StreamPlanCheck(RunCheck[StreamCheck]):
     """A stream run's streams beside the throughput plan for the same model, devices and links."""
-
-    run_id: str
-    experiment: str
-    plan: SplitPrediction
-    rows: tuple[StreamCheck, ...] = field(repr=False)
-
-    @property
-    def planned(self) -> tuple[int, ...]:
-        """The planner's choice over every possible cut, streamed or not."""
-        return self.plan.chain.best.cuts
 
     @property
     def planned_rows(self) -> tuple[StreamCheck, ...]:
@@ -165,23 +155,14 @@ def check_stream_run(
             f"run {run.id} streamed no frame across devices to check against",
             hint="Check a run with a Stream task (splittracer.builtin:SplitHead and SplitTail).",
         )
-    model, forward, reply = run_links(run.manifest)
-    hops = len(cuts[rows[0].stream])
-    if len(profiles) != hops + 1:
-        raise SplitTracerError(
-            f"run {run.id} streams over {hops + 1} devices but {len(profiles)} profiles were given",
-            hint="Name one profile per participant, in the manifest's order.",
-        )
     counts = _clients(every)
-    plan = predict_splits(
-        model.source,
+    plan = plan_for_run(
+        run,
         profiles,
-        list(links) if links is not None else forward[:hops],
-        input_shape=tuple(model.input_shape) if model.input_shape else None,
-        granularity=model.granularity,
-        override=model.override,
+        len(cuts[rows[0].stream]),
+        "streams",
         estimator=estimator,
-        reply_links=reply[:hops],
+        links=links,
         objective="throughput",
         clients=max(counts.values(), default=1),
     )
@@ -199,13 +180,7 @@ def _clients(rows: Iterable[StreamRow]) -> dict[int, int]:
 
 
 def _compare(plan: SplitPrediction, row: StreamRow, cuts: tuple[int, ...], clients: int) -> StreamCheck:
-    predicted = estimate_cuts(
-        cuts,
-        [c.ms for c in plan.costs],
-        plan.graph.split_bytes,
-        plan.links,
-        reply_links=plan.reply_links,
-    )
+    predicted = predict_at(plan, cuts)
     return StreamCheck(
         stream=row.stream,
         client=row.client,
