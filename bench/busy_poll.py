@@ -5,7 +5,8 @@ answered; no participant runtime) round-trips a 64 KB and a 256 KB tensor
 between two processes, once with blocking reads (as the data plane does)
 and once with each side polling its socket for up to ``--spin-us`` before
 it blocks (sender, receiver, both). Raw TCP (``bench/throughput.py``'s
-baseline) is measured in the same rounds. A blocked thread that is woken
+baseline: length, payload, a 1-byte answer) is measured in the same
+rounds, blocking and with both sides polling. A blocked thread that is woken
 pays the scheduler and, on a virtual machine, a halted vCPU's return, with
 cold caches after it; polling keeps the core busy instead, which is why it
 is not what the data plane does: two pollers and one more busy process on
@@ -20,10 +21,10 @@ import argparse
 import multiprocessing as mp
 import socket
 import time
+from typing import NamedTuple
 
 import torch
 from _lab import machine, median
-from throughput import tcp_seconds
 
 from splittracer.participant.delivery import open_incoming, prepare_task
 from splittracer.tasks import Task
@@ -32,8 +33,24 @@ from splittracer.wire.envelope import Tags
 from splittracer.wire.messages import Reply
 
 SIZES = [64 << 10, 256 << 10]
-MODES = {"blocking": (False, False), "sender polls": (True, False), "receiver polls": (False, True)}
-MODES["both poll"] = (True, True)
+
+
+class Mode(NamedTuple):
+    """What travels (raw bytes or a task on the data plane) and which side polls."""
+
+    raw: bool
+    sender_polls: bool
+    receiver_polls: bool
+
+
+MODES = {
+    "raw TCP": Mode(True, False, False),
+    "raw, both poll": Mode(True, True, True),
+    "plane, blocking": Mode(False, False, False),
+    "sender polls": Mode(False, True, False),
+    "receiver polls": Mode(False, False, True),
+    "both poll": Mode(False, True, True),
+}
 
 
 class PolledBlob(Task):
@@ -53,7 +70,7 @@ def _poll(sock: socket.socket, seconds: float) -> None:
             pass
 
 
-def _receiver(ports: mp.Queue, spin_s: float, messages: int) -> None:  # type: ignore[type-arg]
+def _receiver(ports: mp.Queue, spin_s: float, messages: int, raw: bool) -> None:  # type: ignore[type-arg]
     server = socket.create_server(("127.0.0.1", 0))
     ports.put(server.getsockname()[1])
     sock, _ = server.accept()
@@ -63,27 +80,34 @@ def _receiver(ports: mp.Queue, spin_s: float, messages: int) -> None:  # type: i
         for _ in range(messages):
             if spin_s:
                 _poll(sock, spin_s)
+            if raw:  # length, payload (read as the data plane reads a tensor), 1-byte answer
+                reader.read_exact(int.from_bytes(reader.read_exact(8), "little"))
+                sock.sendall(b"k")
+                continue
             open_incoming(datalink.decode_frame(datalink.read_frame(reader)))
             datalink.send_answer(sock, (Reply(), None))
 
 
-def plane_seconds(
-    size: int, repeats: int, sender_polls: bool, receiver_polls: bool, spin_s: float
-) -> list[float]:
-    """Seconds per round trip of a ``size``-byte tensor (the first tenth dropped: warm-up)."""
+def round_trips(size: int, repeats: int, mode: Mode, spin_s: float) -> list[float]:
+    """Seconds per round trip of ``size`` bytes (the first tenth dropped: warm-up)."""
     ports: mp.Queue = mp.Queue()  # type: ignore[type-arg]
-    receiver = mp.Process(target=_receiver, args=(ports, spin_s if receiver_polls else 0.0, repeats))
+    receiver_spin = spin_s if mode.receiver_polls else 0.0
+    receiver = mp.Process(target=_receiver, args=(ports, receiver_spin, repeats, mode.raw))
     receiver.start()
     sock = socket.create_connection(("127.0.0.1", ports.get(timeout=60)))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    reader, tensor, times = datalink.Reader(sock), torch.ones(size // 4), []
+    reader, tensor, payload, times = datalink.Reader(sock), torch.ones(size // 4), bytes(size), []
     for i in range(repeats):
         start = time.perf_counter()
-        outgoing = prepare_task(PolledBlob(data=tensor), sender="s", sender_stage=0, tags=Tags(i, size))
-        datalink.send_frame(sock, outgoing)
-        if sender_polls:
+        if mode.raw:
+            sock.sendall(size.to_bytes(8, "little"))
+            sock.sendall(payload)
+        else:
+            outgoing = prepare_task(PolledBlob(data=tensor), sender="s", sender_stage=0, tags=Tags(i, size))
+            datalink.send_frame(sock, outgoing)
+        if mode.sender_polls:
             _poll(sock, spin_s)
-        datalink.read_answer(reader)
+        reader.read_exact(1) if mode.raw else datalink.read_answer(reader)
         times.append(time.perf_counter() - start)
     sock.close()
     receiver.join(timeout=30)
@@ -101,19 +125,15 @@ def main() -> None:
     spin_s = args.spin_us / 1e6
     samples: dict[tuple[str, int], list[float]] = {}
     for _ in range(args.rounds):
-        for size, times in tcp_seconds(args.repeats, SIZES).items():
-            samples.setdefault(("raw TCP", size), []).extend(times)
-        for mode, (sender, receiver) in MODES.items():
+        for name, mode in MODES.items():
             for size in SIZES:
-                samples.setdefault((mode, size), []).extend(
-                    plane_seconds(size, args.repeats, sender, receiver, spin_s)
-                )
+                samples.setdefault((name, size), []).extend(round_trips(size, args.repeats, mode, spin_s))
     print(
         f"# {machine()}; {args.rounds} rounds of {args.repeats} round trips, medians; "
         f"polling up to {args.spin_us:.0f} µs"
     )
     print(f"{'path':>16} " + " ".join(f"{f'{s >> 10} KB µs':>10} {'raw/it':>7}" for s in SIZES))
-    for mode in ["raw TCP", *MODES]:
+    for mode in MODES:
         cells = []
         for size in SIZES:
             us = median(samples[mode, size]) * 1e6
