@@ -23,12 +23,14 @@ failed frames are no samples. Per client and stream:
   its own (the union of its compute intervals over their sum).
 
 The aggregate row of a stream sums its clients' frames; its bound is the
-sum of theirs, capped by each participant every client shares: frames per
-second of its busy time (the union of its compute intervals per frame it
-computed). That is a mean, not a median: a shared server's compute times
-spread (a frame alone, a frame beside another worker's), and a median of
-them times the share of overlap overstated its time per frame, so the
-aggregate "of bound" went past 100 %.
+sum of theirs, capped by each participant every client shares: the
+completions after the first over the time it computed between the first
+completion and the last (the union of its compute intervals, clipped to
+that window), so achieved over the bound is how busy it was in the window
+and never exceeds 1 when the shared server limits the aggregate.
+That is a mean, not a median: a shared server's compute times spread (a
+frame alone, a frame beside another worker's), and a median of them times
+the share of overlap overstated its time per frame.
 """
 
 from __future__ import annotations
@@ -220,10 +222,21 @@ def _busy_share(frames: list[_Frame], name: str) -> float:
     return _union_ns(intervals) / total if total > 0 else 1.0
 
 
-def _busy_ms_per_frame(frames: list[_Frame], name: str) -> float:
-    """``name``'s busy time (the union of its compute intervals) per frame it computed."""
-    computed = sum(1 for f in frames if any(who == name for who, _, _ in f.intervals))
-    return _union_ns(_intervals(frames, name)) / 1e6 / computed if computed else 0.0
+def _capacity_fps(frames: list[_Frame], name: str) -> float:
+    """Frames per second of ``name``'s busy time, over the window achieved throughput is measured
+    in (the first completion to the last): the completions after the first over the time ``name``
+    computed in that window (the union of its compute intervals, clipped to it). 0: never busy.
+
+    Achieved over this is how busy ``name`` was in the window, so it never exceeds 1. Busy time
+    per frame over the whole stream would count the work before the first completion (a
+    shared server starts on several frames at once), and a stream could then beat its bound."""
+    ends = sorted(f.span.end_ns for f in frames)
+    if len(ends) < 2:
+        return 0.0
+    first, last = ends[0], ends[-1]
+    clipped = [(max(a, first), min(b, last)) for a, b in _intervals(frames, name) if b > first and a < last]
+    busy_ns = _union_ns(clipped)
+    return (len(ends) - 1) / (busy_ns / 1e9) if busy_ns > 0 else 0.0
 
 
 def _intervals(frames: list[_Frame], name: str) -> list[tuple[int, int]]:
@@ -300,13 +313,12 @@ def _aggregates(
 
 def _with_bound(row: StreamRow, members: list[StreamRow], frames: list[_Frame]) -> StreamRow:
     """The aggregate bound: the clients' bounds summed, capped by what they all share."""
-    # A shared participant's cap is its busy time per frame (a mean, not a median): with several
+    # A shared participant's cap is what its busy time allows (a mean, not a median): with several
     # clients its compute times spread (frames alone, frames sharing the CPU with another
     # worker), and only the time it was really busy bounds what it can serve.
     clients = {m.client for m in members}
     shared = {name for f in frames for (_, name) in f.compute if name not in clients}
-    busy = [_busy_ms_per_frame(frames, name) for name in sorted(shared)]
-    caps = [1000 / ms for ms in busy if ms > 0]
+    caps = [fps for fps in (_capacity_fps(frames, name) for name in sorted(shared)) if fps > 0]
     bound = min([sum(m.bound_fps for m in members), *caps])
     return StreamRow(**{**row.__dict__, "bound_fps": bound})
 
