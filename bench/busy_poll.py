@@ -6,7 +6,9 @@ between two processes, once with blocking reads (as the data plane does)
 and once with each side polling its socket for up to ``--spin-us`` before
 it blocks (sender, receiver, both). Raw TCP (``bench/throughput.py``'s
 baseline: length, payload, a 1-byte answer) is measured in the same
-rounds, blocking and with both sides polling. A blocked thread that is woken
+rounds, blocking and with both sides polling; and streamed, one message
+after another with one answer at the end (what a window of unacknowledged
+sends would be measured against). A blocked thread that is woken
 pays the scheduler and, on a virtual machine, a halted vCPU's return, with
 cold caches after it; polling keeps the core busy instead, which is why it
 is not what the data plane does: two pollers and one more busy process on
@@ -114,6 +116,37 @@ def round_trips(size: int, repeats: int, mode: Mode, spin_s: float) -> list[floa
     return times[repeats // 10 :]
 
 
+def _sink(ports: mp.Queue, messages: int) -> None:  # type: ignore[type-arg]
+    server = socket.create_server(("127.0.0.1", 0))
+    ports.put(server.getsockname()[1])
+    sock, _ = server.accept()
+    reader = datalink.Reader(sock)
+    with sock:
+        for _ in range(messages):
+            reader.read_exact(int.from_bytes(reader.read_exact(8), "little"))
+        sock.sendall(b"k")  # one answer at the end
+
+
+def streamed_seconds(size: int, messages: int) -> float:
+    """Seconds per message of raw TCP sent back to back, one answer at the end: what a window of
+    unacknowledged sends would be measured against."""
+    ports: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    receiver = mp.Process(target=_sink, args=(ports, messages))
+    receiver.start()
+    sock = socket.create_connection(("127.0.0.1", ports.get(timeout=60)))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    payload = bytes(size)
+    start = time.perf_counter()
+    for _ in range(messages):
+        sock.sendall(size.to_bytes(8, "little"))
+        sock.sendall(payload)
+    sock.recv(1)
+    seconds = (time.perf_counter() - start) / messages
+    sock.close()
+    receiver.join(timeout=30)
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=200, help="round trips per size and mode, each round")
@@ -139,6 +172,13 @@ def main() -> None:
             us = median(samples[mode, size]) * 1e6
             cells.append(f"{us:>10.0f} {median(samples['raw TCP', size]) * 1e6 / us:>7.2f}")
         print(f"{mode:>16} " + " ".join(cells))
+    streamed = [
+        median([streamed_seconds(size, 10 * args.repeats) for _ in range(args.rounds)]) for size in SIZES
+    ]
+    print(
+        "raw TCP streamed, no answer per message (µs a message): "
+        + ", ".join(f"{s >> 10} KB {t * 1e6:.0f}" for s, t in zip(SIZES, streamed))
+    )
 
 
 if __name__ == "__main__":
