@@ -4,6 +4,7 @@ share with the tests (``tests/manifests.py``, re-exported here)."""
 from __future__ import annotations
 
 import atexit
+import os
 import platform
 import shutil
 import statistics
@@ -11,6 +12,12 @@ import sys
 import tempfile
 import textwrap
 from pathlib import Path
+
+# torch keeps its compiler cache in the system temp folder (made when torch.export is imported,
+# here and in every participant a benchmark starts): a folder of the script's own, removed at exit.
+if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="splittracer-bench-torch-")
+    atexit.register(shutil.rmtree, os.environ["TORCHINDUCTOR_CACHE_DIR"], True)
 
 import torch
 
