@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
 import time
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -132,3 +135,26 @@ def test_the_remote_command_stops_when_the_session_closes():
     command = measure_command(MeasureRequest(sources=(TOY,)), "/opt/py/bin/python3")
     assert "splittracer.plan.measure" in command and "/opt/py/bin/python3" in command
     assert "kill -TERM" in command and ".splittracer/venv/bin/python" in command
+
+
+def test_the_measurement_keeps_torchs_cache_in_a_folder_it_removes(tmp_path):
+    """torch's compiler caches in the device's temp folder; a measurement leaves nothing there."""
+    fake = tmp_path / "python3"  # answers the interpreter check, then writes into the cache folder
+    fake.write_text(
+        '#!/bin/sh\n[ "$1" = -c ] && exit 0\n'
+        'echo "$TORCHINDUCTOR_CACHE_DIR" > "$OUT"; touch "$TORCHINDUCTOR_CACHE_DIR/kernel"\n'
+    )
+    fake.chmod(0o755)
+    temp, out = tmp_path / "tmp", tmp_path / "out"
+    temp.mkdir()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "TMPDIR": str(temp), "OUT": str(out)}
+    command = measure_command(MeasureRequest(sources=(TOY,)), str(fake))
+    shell = subprocess.Popen(["sh", "-c", command], env=env, stdin=subprocess.PIPE)
+    try:
+        assert shell.wait(timeout=30) == 0
+    finally:
+        assert shell.stdin is not None
+        shell.stdin.close()
+    cache = Path(out.read_text().strip())
+    assert cache.parent == temp  # its own folder, in the temp folder ...
+    assert list(temp.iterdir()) == []  # ... and gone with what was written in it

@@ -99,11 +99,20 @@ def measure_on_device(
     return asyncio.run(session.run(timeout))
 
 
+# Capturing a model imports torch's compiler, which keeps a cache in the device's temp folder
+# (``torchinductor_USER``) and leaves it there; the measurement gets a folder of its own, removed
+# however it ends, as a run's participants keep theirs in the run's folder (deploy/ssh.py).
+_OWN_CACHE = 'cache=$(mktemp -d 2>/dev/null) && export TORCHINDUCTOR_CACHE_DIR="$cache"\n'
+_DROP_CACHE = '[ -n "${cache:-}" ] && rm -rf "$cache"\n'
+
+
 def measure_command(request: MeasureRequest, python: str | None = None) -> str:
     """The shell that measures ``request`` with the device's Python and stops it when stdin closes."""
     argument = msgspec.json.encode(request).decode()
     return watched_python(
-        f"-m splittracer.plan.measure {quote(argument)}", prologue=f"{select_python(python)}\n"
+        f"-m splittracer.plan.measure {quote(argument)}",
+        prologue=f"{select_python(python)}\n{_OWN_CACHE}",
+        epilogue=_DROP_CACHE,
     )
 
 
