@@ -70,6 +70,10 @@ def test_bad_manifest_exits_2_with_file_and_line(workspace, fixture):
 @pytest.mark.slow
 def test_run_by_name_writes_results_and_charts(workspace):
     manifest = (workspace / "experiments" / "neurosurgeon.yaml").read_text()
+    # An unthrottled phone (the scaffold's is held to a tenth of a CPU): this test is about the files.
+    manifest = "\n".join(
+        line for line in manifest.splitlines() if "cpu: 0.1" not in line and "by: auto" not in line
+    )
     manifest = (
         manifest.replace("splits: all", "splits: [0, 13, 21]")
         .replace("uplink: lte", "uplink: 100mbit")
