@@ -118,7 +118,7 @@ def _recv_exact(conn: socket.socket, n: int) -> bytes:
     return data
 
 
-def tcp_seconds(repeats: int, sizes: list[int] = SIZES) -> dict[int, list[float]]:
+def tcp_seconds(repeats: int) -> dict[int, list[float]]:
     """Seconds per message of each size over a raw socket (the first of a size dropped)."""
     ports: mp.Queue = mp.Queue()  # type: ignore[type-arg]
     receiver = mp.Process(target=_tcp_receiver, args=(ports,), daemon=True)
@@ -126,7 +126,7 @@ def tcp_seconds(repeats: int, sizes: list[int] = SIZES) -> dict[int, list[float]
     conn = socket.create_connection(("127.0.0.1", ports.get(timeout=30)))
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     result = {}
-    for size in sizes:
+    for size in SIZES:
         payload = bytes(size)
         times = []
         for _ in range(repeats + 1):
