@@ -250,6 +250,10 @@ class SystemSampler:
             self._buffer.extend(samples)
 
 
+# The last reading and when it was taken (monotonic seconds): the sampler's thread keeps it fresh.
+_latest_freq: tuple[float, float | None] = (-math.inf, None)
+
+
 def cpu_freq_mhz() -> float | None:
     """The CPU's current frequency in MHz where the system tells it; None where it does not."""
     try:
@@ -261,10 +265,6 @@ def cpu_freq_mhz() -> float | None:
     global _latest_freq
     _latest_freq = (time.monotonic(), mhz)  # one assignment: readers on other threads see both or neither
     return mhz
-
-
-# The last reading and when it was taken (monotonic seconds): the sampler's thread keeps it fresh.
-_latest_freq: tuple[float, float | None] = (-math.inf, None)
 
 
 def recent_cpu_freq_mhz(max_age_s: float = 0.25) -> float | None:

@@ -230,13 +230,13 @@ def _capacity_fps(frames: list[_Frame], name: str) -> float:
     Achieved over this is how busy ``name`` was in the window, so it never exceeds 1. Busy time
     per frame over the whole stream would count the work before the first completion (a
     shared server starts on several frames at once), and a stream could then beat its bound."""
-    ends = sorted(f.span.end_ns for f in frames)
-    if len(ends) < 2:
+    window = _window(frames)
+    if window is None:
         return 0.0
-    first, last = ends[0], ends[-1]
+    first, last, completions = window
     clipped = [(max(a, first), min(b, last)) for a, b in _intervals(frames, name) if b > first and a < last]
     busy_ns = _union_ns(clipped)
-    return (len(ends) - 1) / (busy_ns / 1e9) if busy_ns > 0 else 0.0
+    return completions / (busy_ns / 1e9) if busy_ns > 0 else 0.0
 
 
 def _intervals(frames: list[_Frame], name: str) -> list[tuple[int, int]]:
@@ -256,11 +256,20 @@ def _union_ns(intervals: list[tuple[int, int]]) -> int:
     return union
 
 
-def _achieved(frames: list[_Frame]) -> float:
+def _window(frames: list[_Frame]) -> tuple[int, int, int] | None:
+    """Where throughput is measured: the first completion, the last, and the completions after the
+    first (None for fewer than two frames). Achieved throughput and a shared server's cap both
+    use it, so the cap is what the server's busy time allowed in the same window."""
     ends = sorted(f.span.end_ns for f in frames)
-    if len(ends) < 2 or ends[-1] == ends[0]:
+    return (ends[0], ends[-1], len(ends) - 1) if len(ends) >= 2 else None
+
+
+def _achieved(frames: list[_Frame]) -> float:
+    window = _window(frames)
+    if window is None or window[1] == window[0]:
         return 0.0
-    return (len(ends) - 1) / ((ends[-1] - ends[0]) / 1e9)
+    first, last, completions = window
+    return completions / ((last - first) / 1e9)
 
 
 def _latency(spans: Sequence[Span]) -> dict[str, float]:
